@@ -1,0 +1,134 @@
+//! Assembles a running attest: database, link signer, templates, the HTTP server and the
+//! outbox worker. `App::build` binds the listener (port 0 picks a free port, as tests do) and
+//! reports the real address; `run_until_stopped` serves until the server stops, then stops
+//! the worker.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{App as ActixApp, HttpServer, dev::ServerHandle, middleware, web};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::notify::{LinkSigner, MailTemplates, OutboxWorker};
+use crate::web::{AppState, pages::Pages, routes};
+
+pub struct App {
+    port: u16,
+    public_url: String,
+    server: actix_web::dev::Server,
+    worker: OutboxWorker,
+    wake: Arc<Notify>,
+    db: Database,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Validates the config, connects and migrates the database, and binds the listener.
+    pub async fn build(mut config: Config, clock: SharedClock) -> Result<App> {
+        config.validate()?;
+        let db_config = config.database.clone();
+        let db = tokio::task::spawn_blocking(move || -> Result<Database> {
+            let db = Database::connect(&db_config)?;
+            db.migrate()?;
+            Ok(db)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("startup task failed: {e}")))??;
+
+        let listener = TcpListener::bind(&config.server.bind).map_err(|e| {
+            Error::Io(format!(
+                "server.bind: cannot listen on {}: {e}",
+                config.server.bind
+            ))
+        })?;
+        let address = listener.local_addr()?;
+        if config.server.public_url.is_empty() {
+            config.server.public_url = format!("http://{address}");
+        }
+        let public_url = config.server.public_url.trim_end_matches('/').to_string();
+
+        let signer = Arc::new(LinkSigner::from_config(&config.links)?);
+        let templates = Arc::new(MailTemplates::load(&config.mail.templates_dir)?);
+        let worker = OutboxWorker::new(
+            &config,
+            db.clone(),
+            clock.clone(),
+            signer.clone(),
+            templates,
+        )?;
+        let demo_enabled = config.demo.enabled;
+        let state = web::Data::new(AppState {
+            csrf_key: signer.derived_key("review-csrf"),
+            config: Arc::new(config),
+            db: db.clone(),
+            clock,
+            signer,
+            pages: Pages::new().map_err(|e| Error::Template(e.to_string()))?,
+        });
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let server = HttpServer::new(move || {
+            ActixApp::new()
+                .wrap(middleware::Compress::default())
+                .wrap(
+                    middleware::Logger::new("%r %s %Dms")
+                        .exclude("/healthz")
+                        .log_target("attest::http"),
+                )
+                .app_data(state.clone())
+                .configure(|cfg| routes(cfg, demo_enabled))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        Ok(App {
+            port: address.port(),
+            public_url,
+            server,
+            worker,
+            wake: Arc::new(Notify::new()),
+            db,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL reviewers are sent to (configured, or derived from the bound address).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn outbox_worker(&self) -> OutboxWorker {
+        self.worker.clone()
+    }
+
+    pub fn server_handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves HTTP and runs the outbox worker until the server stops (signal or handle).
+    pub async fn run_until_stopped(self) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = tokio::spawn(self.worker.run(stop_rx, self.wake.clone()));
+        let served = self.server.await;
+        let _ = stop_tx.send(true);
+        let _ = worker.await;
+        served.map_err(|e| Error::Io(format!("server stopped with an error: {e}")))
+    }
+}

@@ -1,0 +1,469 @@
+//! Campaign generation: freezes one review item per (person, group) of the source's current
+//! snapshot, routes each to a reviewer, and queues one digest per reviewer, all in a single
+//! transaction. Grants are read page by page (keyset on the grant id) and items written in
+//! multi-row batches, so memory stays bounded by the page size and the number of reviewers.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::campaigns::model::{Campaign, ITEM_PENDING, STATE_OPEN, campaign};
+use crate::campaigns::reviewers::{Candidate, ManagerFacts, choose_reviewer};
+use crate::clock::Clock;
+use crate::config::{CampaignDefinition, Config};
+use crate::db::schema::{campaigns, entitlements, grants, identities, review_items, reviewers};
+use crate::db::time::to_db;
+use crate::db::{Database, DbConnection, new_id, write_tx};
+use crate::directory::current_sync_run;
+use crate::error::{Error, Result};
+use crate::evidence::{EventKind, append};
+use crate::notify::outbox;
+use crate::sources::normalize_dn;
+
+const GRANT_PAGE: i64 = 1_000;
+
+diesel::alias!(identities as managers: ManagersAlias);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedCampaign {
+    pub campaign: Campaign,
+    pub items: i64,
+    pub reviewers: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = review_items)]
+struct NewReviewItem {
+    id: String,
+    campaign_id: String,
+    reviewer_id: String,
+    routing: String,
+    identity_external_id: String,
+    identity_login: String,
+    identity_name: String,
+    identity_email: Option<String>,
+    identity_status: String,
+    entitlement_external_id: String,
+    entitlement_name: String,
+    entitlement_dn: String,
+    privileged: bool,
+    via: Option<String>,
+    granted_since: chrono::NaiveDateTime,
+    state: String,
+}
+
+/// Start of the calendar quarter containing `at` (UTC): the period of a scheduled campaign.
+pub fn quarter_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    let month = (at.month0() / 3) * 3 + 1;
+    Utc.with_ymd_and_hms(at.year(), month, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at)
+}
+
+/// Opens a campaign of `definition_name`. `now_period` starts an ad-hoc campaign whose period
+/// begins now; otherwise the period is the current quarter and a second start in the same
+/// quarter is refused (one campaign per definition and period).
+pub fn start_campaign(
+    db: &Database,
+    clock: &dyn Clock,
+    config: &Config,
+    definition_name: &str,
+    now_period: bool,
+    actor: &str,
+) -> Result<StartedCampaign> {
+    let definition = config.campaign_definition(definition_name)?;
+    config.source(&definition.source)?;
+    let now = clock.now();
+    let period_start = if now_period { now } else { quarter_start(now) };
+    let mut conn = db.conn()?;
+    let started = write_tx(&mut conn, |conn| {
+        generate(conn, now, period_start, definition_name, definition, actor)
+    })?;
+    tracing::info!(
+        campaign = %started.campaign.id,
+        definition = definition_name,
+        items = started.items,
+        reviewers = started.reviewers,
+        "campaign opened"
+    );
+    Ok(started)
+}
+
+fn generate(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    period_start: DateTime<Utc>,
+    definition_name: &str,
+    definition: &CampaignDefinition,
+    actor: &str,
+) -> Result<StartedCampaign> {
+    let run = current_sync_run(conn, &definition.source)?.ok_or_else(|| {
+        Error::Conflict(format!(
+            "source `{}` has no snapshot yet; run `attest sync {}` first",
+            definition.source, definition.source
+        ))
+    })?;
+    let existing: i64 = campaigns::table
+        .filter(campaigns::definition.eq(definition_name))
+        .filter(campaigns::period_start.eq(to_db(period_start)))
+        .count()
+        .get_result(conn)?;
+    if existing > 0 {
+        return Err(Error::Conflict(format!(
+            "a `{definition_name}` campaign for the period starting {} already exists",
+            period_start.format("%Y-%m-%d")
+        )));
+    }
+    let entitlement_ids = entitlements_in_scope(conn, &run.id, definition)?;
+    let fallbacks = resolve_fallbacks(conn, &run.id, &definition.fallback_reviewers)?;
+
+    let campaign_id = new_id();
+    let title = definition
+        .title
+        .clone()
+        .unwrap_or_else(|| definition_name.to_string());
+    let scope = json!({
+        "groups": definition.groups,
+        "privileged_only": definition.privileged_only,
+        "fallback_reviewers": definition.fallback_reviewers,
+        "duration_days": definition.duration_days,
+        "entitlements": entitlement_ids.len(),
+    });
+    let due_at = now + Duration::days(i64::from(definition.duration_days));
+    diesel::insert_into(campaigns::table)
+        .values((
+            campaigns::id.eq(&campaign_id),
+            campaigns::definition.eq(definition_name),
+            campaigns::title.eq(&title),
+            campaigns::source.eq(&definition.source),
+            campaigns::sync_run_id.eq(&run.id),
+            campaigns::scope.eq(scope.to_string()),
+            campaigns::period_start.eq(to_db(period_start)),
+            campaigns::opened_at.eq(to_db(now)),
+            campaigns::due_at.eq(to_db(due_at)),
+            campaigns::state.eq(STATE_OPEN),
+        ))
+        .execute(conn)?;
+
+    let mut reviewer_ids: HashMap<String, String> = HashMap::new();
+    let mut item_count = 0i64;
+    let mut last_grant = String::new();
+    loop {
+        let page = grant_page(conn, &run.id, &entitlement_ids, &last_grant)?;
+        let Some(last) = page.last() else { break };
+        last_grant = last.grant_id.clone();
+        let mut items = Vec::with_capacity(page.len());
+        let mut new_reviewers = Vec::new();
+        for row in &page {
+            let manager = row.manager.as_ref();
+            let (reviewer, routing) = choose_reviewer(
+                &row.identity_external_id,
+                row.identity_email.as_deref(),
+                manager,
+                &fallbacks,
+            )?;
+            let key = reviewer.email.to_lowercase();
+            let reviewer_id = match reviewer_ids.get(&key) {
+                Some(id) => id.clone(),
+                None => {
+                    let id = new_id();
+                    reviewer_ids.insert(key, id.clone());
+                    new_reviewers.push((id.clone(), reviewer.clone()));
+                    id
+                }
+            };
+            items.push(NewReviewItem {
+                id: new_id(),
+                campaign_id: campaign_id.clone(),
+                reviewer_id,
+                routing: routing.as_str().to_string(),
+                identity_external_id: row.identity_external_id.clone(),
+                identity_login: row.identity_login.clone(),
+                identity_name: row.identity_name.clone(),
+                identity_email: row.identity_email.clone(),
+                identity_status: row.identity_status.clone(),
+                entitlement_external_id: row.entitlement_external_id.clone(),
+                entitlement_name: row.entitlement_name.clone(),
+                entitlement_dn: row.entitlement_dn.clone(),
+                privileged: row.privileged,
+                via: row.via.clone(),
+                granted_since: row.first_seen_at,
+                state: ITEM_PENDING.to_string(),
+            });
+        }
+        insert_reviewers(conn, &campaign_id, &new_reviewers)?;
+        for chunk in items.chunks(500) {
+            crate::insert_rows!(conn, review_items::table, chunk)?;
+        }
+        item_count += items.len() as i64;
+    }
+
+    append(
+        conn,
+        now,
+        EventKind::CampaignOpened,
+        actor,
+        Some(&campaign_id),
+        &json!({
+            "campaign": campaign_id,
+            "definition": definition_name,
+            "title": title,
+            "source": definition.source,
+            "sync_run": run.id,
+            "period_start": period_start.to_rfc3339(),
+            "due_at": due_at.to_rfc3339(),
+            "items": item_count,
+            "reviewers": reviewer_ids.len(),
+            "scope": scope,
+        }),
+    )?;
+    let mut ids: Vec<&String> = reviewer_ids.values().collect();
+    ids.sort();
+    for reviewer_id in ids {
+        outbox::enqueue_review_request(conn, now, &campaign_id, reviewer_id, actor)?;
+    }
+    Ok(StartedCampaign {
+        campaign: campaign(conn, &campaign_id)?,
+        items: item_count,
+        reviewers: reviewer_ids.len() as i64,
+    })
+}
+
+fn insert_reviewers(
+    conn: &mut DbConnection,
+    campaign_id: &str,
+    new_reviewers: &[(String, Candidate)],
+) -> Result<()> {
+    if new_reviewers.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = new_reviewers
+        .iter()
+        .map(|(id, c)| {
+            (
+                reviewers::id.eq(id.clone()),
+                reviewers::campaign_id.eq(campaign_id.to_string()),
+                reviewers::identity_external_id.eq(c.external_id.clone()),
+                reviewers::login.eq(c.login.clone()),
+                reviewers::email.eq(c.email.clone()),
+                reviewers::display_name.eq(c.display_name.clone()),
+            )
+        })
+        .collect();
+    crate::insert_rows!(conn, reviewers::table, rows)?;
+    Ok(())
+}
+
+/// Entitlement ids the definition covers; every group it names must exist in the snapshot.
+fn entitlements_in_scope(
+    conn: &mut DbConnection,
+    sync_run_id: &str,
+    definition: &CampaignDefinition,
+) -> Result<Vec<String>> {
+    let all: Vec<(String, String, String, bool)> = entitlements::table
+        .filter(entitlements::sync_run_id.eq(sync_run_id))
+        .select((
+            entitlements::id,
+            entitlements::dn_norm,
+            entitlements::name,
+            entitlements::privileged,
+        ))
+        .load(conn)?;
+    let mut missing = Vec::new();
+    let wanted: Vec<(String, String)> = definition
+        .groups
+        .iter()
+        .map(|g| (normalize_dn(g), g.to_lowercase()))
+        .collect();
+    for (group, (dn, name)) in definition.groups.iter().zip(&wanted) {
+        if !all
+            .iter()
+            .any(|(_, d, n, _)| d == dn || n.to_lowercase() == *name)
+        {
+            missing.push(group.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Conflict(format!(
+            "groups not found in the current snapshot: {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(_, dn, name, privileged)| {
+            (wanted.is_empty()
+                || wanted
+                    .iter()
+                    .any(|(d, n)| d == dn || *n == name.to_lowercase()))
+                && (!definition.privileged_only || *privileged)
+        })
+        .map(|(id, ..)| id)
+        .collect())
+}
+
+/// Fallback reviewers named by email or login: looked up in the snapshot for their name; an
+/// email address not in the directory is still usable.
+fn resolve_fallbacks(
+    conn: &mut DbConnection,
+    sync_run_id: &str,
+    names: &[String],
+) -> Result<Vec<Candidate>> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let found: Option<(String, String, String, Option<String>)> = identities::table
+            .filter(identities::sync_run_id.eq(sync_run_id))
+            .filter(identities::email.eq(name).or(identities::login.eq(name)))
+            .select((
+                identities::external_id,
+                identities::login,
+                identities::display_name,
+                identities::email,
+            ))
+            .first(conn)
+            .optional()?;
+        match found {
+            Some((external_id, login, display_name, Some(email))) => out.push(Candidate {
+                external_id: Some(external_id),
+                login: Some(login),
+                email,
+                display_name,
+            }),
+            _ if name.contains('@') => out.push(Candidate {
+                external_id: None,
+                login: None,
+                email: name.clone(),
+                display_name: name.clone(),
+            }),
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "fallback reviewer `{name}` is neither an email address nor a person with an \
+                     email in the current snapshot"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct GrantRow {
+    grant_id: String,
+    via: Option<String>,
+    first_seen_at: chrono::NaiveDateTime,
+    identity_external_id: String,
+    identity_login: String,
+    identity_name: String,
+    identity_email: Option<String>,
+    identity_status: String,
+    entitlement_external_id: String,
+    entitlement_name: String,
+    entitlement_dn: String,
+    privileged: bool,
+    manager: Option<ManagerFacts>,
+}
+
+type ManagerColumns = (String, String, String, Option<String>, String);
+
+/// One page of resolved grants with person, group and (if found) manager, after `after`.
+fn grant_page(
+    conn: &mut DbConnection,
+    sync_run_id: &str,
+    entitlement_ids: &[String],
+    after: &str,
+) -> Result<Vec<GrantRow>> {
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        (String, Option<String>, chrono::NaiveDateTime),
+        (String, String, String, Option<String>, String),
+        (String, String, String, bool),
+        Option<ManagerColumns>,
+    )> = grants::table
+        .inner_join(identities::table.on(grants::identity_id.eq(identities::id.nullable())))
+        .inner_join(entitlements::table.on(grants::entitlement_id.eq(entitlements::id)))
+        .left_join(
+            managers.on(managers
+                .field(identities::dn_norm)
+                .nullable()
+                .eq(identities::manager_dn_norm)
+                .and(
+                    managers
+                        .field(identities::sync_run_id)
+                        .eq(identities::sync_run_id),
+                )),
+        )
+        .filter(grants::sync_run_id.eq(sync_run_id))
+        .filter(grants::entitlement_id.eq_any(entitlement_ids))
+        .filter(grants::id.gt(after))
+        .order(grants::id.asc())
+        .limit(GRANT_PAGE)
+        .select((
+            (grants::id, grants::via, grants::first_seen_at),
+            (
+                identities::external_id,
+                identities::login,
+                identities::display_name,
+                identities::email,
+                identities::status,
+            ),
+            (
+                entitlements::external_id,
+                entitlements::name,
+                entitlements::dn,
+                entitlements::privileged,
+            ),
+            managers
+                .fields((
+                    identities::external_id,
+                    identities::login,
+                    identities::display_name,
+                    identities::email,
+                    identities::status,
+                ))
+                .nullable(),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(grant, person, group, manager)| GrantRow {
+            grant_id: grant.0,
+            via: grant.1,
+            first_seen_at: grant.2,
+            identity_external_id: person.0,
+            identity_login: person.1,
+            identity_name: person.2,
+            identity_email: person.3,
+            identity_status: person.4,
+            entitlement_external_id: group.0,
+            entitlement_name: group.1,
+            entitlement_dn: group.2,
+            privileged: group.3,
+            manager: manager.map(|(external_id, login, display_name, email, status)| {
+                ManagerFacts {
+                    candidate: Candidate {
+                        external_id: Some(external_id),
+                        login: Some(login),
+                        email: email.unwrap_or_default(),
+                        display_name,
+                    },
+                    active: status == "active",
+                }
+            }),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarter_start_is_first_day_of_quarter() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 13, 5, 0).unwrap();
+        assert_eq!(
+            quarter_start(at),
+            Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap()
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Campaigns: a definition from config turned into a frozen set of review items, one per
+//! (person, group) of the source's current snapshot, each routed to a reviewer. Generation is
+//! one transaction: a campaign exists whole or not at all. This module decides what is
+//! reviewed and by whom; sending mail and recording decisions belong to `notify/` and
+//! `decisions/`.
+
+pub mod generate;
+pub mod lifecycle;
+pub mod model;
+pub mod reviewers;
+
+pub use generate::{StartedCampaign, start_campaign};
+pub use lifecycle::{CampaignSummary, close_campaign, list_campaigns};
+pub use model::{Campaign, ReviewItem, Reviewer};

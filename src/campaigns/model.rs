@@ -1,0 +1,121 @@
+//! Campaign rows as the rest of the spine reads them.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::DbConnection;
+use crate::db::schema::{campaigns, review_items, reviewers};
+use crate::error::{Error, Result};
+
+pub const STATE_OPEN: &str = "open";
+pub const STATE_CLOSED: &str = "closed";
+
+pub const ITEM_PENDING: &str = "pending";
+pub const ITEM_APPROVED: &str = "approved";
+pub const ITEM_REVOKED: &str = "revoked";
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, PartialEq, Eq)]
+#[diesel(table_name = campaigns)]
+pub struct Campaign {
+    pub id: String,
+    pub definition: String,
+    pub title: String,
+    pub source: String,
+    pub sync_run_id: String,
+    pub scope: String,
+    pub period_start: NaiveDateTime,
+    pub opened_at: NaiveDateTime,
+    pub due_at: NaiveDateTime,
+    pub closed_at: Option<NaiveDateTime>,
+    pub state: String,
+}
+
+impl Campaign {
+    pub fn is_open(&self) -> bool {
+        self.state == STATE_OPEN
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, PartialEq, Eq)]
+#[diesel(table_name = reviewers)]
+pub struct Reviewer {
+    pub id: String,
+    pub campaign_id: String,
+    pub identity_external_id: Option<String>,
+    pub login: Option<String>,
+    pub email: String,
+    pub display_name: String,
+}
+
+/// A frozen copy of one grant at launch, and where its review stands.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, PartialEq, Eq)]
+#[diesel(table_name = review_items)]
+pub struct ReviewItem {
+    pub id: String,
+    pub campaign_id: String,
+    pub reviewer_id: String,
+    pub routing: String,
+    pub identity_external_id: String,
+    pub identity_login: String,
+    pub identity_name: String,
+    pub identity_email: Option<String>,
+    pub identity_status: String,
+    pub entitlement_external_id: String,
+    pub entitlement_name: String,
+    pub entitlement_dn: String,
+    pub privileged: bool,
+    pub via: Option<String>,
+    pub granted_since: NaiveDateTime,
+    pub stage: i64,
+    pub state: String,
+    pub decided_at: Option<NaiveDateTime>,
+}
+
+pub fn campaign(conn: &mut DbConnection, id: &str) -> Result<Campaign> {
+    campaigns::table
+        .find(id)
+        .select(Campaign::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("campaign {id} not found")))
+}
+
+pub fn reviewer(conn: &mut DbConnection, id: &str) -> Result<Reviewer> {
+    reviewers::table
+        .find(id)
+        .select(Reviewer::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("reviewer {id} not found")))
+}
+
+pub fn reviewers_of(conn: &mut DbConnection, campaign_id: &str) -> Result<Vec<Reviewer>> {
+    Ok(reviewers::table
+        .filter(reviewers::campaign_id.eq(campaign_id))
+        .order(reviewers::email.asc())
+        .select(Reviewer::as_select())
+        .load(conn)?)
+}
+
+/// A reviewer's items, privileged first, then by person and group.
+pub fn items_of_reviewer(conn: &mut DbConnection, reviewer_id: &str) -> Result<Vec<ReviewItem>> {
+    Ok(review_items::table
+        .filter(review_items::reviewer_id.eq(reviewer_id))
+        .order((
+            review_items::privileged.desc(),
+            review_items::identity_name.asc(),
+            review_items::entitlement_name.asc(),
+        ))
+        .select(ReviewItem::as_select())
+        .load(conn)?)
+}
+
+pub fn item(conn: &mut DbConnection, id: &str) -> Result<ReviewItem> {
+    review_items::table
+        .find(id)
+        .select(ReviewItem::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("review item {id} not found")))
+}

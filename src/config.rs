@@ -1,0 +1,624 @@
+//! Typed configuration: built-in defaults, then a TOML file, then `ATTEST__SECTION__KEY`
+//! environment variables. Secrets may come from `*_file` keys so they never sit in the TOML.
+//! Unknown keys are refused, and [`Config::validate`] reports every semantic problem with
+//! the key it concerns. This module only reads and checks configuration; it opens no
+//! connections and touches no files beyond reading secret files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigProblem, Error};
+
+/// The whole configuration of one attest instance.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub links: LinksConfig,
+    pub mail: MailConfig,
+    pub demo: DemoConfig,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub campaigns: BTreeMap<String, CampaignDefinition>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on; port 0 picks a free port.
+    pub bind: String,
+    /// Absolute URL under which reviewers reach this server; used to build links in mail.
+    pub public_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    pub pool_size: u32,
+    /// How long SQLite waits for a lock before giving up.
+    pub busy_timeout_ms: u32,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url_password(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("busy_timeout_ms", &self.busy_timeout_ms)
+            .finish()
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://var/attest.db".into(),
+            pool_size: 8,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host` URL for logs and errors.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `attest=debug,actix_web=info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinksConfig {
+    /// `iss` claim of review-link tokens.
+    pub issuer: String,
+    /// Key id placed in the token header; tokens naming another kid are refused.
+    pub key_id: String,
+    /// HMAC key for review links (at least 32 bytes). Prefer `signing_key_file`.
+    #[serde(skip_serializing)]
+    pub signing_key: Option<SecretString>,
+    pub signing_key_file: Option<PathBuf>,
+    /// Create `signing_key_file` with a random key when it does not exist yet.
+    pub generate_missing_key: bool,
+    /// Links stay valid this many days after the campaign's due date.
+    pub grace_days: u32,
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        LinksConfig {
+            issuer: "attest".into(),
+            key_id: "k1".into(),
+            signing_key: None,
+            signing_key_file: Some(PathBuf::from("var/link-signing.key")),
+            generate_missing_key: true,
+            grace_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    Smtp,
+    File,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// `From:` header, e.g. `attest <attest@example.com>`.
+    pub from: String,
+    pub smtp: SmtpConfig,
+    /// Folder the file transport writes one `.eml` per message into.
+    pub file_dir: PathBuf,
+    /// Folder with email templates overriding the built-in ones.
+    pub templates_dir: PathBuf,
+    pub poll_interval_ms: u64,
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    /// How long a claimed message is reserved for one worker before another may retry it.
+    pub lease_seconds: u32,
+    pub retry_base_seconds: u32,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: MailTransport::Smtp,
+            from: "attest <attest@localhost>".into(),
+            smtp: SmtpConfig::default(),
+            file_dir: PathBuf::from("var/mail"),
+            templates_dir: PathBuf::from("email-templates"),
+            poll_interval_ms: 2_000,
+            batch_size: 50,
+            max_attempts: 8,
+            lease_seconds: 300,
+            retry_base_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+    pub timeout_seconds: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: "localhost".into(),
+            port: 587,
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password: None,
+            password_file: None,
+            timeout_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Serves `/demo/mail`, a page listing the messages the file mailer wrote.
+    pub enabled: bool,
+}
+
+/// One directory to pull people and groups from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    Ldap(LdapSourceConfig),
+    Ldif(LdifSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn privileged_groups(&self) -> &[String] {
+        match self {
+            SourceConfig::Ldap(c) => &c.privileged_groups,
+            SourceConfig::Ldif(c) => &c.privileged_groups,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSourceConfig {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    pub bind_dn: String,
+    #[serde(default, skip_serializing)]
+    pub bind_password: Option<SecretString>,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub people: PeopleQuery,
+    #[serde(default)]
+    pub groups: GroupQuery,
+    /// Group DNs or names whose membership counts as privileged access.
+    #[serde(default)]
+    pub privileged_groups: Vec<String>,
+}
+
+fn default_page_size() -> i32 {
+    500
+}
+
+fn default_ldap_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeopleQuery {
+    /// Base DNs searched for people (subtree).
+    pub base_dns: Vec<String>,
+    pub filter: String,
+    pub id_attribute: String,
+    pub login_attribute: String,
+    pub name_attribute: String,
+    pub email_attribute: String,
+    pub manager_attribute: String,
+    /// Attribute whose presence with a true-ish value marks the account disabled (optional).
+    pub disabled_attribute: Option<String>,
+}
+
+impl Default for PeopleQuery {
+    fn default() -> Self {
+        PeopleQuery {
+            base_dns: Vec::new(),
+            filter: "(objectClass=inetOrgPerson)".into(),
+            id_attribute: "entryUUID".into(),
+            login_attribute: "uid".into(),
+            name_attribute: "cn".into(),
+            email_attribute: "mail".into(),
+            manager_attribute: "manager".into(),
+            disabled_attribute: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupQuery {
+    pub base_dns: Vec<String>,
+    pub filter: String,
+    pub id_attribute: String,
+    pub name_attribute: String,
+    pub member_attribute: String,
+    pub description_attribute: String,
+}
+
+impl Default for GroupQuery {
+    fn default() -> Self {
+        GroupQuery {
+            base_dns: Vec::new(),
+            filter: "(objectClass=groupOfNames)".into(),
+            id_attribute: "entryUUID".into(),
+            name_attribute: "cn".into(),
+            member_attribute: "member".into(),
+            description_attribute: "description".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdifSourceConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub people: PeopleQuery,
+    #[serde(default)]
+    pub groups: GroupQuery,
+    #[serde(default)]
+    pub privileged_groups: Vec<String>,
+}
+
+/// What a campaign reviews, who reviews it and for how long.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignDefinition {
+    /// Human title shown in mail and pages; defaults to the definition's key.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Name of the source (key under `[sources]`) whose current snapshot is reviewed.
+    pub source: String,
+    /// Group DNs or names to review; empty means every group of the source.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Only review groups marked privileged.
+    #[serde(default)]
+    pub privileged_only: bool,
+    /// Reviewers (email or login) used, in order, when a member has no usable manager.
+    pub fallback_reviewers: Vec<String>,
+    #[serde(default = "default_duration_days")]
+    pub duration_days: u32,
+}
+
+fn default_duration_days() -> u32 {
+    14
+}
+
+/// Secrets resolved from their inline value or `*_file` key.
+pub fn resolve_secret(
+    key: &str,
+    inline: Option<&SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, ConfigProblem> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigProblem::new(
+            key,
+            format!("set either `{key}` or `{key}_file`, not both"),
+        )),
+        (Some(value), None) => Ok(Some(value.clone())),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(SecretString::from(
+                text.trim_end_matches(['\n', '\r']),
+            ))),
+            Err(e) => Err(ConfigProblem::new(
+                &format!("{key}_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (when given and present), then the environment.
+    /// `file_required` makes a missing file an error (an explicit `--config`).
+    pub fn load(file: Option<&Path>, file_required: bool) -> Result<Config, Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if path.exists() {
+                figment = figment.merge(Toml::file_exact(path));
+            } else if file_required {
+                return Err(Error::Config(vec![ConfigProblem::new(
+                    "--config",
+                    format!("configuration file {} does not exist", path.display()),
+                )]));
+            }
+        }
+        Self::extract(figment.merge(Env::prefixed("ATTEST__").split("__")))
+    }
+
+    /// Loads defaults then the given TOML text (used by the embedded demo), then the environment.
+    pub fn from_toml_str(text: &str) -> Result<Config, Error> {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .merge(Env::prefixed("ATTEST__").split("__"));
+        Self::extract(figment)
+    }
+
+    fn extract(figment: Figment) -> Result<Config, Error> {
+        figment.extract::<Config>().map_err(|err| {
+            Error::Config(
+                err.into_iter()
+                    .map(|e| {
+                        let key = if e.path.is_empty() {
+                            "(top level)".to_string()
+                        } else {
+                            e.path.join(".")
+                        };
+                        ConfigProblem::new(&key, e.kind.to_string())
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Every semantic problem of the configuration, each naming its key.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite://")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            problems.push(ConfigProblem::new(
+                "database.url",
+                format!(
+                    "unsupported database URL `{}`: use sqlite://PATH or postgres://...",
+                    redact_url_password(url)
+                ),
+            ));
+        }
+        if self.database.pool_size == 0 {
+            problems.push(ConfigProblem::new(
+                "database.pool_size",
+                "must be at least 1",
+            ));
+        }
+        let public_url = &self.server.public_url;
+        if !(public_url.is_empty()
+            || public_url.starts_with("http://")
+            || public_url.starts_with("https://"))
+        {
+            problems.push(ConfigProblem::new(
+                "server.public_url",
+                "must be an absolute http:// or https:// URL (or empty to use the bound address)",
+            ));
+        }
+        if let Err(p) = resolve_secret(
+            "links.signing_key",
+            self.links.signing_key.as_ref(),
+            if self.links.signing_key.is_some() {
+                None
+            } else {
+                self.links
+                    .signing_key_file
+                    .as_deref()
+                    .filter(|p| p.exists() || !self.links.generate_missing_key)
+            },
+        ) {
+            problems.push(p);
+        }
+        if let Some(key) = &self.links.signing_key
+            && key.expose_secret().len() < 32
+        {
+            problems.push(ConfigProblem::new(
+                "links.signing_key",
+                "must be at least 32 characters",
+            ));
+        }
+        if self.links.signing_key.is_none() && self.links.signing_key_file.is_none() {
+            problems.push(ConfigProblem::new(
+                "links.signing_key_file",
+                "set links.signing_key_file (or links.signing_key)",
+            ));
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(ConfigProblem::new(
+                "mail.from",
+                "not a valid mailbox such as `attest <attest@example.com>`",
+            ));
+        }
+        if self.mail.transport == MailTransport::Smtp {
+            if self.mail.smtp.host.trim().is_empty() {
+                problems.push(ConfigProblem::new("mail.smtp.host", "must not be empty"));
+            }
+            if let Err(p) = resolve_secret(
+                "mail.smtp.password",
+                self.mail.smtp.password.as_ref(),
+                self.mail.smtp.password_file.as_deref(),
+            ) {
+                problems.push(p);
+            }
+        }
+        if self.mail.max_attempts == 0 {
+            problems.push(ConfigProblem::new(
+                "mail.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        for (name, source) in &self.sources {
+            self.source_problems(name, source, &mut problems);
+        }
+        for (name, definition) in &self.campaigns {
+            let key = format!("campaigns.{name}");
+            if !self.sources.contains_key(&definition.source) {
+                problems.push(ConfigProblem::new(
+                    &format!("{key}.source"),
+                    format!("no source named `{}` under [sources]", definition.source),
+                ));
+            }
+            if definition.fallback_reviewers.is_empty() {
+                problems.push(ConfigProblem::new(
+                    &format!("{key}.fallback_reviewers"),
+                    "name at least one fallback reviewer (email or login)",
+                ));
+            }
+            if definition.duration_days == 0 {
+                problems.push(ConfigProblem::new(
+                    &format!("{key}.duration_days"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        problems
+    }
+
+    fn source_problems(
+        &self,
+        name: &str,
+        source: &SourceConfig,
+        problems: &mut Vec<ConfigProblem>,
+    ) {
+        let key = format!("sources.{name}");
+        match source {
+            SourceConfig::Ldap(ldap) => {
+                if !(ldap.url.starts_with("ldap://") || ldap.url.starts_with("ldaps://")) {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.url"),
+                        "must start with ldap:// or ldaps://",
+                    ));
+                }
+                if let Err(p) = resolve_secret(
+                    &format!("{key}.bind_password"),
+                    ldap.bind_password.as_ref(),
+                    ldap.bind_password_file.as_deref(),
+                ) {
+                    problems.push(p);
+                }
+                if ldap.page_size <= 0 {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.page_size"),
+                        "must be a positive number",
+                    ));
+                }
+                if ldap.people.base_dns.is_empty() {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.people.base_dns"),
+                        "name at least one base DN to search for people",
+                    ));
+                }
+                if ldap.groups.base_dns.is_empty() {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.groups.base_dns"),
+                        "name at least one base DN to search for groups",
+                    ));
+                }
+            }
+            SourceConfig::Ldif(ldif) => {
+                if ldif.path.as_os_str().is_empty() {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.path"),
+                        "must not be empty",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Fails with every problem at once when the configuration is not usable.
+    pub fn validate(&self) -> Result<(), Error> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(problems))
+        }
+    }
+
+    pub fn source(&self, name: &str) -> Result<&SourceConfig, Error> {
+        self.sources
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("source `{name}` is not configured")))
+    }
+
+    pub fn campaign_definition(&self, name: &str) -> Result<&CampaignDefinition, Error> {
+        self.campaigns.get(name).ok_or_else(|| {
+            Error::NotFound(format!("campaign definition `{name}` is not configured"))
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! Diesel table definitions shared by both backends; they mirror `migrations/*/up.sql`.
+
+diesel::table! {
+    sources (name) {
+        name -> Text,
+        kind -> Text,
+        current_sync_run_id -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_runs (id) {
+        id -> Text,
+        source -> Text,
+        server -> Text,
+        searches -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        pages -> BigInt,
+        entries -> BigInt,
+        identities -> BigInt,
+        entitlements -> BigInt,
+        grants -> BigInt,
+        unresolved_members -> BigInt,
+        raw_sha256 -> Nullable<Text>,
+        status -> Text,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    identities (id) {
+        id -> Text,
+        sync_run_id -> Text,
+        external_id -> Text,
+        dn -> Text,
+        dn_norm -> Text,
+        login -> Text,
+        display_name -> Text,
+        email -> Nullable<Text>,
+        manager_dn_norm -> Nullable<Text>,
+        status -> Text,
+        last_login_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    entitlements (id) {
+        id -> Text,
+        sync_run_id -> Text,
+        external_id -> Text,
+        dn -> Text,
+        dn_norm -> Text,
+        name -> Text,
+        kind -> Text,
+        description -> Nullable<Text>,
+        privileged -> Bool,
+        owner_external_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        sync_run_id -> Text,
+        entitlement_id -> Text,
+        member_dn_norm -> Text,
+        identity_id -> Nullable<Text>,
+        via -> Nullable<Text>,
+        first_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    campaigns (id) {
+        id -> Text,
+        definition -> Text,
+        title -> Text,
+        source -> Text,
+        sync_run_id -> Text,
+        scope -> Text,
+        period_start -> Timestamp,
+        opened_at -> Timestamp,
+        due_at -> Timestamp,
+        closed_at -> Nullable<Timestamp>,
+        state -> Text,
+    }
+}
+
+diesel::table! {
+    reviewers (id) {
+        id -> Text,
+        campaign_id -> Text,
+        identity_external_id -> Nullable<Text>,
+        login -> Nullable<Text>,
+        email -> Text,
+        display_name -> Text,
+    }
+}
+
+diesel::table! {
+    review_items (id) {
+        id -> Text,
+        campaign_id -> Text,
+        reviewer_id -> Text,
+        routing -> Text,
+        identity_external_id -> Text,
+        identity_login -> Text,
+        identity_name -> Text,
+        identity_email -> Nullable<Text>,
+        identity_status -> Text,
+        entitlement_external_id -> Text,
+        entitlement_name -> Text,
+        entitlement_dn -> Text,
+        privileged -> Bool,
+        via -> Nullable<Text>,
+        granted_since -> Timestamp,
+        stage -> BigInt,
+        state -> Text,
+        decided_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    decisions (id) {
+        id -> Text,
+        item_id -> Text,
+        campaign_id -> Text,
+        reviewer_id -> Text,
+        outcome -> Text,
+        comment -> Nullable<Text>,
+        decided_at -> Timestamp,
+        auth_method -> Text,
+        auth_context -> Text,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        dedupe_key -> Text,
+        kind -> Text,
+        campaign_id -> Nullable<Text>,
+        reviewer_id -> Nullable<Text>,
+        recipient -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        message_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    link_tokens (jti_hash) {
+        jti_hash -> Text,
+        purpose -> Text,
+        reviewer_id -> Text,
+        campaign_id -> Text,
+        issued_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    events (seq) {
+        seq -> BigInt,
+        kind -> Text,
+        actor -> Text,
+        occurred_at -> Timestamp,
+        subject -> Nullable<Text>,
+        payload -> Text,
+        leaf_hash -> Text,
+    }
+}
+
+diesel::table! {
+    checkpoints (size) {
+        size -> BigInt,
+        root_hash -> Text,
+        key_id -> Text,
+        signature -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    remediation_tasks (id) {
+        id -> Text,
+        campaign_id -> Text,
+        item_id -> Text,
+        kind -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        verified_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        kind -> Text,
+        dedupe_key -> Nullable<Text>,
+        payload -> Text,
+        state -> Text,
+        attempts -> BigInt,
+        run_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    staff_users (id) {
+        id -> Text,
+        issuer -> Text,
+        subject -> Text,
+        email -> Text,
+        display_name -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        staff_user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        staff_user_id -> Text,
+        name -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(sync_runs -> sources (source));
+diesel::joinable!(identities -> sync_runs (sync_run_id));
+diesel::joinable!(entitlements -> sync_runs (sync_run_id));
+diesel::joinable!(grants -> entitlements (entitlement_id));
+diesel::joinable!(grants -> identities (identity_id));
+diesel::joinable!(review_items -> campaigns (campaign_id));
+diesel::joinable!(review_items -> reviewers (reviewer_id));
+diesel::joinable!(reviewers -> campaigns (campaign_id));
+diesel::joinable!(decisions -> review_items (item_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    sources,
+    sync_runs,
+    identities,
+    entitlements,
+    grants,
+    campaigns,
+    reviewers,
+    review_items,
+    decisions,
+    outbox,
+    link_tokens,
+    events,
+    checkpoints,
+    remediation_tasks,
+    jobs,
+    staff_users,
+    sessions,
+    api_tokens
+);

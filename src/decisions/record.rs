@@ -1,0 +1,180 @@
+//! Recording one decision. The checks (campaign open, item belongs to this reviewer, nobody
+//! decides on their own access), the history row, the item's new state and the evidence event
+//! all happen in one transaction. Sending the same decision twice records it once.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::campaigns::model::{ITEM_APPROVED, ITEM_REVOKED, campaign, item, reviewer};
+use crate::db::schema::{decisions, review_items};
+use crate::db::time::to_db;
+use crate::db::{DbConnection, new_id, write_tx};
+use crate::error::{Error, Result};
+use crate::evidence::{EventKind, append};
+
+/// Longest comment kept with a decision.
+pub const MAX_COMMENT_CHARS: usize = 2_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionOutcome {
+    Approve,
+    Revoke,
+}
+
+impl DecisionOutcome {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "approve" => Ok(DecisionOutcome::Approve),
+            "revoke" => Ok(DecisionOutcome::Revoke),
+            other => Err(Error::BadRequest(format!(
+                "unknown decision `{}`; use approve or revoke",
+                other.chars().take(20).collect::<String>()
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionOutcome::Approve => "approve",
+            DecisionOutcome::Revoke => "revoke",
+        }
+    }
+
+    fn item_state(self) -> &'static str {
+        match self {
+            DecisionOutcome::Approve => ITEM_APPROVED,
+            DecisionOutcome::Revoke => ITEM_REVOKED,
+        }
+    }
+}
+
+/// How the decider proved who they are; stored with the decision.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuthContext {
+    /// e.g. `email_link`.
+    pub method: String,
+    /// SHA-256 of the link token's id (never the token).
+    pub link_jti_sha256: Option<String>,
+    /// Short, non-reversible tag of the browser session that posted.
+    pub session_tag: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new decision row (its id) and its event were written.
+    New(String),
+    /// The item already had this outcome and comment: nothing written.
+    Unchanged,
+}
+
+/// One reviewer's decision on one item, as submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRequest {
+    pub campaign_id: String,
+    pub reviewer_id: String,
+    pub item_id: String,
+    pub outcome: DecisionOutcome,
+    pub comment: Option<String>,
+}
+
+/// Records the request's outcome on its item, after checking the reviewer may decide it.
+pub fn record_decision(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    request: &DecisionRequest,
+    auth: &AuthContext,
+) -> Result<Recorded> {
+    let (campaign_id, reviewer_id, item_id, outcome) = (
+        request.campaign_id.as_str(),
+        request.reviewer_id.as_str(),
+        request.item_id.as_str(),
+        request.outcome,
+    );
+    let comment = request
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+        return Err(Error::BadRequest(format!(
+            "comment is longer than {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    write_tx(conn, |conn| {
+        let campaign = campaign(conn, campaign_id)?;
+        if !campaign.is_open() {
+            return Err(Error::Conflict(
+                "this review is closed; decisions are no longer accepted".into(),
+            ));
+        }
+        let item = item(conn, item_id)
+            .map_err(|_| Error::Forbidden("this access is not in your review".into()))?;
+        if item.campaign_id != campaign_id || item.reviewer_id != reviewer_id {
+            return Err(Error::Forbidden("this access is not in your review".into()));
+        }
+        let reviewer = reviewer(conn, reviewer_id)?;
+        if reviewer.identity_external_id.as_deref() == Some(item.identity_external_id.as_str())
+            || item
+                .identity_email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(&reviewer.email))
+        {
+            return Err(Error::Forbidden("you cannot review your own access".into()));
+        }
+        if item.state == outcome.item_state() {
+            let last_comment: Option<Option<String>> = decisions::table
+                .filter(decisions::item_id.eq(item_id))
+                .order(decisions::decided_at.desc())
+                .select(decisions::comment)
+                .first(conn)
+                .optional()?;
+            if last_comment.flatten().as_deref() == comment {
+                return Ok(Recorded::Unchanged);
+            }
+        }
+        let decision_id = new_id();
+        let auth_json = serde_json::to_string(auth)?;
+        diesel::insert_into(decisions::table)
+            .values((
+                decisions::id.eq(&decision_id),
+                decisions::item_id.eq(item_id),
+                decisions::campaign_id.eq(campaign_id),
+                decisions::reviewer_id.eq(reviewer_id),
+                decisions::outcome.eq(outcome.as_str()),
+                decisions::comment.eq(comment),
+                decisions::decided_at.eq(to_db(now)),
+                decisions::auth_method.eq(&auth.method),
+                decisions::auth_context.eq(&auth_json),
+            ))
+            .execute(conn)?;
+        diesel::update(review_items::table.find(item_id))
+            .set((
+                review_items::state.eq(outcome.item_state()),
+                review_items::decided_at.eq(Some(to_db(now))),
+            ))
+            .execute(conn)?;
+        append(
+            conn,
+            now,
+            EventKind::DecisionRecorded,
+            &format!("reviewer:{reviewer_id}"),
+            Some(campaign_id),
+            &json!({
+                "decision": decision_id,
+                "campaign": campaign_id,
+                "item": item_id,
+                "reviewer": reviewer_id,
+                "outcome": outcome.as_str(),
+                "previous_state": item.state,
+                "comment": comment,
+                "auth": auth,
+            }),
+        )?;
+        Ok(Recorded::New(decision_id))
+    })
+}

@@ -1,0 +1,17 @@
+//! attest: access reviews end to end. The library holds the spine (sources -> directory ->
+//! campaigns -> notify -> decisions -> evidence) and thin shells around it (`web`, `app`);
+//! `main.rs` only parses the command line and calls in here.
+
+pub mod app;
+pub mod campaigns;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod decisions;
+pub mod demo;
+pub mod directory;
+pub mod error;
+pub mod evidence;
+pub mod notify;
+pub mod sources;
+pub mod web;

@@ -1,0 +1,237 @@
+//! The `attest` command line: parses arguments, loads configuration, sets up logging and
+//! calls into the library. No business logic lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use attest::app::App;
+use attest::campaigns::{close_campaign, list_campaigns, start_campaign};
+use attest::clock::{Clock, SharedClock, SystemClock};
+use attest::config::{Config, LogFormat};
+use attest::db::Database;
+use attest::directory::sync_source;
+use attest::error::Error;
+use attest::evidence::export::export_campaign;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "attest",
+    version,
+    about = "Access reviews end to end, with evidence auditors can verify"
+)]
+struct Cli {
+    /// Configuration file (default: config/default.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web UI and API and run the background workers.
+    Serve,
+    /// Run a self-contained demo: SQLite, a demo directory, a campaign, mail written to files.
+    Demo,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Check the configuration and print every problem with the key it concerns.
+    CheckConfig,
+    /// Pull people and groups from one source (or every configured source).
+    Sync { source: Option<String> },
+    /// Manage review campaigns.
+    Campaign {
+        #[command(subcommand)]
+        action: CampaignCommand,
+    },
+    /// Write a campaign's evidence pack (zip).
+    Export {
+        campaign: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Open a campaign of DEFINITION (a key under [campaigns]).
+    Start {
+        definition: String,
+        /// Start an ad-hoc campaign whose period begins now (default: the current quarter).
+        #[arg(long)]
+        now: bool,
+    },
+    /// List campaigns with their progress.
+    List,
+    /// Close a campaign; later decisions are refused.
+    Close { id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<Error>() {
+                Some(Error::Config(problems)) => {
+                    eprintln!(
+                        "error[config_invalid]: the configuration has {} problem(s):",
+                        problems.len()
+                    );
+                    for problem in problems {
+                        eprintln!("  {problem}");
+                    }
+                }
+                Some(e) => eprintln!("error[{}]: {e}", e.code()),
+                None => eprintln!("error: {err:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Error> {
+    match &cli.config {
+        Some(path) => Config::load(Some(path), true),
+        None => Config::load(Some(Path::new("config/default.toml")), false),
+    }
+}
+
+fn init_logging(config: &Config, force_json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if force_json || config.log.format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Command::Demo) {
+        let config = attest::demo::demo_config()?;
+        init_logging(&config, cli.log_json);
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        return Ok(runtime.block_on(attest::demo::run())?);
+    }
+    let config = load_config(&cli)?;
+    if matches!(cli.command, Command::CheckConfig) {
+        config.validate()?;
+        println!("configuration OK");
+        return Ok(());
+    }
+    init_logging(&config, cli.log_json);
+    config.validate()?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    match cli.command {
+        Command::Serve => serve(config, clock),
+        Command::Migrate => {
+            let db = Database::connect(&config.database)?;
+            let applied = db.migrate()?;
+            println!("{} migration(s) applied to {:?}", applied.len(), db.target);
+            Ok(())
+        }
+        Command::Sync { source } => {
+            let db = Database::connect(&config.database)?;
+            let names: Vec<String> = match source {
+                Some(name) => vec![name],
+                None => config.sources.keys().cloned().collect(),
+            };
+            anyhow::ensure!(!names.is_empty(), "no sources configured under [sources]");
+            for name in names {
+                let source_config = config.source(&name)?;
+                let outcome = sync_source(&db, clock.as_ref(), &name, source_config, "cli")?;
+                println!(
+                    "{name}: {} people, {} groups, {} memberships (sync run {})",
+                    outcome.identities, outcome.entitlements, outcome.grants, outcome.sync_run_id
+                );
+            }
+            Ok(())
+        }
+        Command::Campaign { action } => campaign(&config, clock.as_ref(), action),
+        Command::Export { campaign, out } => {
+            let db = Database::connect(&config.database)?;
+            let mut conn = db.conn()?;
+            let summary = export_campaign(&mut conn, clock.now(), &campaign, &out, "cli")?;
+            println!(
+                "wrote {} ({} decisions, {} files)",
+                out.display(),
+                summary.decisions,
+                summary.files.len() + 1
+            );
+            Ok(())
+        }
+        Command::Demo | Command::CheckConfig => Ok(()),
+    }
+}
+
+fn campaign(config: &Config, clock: &dyn Clock, action: CampaignCommand) -> anyhow::Result<()> {
+    let db = Database::connect(&config.database)?;
+    match action {
+        CampaignCommand::Start { definition, now } => {
+            let started = start_campaign(&db, clock, config, &definition, now, "cli")?;
+            println!(
+                "opened campaign {} ({}): {} items for {} reviewers, due {}",
+                started.campaign.id,
+                started.campaign.title,
+                started.items,
+                started.reviewers,
+                started.campaign.due_at.format("%Y-%m-%d")
+            );
+        }
+        CampaignCommand::List => {
+            let mut conn = db.conn()?;
+            let all = list_campaigns(&mut conn)?;
+            if all.is_empty() {
+                println!("no campaigns yet");
+            }
+            for s in all {
+                println!(
+                    "{}  {:<7} {:<30} opened {}  due {}  {}/{} decided ({} approved, {} revoked)",
+                    s.campaign.id,
+                    s.campaign.state,
+                    s.campaign.title,
+                    s.campaign.opened_at.format("%Y-%m-%d"),
+                    s.campaign.due_at.format("%Y-%m-%d"),
+                    s.items - s.pending,
+                    s.items,
+                    s.approved,
+                    s.revoked
+                );
+            }
+        }
+        CampaignCommand::Close { id } => {
+            let mut conn = db.conn()?;
+            let s = close_campaign(&mut conn, clock.now(), &id, "cli")?;
+            println!(
+                "closed campaign {id}: {} approved, {} revoked, {} not reviewed",
+                s.approved, s.revoked, s.pending
+            );
+        }
+    }
+    Ok(())
+}
+
+fn serve(config: Config, clock: SharedClock) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = App::build(config, clock).await?;
+        tracing::info!(
+            port = app.port(),
+            url = app.public_url(),
+            "attest is serving"
+        );
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}

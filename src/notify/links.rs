@@ -1,0 +1,256 @@
+//! Review-link tokens: HS256 JWTs with a fixed key id, required `exp`/`iss`/`aud`/`sub`, one
+//! audience per purpose, bound to one reviewer and one campaign. Each issued token is recorded
+//! (by the hash of its `jti`) so that it can be revoked; tokens are never logged or stored.
+//! Expiry is checked against the injected clock, not the system time.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::config::{LinksConfig, resolve_secret};
+use crate::db::DbConnection;
+use crate::db::schema::link_tokens;
+use crate::db::time::{from_db, to_db};
+use crate::error::{ConfigProblem, Error, Result};
+use crate::evidence::{EventKind, append};
+
+/// The audience of review links; a token minted for any other purpose is refused here.
+pub const REVIEW_AUDIENCE: &str = "attest:review";
+const ALGORITHM: Algorithm = Algorithm::HS256;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReviewClaims {
+    pub iss: String,
+    pub aud: String,
+    /// Reviewer id.
+    pub sub: String,
+    /// Campaign id.
+    pub cmp: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl ReviewClaims {
+    pub fn jti_hash(&self) -> String {
+        sha256_hex(self.jti.as_bytes())
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Signs and verifies review links with the configured key.
+pub struct LinkSigner {
+    issuer: String,
+    key_id: String,
+    secret: SecretString,
+}
+
+impl std::fmt::Debug for LinkSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSigner")
+            .field("issuer", &self.issuer)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkSigner {
+    /// Loads the key from config, creating the key file with a random key when allowed.
+    pub fn from_config(config: &LinksConfig) -> Result<LinkSigner> {
+        if config.signing_key.is_none()
+            && let Some(path) = &config.signing_key_file
+            && !path.exists()
+            && config.generate_missing_key
+        {
+            generate_key_file(path)?;
+        }
+        let secret = resolve_secret(
+            "links.signing_key",
+            config.signing_key.as_ref(),
+            config.signing_key_file.as_deref(),
+        )
+        .map_err(|p| Error::Config(vec![p]))?
+        .ok_or_else(|| {
+            Error::Config(vec![ConfigProblem::new(
+                "links.signing_key_file",
+                "no signing key configured",
+            )])
+        })?;
+        if secret.expose_secret().len() < 32 {
+            return Err(Error::Config(vec![ConfigProblem::new(
+                "links.signing_key",
+                "must be at least 32 characters",
+            )]));
+        }
+        Ok(LinkSigner {
+            issuer: config.issuer.clone(),
+            key_id: config.key_id.clone(),
+            secret,
+        })
+    }
+
+    /// A key derived from the link key for another purpose (e.g. CSRF tokens).
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"attest-derived-key\0");
+        hasher.update(purpose.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(self.secret.expose_secret().as_bytes());
+        hasher.finalize().into()
+    }
+
+    pub fn sign(&self, claims: &ReviewClaims) -> Result<String> {
+        let mut header = Header::new(ALGORITHM);
+        header.kid = Some(self.key_id.clone());
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+        )
+        .map_err(|e| Error::Internal(format!("cannot sign link: {e}")))
+    }
+
+    /// Checks signature, algorithm, key id, issuer, audience, required claims and expiry (by
+    /// `now`). Every failure is the same generic [`Error::Unauthorized`]; the reason is logged.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<ReviewClaims> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| reject("header", &e))?;
+        if header.alg != ALGORITHM || header.kid.as_deref() != Some(self.key_id.as_str()) {
+            return Err(reject("algorithm or key id", &"mismatch"));
+        }
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[REVIEW_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Expiry is judged below against the injected clock.
+        validation.validate_exp = false;
+        let data = jsonwebtoken::decode::<ReviewClaims>(
+            token,
+            &DecodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+            &validation,
+        )
+        .map_err(|e| reject("signature or claims", &e))?;
+        if data.claims.exp <= now.timestamp() {
+            return Err(reject("expiry", &"expired"));
+        }
+        Ok(data.claims)
+    }
+}
+
+fn reject(stage: &str, reason: &dyn std::fmt::Display) -> Error {
+    tracing::warn!(stage, reason = %reason, "review link rejected");
+    Error::Unauthorized
+}
+
+fn generate_key_file(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        Error::Io(format!(
+            "cannot create link signing key {}: {e}",
+            path.display()
+        ))
+    })?;
+    std::io::Write::write_all(&mut file, hex::encode(bytes).as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a new link signing key");
+    Ok(())
+}
+
+/// Mints a review link for `reviewer_id` in `campaign_id`, records it, and logs the event.
+pub fn issue_review_link(
+    conn: &mut DbConnection,
+    signer: &LinkSigner,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    actor: &str,
+) -> Result<String> {
+    let mut jti = [0u8; 16];
+    rand::rng().fill_bytes(&mut jti);
+    let claims = ReviewClaims {
+        iss: signer.issuer.clone(),
+        aud: REVIEW_AUDIENCE.to_string(),
+        sub: reviewer_id.to_string(),
+        cmp: campaign_id.to_string(),
+        jti: hex::encode(jti),
+        iat: now.timestamp(),
+        exp: expires_at.timestamp(),
+    };
+    let token = signer.sign(&claims)?;
+    let jti_hash = claims.jti_hash();
+    diesel::insert_into(link_tokens::table)
+        .values((
+            link_tokens::jti_hash.eq(&jti_hash),
+            link_tokens::purpose.eq("review"),
+            link_tokens::reviewer_id.eq(reviewer_id),
+            link_tokens::campaign_id.eq(campaign_id),
+            link_tokens::issued_at.eq(to_db(now)),
+            link_tokens::expires_at.eq(to_db(expires_at)),
+        ))
+        .execute(conn)?;
+    append(
+        conn,
+        now,
+        EventKind::LinkIssued,
+        actor,
+        Some(campaign_id),
+        &json!({
+            "campaign": campaign_id,
+            "reviewer": reviewer_id,
+            "jti_sha256": jti_hash,
+            "expires_at": expires_at.to_rfc3339(),
+        }),
+    )?;
+    Ok(token)
+}
+
+/// Checks that a verified token is still on record and not revoked.
+pub fn ensure_link_active(
+    conn: &mut DbConnection,
+    claims: &ReviewClaims,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let row: Option<(
+        String,
+        String,
+        chrono::NaiveDateTime,
+        Option<chrono::NaiveDateTime>,
+    )> = link_tokens::table
+        .find(claims.jti_hash())
+        .select((
+            link_tokens::reviewer_id,
+            link_tokens::campaign_id,
+            link_tokens::expires_at,
+            link_tokens::revoked_at,
+        ))
+        .first(conn)
+        .optional()?;
+    match row {
+        Some((reviewer, campaign, expires_at, None))
+            if reviewer == claims.sub && campaign == claims.cmp && from_db(expires_at) > now =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(reject("record", &"revoked, expired or rebound")),
+        None => Err(reject("record", &"unknown token id")),
+    }
+}

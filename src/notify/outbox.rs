@@ -1,0 +1,219 @@
+//! The outbox: mail waiting to be sent, written in the same transaction as the change that
+//! needs it. Workers claim due rows under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the
+//! immediate write lock on SQLite), so several instances never send the same row at once, and a
+//! row whose worker died is picked up again once its lease runs out. Every row ends `sent` or
+//! `dead` (visible to admins with its last error).
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::db::schema::outbox;
+use crate::db::time::to_db;
+use crate::db::{DbConnection, new_id, write_tx};
+use crate::error::Result;
+use crate::evidence::{EventKind, append};
+
+pub const KIND_REVIEW_REQUEST: &str = "review_request";
+
+pub const STATE_PENDING: &str = "pending";
+pub const STATE_SENDING: &str = "sending";
+pub const STATE_SENT: &str = "sent";
+pub const STATE_DEAD: &str = "dead";
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF_SECONDS: i64 = 6 * 3600;
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, PartialEq, Eq)]
+#[diesel(table_name = outbox)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub dedupe_key: String,
+    pub kind: String,
+    pub campaign_id: Option<String>,
+    pub reviewer_id: Option<String>,
+    pub recipient: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: chrono::NaiveDateTime,
+    pub locked_until: Option<chrono::NaiveDateTime>,
+    pub last_error: Option<String>,
+    pub message_id: Option<String>,
+    pub created_at: chrono::NaiveDateTime,
+    pub sent_at: Option<chrono::NaiveDateTime>,
+}
+
+/// Queues the digest for one reviewer of a campaign; at most one per (campaign, reviewer).
+pub fn enqueue_review_request(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    actor: &str,
+) -> Result<()> {
+    let recipient: String = crate::db::schema::reviewers::table
+        .find(reviewer_id)
+        .select(crate::db::schema::reviewers::email)
+        .first(conn)?;
+    let id = new_id();
+    let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}");
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::id.eq(&id),
+            outbox::dedupe_key.eq(&dedupe_key),
+            outbox::kind.eq(KIND_REVIEW_REQUEST),
+            outbox::campaign_id.eq(Some(campaign_id)),
+            outbox::reviewer_id.eq(Some(reviewer_id)),
+            outbox::recipient.eq(&recipient),
+            outbox::state.eq(STATE_PENDING),
+            outbox::next_attempt_at.eq(to_db(now)),
+            outbox::created_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    append(
+        conn,
+        now,
+        EventKind::MailQueued,
+        actor,
+        Some(campaign_id),
+        &json!({ "outbox": id, "kind": KIND_REVIEW_REQUEST, "campaign": campaign_id, "reviewer": reviewer_id }),
+    )?;
+    Ok(())
+}
+
+/// Claims up to `limit` due rows for `lease`: pending rows whose time has come and sending
+/// rows whose previous worker's lease expired.
+pub fn claim_due(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>> {
+    write_tx(conn, |conn| {
+        let now_db = to_db(now);
+        let due = outbox::table
+            .filter(
+                outbox::state
+                    .eq(STATE_PENDING)
+                    .and(outbox::next_attempt_at.le(now_db))
+                    .or(outbox::state
+                        .eq(STATE_SENDING)
+                        .and(outbox::locked_until.le(now_db))),
+            )
+            .order(outbox::next_attempt_at.asc())
+            .limit(limit)
+            .select(outbox::id);
+        let ids: Vec<String> = match conn {
+            DbConnection::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
+            DbConnection::Sqlite(sqlite) => due.load(sqlite)?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
+            .set((
+                outbox::state.eq(STATE_SENDING),
+                outbox::locked_until.eq(Some(to_db(now + lease))),
+                outbox::attempts.eq(outbox::attempts + 1),
+            ))
+            .execute(conn)?;
+        Ok(outbox::table
+            .filter(outbox::id.eq_any(&ids))
+            .select(OutboxMessage::as_select())
+            .load(conn)?)
+    })
+}
+
+pub fn mark_sent(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    message: &OutboxMessage,
+    message_id: &str,
+) -> Result<()> {
+    write_tx(conn, |conn| {
+        diesel::update(outbox::table.find(&message.id))
+            .set((
+                outbox::state.eq(STATE_SENT),
+                outbox::sent_at.eq(Some(to_db(now))),
+                outbox::message_id.eq(Some(message_id)),
+                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+                outbox::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        append(
+            conn,
+            now,
+            EventKind::MailSent,
+            "worker:outbox",
+            message.campaign_id.as_deref(),
+            &json!({
+                "outbox": message.id,
+                "kind": message.kind,
+                "reviewer": message.reviewer_id,
+                "message_id": message_id,
+                "attempts": message.attempts,
+            }),
+        )?;
+        Ok(())
+    })
+}
+
+/// Schedules a retry with exponential backoff, or dead-letters the row when the failure is
+/// permanent or attempts are used up.
+pub fn mark_failed(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    message: &OutboxMessage,
+    error: &str,
+    permanent: bool,
+    max_attempts: u32,
+    retry_base_seconds: u32,
+) -> Result<()> {
+    let dead = permanent || message.attempts >= i64::from(max_attempts);
+    let exponent = u32::try_from(message.attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    let backoff =
+        (i64::from(retry_base_seconds) * 2i64.saturating_pow(exponent)).min(MAX_BACKOFF_SECONDS);
+    let next = now + Duration::seconds(backoff);
+    write_tx(conn, |conn| {
+        diesel::update(outbox::table.find(&message.id))
+            .set((
+                outbox::state.eq(if dead { STATE_DEAD } else { STATE_PENDING }),
+                outbox::next_attempt_at.eq(to_db(next)),
+                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+                outbox::last_error.eq(Some(error)),
+            ))
+            .execute(conn)?;
+        append(
+            conn,
+            now,
+            if dead {
+                EventKind::MailDeadLettered
+            } else {
+                EventKind::MailRetryScheduled
+            },
+            "worker:outbox",
+            message.campaign_id.as_deref(),
+            &json!({
+                "outbox": message.id,
+                "reviewer": message.reviewer_id,
+                "attempts": message.attempts,
+                "error": error,
+                "next_attempt_at": (!dead).then(|| next.to_rfc3339()),
+            }),
+        )?;
+        Ok(())
+    })
+}
+
+/// Every row of a campaign's outbox (for admins and tests).
+pub fn messages_of_campaign(
+    conn: &mut DbConnection,
+    campaign_id: &str,
+) -> Result<Vec<OutboxMessage>> {
+    Ok(outbox::table
+        .filter(outbox::campaign_id.eq(campaign_id))
+        .order(outbox::created_at.asc())
+        .select(OutboxMessage::as_select())
+        .load(conn)?)
+}

@@ -1,0 +1,249 @@
+//! The outbox worker: claims due mail, mints each reviewer's link, renders the digest and
+//! sends it, then records the outcome. Database work runs on blocking threads; only the send
+//! itself is async. Runs inside `attest serve` (and `attest demo`) until shutdown.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use lettre::message::Mailbox;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::campaigns::model::{ITEM_PENDING, campaign, items_of_reviewer, reviewer};
+use crate::clock::SharedClock;
+use crate::config::{Config, MailConfig};
+use crate::db::time::from_db;
+use crate::db::{Database, write_tx};
+use crate::error::{Error, Result};
+use crate::notify::links::{LinkSigner, issue_review_link};
+use crate::notify::mailer::Mailer;
+use crate::notify::outbox::{self, KIND_REVIEW_REQUEST, OutboxMessage};
+use crate::notify::templates::{MailTemplates, RenderedMail};
+
+#[derive(Serialize)]
+struct DigestItem {
+    person_name: String,
+    person_login: String,
+    group_name: String,
+    privileged: bool,
+    since: String,
+    approve_url: String,
+    revoke_url: String,
+}
+
+#[derive(Serialize)]
+struct DigestContext {
+    reviewer_name: String,
+    campaign_title: String,
+    due_date: String,
+    review_url: String,
+    item_count: usize,
+    items: Vec<DigestItem>,
+}
+
+#[derive(Clone)]
+pub struct OutboxWorker {
+    db: Database,
+    clock: SharedClock,
+    signer: Arc<LinkSigner>,
+    templates: Arc<MailTemplates>,
+    mailer: Mailer,
+    mail: MailConfig,
+    from: Mailbox,
+    public_url: String,
+    grace_days: u32,
+}
+
+impl std::fmt::Debug for OutboxWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxWorker")
+            .field("mailer", &self.mailer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxWorker {
+    pub fn new(
+        config: &Config,
+        db: Database,
+        clock: SharedClock,
+        signer: Arc<LinkSigner>,
+        templates: Arc<MailTemplates>,
+    ) -> Result<OutboxWorker> {
+        let from: Mailbox = config.mail.from.parse().map_err(|e| {
+            Error::Config(vec![crate::error::ConfigProblem::new(
+                "mail.from",
+                format!("{e}"),
+            )])
+        })?;
+        Ok(OutboxWorker {
+            mailer: Mailer::from_config(&config.mail)?,
+            db,
+            clock,
+            signer,
+            templates,
+            mail: config.mail.clone(),
+            from,
+            public_url: config.server.public_url.trim_end_matches('/').to_string(),
+            grace_days: config.links.grace_days,
+        })
+    }
+
+    /// Runs until `shutdown` turns true; wakes on `wake` or every poll interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, wake: Arc<Notify>) {
+        let interval = std::time::Duration::from_millis(self.mail.poll_interval_ms.max(10));
+        loop {
+            match self.drain_once().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(messages = n, "outbox batch processed"),
+                Err(e) => tracing::error!(error = %e, code = e.code(), "outbox worker error"),
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Claims one batch of due messages and attempts each; returns how many were attempted.
+    pub async fn drain_once(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let lease = Duration::seconds(i64::from(self.mail.lease_seconds));
+        let limit = i64::from(self.mail.batch_size.max(1));
+        let claimed = self
+            .db
+            .run(move |conn| outbox::claim_due(conn, now, lease, limit))
+            .await?;
+        let count = claimed.len();
+        for message in claimed {
+            self.deliver(message).await?;
+        }
+        Ok(count)
+    }
+
+    async fn deliver(&self, message: OutboxMessage) -> Result<()> {
+        let prepared = match self.prepare(&message).await {
+            Ok(prepared) => Ok(prepared),
+            Err(e) => Err((true, e.to_string())),
+        };
+        let outcome = match prepared {
+            Ok((to, mail)) => {
+                let message_id = format!("<{}@attest>", message.id);
+                self.mailer
+                    .send(&self.from, &to, &message_id, &mail)
+                    .await
+                    .map_err(|f| (f.permanent, f.message))
+            }
+            Err(failure) => Err(failure),
+        };
+        let now = self.clock.now();
+        let (max_attempts, base) = (self.mail.max_attempts, self.mail.retry_base_seconds);
+        match outcome {
+            Ok(message_id) => {
+                tracing::info!(outbox = %message.id, kind = %message.kind, "mail sent");
+                self.db
+                    .run(move |conn| outbox::mark_sent(conn, now, &message, &message_id))
+                    .await
+            }
+            Err((permanent, error)) => {
+                tracing::warn!(outbox = %message.id, permanent, error = %error, "mail not sent");
+                self.db
+                    .run(move |conn| {
+                        outbox::mark_failed(
+                            conn,
+                            now,
+                            &message,
+                            &error,
+                            permanent,
+                            max_attempts,
+                            base,
+                        )
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Mints the link and renders the digest for one queued review request.
+    async fn prepare(&self, message: &OutboxMessage) -> Result<(Mailbox, RenderedMail)> {
+        if message.kind != KIND_REVIEW_REQUEST {
+            return Err(Error::Internal(format!(
+                "unknown mail kind {}",
+                message.kind
+            )));
+        }
+        let (Some(campaign_id), Some(reviewer_id)) =
+            (message.campaign_id.clone(), message.reviewer_id.clone())
+        else {
+            return Err(Error::Internal(
+                "review request without campaign or reviewer".into(),
+            ));
+        };
+        let signer = self.signer.clone();
+        let now = self.clock.now();
+        let grace = Duration::days(i64::from(self.grace_days));
+        let base = self.public_url.clone();
+        let (context, to) = self
+            .db
+            .run(move |conn| {
+                write_tx(conn, |conn| {
+                    let campaign = campaign(conn, &campaign_id)?;
+                    if !campaign.is_open() {
+                        return Err(Error::Conflict("campaign closed before delivery".into()));
+                    }
+                    let reviewer = reviewer(conn, &reviewer_id)?;
+                    let items = items_of_reviewer(conn, &reviewer_id)?;
+                    let expires_at = from_db(campaign.due_at) + grace;
+                    let token = issue_review_link(
+                        conn,
+                        &signer,
+                        now,
+                        expires_at,
+                        &campaign_id,
+                        &reviewer_id,
+                        "worker:outbox",
+                    )?;
+                    let review_url = format!("{base}/r/{token}");
+                    let digest_items: Vec<DigestItem> = items
+                        .iter()
+                        .filter(|i| i.state == ITEM_PENDING)
+                        .map(|i| DigestItem {
+                            person_name: i.identity_name.clone(),
+                            person_login: i.identity_login.clone(),
+                            group_name: i.entitlement_name.clone(),
+                            privileged: i.privileged,
+                            since: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
+                            approve_url: format!(
+                                "{review_url}?item={}&intent=approve#item-{}",
+                                i.id, i.id
+                            ),
+                            revoke_url: format!(
+                                "{review_url}?item={}&intent=revoke#item-{}",
+                                i.id, i.id
+                            ),
+                        })
+                        .collect();
+                    let context = DigestContext {
+                        reviewer_name: reviewer.display_name.clone(),
+                        campaign_title: campaign.title.clone(),
+                        due_date: from_db(campaign.due_at).format("%Y-%m-%d").to_string(),
+                        review_url,
+                        item_count: digest_items.len(),
+                        items: digest_items,
+                    };
+                    Ok((context, (reviewer.display_name, reviewer.email)))
+                })
+            })
+            .await?;
+        let mailbox = Mailbox::new(
+            Some(crate::notify::templates::single_line(&to.0)),
+            to.1.parse()
+                .map_err(|e| Error::BadRequest(format!("reviewer address is not valid: {e}")))?,
+        );
+        let mail = self.templates.render(KIND_REVIEW_REQUEST, &context)?;
+        Ok((mailbox, mail))
+    }
+}

@@ -1,0 +1,263 @@
+//! Entry-to-record mapping shared by the LDAP and LDIF sources (included from `ldap.rs`): an
+//! [`Entry`] with textual values, and the rules that turn it into a [`PersonRecord`] or a
+//! [`GroupRecord`] (login required, name falls back to login, first value of multi-valued
+//! attributes, every member value kept, binary values as `base64:<b64>`). It only maps: it
+//! performs no I/O, decides nothing about scope or filters, and never drops an entry silently.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::config::{GroupQuery, PeopleQuery};
+use crate::sources::{GroupRecord, PersonRecord};
+
+/// The attributes asked for in people searches, each once, in configuration order.
+pub(crate) fn people_attributes(q: &PeopleQuery) -> Vec<String> {
+    let names = [
+        Some(&q.id_attribute),
+        Some(&q.login_attribute),
+        Some(&q.name_attribute),
+        Some(&q.email_attribute),
+        Some(&q.manager_attribute),
+        q.disabled_attribute.as_ref(),
+    ];
+    unique(names.into_iter().flatten())
+}
+
+/// The attributes asked for in group searches, each once, in configuration order.
+pub(crate) fn group_attributes(q: &GroupQuery) -> Vec<String> {
+    let names = [
+        &q.id_attribute,
+        &q.name_attribute,
+        &q.member_attribute,
+        &q.description_attribute,
+    ];
+    unique(names.into_iter())
+}
+
+fn unique<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names.filter(|n| !n.trim().is_empty()) {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// A value as text: UTF-8 as it is, anything else as `base64:<standard base64>`.
+pub(crate) fn value_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => format!("base64:{}", BASE64.encode(e.as_bytes())),
+    }
+}
+
+/// An entry with textual values, as both the LDAP and the LDIF source see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub dn: String,
+    pub attrs: Vec<(String, Vec<String>)>,
+}
+
+impl Entry {
+    /// Adds a value under `name`, joining an attribute already present (case-insensitively).
+    pub fn push(&mut self, name: &str, value: String) {
+        match self
+            .attrs
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some((_, values)) => values.push(value),
+            None => self.attrs.push((name.to_string(), vec![value])),
+        }
+    }
+
+    /// Every value of `name`, including those under options (`member;range=0-1499`).
+    pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
+        self.attrs
+            .iter()
+            .filter(move |(n, _)| {
+                n.split(';')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .flat_map(|(_, values)| values.iter().map(String::as_str))
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// The first non-blank value of `name`.
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.values(name).next()
+    }
+}
+
+/// The external id from `attribute`, or a message naming the entry and the key to fix.
+pub(crate) fn required_id(entry: &Entry, attribute: &str, key: &str) -> Result<String, String> {
+    entry
+        .first(attribute)
+        .map(str::to_string)
+        .ok_or_else(|| missing(entry, "id", attribute, key))
+}
+
+fn missing(entry: &Entry, what: &str, attribute: &str, key: &str) -> String {
+    format!(
+        "entry `{}` has no {what}: attribute `{attribute}` ({key}) is missing",
+        entry.dn
+    )
+}
+
+/// Maps a person: login required, name falls back to login, first value of each attribute.
+pub(crate) fn map_person(
+    entry: &Entry,
+    q: &PeopleQuery,
+    external_id: String,
+) -> Result<PersonRecord, String> {
+    let login = entry
+        .first(&q.login_attribute)
+        .ok_or_else(|| missing(entry, "login", &q.login_attribute, "people.login_attribute"))?;
+    let disabled_attr = q.disabled_attribute.as_deref();
+    Ok(PersonRecord {
+        external_id,
+        dn: entry.dn.clone(),
+        login: login.to_string(),
+        display_name: entry.first(&q.name_attribute).unwrap_or(login).to_string(),
+        email: entry.first(&q.email_attribute).map(str::to_string),
+        manager_dn: entry.first(&q.manager_attribute).map(str::to_string),
+        disabled: disabled_attr.is_some_and(|a| entry.values(a).any(is_true)),
+    })
+}
+
+fn is_true(value: &str) -> bool {
+    ["true", "1", "yes"]
+        .iter()
+        .any(|t| value.trim().eq_ignore_ascii_case(t))
+}
+
+/// Maps a group: every member value is kept; a missing name falls back to the RDN's value.
+pub(crate) fn map_group(entry: &Entry, q: &GroupQuery, external_id: String) -> GroupRecord {
+    GroupRecord {
+        external_id,
+        dn: entry.dn.clone(),
+        name: entry
+            .first(&q.name_attribute)
+            .map_or_else(|| rdn_value(&entry.dn), str::to_string),
+        description: entry.first(&q.description_attribute).map(str::to_string),
+        member_dns: entry
+            .values(&q.member_attribute)
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// The value of the first RDN (`cn=Admins,ou=x` → `Admins`), or the whole DN if unusual.
+fn rdn_value(dn: &str) -> String {
+    let mut escaped = false;
+    let end = dn
+        .char_indices()
+        .find(|&(_, c)| {
+            let hit = c == ',' && !escaped;
+            escaped = c == '\\' && !escaped;
+            hit
+        })
+        .map_or(dn.len(), |(i, _)| i);
+    match dn[..end].split_once('=') {
+        Some((_, value)) if !value.trim().is_empty() => value.trim().to_string(),
+        _ => dn.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> Entry {
+        let mut e = Entry {
+            dn: dn.into(),
+            attrs: Vec::new(),
+        };
+        for (name, values) in attrs {
+            for v in *values {
+                e.push(name, v.to_string());
+            }
+        }
+        e
+    }
+
+    #[test]
+    fn person_maps_with_fallbacks_and_first_values() {
+        let mut q = PeopleQuery {
+            disabled_attribute: Some("nsAccountLock".into()),
+            ..Default::default()
+        };
+        let e = entry(
+            "uid=ann,ou=people,dc=x",
+            &[
+                ("uid", &["ann", "ann2"]),
+                ("mail", &["a@x", "b@x"]),
+                ("nsaccountlock", &["TRUE"]),
+            ],
+        );
+        let p = map_person(&e, &q, "id-1".into()).unwrap();
+        assert_eq!((p.login.as_str(), p.display_name.as_str()), ("ann", "ann"));
+        assert_eq!(p.email.as_deref(), Some("a@x"));
+        assert_eq!(p.manager_dn, None);
+        assert!(p.disabled);
+        q.disabled_attribute = None;
+        assert!(!map_person(&e, &q, "id-1".into()).unwrap().disabled);
+    }
+
+    #[test]
+    fn missing_login_or_id_names_the_dn() {
+        let q = PeopleQuery::default();
+        let e = entry("cn=Nobody,dc=x", &[("cn", &["Nobody"])]);
+        let err = map_person(&e, &q, "x".into()).unwrap_err();
+        assert!(
+            err.contains("cn=Nobody,dc=x") && err.contains("`uid`"),
+            "{err}"
+        );
+        let err = required_id(&e, "entryUUID", "people.id_attribute").unwrap_err();
+        assert!(
+            err.contains("cn=Nobody,dc=x") && err.contains("entryUUID"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn group_keeps_all_members_including_ranged_values() {
+        let q = GroupQuery::default();
+        let e = entry(
+            "cn=Admins\\, EU,ou=groups,dc=x",
+            &[
+                ("member", &["uid=a,dc=x"]),
+                ("member;range=1-*", &["uid=b,dc=x"]),
+            ],
+        );
+        let g = map_group(&e, &q, "g1".into());
+        assert_eq!(g.member_dns, vec!["uid=a,dc=x", "uid=b,dc=x"]);
+        assert_eq!(g.name, "Admins\\, EU");
+        let empty = map_group(&entry("cn=E,dc=x", &[("cn", &["E"])]), &q, "g2".into());
+        assert!(empty.member_dns.is_empty());
+    }
+
+    #[test]
+    fn attributes_are_asked_once_each() {
+        let q = PeopleQuery {
+            name_attribute: "UID".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            people_attributes(&q),
+            vec!["entryUUID", "uid", "mail", "manager"]
+        );
+        let g = group_attributes(&GroupQuery::default());
+        assert_eq!(g, vec!["entryUUID", "cn", "member", "description"]);
+    }
+
+    #[test]
+    fn values_are_text_or_base64() {
+        assert_eq!(value_text(b"K\xc3\xb6ller".to_vec()), "Köller");
+        assert_eq!(value_text(vec![0xff, 0x00]), "base64:/wA=");
+        assert_eq!(rdn_value("weird"), "weird");
+    }
+}

@@ -1,0 +1,48 @@
+//! The HTTP shell around the spine: routes, shared state, pages and the mapping of errors to
+//! responses. Handlers parse input, call into the spine on blocking threads and render the
+//! result; the spine never imports this module.
+
+pub mod csrf;
+pub mod demo;
+pub mod error_response;
+pub mod health;
+pub mod pages;
+pub mod review;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::db::Database;
+use crate::notify::LinkSigner;
+use crate::web::pages::Pages;
+
+/// Largest form or JSON body accepted (a decision is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Database,
+    pub clock: SharedClock,
+    pub signer: Arc<LinkSigner>,
+    pub csrf_key: [u8; 32],
+    pub pages: Pages,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
+    cfg.app_data(web::FormConfig::default().limit(MAX_BODY_BYTES))
+        .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/static/app.css", web::get().to(health::app_css))
+        .route("/r/{token}", web::get().to(review::show))
+        .route("/r/{token}/decide", web::post().to(review::decide));
+    if demo_enabled {
+        cfg.route("/", web::get().to(demo::index))
+            .route("/demo/mail", web::get().to(demo::mailbox))
+            .route("/demo/mail/{file}", web::get().to(demo::message));
+    }
+}

@@ -1,0 +1,238 @@
+//! Shared set-up for the integration tests: configuration pointing at the test services, a
+//! running app on a free port with a fixed clock, and small HTML helpers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use attest::app::App;
+use attest::clock::{FixedClock, SharedClock};
+use attest::config::{
+    CampaignDefinition, Config, GroupQuery, LdapSourceConfig, LdifSourceConfig, MailTransport,
+    PeopleQuery, SmtpSecurity, SourceConfig,
+};
+use attest::db::Database;
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::SecretString;
+
+use crate::support::slapd::{self, Slapd};
+
+pub const SOURCE: &str = "corp";
+pub const DEFINITION: &str = "access-review";
+pub const FALLBACK: &str = "security@example.com";
+
+pub fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+}
+
+pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
+    SourceConfig::Ldap(LdapSourceConfig {
+        url: slapd.url.clone(),
+        bind_dn: slapd::READER_DN.into(),
+        bind_password: Some(SecretString::from(slapd::READER_PASSWORD)),
+        bind_password_file: None,
+        page_size: 5,
+        timeout_seconds: 10,
+        people: PeopleQuery {
+            base_dns: vec![format!("ou=people,{}", slapd::BASE_DN)],
+            ..PeopleQuery::default()
+        },
+        groups: GroupQuery {
+            base_dns: vec![format!("ou=groups,{}", slapd::BASE_DN)],
+            ..GroupQuery::default()
+        },
+        privileged_groups: vec!["prod-admins".into()],
+    })
+}
+
+pub fn ldif_source(path: &Path) -> SourceConfig {
+    SourceConfig::Ldif(LdifSourceConfig {
+        path: path.to_path_buf(),
+        people: PeopleQuery {
+            base_dns: vec![format!("ou=people,{}", slapd::BASE_DN)],
+            ..PeopleQuery::default()
+        },
+        groups: GroupQuery {
+            base_dns: vec![format!("ou=groups,{}", slapd::BASE_DN)],
+            ..GroupQuery::default()
+        },
+        privileged_groups: vec!["prod-admins".into()],
+    })
+}
+
+/// A configuration for tests: the given database and source, SMTP to `smtp_port` (or the
+/// file mailer when `None`), a free HTTP port and an inline signing key.
+pub fn config(
+    database_url: &str,
+    source: SourceConfig,
+    smtp_port: Option<u16>,
+    dir: &Path,
+) -> Config {
+    let mut config = Config::default();
+    config.database.url = database_url.to_string();
+    config.server.bind = "127.0.0.1:0".into();
+    config.server.public_url = String::new();
+    config.links.signing_key = Some(SecretString::from(
+        "test-signing-key-0123456789-abcdefghijklmnop",
+    ));
+    config.links.signing_key_file = None;
+    config.mail.from = "attest <attest@example.com>".into();
+    config.mail.poll_interval_ms = 50;
+    config.mail.retry_base_seconds = 1;
+    config.mail.templates_dir = dir.join("no-template-overrides");
+    match smtp_port {
+        Some(port) => {
+            config.mail.transport = MailTransport::Smtp;
+            config.mail.smtp.host = "127.0.0.1".into();
+            config.mail.smtp.port = port;
+            config.mail.smtp.security = SmtpSecurity::None;
+        }
+        None => {
+            config.mail.transport = MailTransport::File;
+            config.mail.file_dir = dir.join("mail");
+        }
+    }
+    config.sources = BTreeMap::from([(SOURCE.to_string(), source)]);
+    config.campaigns = BTreeMap::from([(
+        DEFINITION.to_string(),
+        CampaignDefinition {
+            title: Some("Q4 access review".into()),
+            source: SOURCE.into(),
+            groups: Vec::new(),
+            privileged_only: false,
+            fallback_reviewers: vec![FALLBACK.into()],
+            duration_days: 14,
+        },
+    )]);
+    config
+}
+
+/// A running app and what tests need to reach into it.
+pub struct TestApp {
+    pub base_url: String,
+    pub db: Database,
+    pub clock: Arc<FixedClock>,
+    pub config: Config,
+    pub app_handle: actix_web::dev::ServerHandle,
+    pub worker: attest::notify::OutboxWorker,
+}
+
+impl TestApp {
+    pub async fn spawn(config: Config) -> TestApp {
+        let clock = Arc::new(FixedClock::new(start_time()));
+        let shared: SharedClock = clock.clone();
+        let app = App::build(config.clone(), shared)
+            .await
+            .expect("app builds");
+        let base_url = app.public_url().to_string();
+        let db = app.database().clone();
+        let app_handle = app.server_handle();
+        let worker = app.outbox_worker();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base_url,
+            db,
+            clock,
+            config,
+            app_handle,
+            worker,
+        }
+    }
+
+    /// Runs blocking spine code with this app's database and clock.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database, &FixedClock, &Config) -> T + Send + 'static,
+    ) -> T {
+        let (db, clock, config) = (self.db.clone(), self.clock.clone(), self.config.clone());
+        tokio::task::spawn_blocking(move || work(&db, &clock, &config))
+            .await
+            .unwrap()
+    }
+
+    pub async fn sync(&self) -> attest::error::Result<attest::directory::SyncOutcome> {
+        self.blocking(|db, clock, config| {
+            attest::directory::sync_source(
+                db,
+                clock,
+                SOURCE,
+                config.source(SOURCE).unwrap(),
+                "test",
+            )
+        })
+        .await
+    }
+
+    pub async fn start_campaign(&self) -> attest::campaigns::StartedCampaign {
+        self.blocking(|db, clock, config| {
+            attest::campaigns::start_campaign(db, clock, config, DEFINITION, true, "test").unwrap()
+        })
+        .await
+    }
+
+    pub async fn count(&self, sql_table: &'static str) -> i64 {
+        self.blocking(move |db, _, _| count_rows(db, sql_table))
+            .await
+    }
+
+    pub async fn stop(&self) {
+        self.app_handle.stop(true).await;
+    }
+}
+
+/// `SELECT COUNT(*)` of a table (name from the test itself, never from input).
+pub fn count_rows(db: &Database, table: &str) -> i64 {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.conn().unwrap();
+    diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+        .get_result::<Count>(&mut *conn)
+        .unwrap()
+        .n
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Every value of `name="<field>" value="..."` in a page, in order.
+pub fn form_values(html: &str, field: &str) -> Vec<String> {
+    let needle = format!("name=\"{field}\" value=\"");
+    html.match_indices(&needle)
+        .map(|(at, _)| {
+            let rest = &html[at + needle.len()..];
+            rest[..rest.find('"').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// The first review URL (`http://.../r/<token>`) in a text mail body.
+pub fn review_url(text: &str) -> String {
+    let start = text.find("http://").expect("a link in the mail");
+    let rest = &text[start..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    let url = &rest[..end];
+    assert!(url.contains("/r/"), "not a review link: {url}");
+    url.split('?').next().unwrap().to_string()
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("attest.db").display())
+}
+
+pub fn fixture() -> PathBuf {
+    slapd::fixture_path()
+}

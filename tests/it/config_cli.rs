@@ -1,0 +1,120 @@
+//! The `attest` binary's configuration handling: problems name their key, unknown keys and
+//! unsupported database URLs are refused with one clear line and a non-zero exit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn attest(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_attest"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    command
+}
+
+fn run(command: &mut Command) -> (bool, String) {
+    let output = command.output().expect("attest runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attest.toml");
+    std::fs::write(
+        &file,
+        r#"
+[server]
+public_url = "ftp://example.com"
+
+[database]
+pool_size = 0
+
+[mail]
+from = "not a mailbox"
+
+[campaigns.q]
+source = "nowhere"
+fallback_reviewers = []
+"#,
+    )
+    .unwrap();
+    let (ok, text) = run(attest(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config"));
+    assert!(!ok);
+    for key in [
+        "server.public_url",
+        "database.pool_size",
+        "mail.from",
+        "campaigns.q.source",
+        "campaigns.q.fallback_reviewers",
+    ] {
+        assert!(text.contains(key), "missing {key} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_in_file_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attest.toml");
+    std::fs::write(&file, "[database]\nurll = \"sqlite://x.db\"\n").unwrap();
+    let (ok, text) = run(attest(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config"));
+    assert!(!ok);
+    assert!(text.contains("urll"), "{text}");
+
+    let (ok, text) = run(attest(dir.path())
+        .arg("check-config")
+        .env("ATTEST__MAIL__SMTP__HOSTNAME", "x"));
+    assert!(!ok);
+    assert!(text.contains("hostname"), "{text}");
+}
+
+#[test]
+fn unsupported_database_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = run(attest(dir.path()).arg("migrate").env(
+        "ATTEST__DATABASE__URL",
+        "mysql://root:hunter2@localhost/attest",
+    ));
+    assert!(!ok);
+    assert!(text.contains("database.url"), "{text}");
+    assert!(!text.contains("hunter2"), "password echoed: {text}");
+    assert_eq!(
+        text.trim()
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .count(),
+        1,
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_config_file_is_an_error_when_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = run(attest(dir.path()).args(["--config", "nope.toml", "check-config"]));
+    assert!(!ok);
+    assert!(text.contains("nope.toml"), "{text}");
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = run(attest(dir.path())
+        .arg("migrate")
+        .env("ATTEST__DATABASE__URL", "sqlite://var/a.db"));
+    assert!(ok, "{text}");
+    assert!(dir.path().join("var/a.db").exists());
+    let (ok, text) = run(attest(dir.path())
+        .arg("migrate")
+        .env("ATTEST__DATABASE__URL", "sqlite://var/a.db"));
+    assert!(ok && text.contains("0 migration(s)"), "{text}");
+}

@@ -1,0 +1,252 @@
+//! The whole spine on each backend against real services: sync from slapd, open a campaign,
+//! exactly one digest per reviewer arrives in maildev, the link shows items without recording
+//! anything, approve and revoke are recorded once, and the export's manifest and CSV match.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::time::Duration;
+
+use attest::campaigns::close_campaign;
+use attest::evidence::export::export_campaign;
+use sha2::{Digest, Sha256};
+
+use crate::common::{self, FALLBACK, TestApp, count_rows, form_values, http_client, review_url};
+use crate::support::maildev::Maildev;
+use crate::support::postgres;
+use crate::support::slapd::Slapd;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_review_on_sqlite() {
+    let dir = common::temp_dir();
+    full_review(&common::sqlite_url(dir.path()), dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_review_on_postgres() {
+    let dir = common::temp_dir();
+    let database = postgres::database();
+    full_review(&database.url, dir.path()).await;
+}
+
+async fn full_review(database_url: &str, dir: &std::path::Path) {
+    let slapd = Slapd::start();
+    let maildev = Maildev::start();
+    let config = common::config(
+        database_url,
+        common::ldap_source(&slapd),
+        Some(maildev.smtp_port),
+        dir,
+    );
+    let app = TestApp::spawn(config).await;
+
+    let synced = app.sync().await.expect("sync from slapd");
+    assert_eq!(
+        (synced.identities, synced.entitlements, synced.grants),
+        (12, 4, 18)
+    );
+
+    let started = app.start_campaign().await;
+    assert_eq!(started.items, 18, "one item per (person, group)");
+    assert_eq!(started.reviewers, 4, "alice, bob, carol and the fallback");
+
+    // Exactly one digest per reviewer, never one per item.
+    let mails = maildev.wait_for_messages(4, Duration::from_secs(30));
+    let recipients: Vec<String> = mails
+        .iter()
+        .map(|m| m["to"][0]["address"].as_str().unwrap().to_lowercase())
+        .collect();
+    let distinct: BTreeSet<&String> = recipients.iter().collect();
+    assert_eq!(recipients.len(), 4, "{recipients:?}");
+    assert_eq!(
+        distinct.into_iter().cloned().collect::<Vec<_>>(),
+        vec![
+            "alice@example.com".to_string(),
+            "bob@example.com".to_string(),
+            "carol@example.com".to_string(),
+            FALLBACK.to_string()
+        ]
+    );
+    assert_eq!(
+        app.worker.drain_once().await.unwrap(),
+        0,
+        "nothing left to send"
+    );
+    assert_eq!(maildev.messages().len(), 4);
+
+    let bob_mail = mails
+        .iter()
+        .find(|m| m["to"][0]["address"] == "bob@example.com")
+        .unwrap();
+    let text = bob_mail["text"].as_str().unwrap();
+    assert_eq!(
+        text.matches("Approve: ").count(),
+        7,
+        "bob reviews 7 accesses"
+    );
+    let url = review_url(text);
+
+    // Opening the link changes nothing.
+    let client = http_client();
+    let events_before = app.count("events").await;
+    let page = client.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("dave") && html.contains("prod-admins"));
+    assert_eq!(
+        app.count("events").await,
+        events_before,
+        "GET wrote an event"
+    );
+    assert_eq!(app.count("decisions").await, 0);
+
+    let csrf = form_values(&html, "csrf")[0].clone();
+    let items = form_values(&html, "item");
+    assert_eq!(items.len(), 7);
+    let decide_url = format!("{url}/decide");
+    let post = |item: &str, outcome: &str, comment: &str| {
+        client
+            .post(&decide_url)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("item", item),
+                ("outcome", outcome),
+                ("comment", comment),
+            ])
+            .send()
+    };
+    assert_eq!(post(&items[0], "approve", "").await.unwrap().status(), 303);
+    assert_eq!(
+        post(&items[1], "revoke", "=HYPERLINK(\"x\") left the team")
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    assert_eq!(app.count("decisions").await, 2);
+    // Replaying the same POST records nothing new.
+    assert_eq!(post(&items[0], "approve", "").await.unwrap().status(), 303);
+    assert_eq!(app.count("decisions").await, 2);
+    let decision_events = app
+        .blocking(|db, _, _| {
+            let mut conn = db.conn().unwrap();
+            attest::evidence::events::of_kind(
+                &mut conn,
+                attest::evidence::EventKind::DecisionRecorded,
+            )
+            .unwrap()
+            .len()
+        })
+        .await;
+    assert_eq!(decision_events, 2, "one event per accepted decision");
+
+    let after = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        after.contains("<strong>2</strong> of 7 reviewed"),
+        "progress shown"
+    );
+
+    // Close, then decisions are refused.
+    let campaign_id = started.campaign.id.clone();
+    let id = campaign_id.clone();
+    app.blocking(move |db, clock, _| {
+        let mut conn = db.conn().unwrap();
+        close_campaign(&mut conn, attest::clock::Clock::now(clock), &id, "test").unwrap();
+    })
+    .await;
+    assert_eq!(post(&items[2], "approve", "").await.unwrap().status(), 409);
+    assert_eq!(app.count("decisions").await, 2);
+
+    // Export and check the pack.
+    let pack = dir.join("pack.zip");
+    let out = pack.clone();
+    let id = campaign_id.clone();
+    let summary = app
+        .blocking(move |db, clock, _| {
+            let mut conn = db.conn().unwrap();
+            export_campaign(
+                &mut conn,
+                attest::clock::Clock::now(clock),
+                &id,
+                &out,
+                "test",
+            )
+            .unwrap()
+        })
+        .await;
+    assert_eq!(summary.decisions, 2);
+    check_pack(&pack, &campaign_id);
+    assert!(count_rows(&app.db, "events") > events_before);
+    app.stop().await;
+}
+
+fn read_entry(archive: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    archive
+        .by_name(name)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+fn check_pack(path: &std::path::Path, campaign_id: &str) {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_entry(&mut archive, "manifest.json")).unwrap();
+    assert_eq!(manifest["campaign"], campaign_id);
+    let files = manifest["files"].as_array().unwrap();
+    let names: BTreeSet<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["decisions.csv", "decisions.jsonl", "population.json"])
+    );
+    for file in files {
+        let bytes = read_entry(&mut archive, file["name"].as_str().unwrap());
+        assert_eq!(
+            file["sha256"].as_str().unwrap(),
+            hex::encode(Sha256::digest(&bytes))
+        );
+        assert_eq!(file["bytes"].as_u64().unwrap(), bytes.len() as u64);
+    }
+
+    let csv_bytes = read_entry(&mut archive, "decisions.csv");
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let outcomes: BTreeSet<&str> = rows.iter().map(|r| &r[4]).collect();
+    assert_eq!(outcomes, BTreeSet::from(["approve", "revoke"]));
+    let revoke = rows.iter().find(|r| &r[4] == "revoke").unwrap();
+    assert!(
+        revoke[5].starts_with("'=HYPERLINK"),
+        "formula neutralised: {:?}",
+        &revoke[5]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| &r[6] == "bob@example.com" && &r[14] == "email_link")
+    );
+
+    let jsonl = String::from_utf8(read_entry(&mut archive, "decisions.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), rows.len());
+    assert!(
+        records
+            .iter()
+            .any(|r| r["comment"] == "=HYPERLINK(\"x\") left the team")
+    );
+
+    let population: serde_json::Value =
+        serde_json::from_slice(&read_entry(&mut archive, "population.json")).unwrap();
+    assert_eq!(population["counts"]["review_items"], 18);
+    assert_eq!(population["sync_run"]["identities"], 12);
+    assert_eq!(population["sync_run"]["status"], "succeeded");
+    assert!(
+        population["sync_run"]["server"]
+            .as_str()
+            .unwrap()
+            .starts_with("ldap://127.0.0.1:")
+    );
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary: attest against real slapd, maildev, SQLite and PostgreSQL,
+//! started by `tests/support` on free loopback ports.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod common;
+mod config_cli;
+mod demo;
+mod end_to_end;
+mod review_security;
+mod sync;

@@ -1,0 +1,321 @@
+//! Attacks on review links and decision POSTs: forged, tampered, expired, wrong-audience and
+//! unknown-key tokens; posts without the CSRF token or session cookie; prefetch; deciding
+//! someone else's item. None of them may record a decision.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::campaigns::model::{items_of_reviewer, reviewers_of};
+use attest::notify::LinkSigner;
+use attest::notify::links::{REVIEW_AUDIENCE, ReviewClaims, issue_review_link};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Duration;
+
+use crate::common::{self, TestApp, form_values, http_client};
+
+struct Fixture {
+    app: TestApp,
+    _dir: tempfile::TempDir,
+    campaign_id: String,
+    /// (reviewer id, email) of everyone with items.
+    reviewers: Vec<(String, String)>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = common::temp_dir();
+    let config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldif_source(&common::fixture()),
+        None,
+        dir.path(),
+    );
+    let app = TestApp::spawn(config).await;
+    app.sync().await.expect("LDIF sync");
+    let started = app.start_campaign().await;
+    let id = started.campaign.id.clone();
+    let reviewers = app
+        .blocking(move |db, _, _| {
+            let mut conn = db.conn().unwrap();
+            reviewers_of(&mut conn, &id)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id, r.email))
+                .collect()
+        })
+        .await;
+    Fixture {
+        app,
+        _dir: dir,
+        campaign_id: started.campaign.id,
+        reviewers,
+    }
+}
+
+impl Fixture {
+    fn reviewer(&self, email: &str) -> String {
+        self.reviewers
+            .iter()
+            .find(|(_, e)| e == email)
+            .unwrap()
+            .0
+            .clone()
+    }
+
+    async fn link(&self, reviewer_id: &str) -> String {
+        let (campaign, reviewer) = (self.campaign_id.clone(), reviewer_id.to_string());
+        let token = self
+            .app
+            .blocking(move |db, clock, config| {
+                let signer = LinkSigner::from_config(&config.links).unwrap();
+                let now = attest::clock::Clock::now(clock);
+                let mut conn = db.conn().unwrap();
+                issue_review_link(
+                    &mut conn,
+                    &signer,
+                    now,
+                    now + Duration::days(3),
+                    &campaign,
+                    &reviewer,
+                    "test",
+                )
+                .unwrap()
+            })
+            .await;
+        format!("{}/r/{token}", self.app.base_url)
+    }
+
+    async fn items_of(&self, reviewer_id: &str) -> Vec<String> {
+        let id = reviewer_id.to_string();
+        self.app
+            .blocking(move |db, _, _| {
+                let mut conn = db.conn().unwrap();
+                items_of_reviewer(&mut conn, &id)
+                    .unwrap()
+                    .into_iter()
+                    .map(|i| i.id)
+                    .collect()
+            })
+            .await
+    }
+}
+
+fn signer(config: &attest::config::Config) -> LinkSigner {
+    LinkSigner::from_config(&config.links).unwrap()
+}
+
+fn claims_of(url: &str) -> ReviewClaims {
+    let token = url.rsplit('/').next().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn status_of(url: &str) -> u16 {
+    http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tampered_expired_and_wrong_audience_links_are_rejected() {
+    let f = fixture().await;
+    let bob = f.reviewer("bob@example.com");
+    let good = f.link(&bob).await;
+    assert_eq!(status_of(&good).await, 200);
+    let base = format!("{}/r/", f.app.base_url);
+    let token = good.trim_start_matches(&base).to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+
+    // Tampered payload: another reviewer's id with the original signature.
+    let mut claims = claims_of(&good);
+    claims.sub = f.reviewer("carol@example.com");
+    let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+    let tampered = format!("{base}{}.{forged_payload}.{}", parts[0], parts[2]);
+    assert_eq!(status_of(&tampered).await, 401);
+
+    // alg "none" with no signature.
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#);
+    assert_eq!(
+        status_of(&format!("{base}{none_header}.{}.", parts[1])).await,
+        401
+    );
+
+    // Same key, wrong audience (a token minted for another purpose).
+    let signer = signer(&f.app.config);
+    let mut other = claims_of(&good);
+    other.aud = "attest:api".into();
+    assert_ne!(other.aud, REVIEW_AUDIENCE);
+    assert_eq!(
+        status_of(&format!("{base}{}", signer.sign(&other).unwrap())).await,
+        401
+    );
+
+    // Unknown key id.
+    let mut other_links = f.app.config.links.clone();
+    other_links.key_id = "k2".into();
+    let other_signer = LinkSigner::from_config(&other_links).unwrap();
+    assert_eq!(
+        status_of(&format!(
+            "{base}{}",
+            other_signer.sign(&claims_of(&good)).unwrap()
+        ))
+        .await,
+        401
+    );
+
+    // Valid signature but never issued (unknown jti).
+    let mut unissued = claims_of(&good);
+    unissued.jti = "0".repeat(32);
+    assert_eq!(
+        status_of(&format!("{base}{}", signer.sign(&unissued).unwrap())).await,
+        401
+    );
+
+    // Expired: the injected clock moves past the token's expiry.
+    f.app.clock.advance(Duration::days(4));
+    assert_eq!(status_of(&good).await, 401);
+    assert_eq!(f.app.count("decisions").await, 0);
+    f.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_need_the_csrf_token_bound_to_the_session_cookie() {
+    let f = fixture().await;
+    let bob = f.reviewer("bob@example.com");
+    let url = f.link(&bob).await;
+    let item = f.items_of(&bob).await[0].clone();
+    let decide = format!("{url}/decide");
+
+    // Prefetchers: HEAD and GET record nothing; a cookie-less form POST is refused.
+    let client = http_client();
+    let _ = client.head(&url).send().await.unwrap();
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let csrf = form_values(&page, "csrf")[0].clone();
+    let cookieless = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = cookieless
+        .post(&decide)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("item", item.as_str()),
+            ("outcome", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "valid token but no session cookie");
+
+    // Cross-site POST with the victim's cookie but no CSRF field.
+    let response = client
+        .post(&decide)
+        .form(&[("item", item.as_str()), ("outcome", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // A CSRF token from another session does not work with this cookie.
+    let other = http_client();
+    let other_page = other.get(&url).send().await.unwrap().text().await.unwrap();
+    let other_csrf = form_values(&other_page, "csrf")[0].clone();
+    assert_ne!(other_csrf, csrf);
+    let response = client
+        .post(&decide)
+        .form(&[
+            ("csrf", other_csrf.as_str()),
+            ("item", item.as_str()),
+            ("outcome", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        f.app.count("decisions").await,
+        0,
+        "no decision without a valid CSRF token"
+    );
+
+    // The real form works.
+    let response = client
+        .post(&decide)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("item", item.as_str()),
+            ("outcome", "approve"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(f.app.count("decisions").await, 1);
+    f.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewer_cannot_decide_someone_elses_item() {
+    let f = fixture().await;
+    let bob = f.reviewer("bob@example.com");
+    let carol = f.reviewer("carol@example.com");
+    let url = f.link(&bob).await;
+    let carols_item = f.items_of(&carol).await[0].clone();
+    let client = http_client();
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let csrf = form_values(&page, "csrf")[0].clone();
+    let response = client
+        .post(format!("{url}/decide"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("item", carols_item.as_str()),
+            ("outcome", "revoke"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(f.app.count("decisions").await, 0);
+    f.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_mailer_writes_one_digest_per_reviewer() {
+    let f = fixture().await;
+    let expected = f.reviewers.len() as i64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        f.app.worker.drain_once().await.unwrap();
+        let sent = f
+            .app
+            .blocking(|db, _, _| {
+                let mut conn = db.conn().unwrap();
+                use diesel::prelude::*;
+                attest::db::schema::outbox::table
+                    .filter(attest::db::schema::outbox::state.eq("sent"))
+                    .count()
+                    .get_result::<i64>(&mut *conn)
+                    .unwrap()
+            })
+            .await;
+        if sent == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {sent} of {expected} sent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mail_dir = f.app.config.mail.file_dir.clone();
+    let files: Vec<_> = std::fs::read_dir(&mail_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    assert_eq!(files.len(), f.reviewers.len());
+    assert_eq!(f.app.count("outbox").await, f.reviewers.len() as i64);
+    f.app.stop().await;
+}

@@ -1,0 +1,126 @@
+//! Syncing from a real slapd: the population and its provenance are recorded; a failed sync
+//! (server down, wrong password) is recorded as failed and the previous snapshot stays current.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::config::SourceConfig;
+use attest::directory::current_sync_run;
+use attest::directory::snapshot::{STATUS_FAILED, STATUS_SUCCEEDED, sync_runs_of};
+use secrecy::SecretString;
+
+use crate::common::{self, SOURCE, TestApp};
+use crate::support::slapd::Slapd;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sync_keeps_the_previous_snapshot() {
+    let dir = common::temp_dir();
+    let mut slapd = Slapd::start();
+    let config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldap_source(&slapd),
+        None,
+        dir.path(),
+    );
+    let app = TestApp::spawn(config).await;
+    let first = app.sync().await.expect("first sync");
+    let identities_after_first = app.count("identities").await;
+
+    slapd.stop();
+    let error = app
+        .sync()
+        .await
+        .expect_err("sync against a stopped server fails");
+    assert_eq!(error.code(), "source_failed");
+
+    let runs = app
+        .blocking(|db, _, _| {
+            let mut conn = db.conn().unwrap();
+            let runs = sync_runs_of(&mut conn, SOURCE).unwrap();
+            let current = current_sync_run(&mut conn, SOURCE).unwrap().unwrap();
+            (runs, current)
+        })
+        .await;
+    let (runs, current) = runs;
+    assert_eq!(
+        current.id, first.sync_run_id,
+        "previous snapshot is still current"
+    );
+    assert_eq!(runs.len(), 2);
+    let failed = runs.iter().find(|r| r.status == STATUS_FAILED).unwrap();
+    assert!(failed.error.as_deref().is_some_and(|e| !e.is_empty()));
+    assert!(failed.finished_at.is_some());
+    assert_eq!(
+        app.count("identities").await,
+        identities_after_first,
+        "partial rows removed"
+    );
+
+    // A campaign still opens from the previous snapshot.
+    let started = app.start_campaign().await;
+    assert_eq!(started.campaign.sync_run_id, first.sync_run_id);
+    assert_eq!(started.items, 18);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_bind_password_fails_loudly_and_names_the_cause() {
+    let dir = common::temp_dir();
+    let slapd = Slapd::start();
+    let mut source = common::ldap_source(&slapd);
+    if let SourceConfig::Ldap(ldap) = &mut source {
+        ldap.bind_password = Some(SecretString::from("wrong-password"));
+    }
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
+    let app = TestApp::spawn(config).await;
+    let error = app.sync().await.expect_err("bad credentials fail");
+    let message = error.to_string();
+    assert!(
+        message.contains("49") || message.to_lowercase().contains("invalid credentials"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("wrong-password"),
+        "the password never appears in errors"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_run_records_where_the_population_came_from() {
+    let dir = common::temp_dir();
+    let slapd = Slapd::start();
+    let config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldap_source(&slapd),
+        None,
+        dir.path(),
+    );
+    let app = TestApp::spawn(config).await;
+    let outcome = app.sync().await.unwrap();
+    let run = app
+        .blocking(move |db, _, _| {
+            let mut conn = db.conn().unwrap();
+            attest::directory::snapshot::sync_run(&mut conn, &outcome.sync_run_id).unwrap()
+        })
+        .await;
+    assert_eq!(run.status, STATUS_SUCCEEDED);
+    assert_eq!(run.server, slapd.url);
+    let searches: serde_json::Value = serde_json::from_str(&run.searches).unwrap();
+    assert_eq!(searches[0]["base"], "ou=people,dc=example,dc=com");
+    assert_eq!(searches[0]["filter"], "(objectClass=inetOrgPerson)");
+    assert!(
+        searches[0]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "entryUUID")
+    );
+    assert_eq!(searches[0]["entries"], 12);
+    assert!(
+        searches[0]["pages"].as_u64().unwrap() >= 3,
+        "page size 5 over 12 people"
+    );
+    assert_eq!(run.entries, 16);
+    assert!(run.raw_sha256.as_deref().is_some_and(|h| h.len() == 64));
+    assert!(run.finished_at.unwrap() >= run.started_at);
+    app.stop().await;
+}
