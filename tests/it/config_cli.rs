@@ -118,3 +118,16 @@ fn migrate_creates_the_sqlite_database() {
         .env("ATTEST__DATABASE__URL", "sqlite://var/a.db"));
     assert!(ok && text.contains("0 migration(s)"), "{text}");
 }
+
+#[test]
+fn default_toml_documents_the_built_in_defaults() {
+    let file = crate::support::repo_root().join("config/default.toml");
+    let loaded = attest::config::Config::load(Some(&file), true).unwrap();
+    let as_json = |c: &attest::config::Config| serde_json::to_value(c).unwrap();
+    assert_eq!(
+        as_json(&loaded),
+        as_json(&attest::config::Config::default())
+    );
+    let (ok, text) = run(attest(&crate::support::repo_root()).arg("check-config"));
+    assert!(ok, "{text}");
+}
