@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigProblem, Error};
+
+mod validate;
 
 /// The whole configuration of one attest instance.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -435,179 +437,6 @@ impl Config {
                     .collect(),
             )
         })
-    }
-
-    /// Every semantic problem of the configuration, each naming its key.
-    pub fn problems(&self) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let url = &self.database.url;
-        if !(url.starts_with("sqlite://")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
-            problems.push(ConfigProblem::new(
-                "database.url",
-                format!(
-                    "unsupported database URL `{}`: use sqlite://PATH or postgres://...",
-                    redact_url_password(url)
-                ),
-            ));
-        }
-        if self.database.pool_size == 0 {
-            problems.push(ConfigProblem::new(
-                "database.pool_size",
-                "must be at least 1",
-            ));
-        }
-        let public_url = &self.server.public_url;
-        if !(public_url.is_empty()
-            || public_url.starts_with("http://")
-            || public_url.starts_with("https://"))
-        {
-            problems.push(ConfigProblem::new(
-                "server.public_url",
-                "must be an absolute http:// or https:// URL (or empty to use the bound address)",
-            ));
-        }
-        if let Err(p) = resolve_secret(
-            "links.signing_key",
-            self.links.signing_key.as_ref(),
-            if self.links.signing_key.is_some() {
-                None
-            } else {
-                self.links
-                    .signing_key_file
-                    .as_deref()
-                    .filter(|p| p.exists() || !self.links.generate_missing_key)
-            },
-        ) {
-            problems.push(p);
-        }
-        if let Some(key) = &self.links.signing_key
-            && key.expose_secret().len() < 32
-        {
-            problems.push(ConfigProblem::new(
-                "links.signing_key",
-                "must be at least 32 characters",
-            ));
-        }
-        if self.links.signing_key.is_none() && self.links.signing_key_file.is_none() {
-            problems.push(ConfigProblem::new(
-                "links.signing_key_file",
-                "set links.signing_key_file (or links.signing_key)",
-            ));
-        }
-        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
-            problems.push(ConfigProblem::new(
-                "mail.from",
-                "not a valid mailbox such as `attest <attest@example.com>`",
-            ));
-        }
-        if self.mail.transport == MailTransport::Smtp {
-            if self.mail.smtp.host.trim().is_empty() {
-                problems.push(ConfigProblem::new("mail.smtp.host", "must not be empty"));
-            }
-            if let Err(p) = resolve_secret(
-                "mail.smtp.password",
-                self.mail.smtp.password.as_ref(),
-                self.mail.smtp.password_file.as_deref(),
-            ) {
-                problems.push(p);
-            }
-        }
-        if self.mail.max_attempts == 0 {
-            problems.push(ConfigProblem::new(
-                "mail.max_attempts",
-                "must be at least 1",
-            ));
-        }
-        for (name, source) in &self.sources {
-            self.source_problems(name, source, &mut problems);
-        }
-        for (name, definition) in &self.campaigns {
-            let key = format!("campaigns.{name}");
-            if !self.sources.contains_key(&definition.source) {
-                problems.push(ConfigProblem::new(
-                    &format!("{key}.source"),
-                    format!("no source named `{}` under [sources]", definition.source),
-                ));
-            }
-            if definition.fallback_reviewers.is_empty() {
-                problems.push(ConfigProblem::new(
-                    &format!("{key}.fallback_reviewers"),
-                    "name at least one fallback reviewer (email or login)",
-                ));
-            }
-            if definition.duration_days == 0 {
-                problems.push(ConfigProblem::new(
-                    &format!("{key}.duration_days"),
-                    "must be at least 1",
-                ));
-            }
-        }
-        problems
-    }
-
-    fn source_problems(
-        &self,
-        name: &str,
-        source: &SourceConfig,
-        problems: &mut Vec<ConfigProblem>,
-    ) {
-        let key = format!("sources.{name}");
-        match source {
-            SourceConfig::Ldap(ldap) => {
-                if !(ldap.url.starts_with("ldap://") || ldap.url.starts_with("ldaps://")) {
-                    problems.push(ConfigProblem::new(
-                        &format!("{key}.url"),
-                        "must start with ldap:// or ldaps://",
-                    ));
-                }
-                if let Err(p) = resolve_secret(
-                    &format!("{key}.bind_password"),
-                    ldap.bind_password.as_ref(),
-                    ldap.bind_password_file.as_deref(),
-                ) {
-                    problems.push(p);
-                }
-                if ldap.page_size <= 0 {
-                    problems.push(ConfigProblem::new(
-                        &format!("{key}.page_size"),
-                        "must be a positive number",
-                    ));
-                }
-                if ldap.people.base_dns.is_empty() {
-                    problems.push(ConfigProblem::new(
-                        &format!("{key}.people.base_dns"),
-                        "name at least one base DN to search for people",
-                    ));
-                }
-                if ldap.groups.base_dns.is_empty() {
-                    problems.push(ConfigProblem::new(
-                        &format!("{key}.groups.base_dns"),
-                        "name at least one base DN to search for groups",
-                    ));
-                }
-            }
-            SourceConfig::Ldif(ldif) => {
-                if ldif.path.as_os_str().is_empty() {
-                    problems.push(ConfigProblem::new(
-                        &format!("{key}.path"),
-                        "must not be empty",
-                    ));
-                }
-            }
-        }
-    }
-
-    /// Fails with every problem at once when the configuration is not usable.
-    pub fn validate(&self) -> Result<(), Error> {
-        let problems = self.problems();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Config(problems))
-        }
     }
 
     pub fn source(&self, name: &str) -> Result<&SourceConfig, Error> {

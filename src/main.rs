@@ -103,6 +103,13 @@ fn load_config(cli: &Cli) -> Result<Config, Error> {
     }
 }
 
+/// Connects and applies pending migrations, so every command works on a fresh database.
+fn open_database(config: &Config) -> Result<Database, Error> {
+    let db = Database::connect(&config.database)?;
+    db.migrate()?;
+    Ok(db)
+}
+
 fn init_logging(config: &Config, force_json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
@@ -142,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sync { source } => {
-            let db = Database::connect(&config.database)?;
+            let db = open_database(&config)?;
             let names: Vec<String> = match source {
                 Some(name) => vec![name],
                 None => config.sources.keys().cloned().collect(),
@@ -160,7 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Campaign { action } => campaign(&config, clock.as_ref(), action),
         Command::Export { campaign, out } => {
-            let db = Database::connect(&config.database)?;
+            let db = open_database(&config)?;
             let mut conn = db.conn()?;
             let summary = export_campaign(&mut conn, clock.now(), &campaign, &out, "cli")?;
             println!(
@@ -176,7 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn campaign(config: &Config, clock: &dyn Clock, action: CampaignCommand) -> anyhow::Result<()> {
-    let db = Database::connect(&config.database)?;
+    let db = open_database(config)?;
     match action {
         CampaignCommand::Start { definition, now } => {
             let started = start_campaign(&db, clock, config, &definition, now, "cli")?;

@@ -117,6 +117,9 @@ fn generate(
         )));
     }
     let entitlement_ids = entitlements_in_scope(conn, &run.id, definition)?;
+    // Reviewing every group needs no id list (which could exceed bind-parameter limits).
+    let whole_source = definition.groups.is_empty() && !definition.privileged_only;
+    let id_filter = (!whole_source).then_some(entitlement_ids.as_slice());
     let fallbacks = resolve_fallbacks(conn, &run.id, &definition.fallback_reviewers)?;
 
     let campaign_id = new_id();
@@ -151,7 +154,7 @@ fn generate(
     let mut item_count = 0i64;
     let mut last_grant = String::new();
     loop {
-        let page = grant_page(conn, &run.id, &entitlement_ids, &last_grant)?;
+        let page = grant_page(conn, &run.id, id_filter, &last_grant)?;
         let Some(last) = page.last() else { break };
         last_grant = last.grant_id.clone();
         let mut items = Vec::with_capacity(page.len());
@@ -365,21 +368,22 @@ struct GrantRow {
 }
 
 type ManagerColumns = (String, String, String, Option<String>, String);
+type GrantColumns = (
+    (String, Option<String>, chrono::NaiveDateTime),
+    (String, String, String, Option<String>, String),
+    (String, String, String, bool),
+    Option<ManagerColumns>,
+);
 
-/// One page of resolved grants with person, group and (if found) manager, after `after`.
+/// One page of resolved grants with person, group and (if found) manager, after `after`;
+/// limited to `entitlement_ids` when given.
 fn grant_page(
     conn: &mut DbConnection,
     sync_run_id: &str,
-    entitlement_ids: &[String],
+    entitlement_ids: Option<&[String]>,
     after: &str,
 ) -> Result<Vec<GrantRow>> {
-    #[allow(clippy::type_complexity)]
-    let rows: Vec<(
-        (String, Option<String>, chrono::NaiveDateTime),
-        (String, String, String, Option<String>, String),
-        (String, String, String, bool),
-        Option<ManagerColumns>,
-    )> = grants::table
+    let mut query = grants::table
         .inner_join(identities::table.on(grants::identity_id.eq(identities::id.nullable())))
         .inner_join(entitlements::table.on(grants::entitlement_id.eq(entitlements::id)))
         .left_join(
@@ -394,8 +398,12 @@ fn grant_page(
                 )),
         )
         .filter(grants::sync_run_id.eq(sync_run_id))
-        .filter(grants::entitlement_id.eq_any(entitlement_ids))
         .filter(grants::id.gt(after))
+        .into_boxed();
+    if let Some(ids) = entitlement_ids {
+        query = query.filter(grants::entitlement_id.eq_any(ids));
+    }
+    let rows: Vec<GrantColumns> = query
         .order(grants::id.asc())
         .limit(GRANT_PAGE)
         .select((

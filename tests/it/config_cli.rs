@@ -131,3 +131,61 @@ fn default_toml_documents_the_built_in_defaults() {
     let (ok, text) = run(attest(&crate::support::repo_root()).arg("check-config"));
     assert!(ok, "{text}");
 }
+
+#[test]
+fn cli_runs_sync_campaign_export_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = crate::support::slapd::fixture_path();
+    let file = dir.path().join("attest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[database]
+url = "sqlite://var/attest.db"
+
+[mail]
+transport = "file"
+file_dir = "var/mail"
+
+[sources.corp]
+kind = "ldif"
+path = "{}"
+[sources.corp.people]
+base_dns = ["ou=people,dc=example,dc=com"]
+[sources.corp.groups]
+base_dns = ["ou=groups,dc=example,dc=com"]
+
+[campaigns.review]
+source = "corp"
+fallback_reviewers = ["security@example.com"]
+"#,
+            fixture.display()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let (ok, text) = run(attest(dir.path()).arg("--config").arg(&file).args(args));
+        assert!(ok, "attest {args:?} failed:\n{text}");
+        text
+    };
+    assert!(cli(&["sync"]).contains("12 people, 4 groups, 18 memberships"));
+    let opened = cli(&["campaign", "start", "review", "--now"]);
+    assert!(opened.contains("18 items for 4 reviewers"), "{opened}");
+    let id = opened
+        .split_whitespace()
+        .skip_while(|w| *w != "campaign")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(cli(&["campaign", "list"]).contains(&id));
+    let exported = cli(&["export", &id, "--out", "pack.zip"]);
+    assert!(exported.contains("0 decisions"), "{exported}");
+    assert!(dir.path().join("pack.zip").exists());
+    assert!(cli(&["campaign", "close", &id]).contains("18 not reviewed"));
+    let (ok, text) = run(attest(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .args(["campaign", "close", &id]));
+    assert!(!ok && text.contains("already closed"), "{text}");
+}

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod campaigns;
 mod common;
 mod config_cli;
 mod demo;
