@@ -26,6 +26,20 @@ pub fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
 }
 
+fn fixture_people() -> PeopleQuery {
+    PeopleQuery {
+        base_dns: vec![format!("ou=people,{}", slapd::BASE_DN)],
+        ..PeopleQuery::default()
+    }
+}
+
+fn fixture_groups() -> GroupQuery {
+    GroupQuery {
+        base_dns: vec![format!("ou=groups,{}", slapd::BASE_DN)],
+        ..GroupQuery::default()
+    }
+}
+
 pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
     SourceConfig::Ldap(LdapSourceConfig {
         url: slapd.url.clone(),
@@ -34,14 +48,8 @@ pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
         bind_password_file: None,
         page_size: 5,
         timeout_seconds: 10,
-        people: PeopleQuery {
-            base_dns: vec![format!("ou=people,{}", slapd::BASE_DN)],
-            ..PeopleQuery::default()
-        },
-        groups: GroupQuery {
-            base_dns: vec![format!("ou=groups,{}", slapd::BASE_DN)],
-            ..GroupQuery::default()
-        },
+        people: fixture_people(),
+        groups: fixture_groups(),
         privileged_groups: vec!["prod-admins".into()],
     })
 }
@@ -49,14 +57,8 @@ pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
 pub fn ldif_source(path: &Path) -> SourceConfig {
     SourceConfig::Ldif(LdifSourceConfig {
         path: path.to_path_buf(),
-        people: PeopleQuery {
-            base_dns: vec![format!("ou=people,{}", slapd::BASE_DN)],
-            ..PeopleQuery::default()
-        },
-        groups: GroupQuery {
-            base_dns: vec![format!("ou=groups,{}", slapd::BASE_DN)],
-            ..GroupQuery::default()
-        },
+        people: fixture_people(),
+        groups: fixture_groups(),
         privileged_groups: vec!["prod-admins".into()],
     })
 }
@@ -202,6 +204,22 @@ pub fn http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// POSTs a form and returns the status code (redirects are not followed).
+pub async fn post_form(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    fields: &[(&str, &str)],
+) -> u16 {
+    client
+        .post(url)
+        .form(fields)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Every value of `name="<field>" value="..."` in a page, in order.

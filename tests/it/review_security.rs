@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 
-use crate::common::{self, TestApp, form_values, http_client};
+use crate::common::{self, TestApp, form_values, http_client, post_form};
 
 struct Fixture {
     app: TestApp,
@@ -197,43 +197,43 @@ async fn decisions_need_the_csrf_token_bound_to_the_session_cookie() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let response = cookieless
-        .post(&decide)
-        .form(&[
+    let response = post_form(
+        &cookieless,
+        &decide,
+        &[
             ("csrf", csrf.as_str()),
             ("item", item.as_str()),
             ("outcome", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403, "valid token but no session cookie");
+        ],
+    )
+    .await;
+    assert_eq!(response, 403, "valid token but no session cookie");
 
     // Cross-site POST with the victim's cookie but no CSRF field.
-    let response = client
-        .post(&decide)
-        .form(&[("item", item.as_str()), ("outcome", "approve")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
+    let response = post_form(
+        &client,
+        &decide,
+        &[("item", item.as_str()), ("outcome", "approve")],
+    )
+    .await;
+    assert_eq!(response, 403);
 
     // A CSRF token from another session does not work with this cookie.
     let other = http_client();
     let other_page = other.get(&url).send().await.unwrap().text().await.unwrap();
     let other_csrf = form_values(&other_page, "csrf")[0].clone();
     assert_ne!(other_csrf, csrf);
-    let response = client
-        .post(&decide)
-        .form(&[
+    let response = post_form(
+        &client,
+        &decide,
+        &[
             ("csrf", other_csrf.as_str()),
             ("item", item.as_str()),
             ("outcome", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
+        ],
+    )
+    .await;
+    assert_eq!(response, 403);
     assert_eq!(
         f.app.count("decisions").await,
         0,
@@ -241,17 +241,17 @@ async fn decisions_need_the_csrf_token_bound_to_the_session_cookie() {
     );
 
     // The real form works.
-    let response = client
-        .post(&decide)
-        .form(&[
+    let response = post_form(
+        &client,
+        &decide,
+        &[
             ("csrf", csrf.as_str()),
             ("item", item.as_str()),
             ("outcome", "approve"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 303);
+        ],
+    )
+    .await;
+    assert_eq!(response, 303);
     assert_eq!(f.app.count("decisions").await, 1);
     f.app.stop().await;
 }
@@ -266,17 +266,17 @@ async fn reviewer_cannot_decide_someone_elses_item() {
     let client = http_client();
     let page = client.get(&url).send().await.unwrap().text().await.unwrap();
     let csrf = form_values(&page, "csrf")[0].clone();
-    let response = client
-        .post(format!("{url}/decide"))
-        .form(&[
+    let response = post_form(
+        &client,
+        format!("{url}/decide"),
+        &[
             ("csrf", csrf.as_str()),
             ("item", carols_item.as_str()),
             ("outcome", "revoke"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
+        ],
+    )
+    .await;
+    assert_eq!(response, 403);
     assert_eq!(f.app.count("decisions").await, 0);
     f.app.stop().await;
 }
