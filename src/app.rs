@@ -16,6 +16,18 @@ use crate::error::{Error, Result};
 use crate::notify::{LinkSigner, MailTemplates, OutboxWorker};
 use crate::web::{AppState, pages::Pages, routes};
 
+/// The request path as logged: review-link tokens are replaced, and query strings (which may
+/// carry item ids) are never logged.
+pub fn redacted_path(path: &str) -> String {
+    match path.strip_prefix("/r/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, tail)) => format!("/r/[token]/{tail}"),
+            None => "/r/[token]".to_string(),
+        },
+        None => path.to_string(),
+    }
+}
+
 pub struct App {
     port: u16,
     public_url: String,
@@ -130,5 +142,17 @@ impl App {
         let _ = stop_tx.send(true);
         let _ = worker.await;
         served.map_err(|e| Error::Io(format!("server stopped with an error: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_path;
+
+    #[test]
+    fn review_tokens_never_reach_the_access_log() {
+        assert_eq!(redacted_path("/r/eyJ.abc.def"), "/r/[token]");
+        assert_eq!(redacted_path("/r/eyJ.abc.def/decide"), "/r/[token]/decide");
+        assert_eq!(redacted_path("/healthz"), "/healthz");
     }
 }

@@ -100,7 +100,19 @@ impl Error {
 
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
-        Error::Database(e.to_string())
+        use diesel::result::{DatabaseErrorKind, Error as Diesel};
+        match e {
+            // Someone else created the same thing first (e.g. the same campaign period).
+            Diesel::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Error::Conflict(format!(
+                    "already exists ({})",
+                    info.constraint_name()
+                        .or(info.table_name())
+                        .unwrap_or("unique key")
+                ))
+            }
+            other => Error::Database(other.to_string()),
+        }
     }
 }
 

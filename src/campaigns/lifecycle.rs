@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::campaigns::model::{
-    Campaign, ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, STATE_CLOSED, campaign,
+    Campaign, ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, STATE_CLOSED, STATE_OPEN, campaign,
 };
 use crate::db::schema::{campaigns, review_items};
 use crate::db::time::to_db;
@@ -63,18 +63,23 @@ pub fn close_campaign(
     actor: &str,
 ) -> Result<CampaignSummary> {
     write_tx(conn, |conn| {
-        let current = campaign(conn, campaign_id)?;
-        if !current.is_open() {
+        campaign(conn, campaign_id)?;
+        // The state test in the UPDATE makes two concurrent closes produce one close.
+        let closed_now = diesel::update(
+            campaigns::table
+                .find(campaign_id)
+                .filter(campaigns::state.eq(STATE_OPEN)),
+        )
+        .set((
+            campaigns::state.eq(STATE_CLOSED),
+            campaigns::closed_at.eq(Some(to_db(at))),
+        ))
+        .execute(conn)?;
+        if closed_now == 0 {
             return Err(Error::Conflict(format!(
                 "campaign {campaign_id} is already closed"
             )));
         }
-        diesel::update(campaigns::table.find(campaign_id))
-            .set((
-                campaigns::state.eq(STATE_CLOSED),
-                campaigns::closed_at.eq(Some(to_db(at))),
-            ))
-            .execute(conn)?;
         let closed = campaign(conn, campaign_id)?;
         let summary = summarize(conn, closed)?;
         append(

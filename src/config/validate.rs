@@ -40,34 +40,7 @@ impl Config {
                 "must be an absolute http:// or https:// URL (or empty to use the bound address)",
             ));
         }
-        if let Err(p) = resolve_secret(
-            "links.signing_key",
-            self.links.signing_key.as_ref(),
-            if self.links.signing_key.is_some() {
-                None
-            } else {
-                self.links
-                    .signing_key_file
-                    .as_deref()
-                    .filter(|p| p.exists() || !self.links.generate_missing_key)
-            },
-        ) {
-            problems.push(p);
-        }
-        if let Some(key) = &self.links.signing_key
-            && key.expose_secret().len() < 32
-        {
-            problems.push(ConfigProblem::new(
-                "links.signing_key",
-                "must be at least 32 characters",
-            ));
-        }
-        if self.links.signing_key.is_none() && self.links.signing_key_file.is_none() {
-            problems.push(ConfigProblem::new(
-                "links.signing_key_file",
-                "set links.signing_key_file (or links.signing_key)",
-            ));
-        }
+        self.link_key_problems(&mut problems);
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             problems.push(ConfigProblem::new(
                 "mail.from",
@@ -119,6 +92,49 @@ impl Config {
         problems
     }
 
+    /// An inline key wins over the key file; a missing file is generated only where one
+    /// instance owns the database, since every instance must verify every other's links.
+    fn link_key_problems(&self, problems: &mut Vec<ConfigProblem>) {
+        let links = &self.links;
+        match (&links.signing_key, &links.signing_key_file) {
+            (Some(key), _) => {
+                if key.expose_secret().len() < 32 {
+                    problems.push(ConfigProblem::new(
+                        "links.signing_key",
+                        "must be at least 32 characters",
+                    ));
+                }
+            }
+            (None, Some(path)) if path.exists() => {
+                if let Err(p) = resolve_secret("links.signing_key", None, Some(path)) {
+                    problems.push(p);
+                }
+            }
+            (None, Some(path)) => {
+                let shared_database = self.database.url.starts_with("postgres");
+                if !links.generate_missing_key || shared_database {
+                    problems.push(ConfigProblem::new(
+                        "links.signing_key_file",
+                        format!(
+                            "{} does not exist; create it with a random key of at least 32 \
+                             characters (e.g. `openssl rand -hex 32`){}",
+                            path.display(),
+                            if shared_database {
+                                " and give every instance sharing this database the same file"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
+            (None, None) => problems.push(ConfigProblem::new(
+                "links.signing_key_file",
+                "set links.signing_key_file (or links.signing_key)",
+            )),
+        }
+    }
+
     fn source_problems(
         &self,
         name: &str,
@@ -134,12 +150,18 @@ impl Config {
                         "must start with ldap:// or ldaps://",
                     ));
                 }
-                if let Err(p) = resolve_secret(
+                match resolve_secret(
                     &format!("{key}.bind_password"),
                     ldap.bind_password.as_ref(),
                     ldap.bind_password_file.as_deref(),
                 ) {
-                    problems.push(p);
+                    Err(p) => problems.push(p),
+                    Ok(None) if !ldap.bind_dn.is_empty() => problems.push(ConfigProblem::new(
+                        &format!("{key}.bind_password_file"),
+                        "bind_dn is set but no password is: set bind_password_file (or \
+                         bind_password); an empty bind_dn binds anonymously",
+                    )),
+                    Ok(_) => {}
                 }
                 if ldap.page_size <= 0 {
                     problems.push(ConfigProblem::new(

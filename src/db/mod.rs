@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// Arbitrary key of the PostgreSQL advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x6174_7465_7374_0002;
+
 #[derive(MultiConnection)]
 pub enum DbConnection {
     Postgres(PgConnection),
@@ -111,8 +114,10 @@ impl ManageConnection for ConnectionOpener {
             .map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection that unwound mid-transaction (a panic) or whose transaction state broke
+    /// would hand the next user an open transaction, or SQLite's write lock; it is dropped.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -173,11 +178,21 @@ impl Database {
     pub fn migrate(&self) -> Result<Vec<String>> {
         let mut conn = self.conn()?;
         let applied = match &mut *conn {
-            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-            DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+            DbConnection::Sqlite(c) => c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            DbConnection::Postgres(c) => {
+                // Instances starting together on one database migrate one at a time.
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                let applied = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>());
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+                applied
+            }
         }
         .map_err(|e| Error::Database(format!("migration failed: {e}")))?;
-        Ok(applied.iter().map(ToString::to_string).collect())
+        Ok(applied)
     }
 
     /// Runs blocking database work off the async executor.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::campaigns::model::{ITEM_APPROVED, ITEM_REVOKED, campaign, item, reviewer};
-use crate::db::schema::{decisions, review_items};
+use crate::db::schema::{campaigns, decisions, review_items};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
@@ -106,6 +106,22 @@ pub fn record_decision(
         )));
     }
     write_tx(conn, |conn| {
+        // PostgreSQL: hold the campaign against a concurrent close and serialise decisions on
+        // the same item (SQLite's immediate transaction already serialises writers).
+        if let DbConnection::Postgres(pg) = conn {
+            campaigns::table
+                .find(campaign_id)
+                .select(campaigns::id)
+                .for_share()
+                .first::<String>(pg)
+                .optional()?;
+            review_items::table
+                .find(item_id)
+                .select(review_items::id)
+                .for_update()
+                .first::<String>(pg)
+                .optional()?;
+        }
         let campaign = campaign(conn, campaign_id)?;
         if !campaign.is_open() {
             return Err(Error::Conflict(

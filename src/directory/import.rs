@@ -214,7 +214,12 @@ pub fn sync_source(
                 other => other.to_string(),
             };
             tracing::warn!(source = name, sync_run = %sync_run_id, error = %message, "sync failed");
-            fail_run(&mut conn, clock.now(), &sync_run_id, &message, actor)?;
+            // The sync's own error is what the caller must see, even if recording it fails.
+            if let Err(record_error) =
+                fail_run(&mut conn, clock.now(), &sync_run_id, &message, actor)
+            {
+                tracing::error!(sync_run = %sync_run_id, error = %record_error, "cannot record the failed sync");
+            }
             Err(Error::source(name, message))
         }
     }
@@ -234,19 +239,22 @@ fn begin_run(
     let sync_run_id = new_id();
     let server = server_of(config);
     write_tx(conn, |conn| {
-        let known: i64 = sources::table
-            .filter(sources::name.eq(name))
-            .count()
-            .get_result(conn)?;
-        if known == 0 {
-            diesel::insert_into(sources::table)
-                .values((
-                    sources::name.eq(name),
-                    sources::kind.eq(kind),
-                    sources::updated_at.eq(to_db(at)),
-                ))
-                .execute(conn)?;
-        }
+        let source_row = (
+            sources::name.eq(name),
+            sources::kind.eq(kind),
+            sources::updated_at.eq(to_db(at)),
+        );
+        // Two first syncs of the same source may race; the row just has to exist.
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(sources::table)
+                .values(source_row)
+                .on_conflict_do_nothing()
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(sources::table)
+                .values(source_row)
+                .on_conflict_do_nothing()
+                .execute(sqlite)?,
+        };
         diesel::insert_into(sync_runs::table)
             .values((
                 sync_runs::id.eq(&sync_run_id),
@@ -312,12 +320,12 @@ fn finish_run(
     actor: &str,
 ) -> Result<SyncOutcome> {
     let run = quoted_id(sync_run_id)?;
-    let previous: Option<Option<String>> = sources::table
-        .find(name)
-        .select(sources::current_sync_run_id)
-        .first(conn)
-        .optional()?;
     write_tx(conn, |conn| {
+        let previous: Option<Option<String>> = sources::table
+            .find(name)
+            .select(sources::current_sync_run_id)
+            .first(conn)
+            .optional()?;
         diesel::sql_query(format!(
             "UPDATE grants SET identity_id = (SELECT i.id FROM identities i \
              WHERE i.sync_run_id = grants.sync_run_id AND i.dn_norm = grants.member_dn_norm LIMIT 1) \

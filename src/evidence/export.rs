@@ -20,7 +20,7 @@ use crate::campaigns::lifecycle::summarize;
 use crate::campaigns::model::{campaign, reviewers_of};
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::from_db;
-use crate::db::{DbConnection, write_tx};
+use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::directory::snapshot::sync_run;
 use crate::error::{Error, Result};
 use crate::evidence::{EventKind, append};
@@ -151,7 +151,15 @@ pub fn export_campaign(
     actor: &str,
 ) -> Result<ExportSummary> {
     let partial = out.with_extension("zip.partial");
-    let written = write_pack(conn, now, campaign_id, &partial);
+    // One read transaction: every file of the pack describes the same moment even while
+    // reviewers keep deciding.
+    let written = conn.transaction(|conn| {
+        if is_postgres(conn) {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(conn)?;
+        }
+        write_pack(conn, now, campaign_id, &partial)
+    });
     let summary = match written {
         Ok(summary) => summary,
         Err(e) => {

@@ -74,18 +74,19 @@ impl LinkSigner {
         {
             generate_key_file(path)?;
         }
-        let secret = resolve_secret(
-            "links.signing_key",
-            config.signing_key.as_ref(),
-            config.signing_key_file.as_deref(),
-        )
-        .map_err(|p| Error::Config(vec![p]))?
-        .ok_or_else(|| {
-            Error::Config(vec![ConfigProblem::new(
-                "links.signing_key_file",
-                "no signing key configured",
-            )])
-        })?;
+        // An inline key wins over the (defaulted) key file.
+        let key_file = match config.signing_key {
+            Some(_) => None,
+            None => config.signing_key_file.as_deref(),
+        };
+        let secret = resolve_secret("links.signing_key", config.signing_key.as_ref(), key_file)
+            .map_err(|p| Error::Config(vec![p]))?
+            .ok_or_else(|| {
+                Error::Config(vec![ConfigProblem::new(
+                    "links.signing_key_file",
+                    "no signing key configured",
+                )])
+            })?;
         if secret.expose_secret().len() < 32 {
             return Err(Error::Config(vec![ConfigProblem::new(
                 "links.signing_key",

@@ -125,22 +125,35 @@ pub fn claim_due(
     })
 }
 
+/// Records a delivery; returns false when the claim had been lost to another worker.
+///
+/// Only the worker holding the current claim may record an outcome: the claim is identified by
+/// the attempt number it set, so a worker whose lease expired (and whose row another worker
+/// re-claimed) changes nothing and writes no event.
 pub fn mark_sent(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     message: &OutboxMessage,
     message_id: &str,
-) -> Result<()> {
+) -> Result<bool> {
     write_tx(conn, |conn| {
-        diesel::update(outbox::table.find(&message.id))
-            .set((
-                outbox::state.eq(STATE_SENT),
-                outbox::sent_at.eq(Some(to_db(now))),
-                outbox::message_id.eq(Some(message_id)),
-                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
-                outbox::last_error.eq(None::<String>),
-            ))
-            .execute(conn)?;
+        let updated = diesel::update(
+            outbox::table
+                .filter(outbox::id.eq(&message.id))
+                .filter(outbox::state.eq(STATE_SENDING))
+                .filter(outbox::attempts.eq(message.attempts)),
+        )
+        .set((
+            outbox::state.eq(STATE_SENT),
+            outbox::sent_at.eq(Some(to_db(now))),
+            outbox::message_id.eq(Some(message_id)),
+            outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+        if updated == 0 {
+            return Ok(false);
+        }
         append(
             conn,
             now,
@@ -155,7 +168,7 @@ pub fn mark_sent(
                 "attempts": message.attempts,
             }),
         )?;
-        Ok(())
+        Ok(true)
     })
 }
 
@@ -169,21 +182,29 @@ pub fn mark_failed(
     permanent: bool,
     max_attempts: u32,
     retry_base_seconds: u32,
-) -> Result<()> {
+) -> Result<bool> {
     let dead = permanent || message.attempts >= i64::from(max_attempts);
     let exponent = u32::try_from(message.attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
     let backoff =
         (i64::from(retry_base_seconds) * 2i64.saturating_pow(exponent)).min(MAX_BACKOFF_SECONDS);
     let next = now + Duration::seconds(backoff);
     write_tx(conn, |conn| {
-        diesel::update(outbox::table.find(&message.id))
-            .set((
-                outbox::state.eq(if dead { STATE_DEAD } else { STATE_PENDING }),
-                outbox::next_attempt_at.eq(to_db(next)),
-                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
-                outbox::last_error.eq(Some(error)),
-            ))
-            .execute(conn)?;
+        let updated = diesel::update(
+            outbox::table
+                .filter(outbox::id.eq(&message.id))
+                .filter(outbox::state.eq(STATE_SENDING))
+                .filter(outbox::attempts.eq(message.attempts)),
+        )
+        .set((
+            outbox::state.eq(if dead { STATE_DEAD } else { STATE_PENDING }),
+            outbox::next_attempt_at.eq(to_db(next)),
+            outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+            outbox::last_error.eq(Some(error)),
+        ))
+        .execute(conn)?;
+        if updated == 0 {
+            return Ok(false);
+        }
         append(
             conn,
             now,
@@ -202,7 +223,7 @@ pub fn mark_failed(
                 "next_attempt_at": (!dead).then(|| next.to_rfc3339()),
             }),
         )?;
-        Ok(())
+        Ok(true)
     })
 }
 

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::notify::links::{LinkSigner, issue_review_link};
 use crate::notify::mailer::Mailer;
 use crate::notify::outbox::{self, KIND_REVIEW_REQUEST, OutboxMessage};
-use crate::notify::templates::{MailTemplates, RenderedMail};
+use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
 
 #[derive(Serialize)]
 struct DigestItem {
@@ -108,18 +108,22 @@ impl OutboxWorker {
         }
     }
 
-    /// Claims one batch of due messages and attempts each; returns how many were attempted.
+    /// Attempts up to `batch_size` due messages; returns how many were attempted. Each message
+    /// is claimed just before it is sent, so a lease never has to cover a whole batch.
     pub async fn drain_once(&self) -> Result<usize> {
-        let now = self.clock.now();
         let lease = Duration::seconds(i64::from(self.mail.lease_seconds));
-        let limit = i64::from(self.mail.batch_size.max(1));
-        let claimed = self
-            .db
-            .run(move |conn| outbox::claim_due(conn, now, lease, limit))
-            .await?;
-        let count = claimed.len();
-        for message in claimed {
+        let mut count = 0;
+        while count < self.mail.batch_size.max(1) as usize {
+            let now = self.clock.now();
+            let claimed = self
+                .db
+                .run(move |conn| outbox::claim_due(conn, now, lease, 1))
+                .await?;
+            let Some(message) = claimed.into_iter().next() else {
+                break;
+            };
             self.deliver(message).await?;
+            count += 1;
         }
         Ok(count)
     }
@@ -127,7 +131,18 @@ impl OutboxWorker {
     async fn deliver(&self, message: OutboxMessage) -> Result<()> {
         let prepared = match self.prepare(&message).await {
             Ok(prepared) => Ok(prepared),
-            Err(e) => Err((true, e.to_string())),
+            // A closed campaign, a bad address or a broken template will not heal by waiting;
+            // a busy database or pool will.
+            Err(e) => Err((
+                matches!(
+                    e,
+                    Error::Conflict(_)
+                        | Error::BadRequest(_)
+                        | Error::Template(_)
+                        | Error::NotFound(_)
+                ),
+                e.to_string(),
+            )),
         };
         let outcome = match prepared {
             Ok((to, mail)) => {
@@ -144,9 +159,15 @@ impl OutboxWorker {
         match outcome {
             Ok(message_id) => {
                 tracing::info!(outbox = %message.id, kind = %message.kind, "mail sent");
-                self.db
+                let id = message.id.clone();
+                let recorded = self
+                    .db
                     .run(move |conn| outbox::mark_sent(conn, now, &message, &message_id))
-                    .await
+                    .await?;
+                if !recorded {
+                    tracing::warn!(outbox = %id, "claim expired before the send was recorded");
+                }
+                Ok(())
             }
             Err((permanent, error)) => {
                 tracing::warn!(outbox = %message.id, permanent, error = %error, "mail not sent");
@@ -162,7 +183,8 @@ impl OutboxWorker {
                             base,
                         )
                     })
-                    .await
+                    .await?;
+                Ok(())
             }
         }
     }
@@ -211,9 +233,9 @@ impl OutboxWorker {
                         .iter()
                         .filter(|i| i.state == ITEM_PENDING)
                         .map(|i| DigestItem {
-                            person_name: i.identity_name.clone(),
-                            person_login: i.identity_login.clone(),
-                            group_name: i.entitlement_name.clone(),
+                            person_name: single_line(&i.identity_name),
+                            person_login: single_line(&i.identity_login),
+                            group_name: single_line(&i.entitlement_name),
                             privileged: i.privileged,
                             since: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
                             approve_url: format!(
@@ -227,8 +249,8 @@ impl OutboxWorker {
                         })
                         .collect();
                     let context = DigestContext {
-                        reviewer_name: reviewer.display_name.clone(),
-                        campaign_title: campaign.title.clone(),
+                        reviewer_name: single_line(&reviewer.display_name),
+                        campaign_title: single_line(&campaign.title),
                         due_date: from_db(campaign.due_at).format("%Y-%m-%d").to_string(),
                         review_url,
                         item_count: digest_items.len(),
@@ -239,7 +261,7 @@ impl OutboxWorker {
             })
             .await?;
         let mailbox = Mailbox::new(
-            Some(crate::notify::templates::single_line(&to.0)),
+            Some(single_line(&to.0)),
             to.1.parse()
                 .map_err(|e| Error::BadRequest(format!("reviewer address is not valid: {e}")))?,
         );

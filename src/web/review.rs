@@ -135,7 +135,7 @@ fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
         .path("/r/")
         .http_only(true)
         .secure(state.config.server.public_url.starts_with("https://"))
-        .same_site(SameSite::Strict)
+        .same_site(SameSite::Lax)
         .finish()
 }
 

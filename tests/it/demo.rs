@@ -7,7 +7,7 @@ use std::sync::Arc;
 use attest::clock::{FixedClock, SharedClock};
 use attest::config::SourceConfig;
 
-use crate::common::{self, form_values, http_client};
+use crate::common::{self, form_values, http_client, post_form};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_delivers_digests_that_open_a_review() {
@@ -66,6 +66,32 @@ async fn demo_delivers_digests_that_open_a_review() {
     let page = client.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(!form_values(&html, "item").is_empty());
+    let items = form_values(&html, "item");
+    let csrf = form_values(&html, "csrf")[0].clone();
+    assert!(!items.is_empty());
+    let status = post_form(
+        &client,
+        format!("{link}/decide"),
+        &[
+            ("csrf", &csrf),
+            ("item", &items[0]),
+            ("outcome", "revoke"),
+            ("comment", "left the team"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let after = client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        after.contains("Revoke requested"),
+        "the decision shows on the page"
+    );
     handle.stop(true).await;
 }

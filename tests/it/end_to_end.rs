@@ -175,7 +175,20 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
         })
         .await;
     assert_eq!(summary.decisions, 2);
-    check_pack(&pack, &campaign_id);
+    let decided = app
+        .blocking(|db, _, _| {
+            use attest::db::schema::decisions;
+            use diesel::prelude::*;
+            let mut conn = db.conn().unwrap();
+            decisions::table
+                .select((decisions::item_id, decisions::outcome))
+                .load::<(String, String)>(&mut *conn)
+                .unwrap()
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+        })
+        .await;
+    check_pack(&pack, &campaign_id, &decided);
     assert!(count_rows(&app.db, "events") > events_before);
     app.stop().await;
 }
@@ -190,7 +203,7 @@ fn read_entry(archive: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Vec<u
     bytes
 }
 
-fn check_pack(path: &std::path::Path, campaign_id: &str) {
+fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(String, String)>) {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&read_entry(&mut archive, "manifest.json")).unwrap();
@@ -213,8 +226,15 @@ fn check_pack(path: &std::path::Path, campaign_id: &str) {
     let csv_bytes = read_entry(&mut archive, "decisions.csv");
     let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    let outcomes: BTreeSet<&str> = rows.iter().map(|r| &r[4]).collect();
-    assert_eq!(outcomes, BTreeSet::from(["approve", "revoke"]));
+    let exported: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r[3].to_string(), r[4].to_string()))
+        .collect();
+    assert_eq!(
+        &exported, decided,
+        "CSV rows are exactly the recorded decisions"
+    );
+    assert_eq!(rows.len(), decided.len());
     let revoke = rows.iter().find(|r| &r[4] == "revoke").unwrap();
     assert!(
         revoke[5].starts_with("'=HYPERLINK"),

@@ -6,6 +6,7 @@ mod support;
 
 mod campaigns;
 mod common;
+mod concurrency;
 mod config_cli;
 mod demo;
 mod end_to_end;

@@ -124,3 +124,49 @@ async fn sync_run_records_where_the_population_came_from() {
     assert!(run.finished_at.unwrap() >= run.started_at);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_failing_midway_removes_its_partial_rows() {
+    let dir = common::temp_dir();
+    let ldif = dir.path().join("directory.ldif");
+    std::fs::copy(common::fixture(), &ldif).unwrap();
+    let config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldif_source(&ldif),
+        None,
+        dir.path(),
+    );
+    let app = TestApp::spawn(config).await;
+    let first = app.sync().await.expect("first sync");
+    let identities = app.count("identities").await;
+
+    // Enough people that the import has flushed batches before it meets a broken entry.
+    let mut big = String::new();
+    for n in 0..2_500 {
+        big.push_str(&format!(
+            "dn: uid=p{n},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{n}\ncn: P {n}\nsn: P\n\n"
+        ));
+    }
+    big.push_str("dn: cn=no login,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\ncn: no login\nsn: x\n\n");
+    std::fs::write(&ldif, big).unwrap();
+    let error = app
+        .sync()
+        .await
+        .expect_err("an entry without a login fails the sync");
+    assert!(error.to_string().contains("cn=no login"), "{error}");
+
+    assert_eq!(
+        app.count("identities").await,
+        identities,
+        "partial rows removed"
+    );
+    let current = app
+        .blocking(|db, _, _| {
+            current_sync_run(&mut db.conn().unwrap(), SOURCE)
+                .unwrap()
+                .unwrap()
+        })
+        .await;
+    assert_eq!(current.id, first.sync_run_id);
+    app.stop().await;
+}
