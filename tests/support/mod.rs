@@ -8,6 +8,7 @@
 //! It depends only on std, `tempfile` and `serde_json`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod maildev;
 pub mod ports;
 pub mod postgres;

@@ -1,0 +1,88 @@
+//! A reviewer's clicks in real headless Chromium: from the demo mailbox into a digest, from
+//! the digest into the review page, then a revoke with a reason. The decision is recorded with
+//! the browser's own cookie and CSRF token, and the page shows it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use attest::clock::{FixedClock, SharedClock};
+use attest::config::SourceConfig;
+use fantoccini::Locator;
+
+use crate::common;
+use crate::support::browser::Browser;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewer_clicks_from_mail_to_a_recorded_revoke() {
+    let dir = common::temp_dir();
+    let demo = dir.path().join("demo");
+    let mut config = attest::demo::demo_config().unwrap();
+    config.database.url = format!("sqlite://{}", demo.join("attest.db").display());
+    config.links.signing_key_file = Some(demo.join("link.key"));
+    config.mail.file_dir = demo.join("mail");
+    config.server.bind = "127.0.0.1:0".into();
+    config.server.public_url = String::new();
+    if let Some(SourceConfig::Ldif(ldif)) = config.sources.get_mut("northwind") {
+        ldif.path = demo.join("directory.ldif");
+    }
+    let clock: SharedClock = Arc::new(FixedClock::new(common::start_time()));
+    let app = attest::demo::prepare(config, clock).await.unwrap();
+    let base = app.public_url().to_string();
+    let db = app.database().clone();
+    let handle = app.server_handle();
+    tokio::spawn(app.run_until_stopped());
+
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("{base}/demo/mail")).await.unwrap();
+    c.find(Locator::Css(".mails a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let review_all = c.find(Locator::Css("a[href*='/r/']")).await.unwrap();
+    assert!(review_all.text().await.unwrap().starts_with("Review all"));
+    review_all.click().await.unwrap();
+
+    let first = c.find(Locator::Css("li.item")).await.unwrap();
+    let item_id = first.attr("id").await.unwrap().unwrap();
+    first
+        .find(Locator::Css("textarea[name=comment]"))
+        .await
+        .unwrap()
+        .send_keys("moved to another team")
+        .await
+        .unwrap();
+    first
+        .find(Locator::Css("button.revoke"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let saved = c.find(Locator::Css(".notice.ok")).await.unwrap();
+    assert_eq!(saved.text().await.unwrap(), "Saved. Thank you.");
+    let decided = c.find(Locator::Id(&item_id)).await.unwrap();
+    assert!(decided.text().await.unwrap().contains("Revoke requested"));
+
+    let (comment, auth) = tokio::task::spawn_blocking(move || {
+        use attest::db::schema::decisions;
+        use diesel::prelude::*;
+        let mut conn = db.conn().unwrap();
+        decisions::table
+            .select((decisions::comment, decisions::auth_context))
+            .first::<(Option<String>, String)>(&mut *conn)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(comment.as_deref(), Some("moved to another team"));
+    assert!(
+        auth.contains("HeadlessChrome"),
+        "the browser's own session decided: {auth}"
+    );
+    browser.close().await;
+    handle.stop(true).await;
+}
