@@ -118,12 +118,18 @@ impl SnapshotWriter<'_> {
     fn add_group(&mut self, group: GroupRecord) {
         let entitlement_id = new_id();
         let privileged = self.is_privileged(&group);
+        // A member written twice (two spellings of one DN) is one membership.
+        let mut seen = std::collections::HashSet::with_capacity(group.member_dns.len());
         for member in &group.member_dns {
+            let member_dn_norm = normalize_dn(member);
+            if !seen.insert(member_dn_norm.clone()) {
+                continue;
+            }
             self.grants.push(NewGrant {
                 id: new_id(),
                 sync_run_id: self.sync_run_id.clone(),
                 entitlement_id: entitlement_id.clone(),
-                member_dn_norm: normalize_dn(member),
+                member_dn_norm,
                 first_seen_at: self.synced_at,
             });
         }
@@ -364,20 +370,29 @@ fn finish_run(
             .count()
             .get_result(conn)?;
         let searches = serde_json::to_string(&report.searches)?;
-        diesel::update(sync_runs::table.find(sync_run_id))
-            .set((
-                sync_runs::searches.eq(&searches),
-                sync_runs::finished_at.eq(Some(to_db(at))),
-                sync_runs::pages.eq(report.pages() as i64),
-                sync_runs::entries.eq(report.entries() as i64),
-                sync_runs::identities.eq(identity_count),
-                sync_runs::entitlements.eq(entitlement_count),
-                sync_runs::grants.eq(grant_count),
-                sync_runs::unresolved_members.eq(unresolved),
-                sync_runs::raw_sha256.eq(Some(&report.raw_sha256)),
-                sync_runs::status.eq(STATUS_SUCCEEDED),
-            ))
-            .execute(conn)?;
+        let marked = diesel::update(
+            sync_runs::table
+                .find(sync_run_id)
+                .filter(sync_runs::status.eq(STATUS_RUNNING)),
+        )
+        .set((
+            sync_runs::searches.eq(&searches),
+            sync_runs::finished_at.eq(Some(to_db(at))),
+            sync_runs::pages.eq(report.pages() as i64),
+            sync_runs::entries.eq(report.entries() as i64),
+            sync_runs::identities.eq(identity_count),
+            sync_runs::entitlements.eq(entitlement_count),
+            sync_runs::grants.eq(grant_count),
+            sync_runs::unresolved_members.eq(unresolved),
+            sync_runs::raw_sha256.eq(Some(&report.raw_sha256)),
+            sync_runs::status.eq(STATUS_SUCCEEDED),
+        ))
+        .execute(conn)?;
+        if marked == 0 {
+            return Err(Error::Conflict(
+                "the sync run was ended by someone else while it was importing".into(),
+            ));
+        }
         diesel::update(sources::table.find(name))
             .set((
                 sources::current_sync_run_id.eq(Some(sync_run_id)),

@@ -1,4 +1,4 @@
-//! Entry-to-record mapping shared by the LDAP and LDIF sources (included from `ldap.rs`): an
+//! Entry-to-record mapping shared by the LDAP and LDIF sources: an
 //! [`Entry`] with textual values, and the rules that turn it into a [`PersonRecord`] or a
 //! [`GroupRecord`] (login required, name falls back to login, first value of multi-valued
 //! attributes, every member value kept, binary values as `base64:<b64>`). It only maps: it

@@ -173,6 +173,37 @@ impl TestApp {
         .await
     }
 
+    /// Mints a review link the way the outbox worker does (in a write transaction, with its
+    /// event) and returns its URL.
+    pub async fn mint_link(
+        &self,
+        campaign_id: &str,
+        reviewer_id: &str,
+        valid_for: chrono::Duration,
+    ) -> String {
+        let (campaign, reviewer) = (campaign_id.to_string(), reviewer_id.to_string());
+        let token = self
+            .blocking(move |db, clock, config| {
+                let signer = attest::notify::LinkSigner::from_config(&config.links).unwrap();
+                let now = attest::clock::Clock::now(clock);
+                let mut conn = db.conn().unwrap();
+                attest::db::write_tx(&mut conn, |conn| {
+                    attest::notify::links::issue_review_link(
+                        conn,
+                        &signer,
+                        now,
+                        now + valid_for,
+                        &campaign,
+                        &reviewer,
+                        "test",
+                    )
+                })
+                .unwrap()
+            })
+            .await;
+        format!("{}/r/{token}", self.base_url)
+    }
+
     pub async fn count(&self, sql_table: &'static str) -> i64 {
         self.blocking(move |db, _, _| count_rows(db, sql_table))
             .await

@@ -7,8 +7,6 @@ use attest::campaigns::model::reviewers_of;
 use attest::campaigns::start_campaign;
 use attest::evidence::EventKind;
 use attest::evidence::events::of_kind;
-use attest::notify::LinkSigner;
-use attest::notify::links::issue_review_link;
 use chrono::Duration;
 
 use crate::common::{self, DEFINITION, TestApp, form_values, http_client, post_form};
@@ -33,29 +31,19 @@ async fn identical_concurrent_decisions_record_once() {
     let (app, _db, _dir) = postgres_app().await;
     let started = app.start_campaign().await;
     let campaign_id = started.campaign.id.clone();
-    let token = app
-        .blocking(move |db, clock, config| {
+    let bob = app
+        .blocking(move |db, _, _| {
             let mut conn = db.conn().unwrap();
-            let bob = reviewers_of(&mut conn, &campaign_id)
+            reviewers_of(&mut conn, &campaign_id)
                 .unwrap()
                 .into_iter()
                 .find(|r| r.email == "bob@example.com")
-                .unwrap();
-            let signer = LinkSigner::from_config(&config.links).unwrap();
-            let now = attest::clock::Clock::now(clock);
-            issue_review_link(
-                &mut conn,
-                &signer,
-                now,
-                now + Duration::days(1),
-                &campaign_id,
-                &bob.id,
-                "test",
-            )
-            .unwrap()
+                .unwrap()
         })
         .await;
-    let url = format!("{}/r/{token}", app.base_url);
+    let url = app
+        .mint_link(&started.campaign.id, &bob.id, Duration::days(1))
+        .await;
     let client = http_client();
     let page = client.get(&url).send().await.unwrap().text().await.unwrap();
     let csrf = form_values(&page, "csrf")[0].clone();

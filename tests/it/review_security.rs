@@ -5,7 +5,7 @@
 
 use attest::campaigns::model::{items_of_reviewer, reviewers_of};
 use attest::notify::LinkSigner;
-use attest::notify::links::{REVIEW_AUDIENCE, ReviewClaims, issue_review_link};
+use attest::notify::links::{REVIEW_AUDIENCE, ReviewClaims};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
@@ -61,26 +61,9 @@ impl Fixture {
     }
 
     async fn link(&self, reviewer_id: &str) -> String {
-        let (campaign, reviewer) = (self.campaign_id.clone(), reviewer_id.to_string());
-        let token = self
-            .app
-            .blocking(move |db, clock, config| {
-                let signer = LinkSigner::from_config(&config.links).unwrap();
-                let now = attest::clock::Clock::now(clock);
-                let mut conn = db.conn().unwrap();
-                issue_review_link(
-                    &mut conn,
-                    &signer,
-                    now,
-                    now + Duration::days(3),
-                    &campaign,
-                    &reviewer,
-                    "test",
-                )
-                .unwrap()
-            })
-            .await;
-        format!("{}/r/{token}", self.app.base_url)
+        self.app
+            .mint_link(&self.campaign_id, reviewer_id, Duration::days(3))
+            .await
     }
 
     async fn items_of(&self, reviewer_id: &str) -> Vec<String> {
