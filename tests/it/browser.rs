@@ -3,10 +3,6 @@
 //! the browser's own cookie and CSRF token, and the page shows it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
-use attest::clock::{FixedClock, SharedClock};
-use attest::config::SourceConfig;
 use fantoccini::Locator;
 
 use crate::common;
@@ -15,22 +11,12 @@ use crate::support::browser::Browser;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewer_clicks_from_mail_to_a_recorded_revoke() {
     let dir = common::temp_dir();
-    let demo = dir.path().join("demo");
-    let mut config = attest::demo::demo_config().unwrap();
-    config.database.url = format!("sqlite://{}", demo.join("attest.db").display());
-    config.links.signing_key_file = Some(demo.join("link.key"));
-    config.mail.file_dir = demo.join("mail");
-    config.server.bind = "127.0.0.1:0".into();
-    config.server.public_url = String::new();
-    if let Some(SourceConfig::Ldif(ldif)) = config.sources.get_mut("northwind") {
-        ldif.path = demo.join("directory.ldif");
-    }
-    let clock: SharedClock = Arc::new(FixedClock::new(common::start_time()));
-    let app = attest::demo::prepare(config, clock).await.unwrap();
-    let base = app.public_url().to_string();
-    let db = app.database().clone();
-    let handle = app.server_handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = common::run_demo(&dir.path().join("demo")).await;
+    let (base, db, handle) = (
+        running.base_url.clone(),
+        running.db.clone(),
+        running.handle.clone(),
+    );
 
     let browser = Browser::start().await;
     let c = &browser.client;

@@ -285,3 +285,35 @@ pub fn sqlite_url(dir: &Path) -> String {
 pub fn fixture() -> PathBuf {
     slapd::fixture_path()
 }
+
+/// A running demo (the embedded configuration, with every path under `folder` and a free
+/// port), prepared as `attest demo` does: directory loaded, campaign open, digests written.
+pub struct RunningDemo {
+    pub base_url: String,
+    pub db: Database,
+    pub mail_dir: PathBuf,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+pub async fn run_demo(folder: &Path) -> RunningDemo {
+    let mut config = attest::demo::demo_config().unwrap();
+    config.database.url = format!("sqlite://{}", folder.join("attest.db").display());
+    config.links.signing_key_file = Some(folder.join("link.key"));
+    config.mail.file_dir = folder.join("mail");
+    config.server.bind = "127.0.0.1:0".into();
+    config.server.public_url = String::new();
+    if let Some(SourceConfig::Ldif(ldif)) = config.sources.get_mut("northwind") {
+        ldif.path = folder.join("directory.ldif");
+    }
+    let mail_dir = config.mail.file_dir.clone();
+    let clock: SharedClock = Arc::new(FixedClock::new(start_time()));
+    let app = attest::demo::prepare(config, clock).await.unwrap();
+    let demo = RunningDemo {
+        base_url: app.public_url().to_string(),
+        db: app.database().clone(),
+        mail_dir,
+        handle: app.server_handle(),
+    };
+    tokio::spawn(app.run_until_stopped());
+    demo
+}

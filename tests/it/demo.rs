@@ -2,31 +2,14 @@
 //! directory loads, a campaign opens, and one digest per reviewer is written to files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
-use attest::clock::{FixedClock, SharedClock};
-use attest::config::SourceConfig;
-
 use crate::common::{self, form_values, http_client, post_form};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_delivers_digests_that_open_a_review() {
     let dir = common::temp_dir();
-    let mut config = attest::demo::demo_config().unwrap();
     let demo = dir.path().join("demo");
-    config.database.url = format!("sqlite://{}", demo.join("attest.db").display());
-    config.links.signing_key_file = Some(demo.join("link.key"));
-    config.mail.file_dir = demo.join("mail");
-    config.server.bind = "127.0.0.1:0".into();
-    config.server.public_url = String::new();
-    if let Some(SourceConfig::Ldif(ldif)) = config.sources.get_mut("northwind") {
-        ldif.path = demo.join("directory.ldif");
-    }
-    let clock: SharedClock = Arc::new(FixedClock::new(common::start_time()));
-    let app = attest::demo::prepare(config, clock).await.unwrap();
-    let base = app.public_url().to_string();
-    let handle = app.server_handle();
-    tokio::spawn(app.run_until_stopped());
+    let running = common::run_demo(&demo).await;
+    let (base, handle) = (running.base_url.clone(), running.handle.clone());
 
     let client = http_client();
     let mailbox = client
@@ -44,9 +27,22 @@ async fn demo_delivers_digests_that_open_a_review() {
         .split('"')
         .next()
         .unwrap();
-    let mail_count = std::fs::read_dir(demo.join("mail")).unwrap().count();
-    assert_eq!(mailbox.matches("href=\"/demo/mail/").count(), mail_count);
-    assert!(mail_count >= 10, "one digest per manager: {mail_count}");
+    let mail_count = std::fs::read_dir(&running.mail_dir).unwrap().count() as i64;
+    assert_eq!(
+        mailbox.matches("href=\"/demo/mail/").count() as i64,
+        mail_count
+    );
+    let db = running.db.clone();
+    let (reviewers, items) = tokio::task::spawn_blocking(move || {
+        (
+            common::count_rows(&db, "reviewers"),
+            common::count_rows(&db, "review_items"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(mail_count, reviewers, "one digest per reviewer");
+    assert!(items > reviewers, "digests, not one mail per item");
 
     let mail = client
         .get(format!("{base}/demo/mail/{first}"))
