@@ -11,5 +11,6 @@ mod concurrency;
 mod config_cli;
 mod demo;
 mod end_to_end;
+mod outbox;
 mod review_security;
 mod sync;

@@ -33,6 +33,16 @@ pub struct Maildev {
 impl Maildev {
     /// Starts maildev; panics with its output if it is not ready in time.
     pub fn start() -> Maildev {
+        Self::start_with(None)
+    }
+
+    /// Starts maildev with its SMTP server on `smtp_port`: a port the app under test was
+    /// configured with while no mail server listened there (an outage that ends).
+    pub fn start_on(smtp_port: u16) -> Maildev {
+        Self::start_with(Some(smtp_port))
+    }
+
+    fn start_with(smtp_port: Option<u16>) -> Maildev {
         let script = maildev_script();
         assert!(
             script.is_file(),
@@ -53,7 +63,10 @@ impl Maildev {
         };
         // Another process may grab a port between probe and bind: retry.
         for attempt in 1..=3 {
-            let (smtp, http) = (ports::free_port(), ports::free_port());
+            let (smtp, http) = (
+                smtp_port.unwrap_or_else(ports::free_port),
+                ports::free_port(),
+            );
             match maildev.launch(&script, smtp, http) {
                 Ok(()) => return maildev,
                 Err(log) if attempt < 3 && log.contains("EADDRINUSE") => continue,
