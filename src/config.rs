@@ -130,6 +130,9 @@ pub struct LinksConfig {
     pub signing_key_file: Option<PathBuf>,
     /// Create `signing_key_file` with a random key when it does not exist yet.
     pub generate_missing_key: bool,
+    /// Retired keys, by key id, whose links are still accepted (key rotation): new links are
+    /// signed only with `key_id`.
+    pub previous_key_files: BTreeMap<String, PathBuf>,
     /// Links stay valid this many days after the campaign's due date.
     pub grace_days: u32,
 }
@@ -142,6 +145,7 @@ impl Default for LinksConfig {
             signing_key: None,
             signing_key_file: Some(PathBuf::from("var/link-signing.key")),
             generate_missing_key: true,
+            previous_key_files: BTreeMap::new(),
             grace_days: 7,
         }
     }

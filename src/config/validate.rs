@@ -96,6 +96,26 @@ impl Config {
     /// instance owns the database, since every instance must verify every other's links.
     fn link_key_problems(&self, problems: &mut Vec<ConfigProblem>) {
         let links = &self.links;
+        for (kid, path) in &links.previous_key_files {
+            let key = format!("links.previous_key_files.{kid}");
+            if *kid == links.key_id {
+                problems.push(ConfigProblem::new(
+                    &key,
+                    "is the current key_id; a previous key needs its own id",
+                ));
+            }
+            match std::fs::read_to_string(path) {
+                Ok(text) if text.trim_end().len() >= 32 => {}
+                Ok(_) => problems.push(ConfigProblem::new(
+                    &key,
+                    "key must be at least 32 characters",
+                )),
+                Err(e) => problems.push(ConfigProblem::new(
+                    &key,
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            }
+        }
         match (&links.signing_key, &links.signing_key_file) {
             (Some(key), _) => {
                 if key.expose_secret().len() < 32 {

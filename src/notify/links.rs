@@ -3,6 +3,7 @@
 //! (by the hash of its `jti`) so that it can be revoked; tokens are never logged or stored.
 //! Expiry is checked against the injected clock, not the system time.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -48,11 +49,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Signs and verifies review links with the configured key.
+/// Signs review links with the current key and verifies them against a fixed map of key ids
+/// (the current key and any retired keys kept for rotation).
 pub struct LinkSigner {
     issuer: String,
     key_id: String,
     secret: SecretString,
+    previous: BTreeMap<String, SecretString>,
 }
 
 impl std::fmt::Debug for LinkSigner {
@@ -93,10 +96,25 @@ impl LinkSigner {
                 "must be at least 32 characters",
             )]));
         }
+        let mut previous = BTreeMap::new();
+        for (kid, path) in &config.previous_key_files {
+            let key = format!("links.previous_key_files.{kid}");
+            let old = resolve_secret(&key, None, Some(path))
+                .map_err(|p| Error::Config(vec![p]))?
+                .filter(|k| k.expose_secret().len() >= 32 && *kid != config.key_id)
+                .ok_or_else(|| {
+                    Error::Config(vec![ConfigProblem::new(
+                        &key,
+                        "needs a key of at least 32 characters and its own key id",
+                    )])
+                })?;
+            previous.insert(kid.clone(), old);
+        }
         Ok(LinkSigner {
             issuer: config.issuer.clone(),
             key_id: config.key_id.clone(),
             secret,
+            previous,
         })
     }
 
@@ -125,9 +143,17 @@ impl LinkSigner {
     /// `now`). Every failure is the same generic [`Error::Unauthorized`]; the reason is logged.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<ReviewClaims> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| reject("header", &e))?;
-        if header.alg != ALGORITHM || header.kid.as_deref() != Some(self.key_id.as_str()) {
-            return Err(reject("algorithm or key id", &"mismatch"));
+        if header.alg != ALGORITHM {
+            return Err(reject("algorithm", &"not HS256"));
         }
+        let key = match header.kid.as_deref() {
+            Some(kid) if kid == self.key_id => &self.secret,
+            Some(kid) => self
+                .previous
+                .get(kid)
+                .ok_or_else(|| reject("key id", &"unknown"))?,
+            None => return Err(reject("key id", &"missing")),
+        };
         let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[REVIEW_AUDIENCE]);
@@ -136,7 +162,7 @@ impl LinkSigner {
         validation.validate_exp = false;
         let data = jsonwebtoken::decode::<ReviewClaims>(
             token,
-            &DecodingKey::from_secret(self.secret.expose_secret().as_bytes()),
+            &DecodingKey::from_secret(key.expose_secret().as_bytes()),
             &validation,
         )
         .map_err(|e| reject("signature or claims", &e))?;
@@ -253,5 +279,58 @@ pub fn ensure_link_active(
         }
         Some(_) => Err(reject("record", &"revoked, expired or rebound")),
         None => Err(reject("record", &"unknown token id")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kid: &str, key: &str) -> LinksConfig {
+        LinksConfig {
+            key_id: kid.into(),
+            signing_key: Some(SecretString::from(key)),
+            signing_key_file: None,
+            ..LinksConfig::default()
+        }
+    }
+
+    fn claims(now: DateTime<Utc>) -> ReviewClaims {
+        ReviewClaims {
+            iss: "attest".into(),
+            aud: REVIEW_AUDIENCE.into(),
+            sub: "reviewer".into(),
+            cmp: "campaign".into(),
+            jti: "jti".into(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + 60,
+        }
+    }
+
+    #[test]
+    fn links_signed_with_a_retired_key_verify_only_while_it_is_listed() {
+        let now = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let old_key = "old-key-0123456789-0123456789-0123456789";
+        let old = LinkSigner::from_config(&config("k0", old_key)).unwrap();
+        let token = old.sign(&claims(now)).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let old_file = dir.path().join("k0.key");
+        std::fs::write(&old_file, old_key).unwrap();
+        let mut rotated = config("k1", "new-key-0123456789-0123456789-0123456789");
+        assert!(
+            LinkSigner::from_config(&rotated)
+                .unwrap()
+                .verify(&token, now)
+                .is_err()
+        );
+        rotated.previous_key_files.insert("k0".into(), old_file);
+        let signer = LinkSigner::from_config(&rotated).unwrap();
+        assert_eq!(signer.verify(&token, now).unwrap().sub, "reviewer");
+        let fresh = signer.sign(&claims(now)).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+            Some("k1")
+        );
     }
 }
