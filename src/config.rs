@@ -263,6 +263,16 @@ pub struct LdapSourceConfig {
     pub bind_password: Option<SecretString>,
     #[serde(default)]
     pub bind_password_file: Option<PathBuf>,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file of the CA(s) that signed the server certificate, for `ldaps://` or StartTLS
+    /// against a private CA; the system's trusted roots are used when absent.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Allow a password bind over unencrypted `ldap://` (only on a trusted local link).
+    #[serde(default)]
+    pub allow_cleartext_bind: bool,
     #[serde(default = "default_page_size")]
     pub page_size: i32,
     #[serde(default = "default_ldap_timeout")]

@@ -183,6 +183,28 @@ impl Config {
                     )),
                     Ok(_) => {}
                 }
+                let encrypted = ldap.url.starts_with("ldaps://") || ldap.starttls;
+                if !encrypted && !ldap.bind_dn.is_empty() && !ldap.allow_cleartext_bind {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.starttls"),
+                        "the bind password would cross the network unencrypted: set starttls = \
+                         true or use ldaps:// (allow_cleartext_bind = true accepts the risk)",
+                    ));
+                }
+                if ldap.starttls && ldap.url.starts_with("ldaps://") {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.starttls"),
+                        "ldaps:// is already encrypted; StartTLS applies to ldap:// only",
+                    ));
+                }
+                if let Some(ca) = &ldap.tls_ca_file
+                    && !ca.is_file()
+                {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.tls_ca_file"),
+                        format!("{} is not a readable file", ca.display()),
+                    ));
+                }
                 if ldap.page_size <= 0 {
                     problems.push(ConfigProblem::new(
                         &format!("{key}.page_size"),

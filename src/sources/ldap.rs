@@ -7,7 +7,11 @@
 //! to the directory or the database, and never put the bind password in a log line or error.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use ldap3::asn1::{StructureTag, parse_tag};
 use ldap3::controls::{Control, PagedResults};
@@ -62,12 +66,20 @@ pub fn fetch(config: &LdapSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
             "bind_dn is set but no password is: an empty password would be an unauthenticated bind",
         ));
     }
+    let encrypted = config.url.starts_with("ldaps://") || config.starttls;
+    if !encrypted && !password.is_empty() && !config.allow_cleartext_bind {
+        problems.push(ConfigProblem::new(
+            "starttls",
+            "the bind password would cross the network unencrypted: set starttls = true or use \
+             ldaps:// (allow_cleartext_bind = true accepts the risk)",
+        ));
+    }
     if !problems.is_empty() {
         return Err(Error::Config(problems));
     }
 
     let timeout = Duration::from_secs(config.timeout_seconds.max(1));
-    let settings = LdapConnSettings::new().set_conn_timeout(timeout);
+    let settings = connection_settings(config, timeout)?;
     let mut conn = LdapConn::with_settings(settings, &config.url)
         .map_err(|e| Error::source(SOURCE, format!("cannot connect to {}: {e}", config.url)))?;
     let outcome = bind(&mut conn, &config.bind_dn, password, timeout)
@@ -75,6 +87,46 @@ pub fn fetch(config: &LdapSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
     // Best effort: the outcome is decided; a failed unbind only means the server went first.
     let _ = conn.unbind();
     outcome
+}
+
+/// Connection settings: timeout, StartTLS, and a rustls configuration that trusts
+/// `tls_ca_file` when one is given (certificates are always verified).
+fn connection_settings(
+    config: &LdapSourceConfig,
+    timeout: Duration,
+) -> Result<LdapConnSettings, Error> {
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(timeout)
+        .set_starttls(config.starttls);
+    if let Some(ca_file) = &config.tls_ca_file {
+        let ca_problem =
+            |message: String| Error::Config(vec![ConfigProblem::new("tls_ca_file", message)]);
+        let mut roots = rustls::RootCertStore::empty();
+        let certificates = CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| ca_problem(format!("cannot read {}: {e}", ca_file.display())))?;
+        for certificate in certificates {
+            let certificate = certificate
+                .map_err(|e| ca_problem(format!("{} is not PEM: {e}", ca_file.display())))?;
+            roots
+                .add(certificate)
+                .map_err(|e| ca_problem(format!("{}: {e}", ca_file.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(ca_problem(format!(
+                "{} holds no certificate",
+                ca_file.display()
+            )));
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        settings = settings.set_config(Arc::new(tls));
+    }
+    Ok(settings)
 }
 
 fn bind(conn: &mut LdapConn, dn: &str, password: &str, timeout: Duration) -> Result<(), Error> {

@@ -46,6 +46,10 @@ pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
         bind_dn: slapd::READER_DN.into(),
         bind_password: Some(SecretString::from(slapd::READER_PASSWORD)),
         bind_password_file: None,
+        // Real TLS: StartTLS on the test server, trusting its private CA.
+        starttls: true,
+        tls_ca_file: Some(slapd.ca_file.clone()),
+        allow_cleartext_bind: false,
         page_size: 5,
         timeout_seconds: 10,
         people: fixture_people(),

@@ -36,6 +36,16 @@ pool_size = 0
 [mail]
 from = "not a mailbox"
 
+[sources.corp]
+kind = "ldap"
+url = "ldap://ldap.example.com"
+bind_dn = "cn=reader,dc=example,dc=com"
+bind_password = "secret"
+[sources.corp.people]
+base_dns = ["ou=people,dc=example,dc=com"]
+[sources.corp.groups]
+base_dns = ["ou=groups,dc=example,dc=com"]
+
 [campaigns.q]
 source = "nowhere"
 fallback_reviewers = []
@@ -53,6 +63,7 @@ fallback_reviewers = []
         "mail.from",
         "campaigns.q.source",
         "campaigns.q.fallback_reviewers",
+        "sources.corp.starttls",
     ] {
         assert!(text.contains(key), "missing {key} in:\n{text}");
     }

@@ -170,3 +170,22 @@ async fn sync_failing_midway_removes_its_partial_rows() {
     assert_eq!(current.id, first.sync_run_id);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_certificate_from_an_untrusted_ca_fails_the_sync() {
+    let dir = common::temp_dir();
+    let slapd = Slapd::start();
+    let mut source = common::ldap_source(&slapd);
+    if let SourceConfig::Ldap(ldap) = &mut source {
+        ldap.tls_ca_file = None;
+    }
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
+    let app = TestApp::spawn(config).await;
+    let error = app.sync().await.expect_err("untrusted certificate");
+    assert!(
+        error.to_string().to_lowercase().contains("certificate"),
+        "{error}"
+    );
+    assert_eq!(app.count("identities").await, 0);
+    app.stop().await;
+}
