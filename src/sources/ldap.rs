@@ -533,6 +533,9 @@ mod tests {
             bind_dn: "cn=admin,dc=x".into(),
             bind_password: None,
             bind_password_file: None,
+            starttls: false,
+            tls_ca_file: None,
+            allow_cleartext_bind: false,
             page_size: 10,
             timeout_seconds: 1,
             people: PeopleQuery {
