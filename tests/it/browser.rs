@@ -27,11 +27,15 @@ async fn reviewer_clicks_from_mail_to_a_recorded_revoke() {
         .click()
         .await
         .unwrap();
-    let review_all = c.find(Locator::Css("a[href*='/r/']")).await.unwrap();
+    let review_all = c
+        .wait()
+        .for_element(Locator::Css("a[href*='/r/']"))
+        .await
+        .unwrap();
     assert!(review_all.text().await.unwrap().starts_with("Review all"));
     review_all.click().await.unwrap();
 
-    let first = c.find(Locator::Css("li.item")).await.unwrap();
+    let first = c.wait().for_element(Locator::Css("li.item")).await.unwrap();
     let item_id = first.attr("id").await.unwrap().unwrap();
     first
         .find(Locator::Css("textarea[name=comment]"))
@@ -48,9 +52,13 @@ async fn reviewer_clicks_from_mail_to_a_recorded_revoke() {
         .await
         .unwrap();
 
-    let saved = c.find(Locator::Css(".notice.ok")).await.unwrap();
+    let saved = c
+        .wait()
+        .for_element(Locator::Css(".notice.ok"))
+        .await
+        .unwrap();
     assert_eq!(saved.text().await.unwrap(), "Saved. Thank you.");
-    let decided = c.find(Locator::Id(&item_id)).await.unwrap();
+    let decided = c.wait().for_element(Locator::Id(&item_id)).await.unwrap();
     assert!(decided.text().await.unwrap().contains("Revoke requested"));
 
     let (comment, auth) = tokio::task::spawn_blocking(move || {
