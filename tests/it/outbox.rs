@@ -1,14 +1,16 @@
-//! The outbox under SMTP faults (TESTPLAN F1): while the mail server is down, digests wait
+//! The outbox under SMTP faults (TESTPLAN F1, F2): while the mail server is down, digests wait
 //! with backoff and nothing is lost; once it is back, exactly one digest per reviewer arrives.
+//! A 4xx answer is retried later; a 5xx answer dead-letters the digest with its error.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use attest::notify::outbox::{STATE_PENDING, STATE_SENT, messages_of_campaign};
+use attest::notify::outbox::{STATE_DEAD, STATE_PENDING, STATE_SENT, messages_of_campaign};
 
 use crate::common::{self, TestApp};
 use crate::support::maildev::Maildev;
 use crate::support::ports;
+use crate::support::smtp_refuser::SmtpRefuser;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_waits_while_smtp_is_down_then_goes_exactly_once() {
@@ -65,4 +67,77 @@ async fn outbox_of(app: &TestApp, campaign_id: &str) -> Vec<attest::notify::outb
     let id = campaign_id.to_string();
     app.blocking(move |db, _, _| messages_of_campaign(&mut db.conn().unwrap(), &id).unwrap())
         .await
+}
+
+async fn campaign_against_smtp(port: u16, dir: &std::path::Path) -> (TestApp, String) {
+    let mut config = common::config(
+        &common::sqlite_url(dir),
+        common::ldif_source(&common::fixture()),
+        Some(port),
+        dir,
+    );
+    config.mail.smtp.timeout_seconds = 5;
+    config.mail.poll_interval_ms = 3_600_000;
+    let app = TestApp::spawn(config).await;
+    app.sync().await.unwrap();
+    let id = app.start_campaign().await.campaign.id;
+    (app, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_smtp_refusal_is_retried_later() {
+    let dir = common::temp_dir();
+    let server = SmtpRefuser::start("451 4.3.0 try again later");
+    let (app, campaign_id) = campaign_against_smtp(server.port, dir.path()).await;
+    while app.worker.drain_once().await.unwrap() > 0 {}
+    let messages = outbox_of(&app, &campaign_id).await;
+    assert_eq!(server.recipients_refused(), 4);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.state == STATE_PENDING && m.attempts == 1),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.last_error.as_deref().is_some_and(|e| e.contains("451")))
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_smtp_refusal_dead_letters_with_the_error() {
+    let dir = common::temp_dir();
+    let server = SmtpRefuser::start("550 5.1.1 mailbox unavailable");
+    let (app, campaign_id) = campaign_against_smtp(server.port, dir.path()).await;
+    while app.worker.drain_once().await.unwrap() > 0 {}
+    let messages = outbox_of(&app, &campaign_id).await;
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.state == STATE_DEAD && m.attempts == 1),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.last_error.as_deref().is_some_and(|e| e.contains("550")))
+    );
+    // Dead letters are final: later drains do not try them again.
+    app.clock.advance(chrono::Duration::days(1));
+    assert_eq!(app.worker.drain_once().await.unwrap(), 0);
+    assert_eq!(server.recipients_refused(), 4);
+    let dead_events = app
+        .blocking(|db, _, _| {
+            attest::evidence::events::of_kind(
+                &mut db.conn().unwrap(),
+                attest::evidence::EventKind::MailDeadLettered,
+            )
+            .unwrap()
+            .len()
+        })
+        .await;
+    assert_eq!(dead_events, 4, "each dead letter is on the evidence log");
+    app.stop().await;
 }

@@ -13,6 +13,7 @@ pub mod maildev;
 pub mod ports;
 pub mod postgres;
 pub mod slapd;
+pub mod smtp_refuser;
 pub mod tls;
 
 use std::io::{Read, Write};
