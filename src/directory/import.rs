@@ -197,6 +197,7 @@ pub fn sync_source(
 ) -> Result<SyncOutcome> {
     let mut conn = db.conn()?;
     let started_at = clock.now();
+    sweep_abandoned_runs(&mut conn, started_at, name, actor)?;
     let sync_run_id = begin_run(&mut conn, started_at, name, config, actor)?;
     tracing::info!(source = name, sync_run = %sync_run_id, "sync started");
 
@@ -428,6 +429,37 @@ fn finish_run(
             unresolved_members: unresolved,
         })
     })
+}
+
+/// A run still `running` this long after it started belongs to a process that died.
+const ABANDONED_AFTER_HOURS: i64 = 6;
+
+/// Ends runs of `source` that a dead process left `running`: their partial rows go, and each
+/// is recorded as failed, so debris never accumulates and the history tells what happened.
+fn sweep_abandoned_runs(
+    conn: &mut DbConnection,
+    at: DateTime<Utc>,
+    source: &str,
+    actor: &str,
+) -> Result<()> {
+    let cutoff = to_db(at - chrono::Duration::hours(ABANDONED_AFTER_HOURS));
+    let abandoned: Vec<String> = sync_runs::table
+        .filter(sync_runs::source.eq(source))
+        .filter(sync_runs::status.eq(STATUS_RUNNING))
+        .filter(sync_runs::started_at.lt(cutoff))
+        .select(sync_runs::id)
+        .load(conn)?;
+    for run in abandoned {
+        tracing::warn!(source, sync_run = %run, "ending a sync run abandoned by a stopped process");
+        fail_run(
+            conn,
+            at,
+            &run,
+            "abandoned: the sync stopped without finishing (the process ended)",
+            actor,
+        )?;
+    }
+    Ok(())
 }
 
 /// Removes the partial rows of a failed run and records the failure; the current pointer is

@@ -189,3 +189,74 @@ async fn server_certificate_from_an_untrusted_ca_fails_the_sync() {
     assert_eq!(app.count("identities").await, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_left_running_by_a_dead_process_is_ended_at_the_next_sync() {
+    use attest::db::schema::{identities, sync_runs};
+    use diesel::prelude::*;
+
+    let dir = common::temp_dir();
+    let config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldif_source(&common::fixture()),
+        None,
+        dir.path(),
+    );
+    let app = TestApp::spawn(config).await;
+    app.sync().await.unwrap();
+    // What a process killed mid-import leaves behind: a running run with some rows.
+    app.blocking(|db, clock, _| {
+        let mut conn = db.conn().unwrap();
+        let at = attest::clock::Clock::now(clock).naive_utc();
+        diesel::insert_into(sync_runs::table)
+            .values((
+                sync_runs::id.eq("00000000-0000-4000-8000-000000000001"),
+                sync_runs::source.eq(SOURCE),
+                sync_runs::server.eq("ldap://gone"),
+                sync_runs::searches.eq("[]"),
+                sync_runs::started_at.eq(at),
+                sync_runs::status.eq("running"),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+        diesel::insert_into(identities::table)
+            .values((
+                identities::id.eq("00000000-0000-4000-8000-000000000002"),
+                identities::sync_run_id.eq("00000000-0000-4000-8000-000000000001"),
+                identities::external_id.eq("x"),
+                identities::dn.eq("uid=x"),
+                identities::dn_norm.eq("uid=x"),
+                identities::login.eq("x"),
+                identities::display_name.eq("X"),
+                identities::status.eq("active"),
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+    })
+    .await;
+    let identities_with_debris = app.count("identities").await;
+
+    // Within the grace period a running run may be live: it is left alone.
+    app.clock.advance(chrono::Duration::hours(1));
+    app.sync().await.unwrap();
+    let runs = app
+        .blocking(|db, _, _| sync_runs_of(&mut db.conn().unwrap(), SOURCE).unwrap())
+        .await;
+    assert!(runs.iter().any(|r| r.status == "running"));
+
+    app.clock.advance(chrono::Duration::hours(7));
+    app.sync().await.unwrap();
+    let runs = app
+        .blocking(|db, _, _| sync_runs_of(&mut db.conn().unwrap(), SOURCE).unwrap())
+        .await;
+    let abandoned = runs
+        .iter()
+        .find(|r| r.id == "00000000-0000-4000-8000-000000000001")
+        .unwrap();
+    assert_eq!(abandoned.status, STATUS_FAILED);
+    assert!(abandoned.error.as_deref().unwrap().starts_with("abandoned"));
+    // Three good snapshots of 12 people each remain; the debris row is gone.
+    assert_eq!(app.count("identities").await, 36);
+    assert_eq!(identities_with_debris, 13);
+    app.stop().await;
+}
