@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
 use crate::campaigns::lifecycle::summarize;
-use crate::campaigns::model::{campaign, reviewers_of};
+use crate::campaigns::model::campaign;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::from_db;
 use crate::db::{DbConnection, is_postgres, write_tx};
@@ -215,7 +215,10 @@ fn write_pack(
     files.push(finish_entry("decisions.jsonl", jsonl));
 
     let run = sync_run(conn, &campaign.sync_run_id)?;
-    let reviewer_count = reviewers_of(conn, campaign_id)?.len();
+    let reviewer_count: i64 = reviewers::table
+        .filter(reviewers::campaign_id.eq(campaign_id))
+        .count()
+        .get_result(conn)?;
     let counts = summarize(conn, campaign.clone())?;
     let searches: serde_json::Value = serde_json::from_str(&run.searches)?;
     let scope: serde_json::Value = serde_json::from_str(&campaign.scope)?;

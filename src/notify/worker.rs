@@ -170,7 +170,10 @@ impl OutboxWorker {
                 Ok(())
             }
             Err((permanent, error)) => {
-                tracing::warn!(outbox = %message.id, permanent, error = %error, "mail not sent");
+                // The server's wording may quote the recipient's address: only its first part
+                // (the kind of failure and status code) goes to the log; the row keeps it all.
+                let summary = error.split(':').next().unwrap_or_default();
+                tracing::warn!(outbox = %message.id, permanent, error = summary, "mail not sent");
                 self.db
                     .run(move |conn| {
                         outbox::mark_failed(

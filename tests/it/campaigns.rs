@@ -10,12 +10,7 @@ use crate::common::{self, DEFINITION, TestApp};
 
 async fn app_with(adjust: impl FnOnce(&mut Config)) -> (TestApp, tempfile::TempDir) {
     let dir = common::temp_dir();
-    let mut config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&common::fixture()),
-        None,
-        dir.path(),
-    );
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     adjust(&mut config);
     let app = TestApp::spawn(config).await;
     app.sync().await.expect("LDIF sync");

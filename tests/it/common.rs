@@ -114,6 +114,12 @@ pub fn config(
     config
 }
 
+/// The usual test set-up without an LDAP server: the fixture directory read from its LDIF
+/// file, a database at `database_url`, and SMTP to `smtp_port` (or the file mailer).
+pub fn fixture_config(database_url: &str, smtp_port: Option<u16>, dir: &Path) -> Config {
+    config(database_url, ldif_source(&fixture()), smtp_port, dir)
+}
+
 /// A running app and what tests need to reach into it.
 pub struct TestApp {
     pub base_url: String,

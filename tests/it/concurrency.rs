@@ -15,12 +15,7 @@ use crate::support::postgres;
 async fn postgres_app() -> (TestApp, postgres::PgDatabase, tempfile::TempDir) {
     let dir = common::temp_dir();
     let database = postgres::database();
-    let config = common::config(
-        &database.url,
-        common::ldif_source(&common::fixture()),
-        None,
-        dir.path(),
-    );
+    let config = common::fixture_config(&database.url, None, dir.path());
     let app = TestApp::spawn(config).await;
     app.sync().await.expect("LDIF sync");
     (app, database, dir)

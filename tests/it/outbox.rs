@@ -16,12 +16,8 @@ use crate::support::smtp_refuser::SmtpRefuser;
 async fn mail_waits_while_smtp_is_down_then_goes_exactly_once() {
     let dir = common::temp_dir();
     let smtp_port = ports::free_port();
-    let mut config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&common::fixture()),
-        Some(smtp_port),
-        dir.path(),
-    );
+    let mut config =
+        common::fixture_config(&common::sqlite_url(dir.path()), Some(smtp_port), dir.path());
     config.mail.smtp.timeout_seconds = 5;
     // The background worker would retry on its own schedule; this test drives the outbox.
     config.mail.poll_interval_ms = 3_600_000;
@@ -70,12 +66,7 @@ async fn outbox_of(app: &TestApp, campaign_id: &str) -> Vec<attest::notify::outb
 }
 
 async fn campaign_against_smtp(port: u16, dir: &std::path::Path) -> (TestApp, String) {
-    let mut config = common::config(
-        &common::sqlite_url(dir),
-        common::ldif_source(&common::fixture()),
-        Some(port),
-        dir,
-    );
+    let mut config = common::fixture_config(&common::sqlite_url(dir), Some(port), dir);
     config.mail.smtp.timeout_seconds = 5;
     config.mail.poll_interval_ms = 3_600_000;
     let app = TestApp::spawn(config).await;

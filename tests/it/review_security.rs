@@ -22,12 +22,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = common::temp_dir();
-    let config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&common::fixture()),
-        None,
-        dir.path(),
-    );
+    let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     let app = TestApp::spawn(config).await;
     app.sync().await.expect("LDIF sync");
     let started = app.start_campaign().await;

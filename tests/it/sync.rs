@@ -196,12 +196,7 @@ async fn run_left_running_by_a_dead_process_is_ended_at_the_next_sync() {
     use diesel::prelude::*;
 
     let dir = common::temp_dir();
-    let config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&common::fixture()),
-        None,
-        dir.path(),
-    );
+    let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     let app = TestApp::spawn(config).await;
     app.sync().await.unwrap();
     // What a process killed mid-import leaves behind: a running run with some rows.
