@@ -4,7 +4,9 @@
 
 use secrecy::ExposeSecret;
 
-use super::{Config, MailTransport, SourceConfig, redact_url_password, resolve_secret};
+use super::{
+    Config, MailTransport, SmtpSecurity, SourceConfig, redact_url_password, resolve_secret,
+};
 use crate::error::{ConfigProblem, Error};
 
 impl Config {
@@ -51,12 +53,26 @@ impl Config {
             if self.mail.smtp.host.trim().is_empty() {
                 problems.push(ConfigProblem::new("mail.smtp.host", "must not be empty"));
             }
-            if let Err(p) = resolve_secret(
+            match resolve_secret(
                 "mail.smtp.password",
                 self.mail.smtp.password.as_ref(),
                 self.mail.smtp.password_file.as_deref(),
             ) {
-                problems.push(p);
+                Err(p) => problems.push(p),
+                Ok(None) if self.mail.smtp.username.is_some() => {
+                    problems.push(ConfigProblem::new(
+                        "mail.smtp.password_file",
+                        "mail.smtp.username is set but no password is: set password_file (or \
+                         password)",
+                    ));
+                }
+                Ok(_) => {}
+            }
+            if self.mail.smtp.username.is_some() && self.mail.smtp.security == SmtpSecurity::None {
+                problems.push(ConfigProblem::new(
+                    "mail.smtp.security",
+                    "SMTP credentials would cross the network unencrypted: use starttls or tls",
+                ));
             }
         }
         if self.mail.max_attempts == 0 {

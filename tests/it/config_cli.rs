@@ -36,6 +36,10 @@ pool_size = 0
 [mail]
 from = "not a mailbox"
 
+[mail.smtp]
+security = "none"
+username = "attest"
+
 [sources.corp]
 kind = "ldap"
 url = "ldap://ldap.example.com"
@@ -64,6 +68,8 @@ fallback_reviewers = []
         "campaigns.q.source",
         "campaigns.q.fallback_reviewers",
         "sources.corp.starttls",
+        "mail.smtp.password_file",
+        "mail.smtp.security",
     ] {
         assert!(text.contains(key), "missing {key} in:\n{text}");
     }
