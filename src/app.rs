@@ -14,25 +14,14 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::notify::{LinkSigner, MailTemplates, OutboxWorker};
-use crate::web::{AppState, pages::Pages, routes};
-
-/// The request path as logged: review-link tokens are replaced, and query strings (which may
-/// carry item ids) are never logged.
-pub fn redacted_path(path: &str) -> String {
-    match path.strip_prefix("/r/") {
-        Some(rest) => match rest.split_once('/') {
-            Some((_, tail)) => format!("/r/[token]/{tail}"),
-            None => "/r/[token]".to_string(),
-        },
-        None => path.to_string(),
-    }
-}
+use crate::web::{AppState, access_log, pages::Pages, routes};
 
 pub struct App {
     port: u16,
     public_url: String,
     server: actix_web::dev::Server,
     worker: OutboxWorker,
+    run_outbox_worker: bool,
     wake: Arc<Notify>,
     db: Database,
 }
@@ -92,11 +81,7 @@ impl App {
         let server = HttpServer::new(move || {
             ActixApp::new()
                 .wrap(middleware::Compress::default())
-                .wrap(
-                    middleware::Logger::new("%r %s %Dms")
-                        .exclude("/healthz")
-                        .log_target("attest::http"),
-                )
+                .wrap(middleware::from_fn(access_log::log_request))
                 .app_data(state.clone())
                 .configure(|cfg| routes(cfg, demo_enabled))
         })
@@ -108,6 +93,7 @@ impl App {
             public_url,
             server,
             worker,
+            run_outbox_worker: true,
             wake: Arc::new(Notify::new()),
             db,
         })
@@ -134,25 +120,24 @@ impl App {
         self.server.handle()
     }
 
+    /// Serves HTTP only: mail is left to other instances (or, in tests, to the caller, who
+    /// drives [`App::outbox_worker`] itself so that nothing else claims the same rows).
+    pub fn without_outbox_worker(mut self) -> App {
+        self.run_outbox_worker = false;
+        self
+    }
+
     /// Serves HTTP and runs the outbox worker until the server stops (signal or handle).
     pub async fn run_until_stopped(self) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(self.worker.run(stop_rx, self.wake.clone()));
+        let worker = self
+            .run_outbox_worker
+            .then(|| tokio::spawn(self.worker.run(stop_rx, self.wake.clone())));
         let served = self.server.await;
         let _ = stop_tx.send(true);
-        let _ = worker.await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         served.map_err(|e| Error::Io(format!("server stopped with an error: {e}")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted_path;
-
-    #[test]
-    fn review_tokens_never_reach_the_access_log() {
-        assert_eq!(redacted_path("/r/eyJ.abc.def"), "/r/[token]");
-        assert_eq!(redacted_path("/r/eyJ.abc.def/decide"), "/r/[token]/decide");
-        assert_eq!(redacted_path("/healthz"), "/healthz");
     }
 }

@@ -135,6 +135,9 @@ pub struct LinksConfig {
     pub previous_key_files: BTreeMap<String, PathBuf>,
     /// Links stay valid this many days after the campaign's due date.
     pub grace_days: u32,
+    /// When a newer digest for the same reviewer and campaign is sent, revoke the links in
+    /// the reviewer's earlier mails (by default they keep working: people open older mails).
+    pub revoke_superseded: bool,
 }
 
 impl Default for LinksConfig {
@@ -147,6 +150,7 @@ impl Default for LinksConfig {
             generate_missing_key: true,
             previous_key_files: BTreeMap::new(),
             grace_days: 7,
+            revoke_superseded: false,
         }
     }
 }
@@ -428,12 +432,21 @@ impl Config {
         Self::extract(figment.merge(Env::prefixed("ATTEST__").split("__")))
     }
 
-    /// Loads defaults then the given TOML text (used by the embedded demo), then the environment.
-    pub fn from_toml_str(text: &str) -> Result<Config, Error> {
-        let figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string(text))
-            .merge(Env::prefixed("ATTEST__").split("__"));
-        Self::extract(figment)
+    /// Loads defaults, then the given TOML text (the embedded demo's), then `overrides` (a file
+    /// that must exist, when given), then the environment.
+    pub fn from_toml_str(text: &str, overrides: Option<&Path>) -> Result<Config, Error> {
+        let mut figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text));
+        if let Some(path) = overrides {
+            if !path.exists() {
+                return Err(Error::Config(vec![ConfigProblem::new(
+                    "--config",
+                    format!("configuration file {} does not exist", path.display()),
+                )]));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Self::extract(figment.merge(Env::prefixed("ATTEST__").split("__")))
     }
 
     fn extract(figment: Figment) -> Result<Config, Error> {

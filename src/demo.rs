@@ -1,7 +1,8 @@
 //! `attest demo`: a newcomer's first five minutes with nothing installed. It starts a fresh
 //! demo folder (`var/demo/`), loads the embedded Northwind directory from an LDIF file, opens a
 //! campaign, delivers the digests with the file mailer, and serves the review pages next to a
-//! demo mailbox. It uses the same spine as production; only the configuration differs.
+//! demo mailbox. It uses the same spine as production; only the configuration differs:
+//! the embedded `config/demo.toml`, with a `--config` file and `ATTEST__` variables on top.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,15 +20,24 @@ pub const DEMO_DIRECTORY: &str = include_str!("../config/demo/directory.ldif");
 const DEMO_SOURCE: &str = "northwind";
 const DEMO_CAMPAIGN: &str = "quarterly-access-review";
 
-/// The demo configuration (embedded file plus environment overrides).
-pub fn demo_config() -> Result<Config> {
-    Config::from_toml_str(DEMO_CONFIG)
+/// Marks a folder as the demo's own, so that a later run may wipe it.
+const DEMO_MARKER: &str = ".attest-demo";
+
+/// The demo configuration: the embedded file, then `overrides` (the `--config` file), then
+/// environment variables.
+pub fn demo_config(overrides: Option<&Path>) -> Result<Config> {
+    Config::from_toml_str(DEMO_CONFIG, overrides)
 }
 
 /// Prepares the demo data and returns the app, ready to serve, with the mail delivered.
 pub async fn prepare(config: Config, clock: SharedClock) -> Result<App> {
+    config.validate()?;
     if let Some(SourceConfig::Ldif(ldif)) = config.sources.get(DEMO_SOURCE) {
-        reset_folder(ldif.path.parent().unwrap_or(Path::new("var/demo")))?;
+        let folder = match ldif.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        reset_folder(folder, &demo_file_names(&config))?;
         std::fs::write(&ldif.path, DEMO_DIRECTORY)?;
     }
     let app = App::build(config.clone(), clock.clone()).await?;
@@ -60,9 +70,64 @@ pub async fn prepare(config: Config, clock: SharedClock) -> Result<App> {
     Ok(app)
 }
 
-/// Starts the demo folder afresh so that every run shows the same first experience.
-fn reset_folder(folder: &Path) -> Result<()> {
+/// Names of what the demo itself writes (database, key, mail folder, directory file), for
+/// recognising a demo folder made before the marker existed.
+fn demo_file_names(config: &Config) -> Vec<String> {
+    let database = config
+        .database
+        .url
+        .strip_prefix("sqlite://")
+        .map(Path::new)
+        .and_then(Path::file_name);
+    let mut names = vec![DEMO_MARKER.to_string()];
+    let paths = [
+        config
+            .links
+            .signing_key_file
+            .as_deref()
+            .and_then(Path::file_name),
+        config.mail.file_dir.file_name(),
+        database,
+    ];
+    if let Some(SourceConfig::Ldif(ldif)) = config.sources.get(DEMO_SOURCE) {
+        names.extend(
+            ldif.path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string()),
+        );
+    }
+    for name in paths.into_iter().flatten() {
+        names.push(name.to_string_lossy().to_string());
+    }
+    if let Some(db) = database {
+        let db = db.to_string_lossy();
+        names.extend(["-wal", "-shm", "-journal"].map(|suffix| format!("{db}{suffix}")));
+    }
+    names
+}
+
+/// Starts the demo folder afresh so that every run shows the same first experience. Only a
+/// folder the demo made (or an empty one) is wiped: a `--config` pointing the demo at a folder
+/// holding anything else is refused rather than emptied.
+fn reset_folder(folder: &Path, demo_names: &[String]) -> Result<()> {
     if folder.exists() {
+        let mut foreign = Vec::new();
+        for entry in std::fs::read_dir(folder)? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            if !demo_names.contains(&name) {
+                foreign.push(name);
+            }
+        }
+        if !foreign.is_empty() && !folder.join(DEMO_MARKER).exists() {
+            foreign.sort();
+            return Err(Error::Io(format!(
+                "the demo starts afresh in {} on every run, but that folder holds files the demo \
+                 did not create ({}); point sources.{DEMO_SOURCE}.path at a file in an empty \
+                 folder",
+                folder.display(),
+                foreign.join(", ")
+            )));
+        }
         std::fs::remove_dir_all(folder).map_err(|e| {
             Error::Io(format!(
                 "cannot reset demo folder {}: {e}",
@@ -71,12 +136,15 @@ fn reset_folder(folder: &Path) -> Result<()> {
         })?;
     }
     std::fs::create_dir_all(folder)?;
+    std::fs::write(
+        folder.join(DEMO_MARKER),
+        "Made by `attest demo`, which empties this folder on every run.\n",
+    )?;
     Ok(())
 }
 
-/// Runs the demo until interrupted.
-pub async fn run() -> Result<()> {
-    let config = demo_config()?;
+/// Runs the demo with `config` (see [`demo_config`]) until interrupted.
+pub async fn run(config: Config) -> Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let app = prepare(config, clock).await?;
     let url = app.public_url().to_string();

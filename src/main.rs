@@ -1,6 +1,7 @@
 //! The `attest` command line: parses arguments, loads configuration, sets up logging and
 //! calls into the library. No business logic lives here.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use attest::db::Database;
 use attest::directory::sync_source;
 use attest::error::Error;
 use attest::evidence::export::export_campaign;
+use attest::notify::revocation::revoke_campaign_links;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -23,7 +25,8 @@ use clap::{Parser, Subcommand};
     about = "Access reviews end to end, with evidence auditors can verify"
 )]
 struct Cli {
-    /// Configuration file (default: config/default.toml when present).
+    /// Configuration file (default: config/default.toml when present). For `demo`, a file
+    /// given here is layered on top of the built-in demo configuration.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Log as JSON lines instead of human-readable text.
@@ -38,6 +41,7 @@ enum Command {
     /// Serve the web UI and API and run the background workers.
     Serve,
     /// Run a self-contained demo: SQLite, a demo directory, a campaign, mail written to files.
+    /// `--config FILE` is applied on top of the built-in demo configuration.
     Demo,
     /// Apply pending database migrations.
     Migrate,
@@ -71,6 +75,17 @@ enum CampaignCommand {
     List,
     /// Close a campaign; later decisions are refused.
     Close { id: String },
+    /// Make a campaign's review links stop working (all of them, or one reviewer's).
+    RevokeLinks {
+        /// Campaign id (see `attest campaign list`).
+        campaign: String,
+        /// Only the links of the reviewer with this email address.
+        #[arg(long, value_name = "EMAIL")]
+        reviewer: Option<String>,
+        /// Then send each reviewer who still has undecided items a new digest with a new link.
+        #[arg(long)]
+        resend: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,8 +129,10 @@ fn init_logging(config: &Config, force_json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, never in files or log shippers.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if force_json || config.log.format == LogFormat::Json {
         builder.json().init();
@@ -126,10 +143,10 @@ fn init_logging(config: &Config, force_json: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Demo) {
-        let config = attest::demo::demo_config()?;
+        let config = attest::demo::demo_config(cli.config.as_deref())?;
         init_logging(&config, cli.log_json);
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        return Ok(runtime.block_on(attest::demo::run())?);
+        return Ok(runtime.block_on(attest::demo::run(config))?);
     }
     let config = load_config(&cli)?;
     if matches!(cli.command, Command::CheckConfig) {
@@ -224,6 +241,33 @@ fn campaign(config: &Config, clock: &dyn Clock, action: CampaignCommand) -> anyh
                 "closed campaign {id}: {} approved, {} revoked, {} not reviewed",
                 s.approved, s.revoked, s.pending
             );
+        }
+        CampaignCommand::RevokeLinks {
+            campaign,
+            reviewer,
+            resend,
+        } => {
+            let mut conn = db.conn()?;
+            let s = revoke_campaign_links(
+                &mut conn,
+                clock.now(),
+                &campaign,
+                reviewer.as_deref(),
+                resend,
+                "cli",
+            )?;
+            println!(
+                "revoked {} working link(s) of {} reviewer(s) in campaign {campaign}",
+                s.links, s.reviewers
+            );
+            if resend {
+                println!(
+                    "queued {} new digest(s); `attest serve` sends them",
+                    s.digests_queued
+                );
+            } else {
+                println!("those reviewers can no longer open the review; --resend sends new links");
+            }
         }
     }
     Ok(())

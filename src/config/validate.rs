@@ -42,6 +42,17 @@ impl Config {
                 "must be an absolute http:// or https:// URL (or empty to use the bound address)",
             ));
         }
+        if self.demo.enabled && !is_loopback_bind(&self.server.bind) {
+            problems.push(ConfigProblem::new(
+                "demo.enabled",
+                format!(
+                    "the demo mailbox shows every reviewer's link to anyone who can reach it, so \
+                     it is served only on a loopback address; server.bind is `{}` (use \
+                     127.0.0.1, ::1 or localhost, or set demo.enabled = false)",
+                    self.server.bind
+                ),
+            ));
+        }
         self.link_key_problems(&mut problems);
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             problems.push(ConfigProblem::new(
@@ -258,6 +269,41 @@ impl Config {
             Ok(())
         } else {
             Err(Error::Config(problems))
+        }
+    }
+}
+
+/// Whether `bind` (`host:port`) only accepts connections from this machine.
+fn is_loopback_bind(bind: &str) -> bool {
+    if let Ok(address) = bind.parse::<std::net::SocketAddr>() {
+        return address.ip().is_loopback();
+    }
+    bind.rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_bind;
+
+    #[test]
+    fn only_loopback_binds_count_as_local() {
+        for local in [
+            "127.0.0.1:8080",
+            "127.0.0.2:0",
+            "[::1]:8080",
+            "localhost:8080",
+        ] {
+            assert!(is_loopback_bind(local), "{local}");
+        }
+        for open in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.4:80",
+            "example.com:80",
+            "8080",
+        ] {
+            assert!(!is_loopback_bind(open), "{open}");
         }
     }
 }

@@ -28,6 +28,7 @@ pub enum EventKind {
     MailRetryScheduled,
     MailDeadLettered,
     LinkIssued,
+    LinkRevoked,
     DecisionRecorded,
     EvidenceExported,
 }
@@ -45,6 +46,7 @@ impl EventKind {
             EventKind::MailRetryScheduled => "mail.retry_scheduled",
             EventKind::MailDeadLettered => "mail.dead_lettered",
             EventKind::LinkIssued => "link.issued",
+            EventKind::LinkRevoked => "link.revoked",
             EventKind::DecisionRecorded => "decision.recorded",
             EventKind::EvidenceExported => "evidence.exported",
         }

@@ -142,7 +142,8 @@ impl LinkSigner {
     /// Checks signature, algorithm, key id, issuer, audience, required claims and expiry (by
     /// `now`). Every failure is the same generic [`Error::Unauthorized`]; the reason is logged.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<ReviewClaims> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| reject("header", &e))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| reject("header", &failure_kind(&e)))?;
         if header.alg != ALGORITHM {
             return Err(reject("algorithm", &"not HS256"));
         }
@@ -165,11 +166,33 @@ impl LinkSigner {
             &DecodingKey::from_secret(key.expose_secret().as_bytes()),
             &validation,
         )
-        .map_err(|e| reject("signature or claims", &e))?;
+        .map_err(|e| reject("signature or claims", &failure_kind(&e)))?;
         if data.claims.exp <= now.timestamp() {
             return Err(reject("expiry", &"expired"));
         }
         Ok(data.claims)
+    }
+}
+
+/// What was wrong with a token, in words that never quote it: the library's own messages can
+/// carry decoded header or claim values.
+fn failure_kind(error: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidToken => "not a JWT",
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "wrong algorithm",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+        ErrorKind::InvalidClaimFormat(_) => "a claim has the wrong format",
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::InvalidIssuer => "wrong issuer",
+        ErrorKind::InvalidAudience => "wrong audience",
+        ErrorKind::InvalidSubject => "wrong subject",
+        ErrorKind::ImmatureSignature => "not valid yet",
+        ErrorKind::Base64(_) => "not base64url",
+        ErrorKind::Json(_) => "not the expected JSON",
+        ErrorKind::Utf8(_) => "not UTF-8",
+        _ => "unusable",
     }
 }
 
@@ -201,6 +224,21 @@ fn generate_key_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A freshly minted review link: the token goes into one mail and nowhere else; the hash of
+/// its id is what the database, the evidence log and later revocations refer to.
+pub struct IssuedLink {
+    pub token: String,
+    pub jti_sha256: String,
+}
+
+impl std::fmt::Debug for IssuedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedLink")
+            .field("jti_sha256", &self.jti_sha256)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Mints a review link for `reviewer_id` in `campaign_id`, records it, and logs the event.
 pub fn issue_review_link(
     conn: &mut DbConnection,
@@ -210,7 +248,7 @@ pub fn issue_review_link(
     campaign_id: &str,
     reviewer_id: &str,
     actor: &str,
-) -> Result<String> {
+) -> Result<IssuedLink> {
     let mut jti = [0u8; 16];
     rand::rng().fill_bytes(&mut jti);
     let claims = ReviewClaims {
@@ -247,7 +285,10 @@ pub fn issue_review_link(
             "expires_at": expires_at.to_rfc3339(),
         }),
     )?;
-    Ok(token)
+    Ok(IssuedLink {
+        token,
+        jti_sha256: jti_hash,
+    })
 }
 
 /// Checks that a verified token is still on record and not revoked.

@@ -6,6 +6,7 @@
 pub mod links;
 pub mod mailer;
 pub mod outbox;
+pub mod revocation;
 pub mod templates;
 pub mod worker;
 

@@ -14,6 +14,7 @@ use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::Result;
 use crate::evidence::{EventKind, append};
+use crate::notify::revocation::revoke_superseded;
 
 pub const KIND_REVIEW_REQUEST: &str = "review_request";
 
@@ -52,16 +53,43 @@ pub fn enqueue_review_request(
     reviewer_id: &str,
     actor: &str,
 ) -> Result<()> {
+    let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}");
+    enqueue(conn, now, campaign_id, reviewer_id, &dedupe_key, actor)
+}
+
+/// Queues one more digest for a reviewer (an admin re-sent their link after revoking it);
+/// every call queues a new one.
+pub fn enqueue_review_resend(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    actor: &str,
+) -> Result<()> {
+    let dedupe_key = format!(
+        "{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}:resend:{}",
+        new_id()
+    );
+    enqueue(conn, now, campaign_id, reviewer_id, &dedupe_key, actor)
+}
+
+fn enqueue(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    dedupe_key: &str,
+    actor: &str,
+) -> Result<()> {
     let recipient: String = crate::db::schema::reviewers::table
         .find(reviewer_id)
         .select(crate::db::schema::reviewers::email)
         .first(conn)?;
     let id = new_id();
-    let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}");
     diesel::insert_into(outbox::table)
         .values((
             outbox::id.eq(&id),
-            outbox::dedupe_key.eq(&dedupe_key),
+            outbox::dedupe_key.eq(dedupe_key),
             outbox::kind.eq(KIND_REVIEW_REQUEST),
             outbox::campaign_id.eq(Some(campaign_id)),
             outbox::reviewer_id.eq(Some(reviewer_id)),
@@ -125,6 +153,14 @@ pub fn claim_due(
     })
 }
 
+/// The review link a sent mail carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentLink<'a> {
+    pub jti_sha256: &'a str,
+    /// Revoke the reviewer's older links in this campaign (`links.revoke_superseded`).
+    pub revoke_superseded: bool,
+}
+
 /// Records a delivery; returns false when the claim had been lost to another worker.
 ///
 /// Only the worker holding the current claim may record an outcome: the claim is identified by
@@ -135,6 +171,7 @@ pub fn mark_sent(
     now: DateTime<Utc>,
     message: &OutboxMessage,
     message_id: &str,
+    link: Option<SentLink<'_>>,
 ) -> Result<bool> {
     write_tx(conn, |conn| {
         let updated = diesel::update(
@@ -166,8 +203,22 @@ pub fn mark_sent(
                 "reviewer": message.reviewer_id,
                 "message_id": message_id,
                 "attempts": message.attempts,
+                "link_jti_sha256": link.map(|l| l.jti_sha256),
             }),
         )?;
+        if let (Some(link), Some(campaign_id), Some(reviewer_id)) =
+            (link, &message.campaign_id, &message.reviewer_id)
+            && link.revoke_superseded
+        {
+            revoke_superseded(
+                conn,
+                now,
+                campaign_id,
+                reviewer_id,
+                link.jti_sha256,
+                "worker:outbox",
+            )?;
+        }
         Ok(true)
     })
 }

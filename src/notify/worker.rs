@@ -17,7 +17,7 @@ use crate::db::{Database, write_tx};
 use crate::error::{Error, Result};
 use crate::notify::links::{LinkSigner, issue_review_link};
 use crate::notify::mailer::Mailer;
-use crate::notify::outbox::{self, KIND_REVIEW_REQUEST, OutboxMessage};
+use crate::notify::outbox::{self, KIND_REVIEW_REQUEST, OutboxMessage, SentLink};
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
 
 #[derive(Serialize)]
@@ -41,6 +41,13 @@ struct DigestContext {
     items: Vec<DigestItem>,
 }
 
+/// A digest ready to send, and the link it carries.
+struct PreparedDigest {
+    to: Mailbox,
+    mail: RenderedMail,
+    link_jti_sha256: String,
+}
+
 #[derive(Clone)]
 pub struct OutboxWorker {
     db: Database,
@@ -52,6 +59,7 @@ pub struct OutboxWorker {
     from: Mailbox,
     public_url: String,
     grace_days: u32,
+    revoke_superseded: bool,
 }
 
 impl std::fmt::Debug for OutboxWorker {
@@ -86,6 +94,7 @@ impl OutboxWorker {
             from,
             public_url: config.server.public_url.trim_end_matches('/').to_string(),
             grace_days: config.links.grace_days,
+            revoke_superseded: config.links.revoke_superseded,
         })
     }
 
@@ -145,11 +154,12 @@ impl OutboxWorker {
             )),
         };
         let outcome = match prepared {
-            Ok((to, mail)) => {
+            Ok(digest) => {
                 let message_id = format!("<{}@attest>", message.id);
                 self.mailer
-                    .send(&self.from, &to, &message_id, &mail)
+                    .send(&self.from, &digest.to, &message_id, &digest.mail)
                     .await
+                    .map(|sent_id| (sent_id, digest.link_jti_sha256))
                     .map_err(|f| (f.permanent, f.message))
             }
             Err(failure) => Err(failure),
@@ -157,12 +167,19 @@ impl OutboxWorker {
         let now = self.clock.now();
         let (max_attempts, base) = (self.mail.max_attempts, self.mail.retry_base_seconds);
         match outcome {
-            Ok(message_id) => {
+            Ok((message_id, jti_sha256)) => {
                 tracing::info!(outbox = %message.id, kind = %message.kind, "mail sent");
                 let id = message.id.clone();
+                let revoke_superseded = self.revoke_superseded;
                 let recorded = self
                     .db
-                    .run(move |conn| outbox::mark_sent(conn, now, &message, &message_id))
+                    .run(move |conn| {
+                        let link = SentLink {
+                            jti_sha256: &jti_sha256,
+                            revoke_superseded,
+                        };
+                        outbox::mark_sent(conn, now, &message, &message_id, Some(link))
+                    })
                     .await?;
                 if !recorded {
                     tracing::warn!(outbox = %id, "claim expired before the send was recorded");
@@ -193,7 +210,7 @@ impl OutboxWorker {
     }
 
     /// Mints the link and renders the digest for one queued review request.
-    async fn prepare(&self, message: &OutboxMessage) -> Result<(Mailbox, RenderedMail)> {
+    async fn prepare(&self, message: &OutboxMessage) -> Result<PreparedDigest> {
         if message.kind != KIND_REVIEW_REQUEST {
             return Err(Error::Internal(format!(
                 "unknown mail kind {}",
@@ -211,7 +228,7 @@ impl OutboxWorker {
         let now = self.clock.now();
         let grace = Duration::days(i64::from(self.grace_days));
         let base = self.public_url.clone();
-        let (context, to) = self
+        let (context, to, link_jti_sha256) = self
             .db
             .run(move |conn| {
                 write_tx(conn, |conn| {
@@ -222,7 +239,7 @@ impl OutboxWorker {
                     let reviewer = reviewer(conn, &reviewer_id)?;
                     let items = items_of_reviewer(conn, &reviewer_id)?;
                     let expires_at = from_db(campaign.due_at) + grace;
-                    let token = issue_review_link(
+                    let link = issue_review_link(
                         conn,
                         &signer,
                         now,
@@ -231,7 +248,7 @@ impl OutboxWorker {
                         &reviewer_id,
                         "worker:outbox",
                     )?;
-                    let review_url = format!("{base}/r/{token}");
+                    let review_url = format!("{base}/r/{}", link.token);
                     let digest_items: Vec<DigestItem> = items
                         .iter()
                         .filter(|i| i.state == ITEM_PENDING)
@@ -259,7 +276,11 @@ impl OutboxWorker {
                         item_count: digest_items.len(),
                         items: digest_items,
                     };
-                    Ok((context, (reviewer.display_name, reviewer.email)))
+                    Ok((
+                        context,
+                        (reviewer.display_name, reviewer.email),
+                        link.jti_sha256,
+                    ))
                 })
             })
             .await?;
@@ -269,6 +290,10 @@ impl OutboxWorker {
                 .map_err(|e| Error::BadRequest(format!("reviewer address is not valid: {e}")))?,
         );
         let mail = self.templates.render(KIND_REVIEW_REQUEST, &context)?;
-        Ok((mailbox, mail))
+        Ok(PreparedDigest {
+            to: mailbox,
+            mail,
+            link_jti_sha256,
+        })
     }
 }

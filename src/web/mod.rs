@@ -2,6 +2,7 @@
 //! responses. Handlers parse input, call into the spine on blocking threads and render the
 //! result; the spine never imports this module.
 
+pub mod access_log;
 pub mod csrf;
 pub mod demo;
 pub mod error_response;
@@ -11,7 +12,7 @@ pub mod review;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::{guard, web};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -38,7 +39,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/static/app.css", web::get().to(health::app_css))
-        .route("/r/{token}", web::get().to(review::show))
+        // HEAD is answered like GET (link checkers and prefetchers send it); neither writes.
+        .route(
+            "/r/{token}",
+            web::route()
+                .guard(guard::Any(guard::Get()).or(guard::Head()))
+                .to(review::show),
+        )
         .route("/r/{token}/decide", web::post().to(review::decide));
     if demo_enabled {
         cfg.route("/", web::get().to(demo::index))

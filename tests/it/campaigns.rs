@@ -37,7 +37,9 @@ async fn campaign_reviews_only_the_named_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_group_in_definition_is_refused_and_nothing_is_written() {
+async fn unknown_group_in_definition_is_refused_before_anything_is_written() {
+    // A configuration error found before the first insert; a generation that fails part-way
+    // is tested in generation_faults.rs.
     let (app, _dir) = app_with(|c| definition(c).groups = vec!["no-such-group".into()]).await;
     let error = app
         .blocking(|db, clock, config| start_campaign(db, clock, config, DEFINITION, true, "test"))

@@ -131,12 +131,26 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The app as `attest serve` runs it: HTTP and the background outbox worker.
     pub async fn spawn(config: Config) -> TestApp {
+        TestApp::start(config, true).await
+    }
+
+    /// The app without its background outbox worker, for tests that drive the outbox
+    /// themselves (`worker.drain_once`) and count what it did: no second claimant races them.
+    pub async fn spawn_without_outbox_worker(config: Config) -> TestApp {
+        TestApp::start(config, false).await
+    }
+
+    async fn start(config: Config, outbox_worker: bool) -> TestApp {
         let clock = Arc::new(FixedClock::new(start_time()));
         let shared: SharedClock = clock.clone();
-        let app = App::build(config.clone(), shared)
+        let mut app = App::build(config.clone(), shared)
             .await
             .expect("app builds");
+        if !outbox_worker {
+            app = app.without_outbox_worker();
+        }
         let base_url = app.public_url().to_string();
         let db = app.database().clone();
         let app_handle = app.server_handle();
@@ -209,6 +223,7 @@ impl TestApp {
                     )
                 })
                 .unwrap()
+                .token
             })
             .await;
         format!("{}/r/{token}", self.base_url)
@@ -284,6 +299,29 @@ pub fn review_url(text: &str) -> String {
     url.split('?').next().unwrap().to_string()
 }
 
+/// (recipient address, text body) of every message the file mailer wrote to `mail_dir`,
+/// oldest first.
+pub fn mails_on_disk(mail_dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(mail_dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+        .collect();
+    files.sort();
+    let files: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
+    files
+        .iter()
+        .map(|path| {
+            let raw = std::fs::read(path).unwrap();
+            let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+            let to = message.to().unwrap().first().unwrap().address().unwrap();
+            (to.to_string(), message.body_text(0).unwrap().into_owned())
+        })
+        .collect()
+}
+
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -306,7 +344,7 @@ pub struct RunningDemo {
 }
 
 pub async fn run_demo(folder: &Path) -> RunningDemo {
-    let mut config = attest::demo::demo_config().unwrap();
+    let mut config = attest::demo::demo_config(None).unwrap();
     config.database.url = format!("sqlite://{}", folder.join("attest.db").display());
     config.links.signing_key_file = Some(folder.join("link.key"));
     config.mail.file_dir = folder.join("mail");

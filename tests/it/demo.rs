@@ -2,6 +2,7 @@
 //! directory loads, a campaign opens, and one digest per reviewer is written to files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::binary::{self, Running};
 use crate::common::{self, form_values, http_client, post_form};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,4 +91,138 @@ async fn demo_delivers_digests_that_open_a_review() {
         "the decision shows on the page"
     );
     handle.stop(true).await;
+}
+
+/// A `--config` file for the demo that keeps everything under `dir` and serves on `bind`.
+fn demo_overrides(dir: &std::path::Path, bind: &str, extra: &str) -> std::path::PathBuf {
+    let demo = dir.join("demo");
+    let text = format!(
+        r#"
+[server]
+bind = "{bind}"
+public_url = "http://{bind}"
+
+[database]
+url = "sqlite://{db}"
+
+[links]
+signing_key_file = "{key}"
+
+[mail]
+file_dir = "{mail}"
+
+[sources.northwind]
+kind = "ldif"
+path = "{ldif}"
+{extra}
+"#,
+        db = demo.join("attest.db").display(),
+        key = demo.join("link.key").display(),
+        mail = demo.join("mail").display(),
+        ldif = demo.join("directory.ldif").display(),
+    );
+    let path = dir.join("overrides.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_applies_the_config_file_on_top_of_its_own() {
+    let dir = common::temp_dir();
+    let port = binary::free_port();
+    let file = demo_overrides(
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        "[campaigns.quarterly-access-review]\ntitle = \"Acme spot check\"\n",
+    );
+    let mut demo = Running::start(
+        dir.path(),
+        &["--config", file.to_str().unwrap(), "demo"],
+        port,
+    );
+    assert!(
+        demo.stdout().contains("Opened \"Acme spot check\""),
+        "{}",
+        demo.stdout()
+    );
+    let mailbox = http_client()
+        .get(format!("{}/demo/mail", demo.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mailbox.status(), 200);
+    let delivered = std::fs::read_dir(dir.path().join("demo/mail"))
+        .unwrap()
+        .count();
+    assert!(delivered > 0, "digests written where the file says");
+    assert!(
+        !dir.path().join("var").exists(),
+        "nothing written to the built-in demo paths"
+    );
+    demo.stop();
+}
+
+#[test]
+fn demo_mailbox_is_refused_on_a_non_loopback_address() {
+    let dir = common::temp_dir();
+    let port = binary::free_port();
+    let file = demo_overrides(dir.path(), &format!("0.0.0.0:{port}"), "");
+    let output = binary::attest(dir.path())
+        .args(["--config", file.to_str().unwrap(), "demo"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("demo.enabled"), "{stderr}");
+    assert!(
+        !dir.path().join("demo").exists(),
+        "refused before anything was written"
+    );
+
+    // `serve` with the demo mailbox switched on: check-config names the key.
+    let serve_config = dir.path().join("serve.toml");
+    std::fs::write(
+        &serve_config,
+        format!("[server]\nbind = \"0.0.0.0:{port}\"\n[demo]\nenabled = true\n"),
+    )
+    .unwrap();
+    for command in ["check-config", "serve"] {
+        // Bounded: were the check missing, `serve` would run until stopped.
+        let output = std::process::Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_attest"))
+            .args(["--config", serve_config.to_str().unwrap(), command])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command} accepted it");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("demo.enabled"), "{command}: {stderr}");
+    }
+    std::fs::write(
+        &serve_config,
+        format!("[server]\nbind = \"127.0.0.1:{port}\"\n[demo]\nenabled = true\n"),
+    )
+    .unwrap();
+    binary::run_ok(dir.path(), &serve_config, &["check-config"]);
+}
+
+#[test]
+fn demo_never_empties_a_folder_it_did_not_make() {
+    let dir = common::temp_dir();
+    let port = binary::free_port();
+    let file = demo_overrides(dir.path(), &format!("127.0.0.1:{port}"), "");
+    std::fs::create_dir_all(dir.path().join("demo")).unwrap();
+    std::fs::write(dir.path().join("demo/quarterly-report.xlsx"), "keep me").unwrap();
+    let output = binary::attest(dir.path())
+        .args(["--config", file.to_str().unwrap(), "demo"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("quarterly-report.xlsx"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("demo/quarterly-report.xlsx")).unwrap(),
+        "keep me"
+    );
 }

@@ -4,6 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access_log;
+mod append_only;
+mod binary;
 mod browser;
 mod campaigns;
 mod common;
@@ -11,6 +14,8 @@ mod concurrency;
 mod config_cli;
 mod demo;
 mod end_to_end;
+mod generation_faults;
+mod link_revocation;
 mod outbox;
 mod review_security;
 mod sync;

@@ -19,9 +19,8 @@ async fn mail_waits_while_smtp_is_down_then_goes_exactly_once() {
     let mut config =
         common::fixture_config(&common::sqlite_url(dir.path()), Some(smtp_port), dir.path());
     config.mail.smtp.timeout_seconds = 5;
-    // The background worker would retry on its own schedule; this test drives the outbox.
-    config.mail.poll_interval_ms = 3_600_000;
-    let app = TestApp::spawn(config).await;
+    // This test drives the outbox; no background worker claims rows behind its back.
+    let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
     let started = app.start_campaign().await;
     let campaign_id = started.campaign.id.clone();
@@ -68,8 +67,7 @@ async fn outbox_of(app: &TestApp, campaign_id: &str) -> Vec<attest::notify::outb
 async fn campaign_against_smtp(port: u16, dir: &std::path::Path) -> (TestApp, String) {
     let mut config = common::fixture_config(&common::sqlite_url(dir), Some(port), dir);
     config.mail.smtp.timeout_seconds = 5;
-    config.mail.poll_interval_ms = 3_600_000;
-    let app = TestApp::spawn(config).await;
+    let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
     let id = app.start_campaign().await.campaign.id;
     (app, id)

@@ -72,16 +72,68 @@ async fn wrong_bind_password_fails_loudly_and_names_the_cause() {
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
     let app = TestApp::spawn(config).await;
     let error = app.sync().await.expect_err("bad credentials fail");
-    let message = error.to_string();
-    assert!(
-        message.contains("49") || message.to_lowercase().contains("invalid credentials"),
-        "{message}"
+    let expected = format!(
+        "source `{SOURCE}` failed: bind as {} failed: invalid credentials (49)",
+        crate::support::slapd::READER_DN
     );
+    assert_eq!(error.code(), "source_failed");
+    assert_eq!(error.to_string(), expected);
+    let failed = app
+        .blocking(|db, _, _| sync_runs_of(&mut db.conn().unwrap(), SOURCE).unwrap())
+        .await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].status, STATUS_FAILED);
     assert!(
-        !message.contains("wrong-password"),
-        "the password never appears in errors"
+        failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .ends_with("invalid credentials (49)"),
+        "{:?}",
+        failed[0].error
     );
     app.stop().await;
+
+    // What the admin sees from the command line: one line with the code and the cause, and
+    // never the password.
+    let file = dir.path().join("attest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[database]
+url = "{db}"
+[links]
+signing_key = "cli-test-signing-key-0123456789-abcdefgh"
+[sources.{SOURCE}]
+kind = "ldap"
+url = "{url}"
+bind_dn = "{dn}"
+bind_password = "wrong-password"
+starttls = true
+tls_ca_file = "{ca}"
+[sources.{SOURCE}.people]
+base_dns = ["ou=people,dc=example,dc=com"]
+[sources.{SOURCE}.groups]
+base_dns = ["ou=groups,dc=example,dc=com"]
+"#,
+            db = common::sqlite_url(dir.path()),
+            url = slapd.url,
+            dn = crate::support::slapd::READER_DN,
+            ca = slapd.ca_file.display(),
+        ),
+    )
+    .unwrap();
+    let output = crate::binary::run(dir.path(), &file, &["sync"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        lines,
+        vec![format!("error[source_failed]: {expected}")],
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

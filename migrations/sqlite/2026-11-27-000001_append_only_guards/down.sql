@@ -1,0 +1,2 @@
+DROP TRIGGER decisions_no_delete;
+DROP TRIGGER decisions_no_update;

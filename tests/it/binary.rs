@@ -1,0 +1,187 @@
+//! The real `attest` binary as a child process: one-shot commands, and a served instance (or
+//! the demo) whose standard error is captured to a file, so that tests see exactly what an
+//! operator's log would hold. Children are killed when dropped.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{kill_and_reap, log_tail, ports, try_http_request, wait_until};
+
+/// `attest` run in `dir`, with no RUST_LOG or ATTEST__ variables from the test's environment.
+pub fn attest(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_attest"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ATTEST__") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs `attest --config CONFIG ARGS...` to completion and returns its output.
+pub fn run(dir: &Path, config: &Path, args: &[&str]) -> Output {
+    attest(dir)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("attest runs")
+}
+
+/// Like [`run`], panicking with the output unless the command succeeds; returns stdout.
+#[track_caller]
+pub fn run_ok(dir: &Path, config: &Path, args: &[&str]) -> String {
+    let output = run(dir, config, args);
+    assert!(
+        output.status.success(),
+        "attest {args:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A long-running `attest` (serve or demo) with stdout and stderr written to files.
+pub struct Running {
+    child: Option<Child>,
+    pub base_url: String,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Running {
+    /// Starts `attest ARGS...` in `dir` and waits until `/healthz` answers on `port`.
+    pub fn start(dir: &Path, args: &[&str], port: u16) -> Running {
+        let stdout_path = dir.join(format!("attest-{port}.stdout"));
+        let stderr_path = dir.join(format!("attest-{port}.stderr"));
+        let child = attest(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("attest starts");
+        let mut running = Running {
+            child: Some(child),
+            base_url: format!("http://127.0.0.1:{port}"),
+            stdout_path,
+            stderr_path,
+        };
+        let health = format!("{}/healthz", running.base_url);
+        let stderr = running.stderr_path.clone();
+        wait_until(
+            "attest to answer /healthz",
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = running.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("attest exited with {status}\n{}", log_tail(&stderr, 40));
+                }
+                try_http_request("GET", &health, None)
+                    .ok()
+                    .filter(|(status, _)| *status == 200)
+            },
+            || log_tail(&stderr, 40),
+        );
+        running
+    }
+
+    /// Stops the process with SIGTERM (a graceful shutdown) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let stopped = wait_until(
+                "attest to exit after SIGTERM",
+                Duration::from_secs(30),
+                || child.try_wait().unwrap(),
+                || log_tail(&self.stderr_path, 20),
+            );
+            assert!(stopped.success(), "attest exited with {stopped}");
+        }
+    }
+
+    /// Everything the process wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+}
+
+/// A free loopback port for a child server to bind.
+pub fn free_port() -> u16 {
+    ports::free_port()
+}
+
+/// A config file for the binary: SQLite in `dir` (or `database_url`), the fixture directory
+/// (or `ldif`), the file mailer, and `port`; `extra` TOML is appended as is.
+pub fn write_config(
+    dir: &Path,
+    database_url: Option<&str>,
+    ldif: Option<&Path>,
+    port: u16,
+    extra: &str,
+) -> PathBuf {
+    let database = database_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("attest.db").display()));
+    let text = format!(
+        r#"
+[server]
+bind = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+
+[database]
+url = "{database}"
+
+[links]
+signing_key = "binary-test-signing-key-0123456789-abcdef"
+
+[mail]
+transport = "file"
+file_dir = "{mail}"
+from = "attest <attest@example.com>"
+poll_interval_ms = 100
+
+[sources.corp]
+kind = "ldif"
+path = "{ldif}"
+privileged_groups = ["prod-admins"]
+
+[sources.corp.people]
+base_dns = ["ou=people,dc=example,dc=com"]
+
+[sources.corp.groups]
+base_dns = ["ou=groups,dc=example,dc=com"]
+
+[campaigns.access-review]
+title = "Q4 access review"
+source = "corp"
+fallback_reviewers = ["security@example.com"]
+{extra}
+"#,
+        mail = dir.join("mail").display(),
+        ldif = ldif
+            .map_or_else(crate::common::fixture, Path::to_path_buf)
+            .display(),
+    );
+    let path = dir.join("attest.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,187 @@
+//! TESTPLAN F4: a campaign whose generation dies part-way leaves nothing behind (no campaign,
+//! reviewers, items, mail or events), and a rerun yields exactly one whole campaign. On SQLite
+//! the database refuses an insert once the first batch of items is in (as a full disk would);
+//! on PostgreSQL the real `attest campaign start` process is killed while its transaction
+//! holds the first batch.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::binary;
+use crate::common::{self, TestApp};
+use crate::support::{kill_and_reap, log_tail, postgres, wait_until};
+
+const PEOPLE: usize = 300;
+const GROUPS: usize = 4;
+/// Every person is in every group: more items than one insert batch (500).
+const ITEMS: i64 = (PEOPLE * GROUPS) as i64;
+
+/// Tables a campaign writes to; all must be empty after a failed generation.
+const CAMPAIGN_TABLES: [&str; 5] = [
+    "campaigns",
+    "reviewers",
+    "review_items",
+    "outbox",
+    "link_tokens",
+];
+
+fn write_directory(path: &Path) {
+    let mut ldif = String::new();
+    for p in 0..PEOPLE {
+        writeln!(
+            ldif,
+            "dn: uid=p{p},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{p}\n\
+             cn: Person {p}\nsn: {p}\nmail: p{p}@example.com\n"
+        )
+        .unwrap();
+    }
+    for g in 0..GROUPS {
+        writeln!(
+            ldif,
+            "dn: cn=group-{g},ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: group-{g}"
+        )
+        .unwrap();
+        for p in 0..PEOPLE {
+            writeln!(ldif, "member: uid=p{p},ou=people,dc=example,dc=com").unwrap();
+        }
+        ldif.push('\n');
+    }
+    std::fs::write(path, ldif).unwrap();
+}
+
+async fn execute(app: &TestApp, sql: &'static str) {
+    app.blocking(move |db, _, _| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(sql)
+            .execute(&mut *db.conn().unwrap())
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_failing_after_a_batch_leaves_no_half_campaign_on_sqlite() {
+    let dir = common::temp_dir();
+    let ldif = dir.path().join("directory.ldif");
+    write_directory(&ldif);
+    let config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldif_source(&ldif),
+        None,
+        dir.path(),
+    );
+    let app = TestApp::spawn_without_outbox_worker(config).await;
+    assert_eq!(app.sync().await.unwrap().grants, ITEMS);
+    let events_before = app.count("events").await;
+
+    // The database fails the insert that would go past the first batch of items: the campaign
+    // row, its reviewers and 500 items are already written in the transaction by then.
+    execute(
+        &app,
+        "CREATE TRIGGER fail_after_first_batch BEFORE INSERT ON review_items \
+         WHEN (SELECT COUNT(*) FROM review_items) >= 500 \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+    )
+    .await;
+    let error = app
+        .blocking(|db, clock, config| {
+            attest::campaigns::start_campaign(db, clock, config, common::DEFINITION, true, "test")
+        })
+        .await
+        .expect_err("generation fails part-way");
+    assert_eq!(error.code(), "database_error");
+    assert!(error.to_string().contains("disk is full"), "{error}");
+    for table in CAMPAIGN_TABLES {
+        assert_eq!(app.count(table).await, 0, "rows left in {table}");
+    }
+    assert_eq!(app.count("events").await, events_before, "no events");
+
+    execute(&app, "DROP TRIGGER fail_after_first_batch").await;
+    let started = app.start_campaign().await;
+    assert_eq!(started.items, ITEMS);
+    assert_eq!(app.count("campaigns").await, 1);
+    assert_eq!(app.count("review_items").await, ITEMS);
+    app.stop().await;
+}
+
+#[test]
+fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
+    let dir = common::temp_dir();
+    let ldif = dir.path().join("directory.ldif");
+    write_directory(&ldif);
+    let database = postgres::database();
+    let config = binary::write_config(dir.path(), Some(&database.url), Some(&ldif), 0, "");
+    binary::run_ok(dir.path(), &config, &["sync"]);
+
+    // After the first batch of items, the generating transaction stalls inside the database;
+    // the server checks every 100 ms whether its client is still there.
+    database.psql(
+        "CREATE FUNCTION stall_generation() RETURNS trigger AS $$ \
+         BEGIN PERFORM pg_sleep(120); RETURN NULL; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER stall_generation AFTER INSERT ON review_items \
+         FOR EACH STATEMENT EXECUTE FUNCTION stall_generation();",
+    );
+    database.psql(&format!(
+        "ALTER DATABASE \"{}\" SET client_connection_check_interval = '100ms'",
+        database.name
+    ));
+    let log = dir.path().join("generation.log");
+    let mut generating = binary::attest(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["campaign", "start", "access-review", "--now"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "generation to hold its first batch of items",
+        Duration::from_secs(60),
+        || {
+            let stalled = database.psql(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+            );
+            (stalled.trim() == "1").then_some(())
+        },
+        || log_tail(&log, 20),
+    );
+    kill_and_reap(&mut generating);
+
+    // The server notices the dead client and rolls the transaction back.
+    wait_until(
+        "the killed process's sessions to end",
+        Duration::from_secs(30),
+        || {
+            let others = database.psql(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            );
+            (others.trim() == "0").then_some(())
+        },
+        String::new,
+    );
+    for table in CAMPAIGN_TABLES {
+        let rows = database.psql(&format!("SELECT count(*) FROM {table}"));
+        assert_eq!(rows.trim(), "0", "rows left in {table}");
+    }
+    let opened = database.psql("SELECT count(*) FROM events WHERE kind = 'campaign.opened'");
+    assert_eq!(opened.trim(), "0");
+
+    database.psql("DROP TRIGGER stall_generation ON review_items");
+    let output = binary::run_ok(
+        dir.path(),
+        &config,
+        &["campaign", "start", "access-review", "--now"],
+    );
+    assert!(output.contains(&format!("{ITEMS} items")), "{output}");
+    assert_eq!(database.psql("SELECT count(*) FROM campaigns").trim(), "1");
+    assert_eq!(
+        database.psql("SELECT count(*) FROM review_items").trim(),
+        ITEMS.to_string()
+    );
+}
