@@ -47,12 +47,10 @@ fn token_parts(url: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_tokens_never_reach_the_log_of_a_real_server() {
     let dir = common::temp_dir();
-    let port = binary::free_port();
     let config = binary::write_config(
         dir.path(),
         None,
         None,
-        port,
         "[log]\nlevel = \"trace\"\nformat = \"json\"\n",
     );
     binary::run_ok(dir.path(), &config, &["sync"]);
@@ -62,7 +60,7 @@ async fn review_tokens_never_reach_the_log_of_a_real_server() {
         &["campaign", "start", "access-review", "--now"],
     );
     let config_arg = config.to_str().unwrap();
-    let mut server = Running::start(dir.path(), &["--config", config_arg, "serve"], port);
+    let mut server = Running::start(dir.path(), &["--config", config_arg, "serve"]);
 
     let mail_dir = dir.path().join("mail");
     let links = wait_until(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{kill_and_reap, log_tail, ports, try_http_request, wait_until};
+use crate::support::{kill_and_reap, log_tail, try_http_request, wait_until};
 
 /// `attest` run in `dir`, with no RUST_LOG or ATTEST__ variables from the test's environment.
 pub fn attest(dir: &Path) -> Command {
@@ -46,7 +46,8 @@ pub fn run_ok(dir: &Path, config: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A long-running `attest` (serve or demo) with stdout and stderr written to files.
+/// A long-running `attest` (serve or demo) with stdout and stderr written to files. It binds
+/// port 0 and announces its address, so no port is ever raced for.
 pub struct Running {
     child: Option<Child>,
     pub base_url: String,
@@ -55,10 +56,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `attest ARGS...` in `dir` and waits until `/healthz` answers on `port`.
-    pub fn start(dir: &Path, args: &[&str], port: u16) -> Running {
-        let stdout_path = dir.join(format!("attest-{port}.stdout"));
-        let stderr_path = dir.join(format!("attest-{port}.stderr"));
+    /// Starts `attest ARGS...` in `dir` (configured with `server.bind = "127.0.0.1:0"` and
+    /// an empty `public_url`), reads the address it announces (the serving log line, or the
+    /// demo's printed URL) and waits until `/healthz` answers there.
+    pub fn start(dir: &Path, args: &[&str]) -> Running {
+        let name = crate::support::random_hex(4);
+        let stdout_path = dir.join(format!("attest-{name}.stdout"));
+        let stderr_path = dir.join(format!("attest-{name}.stderr"));
         let child = attest(dir)
             .args(args)
             .stdin(Stdio::null())
@@ -68,22 +72,24 @@ impl Running {
             .expect("attest starts");
         let mut running = Running {
             child: Some(child),
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: String::new(),
             stdout_path,
             stderr_path,
         };
-        let health = format!("{}/healthz", running.base_url);
         let stderr = running.stderr_path.clone();
-        wait_until(
-            "attest to answer /healthz",
+        running.base_url = wait_until(
+            "attest to announce its address and answer /healthz",
             Duration::from_secs(60),
             || {
                 if let Some(status) = running.child.as_mut().unwrap().try_wait().unwrap() {
                     panic!("attest exited with {status}\n{}", log_tail(&stderr, 40));
                 }
-                try_http_request("GET", &health, None)
+                let announced = format!("{}{}", running.stdout(), running.stderr());
+                let base_url = announced_url(&announced)?;
+                try_http_request("GET", &format!("{base_url}/healthz"), None)
                     .ok()
                     .filter(|(status, _)| *status == 200)
+                    .map(|_| base_url)
             },
             || log_tail(&stderr, 40),
         );
@@ -124,18 +130,24 @@ impl Drop for Running {
     }
 }
 
-/// A free loopback port for a child server to bind.
-pub fn free_port() -> u16 {
-    ports::free_port()
+/// The first `http://127.0.0.1:PORT` in `output`.
+fn announced_url(output: &str) -> Option<String> {
+    const PREFIX: &str = "http://127.0.0.1:";
+    let at = output.find(PREFIX)? + PREFIX.len();
+    let port: String = output[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!port.is_empty() && port != "0").then(|| format!("{PREFIX}{port}"))
 }
 
 /// A config file for the binary: SQLite in `dir` (or `database_url`), the fixture directory
-/// (or `ldif`), the file mailer, and `port`; `extra` TOML is appended as is.
+/// (or `ldif`), the file mailer, and a free port picked when it serves; `extra` TOML is
+/// appended as is.
 pub fn write_config(
     dir: &Path,
     database_url: Option<&str>,
     ldif: Option<&Path>,
-    port: u16,
     extra: &str,
 ) -> PathBuf {
     let database = database_url
@@ -144,8 +156,8 @@ pub fn write_config(
     let text = format!(
         r#"
 [server]
-bind = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
+bind = "127.0.0.1:0"
+public_url = ""
 
 [database]
 url = "{database}"

@@ -93,14 +93,15 @@ async fn demo_delivers_digests_that_open_a_review() {
     handle.stop(true).await;
 }
 
-/// A `--config` file for the demo that keeps everything under `dir` and serves on `bind`.
+/// A `--config` file for the demo that keeps everything under `dir` and serves on `bind` (with
+/// the public URL derived from the bound address).
 fn demo_overrides(dir: &std::path::Path, bind: &str, extra: &str) -> std::path::PathBuf {
     let demo = dir.join("demo");
     let text = format!(
         r#"
 [server]
 bind = "{bind}"
-public_url = "http://{bind}"
+public_url = ""
 
 [database]
 url = "sqlite://{db}"
@@ -129,17 +130,12 @@ path = "{ldif}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_applies_the_config_file_on_top_of_its_own() {
     let dir = common::temp_dir();
-    let port = binary::free_port();
     let file = demo_overrides(
         dir.path(),
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "[campaigns.quarterly-access-review]\ntitle = \"Acme spot check\"\n",
     );
-    let mut demo = Running::start(
-        dir.path(),
-        &["--config", file.to_str().unwrap(), "demo"],
-        port,
-    );
+    let mut demo = Running::start(dir.path(), &["--config", file.to_str().unwrap(), "demo"]);
     assert!(
         demo.stdout().contains("Opened \"Acme spot check\""),
         "{}",
@@ -165,8 +161,7 @@ async fn demo_applies_the_config_file_on_top_of_its_own() {
 #[test]
 fn demo_mailbox_is_refused_on_a_non_loopback_address() {
     let dir = common::temp_dir();
-    let port = binary::free_port();
-    let file = demo_overrides(dir.path(), &format!("0.0.0.0:{port}"), "");
+    let file = demo_overrides(dir.path(), "0.0.0.0:0", "");
     let output = binary::attest(dir.path())
         .args(["--config", file.to_str().unwrap(), "demo"])
         .output()
@@ -183,7 +178,7 @@ fn demo_mailbox_is_refused_on_a_non_loopback_address() {
     let serve_config = dir.path().join("serve.toml");
     std::fs::write(
         &serve_config,
-        format!("[server]\nbind = \"0.0.0.0:{port}\"\n[demo]\nenabled = true\n"),
+        "[server]\nbind = \"0.0.0.0:0\"\n[demo]\nenabled = true\n",
     )
     .unwrap();
     for command in ["check-config", "serve"] {
@@ -201,7 +196,7 @@ fn demo_mailbox_is_refused_on_a_non_loopback_address() {
     }
     std::fs::write(
         &serve_config,
-        format!("[server]\nbind = \"127.0.0.1:{port}\"\n[demo]\nenabled = true\n"),
+        "[server]\nbind = \"127.0.0.1:0\"\n[demo]\nenabled = true\n",
     )
     .unwrap();
     binary::run_ok(dir.path(), &serve_config, &["check-config"]);
@@ -210,8 +205,7 @@ fn demo_mailbox_is_refused_on_a_non_loopback_address() {
 #[test]
 fn demo_never_empties_a_folder_it_did_not_make() {
     let dir = common::temp_dir();
-    let port = binary::free_port();
-    let file = demo_overrides(dir.path(), &format!("127.0.0.1:{port}"), "");
+    let file = demo_overrides(dir.path(), "127.0.0.1:0", "");
     std::fs::create_dir_all(dir.path().join("demo")).unwrap();
     std::fs::write(dir.path().join("demo/quarterly-report.xlsx"), "keep me").unwrap();
     let output = binary::attest(dir.path())

@@ -113,7 +113,7 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
     let ldif = dir.path().join("directory.ldif");
     write_directory(&ldif);
     let database = postgres::database();
-    let config = binary::write_config(dir.path(), Some(&database.url), Some(&ldif), 0, "");
+    let config = binary::write_config(dir.path(), Some(&database.url), Some(&ldif), "");
     binary::run_ok(dir.path(), &config, &["sync"]);
 
     // After the first batch of items, the generating transaction stalls inside the database;

@@ -34,8 +34,7 @@ fn newest_link_to(mail_dir: &std::path::Path, address: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_revokes_a_reviewers_links_and_resends_from_the_command_line() {
     let dir = common::temp_dir();
-    let port = binary::free_port();
-    let config = binary::write_config(dir.path(), None, None, port, "");
+    let config = binary::write_config(dir.path(), None, None, "");
     binary::run_ok(dir.path(), &config, &["sync"]);
     let opened = binary::run_ok(
         dir.path(),
@@ -44,7 +43,7 @@ async fn admin_revokes_a_reviewers_links_and_resends_from_the_command_line() {
     );
     let campaign_id = opened.split_whitespace().nth(2).unwrap().to_string();
     let config_arg = config.to_str().unwrap().to_string();
-    let server = Running::start(dir.path(), &["--config", &config_arg, "serve"], port);
+    let server = Running::start(dir.path(), &["--config", &config_arg, "serve"]);
     let mail_dir = dir.path().join("mail");
     wait_until(
         "four digests",
