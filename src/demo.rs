@@ -4,16 +4,16 @@
 //! demo mailbox. It uses the same spine as production; only the configuration differs:
 //! the embedded `config/demo.toml`, with a `--config` file and `ATTEST__` variables on top.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::app::App;
 use crate::campaigns::start_campaign;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, MailTransport, SourceConfig};
 use crate::db::Database;
 use crate::directory::sync_source;
-use crate::error::{Error, Result};
+use crate::error::{ConfigProblem, Error, Result};
 
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 pub const DEMO_DIRECTORY: &str = include_str!("../config/demo/directory.ldif");
@@ -22,6 +22,8 @@ const DEMO_CAMPAIGN: &str = "quarterly-access-review";
 
 /// Marks a folder as the demo's own, so that a later run may wipe it.
 const DEMO_MARKER: &str = ".attest-demo";
+/// The folder of the built-in demo configuration.
+const BUILT_IN_FOLDER: &str = "var/demo";
 
 /// The demo configuration: the embedded file, then `overrides` (the `--config` file), then
 /// environment variables.
@@ -31,15 +33,18 @@ pub fn demo_config(overrides: Option<&Path>) -> Result<Config> {
 
 /// Prepares the demo data and returns the app, ready to serve, with the mail delivered.
 pub async fn prepare(config: Config, clock: SharedClock) -> Result<App> {
-    config.validate()?;
-    if let Some(SourceConfig::Ldif(ldif)) = config.sources.get(DEMO_SOURCE) {
-        let folder = match ldif.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        reset_folder(folder, &demo_file_names(&config))?;
-        std::fs::write(&ldif.path, DEMO_DIRECTORY)?;
+    let directory_file = demo_directory_file(&config)?;
+    let folder = match directory_file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut problems = self_containment_problems(&config, &folder);
+    problems.extend(config.problems());
+    if !problems.is_empty() {
+        return Err(Error::Config(problems));
     }
+    reset_folder(&folder, &demo_file_names(&config))?;
+    std::fs::write(&directory_file, DEMO_DIRECTORY)?;
     let app = App::build(config.clone(), clock.clone()).await?;
     let db: Database = app.database().clone();
     let setup_clock = clock.clone();
@@ -68,6 +73,46 @@ pub async fn prepare(config: Config, clock: SharedClock) -> Result<App> {
     let worker = app.outbox_worker();
     while worker.drain_once().await? > 0 {}
     Ok(app)
+}
+
+/// Where the demo writes its directory; that file's folder is the demo's own.
+fn demo_directory_file(config: &Config) -> Result<PathBuf> {
+    match config.sources.get(DEMO_SOURCE) {
+        Some(SourceConfig::Ldif(ldif)) => Ok(ldif.path.clone()),
+        _ => Err(Error::Config(vec![ConfigProblem::new(
+            &format!("sources.{DEMO_SOURCE}"),
+            "the demo loads its own directory from an LDIF file; keep kind = \"ldif\"",
+        )])),
+    }
+}
+
+/// The demo must not touch anything real: its database lives in its own folder (which it
+/// empties on every run) and its mail goes to files, whatever a `--config` file says.
+fn self_containment_problems(config: &Config, folder: &Path) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let database_inside = config
+        .database
+        .url
+        .strip_prefix("sqlite://")
+        .is_some_and(|path| Path::new(path).starts_with(folder));
+    if !database_inside {
+        problems.push(ConfigProblem::new(
+            "database.url",
+            format!(
+                "the demo keeps its SQLite database in its own folder {}, which it empties on \
+                 every run; use sqlite://{}/attest.db",
+                folder.display(),
+                folder.display()
+            ),
+        ));
+    }
+    if config.mail.transport != MailTransport::File {
+        problems.push(ConfigProblem::new(
+            "mail.transport",
+            "the demo writes mail to files only; leave mail.transport out of the demo's config",
+        ));
+    }
+    problems
 }
 
 /// Names of what the demo itself writes (database, key, mail folder, directory file), for
@@ -107,25 +152,27 @@ fn demo_file_names(config: &Config) -> Vec<String> {
 }
 
 /// Starts the demo folder afresh so that every run shows the same first experience. Only a
-/// folder the demo made (or an empty one) is wiped: a `--config` pointing the demo at a folder
-/// holding anything else is refused rather than emptied.
+/// folder the demo made (it holds the marker file) or an empty one is wiped; so is the built-in
+/// `var/demo` when it holds nothing but what an older demo wrote there. Anything else is
+/// refused rather than emptied.
 fn reset_folder(folder: &Path, demo_names: &[String]) -> Result<()> {
     if folder.exists() {
-        let mut foreign = Vec::new();
+        let mut entries = Vec::new();
         for entry in std::fs::read_dir(folder)? {
-            let name = entry?.file_name().to_string_lossy().to_string();
-            if !demo_names.contains(&name) {
-                foreign.push(name);
-            }
+            entries.push(entry?.file_name().to_string_lossy().to_string());
         }
-        if !foreign.is_empty() && !folder.join(DEMO_MARKER).exists() {
-            foreign.sort();
+        let made_by_demo = folder.join(DEMO_MARKER).exists();
+        let older_demo = folder == Path::new(BUILT_IN_FOLDER)
+            && entries.iter().all(|name| demo_names.contains(name));
+        if !(entries.is_empty() || made_by_demo || older_demo) {
+            let mut found = entries;
+            found.sort();
             return Err(Error::Io(format!(
                 "the demo starts afresh in {} on every run, but that folder holds files the demo \
-                 did not create ({}); point sources.{DEMO_SOURCE}.path at a file in an empty \
+                 did not make ({}); point sources.{DEMO_SOURCE}.path at a file in an empty \
                  folder",
                 folder.display(),
-                foreign.join(", ")
+                found.join(", ")
             )));
         }
         std::fs::remove_dir_all(folder).map_err(|e| {

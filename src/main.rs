@@ -16,6 +16,7 @@ use attest::directory::sync_source;
 use attest::error::Error;
 use attest::evidence::export::export_campaign;
 use attest::notify::revocation::revoke_campaign_links;
+use attest::web::access_log;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -126,19 +127,29 @@ fn open_database(config: &Config) -> Result<Database, Error> {
 }
 
 fn init_logging(config: &Config, force_json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let level = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Whatever the level, lines that could carry a request path (and so a review token) are
+    // dropped; the access log writes its own, redacted line per request.
+    let filter = level.and(filter_fn(access_log::may_be_logged));
     // Colour only for a person at a terminal, never in files or log shippers.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if force_json || config.log.format == LogFormat::Json {
-        builder.json().init();
+    let layer = if force_json || config.log.format == LogFormat::Json {
+        layer.json().boxed()
     } else {
-        builder.init();
-    }
+        layer.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .init();
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -260,6 +271,12 @@ fn campaign(config: &Config, clock: &dyn Clock, action: CampaignCommand) -> anyh
                 "revoked {} working link(s) of {} reviewer(s) in campaign {campaign}",
                 s.links, s.reviewers
             );
+            if s.digests_cancelled > 0 {
+                println!(
+                    "cancelled {} digest(s) that had not been sent yet",
+                    s.digests_cancelled
+                );
+            }
             if resend {
                 println!(
                     "queued {} new digest(s); `attest serve` sends them",

@@ -42,6 +42,19 @@ impl Config {
                 "must be an absolute http:// or https:// URL (or empty to use the bound address)",
             ));
         }
+        if self.demo.enabled
+            && !(self.server.public_url.is_empty() || is_loopback_url(&self.server.public_url))
+        {
+            problems.push(ConfigProblem::new(
+                "demo.enabled",
+                format!(
+                    "the demo mailbox shows every reviewer's link to anyone who can reach it, so \
+                     it is served only to this machine; server.public_url is `{}` (leave it empty \
+                     or use http://127.0.0.1:PORT, or set demo.enabled = false)",
+                    self.server.public_url
+                ),
+            ));
+        }
         if self.demo.enabled && !is_loopback_bind(&self.server.bind) {
             problems.push(ConfigProblem::new(
                 "demo.enabled",
@@ -282,9 +295,47 @@ fn is_loopback_bind(bind: &str) -> bool {
         .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
 }
 
+/// Whether an `http(s)://host[:port]/...` URL names this machine.
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_bind;
+    use super::{is_loopback_bind, is_loopback_url};
+
+    #[test]
+    fn only_loopback_urls_count_as_local() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "https://[::1]:8443/",
+        ] {
+            assert!(is_loopback_url(local), "{local}");
+        }
+        for open in [
+            "https://review.example.com",
+            "http://10.0.0.1:8080",
+            "http://127.0.0.1.example.com/",
+            "http://localhost@evil.example",
+        ] {
+            assert!(!is_loopback_url(open), "{open}");
+        }
+    }
 
     #[test]
     fn only_loopback_binds_count_as_local() {

@@ -13,6 +13,7 @@ use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
 use crate::evidence::{EventKind, append};
+use crate::notify::links::ensure_link_still_valid;
 
 /// Longest comment kept with a decision.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
@@ -121,6 +122,11 @@ pub fn record_decision(
                 .for_update()
                 .first::<String>(pg)
                 .optional()?;
+        }
+        // The link may have been revoked since the request was authenticated: checked again
+        // here, with the decision, so that no decision lands after its revocation.
+        if let Some(jti_sha256) = &auth.link_jti_sha256 {
+            ensure_link_still_valid(conn, jti_sha256, reviewer_id, campaign_id, now)?;
         }
         let campaign = campaign(conn, campaign_id)?;
         if !campaign.is_open() {

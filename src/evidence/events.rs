@@ -27,6 +27,7 @@ pub enum EventKind {
     MailSent,
     MailRetryScheduled,
     MailDeadLettered,
+    MailCancelled,
     LinkIssued,
     LinkRevoked,
     DecisionRecorded,
@@ -45,6 +46,7 @@ impl EventKind {
             EventKind::MailSent => "mail.sent",
             EventKind::MailRetryScheduled => "mail.retry_scheduled",
             EventKind::MailDeadLettered => "mail.dead_lettered",
+            EventKind::MailCancelled => "mail.cancelled",
             EventKind::LinkIssued => "link.issued",
             EventKind::LinkRevoked => "link.revoked",
             EventKind::DecisionRecorded => "decision.recorded",
@@ -124,6 +126,30 @@ pub fn append(
         })
         .execute(conn)?;
     Ok(seq)
+}
+
+/// Events to append at the end of a transaction that changes several rows. On PostgreSQL an
+/// append holds the event log's lock until commit; taken after the row changes, it is the last
+/// lock the transaction waits for, so it can never be held while waiting for a row that
+/// another transaction locked before asking for the event log.
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    events: Vec<(EventKind, Option<String>, serde_json::Value)>,
+}
+
+impl EventBatch {
+    pub fn push(&mut self, kind: EventKind, subject: Option<&str>, payload: serde_json::Value) {
+        self.events
+            .push((kind, subject.map(str::to_string), payload));
+    }
+
+    /// Appends every event, in the order pushed.
+    pub fn append_all(self, conn: &mut DbConnection, at: DateTime<Utc>, actor: &str) -> Result<()> {
+        for (kind, subject, payload) in &self.events {
+            append(conn, at, *kind, actor, subject.as_deref(), payload)?;
+        }
+        Ok(())
+    }
 }
 
 /// SHA-256 over a length-prefixed encoding of the event's fields, so that no two different

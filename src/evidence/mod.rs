@@ -4,4 +4,4 @@
 pub mod events;
 pub mod export;
 
-pub use events::{EventKind, append};
+pub use events::{EventBatch, EventKind, append};

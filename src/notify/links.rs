@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{LinksConfig, resolve_secret};
 use crate::db::DbConnection;
-use crate::db::schema::link_tokens;
+use crate::db::schema::{link_tokens, reviewers};
 use crate::db::time::{from_db, to_db};
 use crate::error::{ConfigProblem, Error, Result};
 use crate::evidence::{EventKind, append};
@@ -249,6 +249,7 @@ pub fn issue_review_link(
     reviewer_id: &str,
     actor: &str,
 ) -> Result<IssuedLink> {
+    lock_reviewer(conn, reviewer_id, false)?;
     let mut jti = [0u8; 16];
     rand::rng().fill_bytes(&mut jti);
     let claims = ReviewClaims {
@@ -297,30 +298,59 @@ pub fn ensure_link_active(
     claims: &ReviewClaims,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let row: Option<(
+    ensure_link_still_valid(conn, &claims.jti_hash(), &claims.sub, &claims.cmp, now)
+}
+
+/// Checks that the link `jti_sha256` is on record for this reviewer and campaign, unrevoked
+/// and unexpired. Inside a write transaction on PostgreSQL the row is share-locked, so that a
+/// revocation committing meanwhile either waits for the caller or is seen by it.
+pub fn ensure_link_still_valid(
+    conn: &mut DbConnection,
+    jti_sha256: &str,
+    reviewer_id: &str,
+    campaign_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    type LinkRow = (
         String,
         String,
         chrono::NaiveDateTime,
         Option<chrono::NaiveDateTime>,
-    )> = link_tokens::table
-        .find(claims.jti_hash())
-        .select((
-            link_tokens::reviewer_id,
-            link_tokens::campaign_id,
-            link_tokens::expires_at,
-            link_tokens::revoked_at,
-        ))
-        .first(conn)
-        .optional()?;
+    );
+    let query = link_tokens::table.find(jti_sha256).select((
+        link_tokens::reviewer_id,
+        link_tokens::campaign_id,
+        link_tokens::expires_at,
+        link_tokens::revoked_at,
+    ));
+    let row: Option<LinkRow> = match conn {
+        DbConnection::Postgres(pg) => query.for_share().first(pg).optional()?,
+        DbConnection::Sqlite(sqlite) => query.first(sqlite).optional()?,
+    };
     match row {
         Some((reviewer, campaign, expires_at, None))
-            if reviewer == claims.sub && campaign == claims.cmp && from_db(expires_at) > now =>
+            if reviewer == reviewer_id && campaign == campaign_id && from_db(expires_at) > now =>
         {
             Ok(())
         }
         Some(_) => Err(reject("record", &"revoked, expired or rebound")),
         None => Err(reject("record", &"unknown token id")),
     }
+}
+
+/// PostgreSQL: locks a reviewer's row for the rest of the transaction, so that minting or
+/// delivering a link (`exclusive = false`) and revoking links (`exclusive = true`) happen one
+/// after the other. SQLite's write transactions are serialised already.
+pub fn lock_reviewer(conn: &mut DbConnection, reviewer_id: &str, exclusive: bool) -> Result<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        let row = reviewers::table.find(reviewer_id).select(reviewers::id);
+        if exclusive {
+            row.for_update().first::<String>(pg).optional()?;
+        } else {
+            row.for_share().first::<String>(pg).optional()?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

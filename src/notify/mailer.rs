@@ -1,12 +1,14 @@
 //! The mailer hands one rendered message to SMTP (lettre, rustls) or writes it as an `.eml`
-//! file (the demo and development). It reports whether a failure is worth retrying; it knows
-//! nothing about the outbox or campaigns.
+//! file (the demo and development). A file appears whole or not at all (written under a
+//! temporary name, then renamed), so the demo mailbox never shows half a message. It reports
+//! whether a failure is worth retrying; it knows nothing about the outbox or campaigns.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::config::{MailConfig, MailTransport, SmtpSecurity, resolve_secret};
@@ -23,7 +25,8 @@ pub struct SendFailure {
 #[derive(Clone)]
 pub enum Mailer {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// The folder `.eml` files are written to.
+    File(PathBuf),
 }
 
 impl std::fmt::Debug for Mailer {
@@ -45,7 +48,7 @@ impl Mailer {
                         config.file_dir.display()
                     ))
                 })?;
-                Ok(Mailer::File(AsyncFileTransport::new(&config.file_dir)))
+                Ok(Mailer::File(config.file_dir.clone()))
             }
             MailTransport::Smtp => {
                 let smtp = &config.smtp;
@@ -108,10 +111,26 @@ impl Mailer {
                     message: e.to_string(),
                 }),
             },
-            Mailer::File(transport) => transport.send(message).await.map_err(|e| SendFailure {
-                permanent: false,
-                message: e.to_string(),
-            }),
+            Mailer::File(dir) => {
+                let (dir, bytes) = (dir.clone(), message.formatted());
+                tokio::task::spawn_blocking(move || write_mail_file(&dir, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|written| written.map_err(|e| e.to_string()))
+                    .map_err(|message| SendFailure {
+                        permanent: false,
+                        message: format!("cannot write mail file: {message}"),
+                    })
+            }
         }
     }
+}
+
+/// Writes one message as `<id>.eml` in `dir`, atomically; returns the id.
+fn write_mail_file(dir: &Path, bytes: &[u8]) -> std::io::Result<String> {
+    let id = crate::db::new_id();
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, dir.join(format!("{id}.eml")))?;
+    Ok(id)
 }

@@ -1,8 +1,9 @@
 //! The outbox: mail waiting to be sent, written in the same transaction as the change that
 //! needs it. Workers claim due rows under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the
 //! immediate write lock on SQLite), so several instances never send the same row at once, and a
-//! row whose worker died is picked up again once its lease runs out. Every row ends `sent` or
-//! `dead` (visible to admins with its last error).
+//! row whose worker died is picked up again once its lease runs out. Every row ends `sent`,
+//! `dead` (visible to admins with its last error) or `cancelled` (an admin revoked the
+//! reviewer's links before it went).
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -13,7 +14,8 @@ use crate::db::schema::outbox;
 use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::Result;
-use crate::evidence::{EventKind, append};
+use crate::evidence::{EventBatch, EventKind, append};
+use crate::notify::links::lock_reviewer;
 use crate::notify::revocation::revoke_superseded;
 
 pub const KIND_REVIEW_REQUEST: &str = "review_request";
@@ -22,6 +24,7 @@ pub const STATE_PENDING: &str = "pending";
 pub const STATE_SENDING: &str = "sending";
 pub const STATE_SENT: &str = "sent";
 pub const STATE_DEAD: &str = "dead";
+pub const STATE_CANCELLED: &str = "cancelled";
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECONDS: i64 = 6 * 3600;
@@ -174,6 +177,10 @@ pub fn mark_sent(
     link: Option<SentLink<'_>>,
 ) -> Result<bool> {
     write_tx(conn, |conn| {
+        // Ordered against a concurrent revocation of this reviewer's links (PostgreSQL).
+        if let Some(reviewer_id) = &message.reviewer_id {
+            lock_reviewer(conn, reviewer_id, false)?;
+        }
         let updated = diesel::update(
             outbox::table
                 .filter(outbox::id.eq(&message.id))
@@ -191,13 +198,11 @@ pub fn mark_sent(
         if updated == 0 {
             return Ok(false);
         }
-        append(
-            conn,
-            now,
+        let mut events = EventBatch::default();
+        events.push(
             EventKind::MailSent,
-            "worker:outbox",
             message.campaign_id.as_deref(),
-            &json!({
+            json!({
                 "outbox": message.id,
                 "kind": message.kind,
                 "reviewer": message.reviewer_id,
@@ -205,7 +210,7 @@ pub fn mark_sent(
                 "attempts": message.attempts,
                 "link_jti_sha256": link.map(|l| l.jti_sha256),
             }),
-        )?;
+        );
         if let (Some(link), Some(campaign_id), Some(reviewer_id)) =
             (link, &message.campaign_id, &message.reviewer_id)
             && link.revoke_superseded
@@ -216,9 +221,10 @@ pub fn mark_sent(
                 campaign_id,
                 reviewer_id,
                 link.jti_sha256,
-                "worker:outbox",
+                &mut events,
             )?;
         }
+        events.append_all(conn, now, "worker:outbox")?;
         Ok(true)
     })
 }
@@ -276,6 +282,52 @@ pub fn mark_failed(
         )?;
         Ok(true)
     })
+}
+
+/// Whether `message` is still claimed by the worker that claimed it (not re-claimed after its
+/// lease, not cancelled).
+pub fn is_still_claimed(conn: &mut DbConnection, message: &OutboxMessage) -> Result<bool> {
+    let rows: i64 = outbox::table
+        .filter(outbox::id.eq(&message.id))
+        .filter(outbox::state.eq(STATE_SENDING))
+        .filter(outbox::attempts.eq(message.attempts))
+        .count()
+        .get_result(conn)?;
+    Ok(rows == 1)
+}
+
+/// Cancels a reviewer's mail that has not gone yet (waiting, or claimed by a worker that has
+/// not recorded the send); runs inside the caller's transaction and adds one event per row to
+/// `events`.
+pub fn cancel_unsent(
+    conn: &mut DbConnection,
+    campaign_id: &str,
+    reviewer_id: &str,
+    reason: &str,
+    events: &mut EventBatch,
+) -> Result<usize> {
+    let unsent: Vec<(String, String)> = outbox::table
+        .filter(outbox::campaign_id.eq(campaign_id))
+        .filter(outbox::reviewer_id.eq(reviewer_id))
+        .filter(outbox::state.eq_any([STATE_PENDING, STATE_SENDING]))
+        .order(outbox::created_at.asc())
+        .select((outbox::id, outbox::kind))
+        .load(conn)?;
+    for (id, kind) in &unsent {
+        diesel::update(outbox::table.find(id))
+            .set((
+                outbox::state.eq(STATE_CANCELLED),
+                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+                outbox::last_error.eq(Some(reason)),
+            ))
+            .execute(conn)?;
+        events.push(
+            EventKind::MailCancelled,
+            Some(campaign_id),
+            json!({ "outbox": id, "kind": kind, "reviewer": reviewer_id, "reason": reason }),
+        );
+    }
+    Ok(unsent.len())
 }
 
 /// Every row of a campaign's outbox (for admins and tests).

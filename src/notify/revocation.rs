@@ -4,6 +4,9 @@
 //! whole campaign, or one reviewer in it, optionally followed by a fresh digest), or, when
 //! `links.revoke_superseded` is set, once a newer digest for the same reviewer and campaign
 //! has been sent. Each revoked link writes one `link.revoked` event in the same transaction.
+//! An admin revocation also cancels the reviewers' mail that has not gone yet, since sending
+//! it would mint a new working link; the reviewer row lock (PostgreSQL) keeps a worker from
+//! minting or delivering a link for that reviewer while the revocation runs.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -15,7 +18,8 @@ use crate::db::schema::{link_tokens, review_items, reviewers};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::evidence::{EventBatch, EventKind};
+use crate::notify::links::lock_reviewer;
 use crate::notify::outbox;
 
 #[diesel::declare_sql_function]
@@ -49,6 +53,8 @@ pub struct RevocationSummary {
     pub links: usize,
     /// Reviewers in scope (all of the campaign's, or the one named).
     pub reviewers: usize,
+    /// Digests that had not gone yet and now never will.
+    pub digests_cancelled: usize,
     /// Fresh digests queued (with `resend`): reviewers with undecided items.
     pub digests_queued: usize,
 }
@@ -90,6 +96,17 @@ pub fn revoke_campaign_links(
             ..RevocationSummary::default()
         };
         for reviewer_id in &reviewer_ids {
+            lock_reviewer(conn, reviewer_id, true)?;
+        }
+        let mut events = EventBatch::default();
+        for reviewer_id in &reviewer_ids {
+            summary.digests_cancelled += outbox::cancel_unsent(
+                conn,
+                campaign_id,
+                reviewer_id,
+                "cancelled: the reviewer's links were revoked",
+                &mut events,
+            )?;
             let active: Vec<String> = active_links(conn, now, campaign_id, reviewer_id)?
                 .into_iter()
                 .map(|(jti, _)| jti)
@@ -97,31 +114,36 @@ pub fn revoke_campaign_links(
             summary.links += revoke(
                 conn,
                 now,
-                campaign_id,
-                reviewer_id,
+                (campaign_id, reviewer_id),
                 &active,
                 RevocationReason::Admin,
-                actor,
+                &mut events,
             )?;
-            if resend && has_pending_items(conn, reviewer_id)? {
-                outbox::enqueue_review_resend(conn, now, campaign_id, reviewer_id, actor)?;
-                summary.digests_queued += 1;
+        }
+        events.append_all(conn, now, actor)?;
+        if resend {
+            for reviewer_id in &reviewer_ids {
+                if has_pending_items(conn, reviewer_id)? {
+                    outbox::enqueue_review_resend(conn, now, campaign_id, reviewer_id, actor)?;
+                    summary.digests_queued += 1;
+                }
             }
         }
         Ok(summary)
     })
 }
 
-/// After a digest carrying the link `newer_jti_sha256` was sent: revokes the reviewer's other
-/// working links in that campaign that were issued no later than it. Runs inside the caller's
-/// transaction (the one recording the delivery).
+/// After a digest carrying the link `newer_jti_sha256` was sent: revokes the reviewer's
+/// working links in that campaign that were issued before it (a link minted in the same
+/// instant is left alone rather than risk revoking the newer one). Runs inside the caller's
+/// transaction (the one recording the delivery), adding its events to `events`.
 pub fn revoke_superseded(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     campaign_id: &str,
     reviewer_id: &str,
     newer_jti_sha256: &str,
-    actor: &str,
+    events: &mut EventBatch,
 ) -> Result<usize> {
     let Some(newer_issued_at) = link_tokens::table
         .find(newer_jti_sha256)
@@ -133,17 +155,16 @@ pub fn revoke_superseded(
     };
     let older: Vec<String> = active_links(conn, now, campaign_id, reviewer_id)?
         .into_iter()
-        .filter(|(jti, issued_at)| jti != newer_jti_sha256 && *issued_at <= newer_issued_at)
+        .filter(|(jti, issued_at)| jti != newer_jti_sha256 && *issued_at < newer_issued_at)
         .map(|(jti, _)| jti)
         .collect();
     revoke(
         conn,
         now,
-        campaign_id,
-        reviewer_id,
+        (campaign_id, reviewer_id),
         &older,
         RevocationReason::Superseded,
-        actor,
+        events,
     )
 }
 
@@ -167,11 +188,10 @@ fn active_links(
 fn revoke(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
-    campaign_id: &str,
-    reviewer_id: &str,
+    (campaign_id, reviewer_id): (&str, &str),
     links: &[String],
     reason: RevocationReason,
-    actor: &str,
+    events: &mut EventBatch,
 ) -> Result<usize> {
     let mut revoked = 0;
     for jti_sha256 in links {
@@ -186,19 +206,16 @@ fn revoke(
         if changed == 0 {
             continue;
         }
-        append(
-            conn,
-            now,
+        events.push(
             EventKind::LinkRevoked,
-            actor,
             Some(campaign_id),
-            &json!({
+            json!({
                 "campaign": campaign_id,
                 "reviewer": reviewer_id,
                 "jti_sha256": jti_sha256,
                 "reason": reason.as_str(),
             }),
-        )?;
+        );
         revoked += 1;
     }
     Ok(revoked)

@@ -15,7 +15,7 @@ use crate::config::{Config, MailConfig};
 use crate::db::time::from_db;
 use crate::db::{Database, write_tx};
 use crate::error::{Error, Result};
-use crate::notify::links::{LinkSigner, issue_review_link};
+use crate::notify::links::{LinkSigner, issue_review_link, lock_reviewer};
 use crate::notify::mailer::Mailer;
 use crate::notify::outbox::{self, KIND_REVIEW_REQUEST, OutboxMessage, SentLink};
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
@@ -228,10 +228,19 @@ impl OutboxWorker {
         let now = self.clock.now();
         let grace = Duration::days(i64::from(self.grace_days));
         let base = self.public_url.clone();
+        let claim = message.clone();
         let (context, to, link_jti_sha256) = self
             .db
             .run(move |conn| {
                 write_tx(conn, |conn| {
+                    // An admin may have cancelled this mail (and revoked the reviewer's links)
+                    // since it was claimed: then no new link may be minted for it.
+                    lock_reviewer(conn, &reviewer_id, false)?;
+                    if !outbox::is_still_claimed(conn, &claim)? {
+                        return Err(Error::Conflict(
+                            "cancelled or re-claimed before delivery".into(),
+                        ));
+                    }
                     let campaign = campaign(conn, &campaign_id)?;
                     if !campaign.is_open() {
                         return Err(Error::Conflict("campaign closed before delivery".into()));

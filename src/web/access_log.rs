@@ -2,7 +2,9 @@
 //! the duration. Review links carry a bearer token in the path and item ids in the query, so
 //! the path is rewritten before it is written anywhere: the segment after `/r/` becomes
 //! `[token]`, any other segment too long to be a route name or an id becomes `[redacted]`,
-//! and the query string is never logged. This is the only place that logs request paths.
+//! and the query string is never logged. Other crates' debug output that can quote a request
+//! path (actix-web's extractors do when a query does not parse) is dropped by
+//! [`may_be_logged`], which the log subscriber applies whatever the configured level.
 
 use std::time::Instant;
 
@@ -21,6 +23,18 @@ const MAX_LOGGED_PATH: usize = 200;
 
 /// Paths not worth a line each (probes every few seconds).
 const QUIET_PATHS: &[&str] = &["/healthz", "/readyz"];
+
+/// Crates whose debug and trace messages may quote a request path.
+const PATH_QUOTING_CRATES: &[&str] = &["actix_web", "actix_http", "actix_router"];
+
+/// Whether an event may reach the log at all: debug and trace events of the crates that may
+/// quote request paths never do.
+pub fn may_be_logged(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() <= tracing::Level::INFO
+        || !PATH_QUOTING_CRATES
+            .iter()
+            .any(|krate| metadata.target().starts_with(krate))
+}
 
 /// The path as it may appear in a log line: never a token, never a query string.
 pub fn loggable_path(path: &str) -> String {

@@ -32,6 +32,27 @@ pub fn run(dir: &Path, config: &Path, args: &[&str]) -> Output {
         .expect("attest runs")
 }
 
+/// Like [`run`] for a command expected to refuse at once: were the refusal missing, a `serve`
+/// or `demo` would run until stopped, so it is ended after `seconds` (and then fails).
+pub fn run_bounded(dir: &Path, config: &Path, args: &[&str], seconds: u32) -> Output {
+    let mut command = Command::new("timeout");
+    command
+        .arg(seconds.to_string())
+        .arg(env!("CARGO_BIN_EXE_attest"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ATTEST__") {
+            command.env_remove(key);
+        }
+    }
+    command.output().expect("attest runs")
+}
+
 /// Like [`run`], panicking with the output unless the command succeeds; returns stdout.
 #[track_caller]
 pub fn run_ok(dir: &Path, config: &Path, args: &[&str]) -> String {

@@ -299,18 +299,15 @@ pub fn review_url(text: &str) -> String {
     url.split('?').next().unwrap().to_string()
 }
 
-/// (recipient address, text body) of every message the file mailer wrote to `mail_dir`,
-/// oldest first.
+/// (recipient address, text body) of every message the file mailer wrote to `mail_dir`, in
+/// no particular order (a file appears only once it is complete).
 pub fn mails_on_disk(mail_dir: &Path) -> Vec<(String, String)> {
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(mail_dir)
+    let files: Vec<PathBuf> = std::fs::read_dir(mail_dir)
         .into_iter()
         .flatten()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
         .collect();
-    files.sort();
-    let files: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
     files
         .iter()
         .map(|path| {

@@ -4,11 +4,7 @@
 
 use std::process::Command;
 
-fn attest(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_attest"));
-    command.current_dir(dir).env_remove("RUST_LOG");
-    command
-}
+use crate::binary::attest;
 
 fn run(command: &mut Command) -> (bool, String) {
     let output = command.output().expect("attest runs");

@@ -127,6 +127,14 @@ path = "{ldif}"
     path
 }
 
+/// Runs `attest --config FILE demo`, expecting it to refuse; returns its standard error.
+#[track_caller]
+fn failed_demo(dir: &std::path::Path, file: &std::path::Path) -> String {
+    let output = binary::run_bounded(dir, file, &["demo"], 30);
+    assert!(!output.status.success(), "the demo started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_applies_the_config_file_on_top_of_its_own() {
     let dir = common::temp_dir();
@@ -162,17 +170,20 @@ async fn demo_applies_the_config_file_on_top_of_its_own() {
 fn demo_mailbox_is_refused_on_a_non_loopback_address() {
     let dir = common::temp_dir();
     let file = demo_overrides(dir.path(), "0.0.0.0:0", "");
-    let output = binary::attest(dir.path())
-        .args(["--config", file.to_str().unwrap(), "demo"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed_demo(dir.path(), &file);
     assert!(stderr.contains("demo.enabled"), "{stderr}");
     assert!(
         !dir.path().join("demo").exists(),
         "refused before anything was written"
     );
+    // Bound to loopback but published under a public name (a reverse proxy): also refused.
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "bind = \"0.0.0.0:0\"\npublic_url = \"\"",
+        "bind = \"127.0.0.1:0\"\npublic_url = \"https://review.example.com\"",
+    );
+    std::fs::write(&file, text).unwrap();
+    let stderr = failed_demo(dir.path(), &file);
+    assert!(stderr.contains("server.public_url"), "{stderr}");
 
     // `serve` with the demo mailbox switched on: check-config names the key.
     let serve_config = dir.path().join("serve.toml");
@@ -182,14 +193,7 @@ fn demo_mailbox_is_refused_on_a_non_loopback_address() {
     )
     .unwrap();
     for command in ["check-config", "serve"] {
-        // Bounded: were the check missing, `serve` would run until stopped.
-        let output = std::process::Command::new("timeout")
-            .arg("20")
-            .arg(env!("CARGO_BIN_EXE_attest"))
-            .args(["--config", serve_config.to_str().unwrap(), command])
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        let output = binary::run_bounded(dir.path(), &serve_config, &[command], 30);
         assert!(!output.status.success(), "{command} accepted it");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("demo.enabled"), "{command}: {stderr}");
@@ -208,15 +212,46 @@ fn demo_never_empties_a_folder_it_did_not_make() {
     let file = demo_overrides(dir.path(), "127.0.0.1:0", "");
     std::fs::create_dir_all(dir.path().join("demo")).unwrap();
     std::fs::write(dir.path().join("demo/quarterly-report.xlsx"), "keep me").unwrap();
-    let output = binary::attest(dir.path())
-        .args(["--config", file.to_str().unwrap(), "demo"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failed_demo(dir.path(), &file);
     assert!(stderr.contains("quarterly-report.xlsx"), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("demo/quarterly-report.xlsx")).unwrap(),
         "keep me"
     );
+
+    // A real instance's folder holds files of the same names as the demo's: still refused.
+    std::fs::remove_file(dir.path().join("demo/quarterly-report.xlsx")).unwrap();
+    for file in ["attest.db", "link.key"] {
+        std::fs::write(dir.path().join("demo").join(file), "production").unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("demo/mail")).unwrap();
+    let stderr = failed_demo(dir.path(), &file);
+    assert!(stderr.contains("attest.db"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("demo/attest.db")).unwrap(),
+        "production"
+    );
+}
+
+#[test]
+fn demo_never_touches_a_real_database_or_mail_server() {
+    let dir = common::temp_dir();
+    let file = demo_overrides(
+        dir.path(),
+        "127.0.0.1:0",
+        "[mail.smtp]\nhost = \"smtp.example.com\"\n",
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(
+            &format!("sqlite://{}", dir.path().join("demo/attest.db").display()),
+            "postgres://attest@db.example.com/attest",
+        )
+        .replace("[mail]\n", "[mail]\ntransport = \"smtp\"\n");
+    std::fs::write(&file, text).unwrap();
+    let stderr = failed_demo(dir.path(), &file);
+    for key in ["database.url", "mail.transport"] {
+        assert!(stderr.contains(key), "{key} not named: {stderr}");
+    }
+    assert!(!dir.path().join("demo").exists());
 }

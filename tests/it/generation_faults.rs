@@ -158,8 +158,8 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
         Duration::from_secs(30),
         || {
             let others = database.psql(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
             );
             (others.trim() == "0").then_some(())
         },

@@ -20,15 +20,29 @@ async fn get(url: &str) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-/// The review URL in the newest digest to `address` among the files in `mail_dir`.
-fn newest_link_to(mail_dir: &std::path::Path, address: &str) -> String {
-    let mails = mails_on_disk(mail_dir);
-    let (_, text) = mails
+#[track_caller]
+fn stdout_of(output: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The one review link mailed to `address` that is not among `known` (files are not ordered:
+/// what is new is told by what was there before).
+#[track_caller]
+fn new_link_to(mail_dir: &std::path::Path, address: &str, known: &[&str]) -> String {
+    let fresh: Vec<String> = mails_on_disk(mail_dir)
         .iter()
-        .rev()
-        .find(|(to, _)| to == address)
-        .unwrap_or_else(|| panic!("no digest to {address}"));
-    review_url(text)
+        .filter(|(to, _)| to == address)
+        .map(|(_, text)| review_url(text))
+        .filter(|link| !known.contains(&link.as_str()))
+        .collect();
+    assert_eq!(fresh.len(), 1, "new links to {address}: {fresh:?}");
+    fresh.into_iter().next().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,23 +65,18 @@ async fn admin_revokes_a_reviewers_links_and_resends_from_the_command_line() {
         || (mails_on_disk(&mail_dir).len() == 4).then_some(()),
         || server.stderr(),
     );
-    let bob = newest_link_to(&mail_dir, "bob@example.com");
-    let carol = newest_link_to(&mail_dir, "carol@example.com");
+    let bob = new_link_to(&mail_dir, "bob@example.com", &[]);
+    let carol = new_link_to(&mail_dir, "carol@example.com", &[]);
     assert_eq!(get(&bob).await.0, 200);
     let (invalid_status, invalid_page) = get(&format!("{}/r/not-a-link", server.base_url)).await;
     assert_eq!(invalid_status, 401);
 
-    let printed = binary::run_ok(
-        dir.path(),
-        &config,
-        &[
-            "campaign",
-            "revoke-links",
-            &campaign_id,
-            "--reviewer",
-            "Bob@Example.com",
-        ],
-    );
+    let revoke_links = |options: &[&str]| {
+        let mut args = vec!["campaign", "revoke-links", campaign_id.as_str()];
+        args.extend_from_slice(options);
+        binary::run(dir.path(), &config, &args)
+    };
+    let printed = stdout_of(revoke_links(&["--reviewer", "Bob@Example.com"]));
     assert!(
         printed.starts_with("revoked 1 working link(s) of 1 reviewer(s)"),
         "{printed}"
@@ -80,35 +89,14 @@ async fn admin_revokes_a_reviewers_links_and_resends_from_the_command_line() {
     assert_eq!(get(&carol).await.0, 200, "other reviewers are untouched");
 
     // Unknown reviewer: an error naming the address, nothing revoked.
-    let output = binary::run(
-        dir.path(),
-        &config,
-        &[
-            "campaign",
-            "revoke-links",
-            &campaign_id,
-            "--reviewer",
-            "x@example.com",
-        ],
-    );
+    let output = revoke_links(&["--reviewer", "x@example.com"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("x@example.com"), "{stderr}");
     assert_eq!(get(&carol).await.0, 200);
 
     // Revoke and re-send: bob gets a fifth mail whose new link works; the old one stays dead.
-    let printed = binary::run_ok(
-        dir.path(),
-        &config,
-        &[
-            "campaign",
-            "revoke-links",
-            &campaign_id,
-            "--reviewer",
-            "bob@example.com",
-            "--resend",
-        ],
-    );
+    let printed = stdout_of(revoke_links(&["--reviewer", "bob@example.com", "--resend"]));
     assert!(printed.contains("revoked 0 working link(s)"), "{printed}");
     assert!(printed.contains("queued 1 new digest(s)"), "{printed}");
     wait_until(
@@ -117,17 +105,12 @@ async fn admin_revokes_a_reviewers_links_and_resends_from_the_command_line() {
         || (mails_on_disk(&mail_dir).len() == 5).then_some(()),
         || server.stderr(),
     );
-    let renewed = newest_link_to(&mail_dir, "bob@example.com");
-    assert_ne!(renewed, bob);
+    let renewed = new_link_to(&mail_dir, "bob@example.com", &[&bob]);
     assert_eq!(get(&renewed).await.0, 200);
     assert_eq!(get(&bob).await.0, 401);
 
     // The whole campaign: every working link stops.
-    let printed = binary::run_ok(
-        dir.path(),
-        &config,
-        &["campaign", "revoke-links", &campaign_id],
-    );
+    let printed = stdout_of(revoke_links(&[]));
     assert!(
         printed.starts_with("revoked 4 working link(s) of 4 reviewer(s)"),
         "{printed}"
@@ -172,7 +155,7 @@ async fn campaign_with_an_older_link(revoke_superseded: bool) -> Reviewed {
         .await;
     app.clock.advance(chrono::Duration::minutes(1));
     while app.worker.drain_once().await.unwrap() > 0 {}
-    let newer = newest_link_to(&mail_dir, "bob@example.com");
+    let newer = new_link_to(&mail_dir, "bob@example.com", &[]);
     Reviewed {
         app,
         _dir: dir,
@@ -245,8 +228,7 @@ async fn a_sent_digest_revokes_older_links_when_configured() {
     .await;
     app.clock.advance(chrono::Duration::minutes(1));
     while app.worker.drain_once().await.unwrap() > 0 {}
-    let latest = newest_link_to(&mail_dir, "bob@example.com");
-    assert_ne!(latest, newer);
+    let latest = new_link_to(&mail_dir, "bob@example.com", &[&newer]);
     assert_eq!(get(&newer).await.0, 401);
     assert_eq!(get(&latest).await.0, 200);
     app.stop().await;
@@ -282,5 +264,166 @@ async fn revoking_with_resend_needs_an_open_campaign_and_changes_nothing_otherwi
     // Nothing was revoked: both links still open the (now read-only) review.
     assert_eq!(get(&older).await.0, 200);
     assert_eq!(get(&newer).await.0, 200);
+    app.stop().await;
+}
+
+/// Bob's id and a fresh link of his in the only campaign of `app`.
+async fn bob_and_link(app: &TestApp) -> (String, String, String) {
+    let (campaign_id, bob) = app
+        .blocking(|db, _, _| {
+            let mut conn = db.conn().unwrap();
+            let campaign = attest::campaigns::list_campaigns(&mut conn).unwrap()[0]
+                .campaign
+                .id
+                .clone();
+            let bob = reviewers_of(&mut conn, &campaign)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.email == "bob@example.com")
+                .unwrap()
+                .id;
+            (campaign, bob)
+        })
+        .await;
+    let link = app
+        .mint_link(&campaign_id, &bob, chrono::Duration::days(3))
+        .await;
+    (campaign_id, bob, link)
+}
+
+async fn revoke_bob(
+    app: &TestApp,
+    campaign_id: &str,
+) -> attest::notify::revocation::RevocationSummary {
+    let id = campaign_id.to_string();
+    app.blocking(move |db, clock, _| {
+        let now = attest::clock::Clock::now(clock);
+        revoke_campaign_links(
+            &mut db.conn().unwrap(),
+            now,
+            &id,
+            Some("bob@example.com"),
+            false,
+            "test",
+        )
+        .unwrap()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_opened_before_revocation_cannot_decide_after_it() {
+    let dir = common::temp_dir();
+    let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let app = TestApp::spawn_without_outbox_worker(config).await;
+    app.sync().await.unwrap();
+    app.start_campaign().await;
+    let (campaign_id, bob, link) = bob_and_link(&app).await;
+    let client = http_client();
+    let page = client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let item = common::form_values(&page, "item")[0].clone();
+
+    assert_eq!(revoke_bob(&app, &campaign_id).await.links, 1);
+    let status = common::post_form(
+        &client,
+        format!("{link}/decide"),
+        &[("csrf", &csrf), ("item", &item), ("outcome", "approve")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(app.count("decisions").await, 0);
+
+    // A POST authenticated just before the revocation committed is checked again inside the
+    // decision's own transaction.
+    let jti_sha256 = {
+        use base64::Engine;
+        let payload = link.rsplit('/').next().unwrap().split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        attest::notify::links::sha256_hex(claims["jti"].as_str().unwrap().as_bytes())
+    };
+    let refused = app
+        .blocking(move |db, clock, _| {
+            let request = attest::decisions::DecisionRequest {
+                campaign_id,
+                reviewer_id: bob,
+                item_id: item,
+                outcome: attest::decisions::DecisionOutcome::Approve,
+                comment: None,
+            };
+            let auth = attest::decisions::AuthContext {
+                method: "email_link".into(),
+                link_jti_sha256: Some(jti_sha256),
+                session_tag: None,
+                user_agent: None,
+                ip: None,
+            };
+            attest::decisions::record_decision(
+                &mut db.conn().unwrap(),
+                attest::clock::Clock::now(clock),
+                &request,
+                &auth,
+            )
+        })
+        .await;
+    assert_eq!(refused.unwrap_err().code(), "unauthorized");
+    assert_eq!(app.count("decisions").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_cancels_mail_that_has_not_gone_yet() {
+    use attest::notify::outbox::{STATE_CANCELLED, messages_of_campaign};
+
+    let dir = common::temp_dir();
+    let smtp = crate::support::smtp_refuser::SmtpRefuser::start("451 4.3.0 try again later");
+    let mut config =
+        common::fixture_config(&common::sqlite_url(dir.path()), Some(smtp.port), dir.path());
+    config.mail.smtp.timeout_seconds = 5;
+    let app = TestApp::spawn_without_outbox_worker(config).await;
+    app.sync().await.unwrap();
+    app.start_campaign().await;
+    // The first attempt fails: each digest waits for its retry, its minted link unsent.
+    while app.worker.drain_once().await.unwrap() > 0 {}
+    let (campaign_id, _, _) = bob_and_link(&app).await;
+    let links_before = app.count("link_tokens").await;
+
+    let summary = revoke_bob(&app, &campaign_id).await;
+    assert_eq!(summary.digests_cancelled, 1);
+    assert_eq!(summary.links, 2, "the failed attempt's link and the test's");
+    app.clock.advance(chrono::Duration::hours(7));
+    while app.worker.drain_once().await.unwrap() > 0 {}
+    assert_eq!(
+        app.count("link_tokens").await,
+        links_before + 3,
+        "the other three digests were retried with new links; bob's was not"
+    );
+    let id = campaign_id.clone();
+    let messages = app
+        .blocking(move |db, _, _| messages_of_campaign(&mut db.conn().unwrap(), &id).unwrap())
+        .await;
+    let bobs: Vec<_> = messages
+        .iter()
+        .filter(|m| m.recipient == "bob@example.com")
+        .collect();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].state, STATE_CANCELLED);
+    assert_eq!(bobs[0].attempts, 1);
+    let cancelled = app
+        .blocking(|db, _, _| of_kind(&mut db.conn().unwrap(), EventKind::MailCancelled).unwrap())
+        .await;
+    assert_eq!(cancelled.len(), 1);
     app.stop().await;
 }
