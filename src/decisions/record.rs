@@ -13,7 +13,7 @@ use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
 use crate::evidence::{EventKind, append};
-use crate::notify::links::ensure_link_still_valid;
+use crate::notify::links::{ensure_link_still_valid, lock_reviewer};
 
 /// Longest comment kept with a decision.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
@@ -124,8 +124,10 @@ pub fn record_decision(
                 .optional()?;
         }
         // The link may have been revoked since the request was authenticated: checked again
-        // here, with the decision, so that no decision lands after its revocation.
+        // here, with the decision, so that no decision lands after its revocation (the
+        // reviewer lock orders this transaction against a revocation of that reviewer's links).
         if let Some(jti_sha256) = &auth.link_jti_sha256 {
+            lock_reviewer(conn, reviewer_id, false)?;
             ensure_link_still_valid(conn, jti_sha256, reviewer_id, campaign_id, now)?;
         }
         let campaign = campaign(conn, campaign_id)?;

@@ -338,14 +338,17 @@ pub fn ensure_link_still_valid(
     }
 }
 
-/// PostgreSQL: locks a reviewer's row for the rest of the transaction, so that minting or
-/// delivering a link (`exclusive = false`) and revoking links (`exclusive = true`) happen one
-/// after the other. SQLite's write transactions are serialised already.
+/// PostgreSQL: locks a reviewer's row for the rest of the transaction, so that minting,
+/// delivering or using a link (`exclusive = false`) and revoking links (`exclusive = true`)
+/// happen one after the other, each taking this lock before any link row. The exclusive lock
+/// is `FOR NO KEY UPDATE`, which leaves the key-share locks of foreign-key checks (a decision
+/// or a link inserted for this reviewer) alone. SQLite's write transactions are serialised
+/// already.
 pub fn lock_reviewer(conn: &mut DbConnection, reviewer_id: &str, exclusive: bool) -> Result<()> {
     if let DbConnection::Postgres(pg) = conn {
         let row = reviewers::table.find(reviewer_id).select(reviewers::id);
         if exclusive {
-            row.for_update().first::<String>(pg).optional()?;
+            row.for_no_key_update().first::<String>(pg).optional()?;
         } else {
             row.for_share().first::<String>(pg).optional()?;
         }

@@ -168,7 +168,8 @@ pub struct SentLink<'a> {
 ///
 /// Only the worker holding the current claim may record an outcome: the claim is identified by
 /// the attempt number it set, so a worker whose lease expired (and whose row another worker
-/// re-claimed) changes nothing and writes no event.
+/// re-claimed) changes nothing and writes no event. A message an admin cancelled while it was
+/// already on its way is still recorded as sent (it was), marked as such in its event.
 pub fn mark_sent(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
@@ -181,23 +182,27 @@ pub fn mark_sent(
         if let Some(reviewer_id) = &message.reviewer_id {
             lock_reviewer(conn, reviewer_id, false)?;
         }
-        let updated = diesel::update(
-            outbox::table
-                .filter(outbox::id.eq(&message.id))
-                .filter(outbox::state.eq(STATE_SENDING))
-                .filter(outbox::attempts.eq(message.attempts)),
-        )
-        .set((
-            outbox::state.eq(STATE_SENT),
-            outbox::sent_at.eq(Some(to_db(now))),
-            outbox::message_id.eq(Some(message_id)),
-            outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
-            outbox::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
-        if updated == 0 {
-            return Ok(false);
-        }
+        let record_sent = |conn: &mut DbConnection, from_state: &str| {
+            diesel::update(
+                outbox::table
+                    .filter(outbox::id.eq(&message.id))
+                    .filter(outbox::state.eq(from_state))
+                    .filter(outbox::attempts.eq(message.attempts)),
+            )
+            .set((
+                outbox::state.eq(STATE_SENT),
+                outbox::sent_at.eq(Some(to_db(now))),
+                outbox::message_id.eq(Some(message_id)),
+                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+                outbox::last_error.eq(None::<String>),
+            ))
+            .execute(conn)
+        };
+        let cancelled_in_flight = match record_sent(conn, STATE_SENDING)? {
+            0 if record_sent(conn, STATE_CANCELLED)? == 1 => true,
+            0 => return Ok(false),
+            _ => false,
+        };
         let mut events = EventBatch::default();
         events.push(
             EventKind::MailSent,
@@ -209,11 +214,13 @@ pub fn mark_sent(
                 "message_id": message_id,
                 "attempts": message.attempts,
                 "link_jti_sha256": link.map(|l| l.jti_sha256),
+                "cancelled_in_flight": cancelled_in_flight,
             }),
         );
         if let (Some(link), Some(campaign_id), Some(reviewer_id)) =
             (link, &message.campaign_id, &message.reviewer_id)
             && link.revoke_superseded
+            && !cancelled_in_flight
         {
             revoke_superseded(
                 conn,
@@ -313,21 +320,31 @@ pub fn cancel_unsent(
         .order(outbox::created_at.asc())
         .select((outbox::id, outbox::kind))
         .load(conn)?;
+    let mut cancelled = 0;
     for (id, kind) in &unsent {
-        diesel::update(outbox::table.find(id))
-            .set((
-                outbox::state.eq(STATE_CANCELLED),
-                outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
-                outbox::last_error.eq(Some(reason)),
-            ))
-            .execute(conn)?;
+        // The state test again: a worker may have recorded its outcome since the read.
+        let changed = diesel::update(
+            outbox::table
+                .find(id)
+                .filter(outbox::state.eq_any([STATE_PENDING, STATE_SENDING])),
+        )
+        .set((
+            outbox::state.eq(STATE_CANCELLED),
+            outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+            outbox::last_error.eq(Some(reason)),
+        ))
+        .execute(conn)?;
+        if changed == 0 {
+            continue;
+        }
+        cancelled += 1;
         events.push(
             EventKind::MailCancelled,
             Some(campaign_id),
             json!({ "outbox": id, "kind": kind, "reviewer": reviewer_id, "reason": reason }),
         );
     }
-    Ok(unsent.len())
+    Ok(cancelled)
 }
 
 /// Every row of a campaign's outbox (for admins and tests).

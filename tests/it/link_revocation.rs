@@ -427,3 +427,57 @@ async fn revoking_cancels_mail_that_has_not_gone_yet() {
     assert_eq!(cancelled.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_cancelled_while_on_its_way_is_still_recorded_as_sent() {
+    use attest::notify::outbox::{STATE_SENT, claim_due, mark_sent};
+
+    let dir = common::temp_dir();
+    let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let app = TestApp::spawn_without_outbox_worker(config).await;
+    app.sync().await.unwrap();
+    app.start_campaign().await;
+    let (campaign_id, _, _) = bob_and_link(&app).await;
+    // What a worker does, with the admin's revocation landing while the mail is on the wire.
+    let (recorded, state) = app
+        .blocking(move |db, clock, _| {
+            let now = attest::clock::Clock::now(clock);
+            let mut conn = db.conn().unwrap();
+            let claimed = claim_due(&mut conn, now, chrono::Duration::minutes(5), 10).unwrap();
+            let bobs = claimed
+                .into_iter()
+                .find(|m| m.recipient == "bob@example.com")
+                .unwrap();
+            let summary = revoke_campaign_links(
+                &mut conn,
+                now,
+                &campaign_id,
+                Some("bob@example.com"),
+                false,
+                "test",
+            )
+            .unwrap();
+            assert_eq!(summary.digests_cancelled, 1);
+            let recorded = mark_sent(&mut conn, now, &bobs, "<id@attest>", None).unwrap();
+            let state = outbox_state_of(&mut conn, &campaign_id, "bob@example.com");
+            (recorded, state)
+        })
+        .await;
+    assert!(recorded, "the send is recorded: the mail did go");
+    assert_eq!(state, STATE_SENT);
+    let sent = app
+        .blocking(|db, _, _| of_kind(&mut db.conn().unwrap(), EventKind::MailSent).unwrap())
+        .await;
+    let payload: serde_json::Value = serde_json::from_str(&sent[0].payload).unwrap();
+    assert_eq!(payload["cancelled_in_flight"], true);
+    app.stop().await;
+}
+
+fn outbox_state_of(conn: &mut attest::db::DbConnection, campaign_id: &str, to: &str) -> String {
+    attest::notify::outbox::messages_of_campaign(conn, campaign_id)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.recipient == to)
+        .unwrap()
+        .state
+}

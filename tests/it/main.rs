@@ -18,4 +18,5 @@ mod generation_faults;
 mod link_revocation;
 mod outbox;
 mod review_security;
+mod revocation_races;
 mod sync;
