@@ -12,13 +12,18 @@ use crate::support::{kill_and_reap, log_tail, try_http_request, wait_until};
 /// `attest` run in `dir`, with no RUST_LOG or ATTEST__ variables from the test's environment.
 pub fn attest(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_attest"));
-    command.current_dir(dir).env_remove("RUST_LOG");
+    command.current_dir(dir);
+    without_test_environment(&mut command);
+    command
+}
+
+fn without_test_environment(command: &mut Command) {
+    command.env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
         if key.starts_with("ATTEST__") {
             command.env_remove(key);
         }
     }
-    command
 }
 
 /// Runs `attest --config CONFIG ARGS...` to completion and returns its output.
@@ -43,13 +48,8 @@ pub fn run_bounded(dir: &Path, config: &Path, args: &[&str], seconds: u32) -> Ou
         .arg(config)
         .args(args)
         .current_dir(dir)
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ATTEST__") {
-            command.env_remove(key);
-        }
-    }
+    without_test_environment(&mut command);
     command.output().expect("attest runs")
 }
 

@@ -229,6 +229,20 @@ impl TestApp {
         format!("{}/r/{token}", self.base_url)
     }
 
+    /// The id of the reviewer with `email` in `campaign_id`.
+    pub async fn reviewer_id(&self, campaign_id: &str, email: &str) -> String {
+        let (campaign_id, email) = (campaign_id.to_string(), email.to_string());
+        self.blocking(move |db, _, _| {
+            attest::campaigns::model::reviewers_of(&mut db.conn().unwrap(), &campaign_id)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.email == email)
+                .unwrap_or_else(|| panic!("{email} reviews nothing in {campaign_id}"))
+                .id
+        })
+        .await
+    }
+
     pub async fn count(&self, sql_table: &'static str) -> i64 {
         self.blocking(move |db, _, _| count_rows(db, sql_table))
             .await
@@ -287,6 +301,27 @@ pub fn form_values(html: &str, field: &str) -> Vec<String> {
             rest[..rest.find('"').unwrap()].to_string()
         })
         .collect()
+}
+
+/// SHA-256 of the `jti` claim of the review link `url`: how the database, the evidence log
+/// and decisions refer to that link.
+pub fn link_jti_sha256(url: &str) -> String {
+    use base64::Engine;
+    let token = url
+        .rsplit("/r/")
+        .next()
+        .unwrap()
+        .split(['?', '/'])
+        .next()
+        .unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    attest::notify::links::sha256_hex(claims["jti"].as_str().unwrap().as_bytes())
 }
 
 /// The first review URL (`http://.../r/<token>`) in a text mail body.

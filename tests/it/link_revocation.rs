@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use attest::campaigns::model::reviewers_of;
 use attest::evidence::EventKind;
 use attest::evidence::events::of_kind;
 use attest::notify::outbox::enqueue_review_resend;
@@ -125,6 +124,8 @@ async fn admin_revokes_a_reviewers_links_and_resends_from_the_command_line() {
 struct Reviewed {
     app: TestApp,
     _dir: tempfile::TempDir,
+    campaign_id: String,
+    bob: String,
     /// Bob's link from before the digest.
     older: String,
     /// Bob's link in the digest.
@@ -138,20 +139,10 @@ async fn campaign_with_an_older_link(revoke_superseded: bool) -> Reviewed {
     let mail_dir = config.mail.file_dir.clone();
     let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
-    let started = app.start_campaign().await;
-    let id = started.campaign.id.clone();
-    let bob = app
-        .blocking(move |db, _, _| {
-            reviewers_of(&mut db.conn().unwrap(), &id)
-                .unwrap()
-                .into_iter()
-                .find(|r| r.email == "bob@example.com")
-                .unwrap()
-                .id
-        })
-        .await;
+    let campaign_id = app.start_campaign().await.campaign.id;
+    let bob = app.reviewer_id(&campaign_id, "bob@example.com").await;
     let older = app
-        .mint_link(&started.campaign.id, &bob, chrono::Duration::days(30))
+        .mint_link(&campaign_id, &bob, chrono::Duration::days(30))
         .await;
     app.clock.advance(chrono::Duration::minutes(1));
     while app.worker.drain_once().await.unwrap() > 0 {}
@@ -159,6 +150,8 @@ async fn campaign_with_an_older_link(revoke_superseded: bool) -> Reviewed {
     Reviewed {
         app,
         _dir: dir,
+        campaign_id,
+        bob,
         older,
         newer,
     }
@@ -171,6 +164,7 @@ async fn older_links_keep_working_after_a_newer_digest_by_default() {
         older,
         newer,
         _dir: _keep_dir,
+        ..
     } = campaign_with_an_older_link(false).await;
     assert_ne!(older, newer);
     assert_eq!(get(&older).await.0, 200, "people open older mails");
@@ -186,6 +180,8 @@ async fn older_links_keep_working_after_a_newer_digest_by_default() {
 async fn a_sent_digest_revokes_older_links_when_configured() {
     let Reviewed {
         app,
+        campaign_id,
+        bob,
         older,
         newer,
         _dir: _keep_dir,
@@ -200,30 +196,13 @@ async fn a_sent_digest_revokes_older_links_when_configured() {
     assert_eq!(payload["reason"], "superseded");
 
     // A re-sent digest supersedes the one before it, and the latest link still works.
-    let campaign_id = app
-        .blocking(|db, _, _| {
-            attest::campaigns::list_campaigns(&mut db.conn().unwrap()).unwrap()[0]
-                .campaign
-                .id
-                .clone()
-        })
-        .await;
     let mail_dir = app.config.mail.file_dir.clone();
-    app.blocking({
-        let id = campaign_id.clone();
-        move |db, clock, _| {
-            let mut conn = db.conn().unwrap();
-            let bob = reviewers_of(&mut conn, &id)
-                .unwrap()
-                .into_iter()
-                .find(|r| r.email == "bob@example.com")
-                .unwrap();
-            let now = attest::clock::Clock::now(clock);
-            attest::db::write_tx(&mut conn, |conn| {
-                enqueue_review_resend(conn, now, &id, &bob.id, "test")
-            })
-            .unwrap();
-        }
+    app.blocking(move |db, clock, _| {
+        let now = attest::clock::Clock::now(clock);
+        attest::db::write_tx(&mut db.conn().unwrap(), |conn| {
+            enqueue_review_resend(conn, now, &campaign_id, &bob, "test")
+        })
+        .unwrap();
     })
     .await;
     app.clock.advance(chrono::Duration::minutes(1));
@@ -238,18 +217,12 @@ async fn a_sent_digest_revokes_older_links_when_configured() {
 async fn revoking_with_resend_needs_an_open_campaign_and_changes_nothing_otherwise() {
     let Reviewed {
         app,
+        campaign_id,
         older,
         newer,
         _dir: _keep_dir,
+        ..
     } = campaign_with_an_older_link(false).await;
-    let campaign_id = app
-        .blocking(|db, _, _| {
-            attest::campaigns::list_campaigns(&mut db.conn().unwrap()).unwrap()[0]
-                .campaign
-                .id
-                .clone()
-        })
-        .await;
     let (closed, refused) = app
         .blocking(move |db, clock, _| {
             let mut conn = db.conn().unwrap();
@@ -267,28 +240,13 @@ async fn revoking_with_resend_needs_an_open_campaign_and_changes_nothing_otherwi
     app.stop().await;
 }
 
-/// Bob's id and a fresh link of his in the only campaign of `app`.
-async fn bob_and_link(app: &TestApp) -> (String, String, String) {
-    let (campaign_id, bob) = app
-        .blocking(|db, _, _| {
-            let mut conn = db.conn().unwrap();
-            let campaign = attest::campaigns::list_campaigns(&mut conn).unwrap()[0]
-                .campaign
-                .id
-                .clone();
-            let bob = reviewers_of(&mut conn, &campaign)
-                .unwrap()
-                .into_iter()
-                .find(|r| r.email == "bob@example.com")
-                .unwrap()
-                .id;
-            (campaign, bob)
-        })
-        .await;
+/// Bob's id and a fresh link of his in `campaign_id`.
+async fn bob_and_link(app: &TestApp, campaign_id: &str) -> (String, String) {
+    let bob = app.reviewer_id(campaign_id, "bob@example.com").await;
     let link = app
-        .mint_link(&campaign_id, &bob, chrono::Duration::days(3))
+        .mint_link(campaign_id, &bob, chrono::Duration::days(3))
         .await;
-    (campaign_id, bob, link)
+    (bob, link)
 }
 
 async fn revoke_bob(
@@ -317,8 +275,8 @@ async fn a_form_opened_before_revocation_cannot_decide_after_it() {
     let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
-    app.start_campaign().await;
-    let (campaign_id, bob, link) = bob_and_link(&app).await;
+    let campaign_id = app.start_campaign().await.campaign.id;
+    let (bob, link) = bob_and_link(&app, &campaign_id).await;
     let client = http_client();
     let page = client
         .get(&link)
@@ -343,17 +301,7 @@ async fn a_form_opened_before_revocation_cannot_decide_after_it() {
 
     // A POST authenticated just before the revocation committed is checked again inside the
     // decision's own transaction.
-    let jti_sha256 = {
-        use base64::Engine;
-        let payload = link.rsplit('/').next().unwrap().split('.').nth(1).unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap();
-        attest::notify::links::sha256_hex(claims["jti"].as_str().unwrap().as_bytes())
-    };
+    let jti_sha256 = common::link_jti_sha256(&link);
     let refused = app
         .blocking(move |db, clock, _| {
             let request = attest::decisions::DecisionRequest {
@@ -394,10 +342,10 @@ async fn revoking_cancels_mail_that_has_not_gone_yet() {
     config.mail.smtp.timeout_seconds = 5;
     let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
-    app.start_campaign().await;
+    let campaign_id = app.start_campaign().await.campaign.id;
     // The first attempt fails: each digest waits for its retry, its minted link unsent.
     while app.worker.drain_once().await.unwrap() > 0 {}
-    let (campaign_id, _, _) = bob_and_link(&app).await;
+    bob_and_link(&app, &campaign_id).await;
     let links_before = app.count("link_tokens").await;
 
     let summary = revoke_bob(&app, &campaign_id).await;
@@ -436,8 +384,8 @@ async fn a_digest_cancelled_while_on_its_way_is_still_recorded_as_sent() {
     let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
-    app.start_campaign().await;
-    let (campaign_id, _, _) = bob_and_link(&app).await;
+    let campaign_id = app.start_campaign().await.campaign.id;
+    bob_and_link(&app, &campaign_id).await;
     // What a worker does, with the admin's revocation landing while the mail is on the wire.
     let (recorded, state) = app
         .blocking(move |db, clock, _| {

@@ -8,10 +8,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use attest::campaigns::model::{items_of_reviewer, reviewers_of};
+use attest::campaigns::model::items_of_reviewer;
 use attest::db::{Database, DbConnection};
 use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, Recorded};
-use attest::notify::links::{lock_reviewer, sha256_hex};
+use attest::notify::links::lock_reviewer;
 use attest::notify::outbox::{STATE_CANCELLED, messages_of_campaign};
 use attest::notify::revocation::revoke_campaign_links;
 use diesel::Connection;
@@ -36,17 +36,7 @@ async fn fixture() -> Fixture {
     let app = TestApp::spawn_without_outbox_worker(config).await;
     app.sync().await.unwrap();
     let campaign_id = app.start_campaign().await.campaign.id;
-    let id = campaign_id.clone();
-    let bob = app
-        .blocking(move |db, _, _| {
-            reviewers_of(&mut db.conn().unwrap(), &id)
-                .unwrap()
-                .into_iter()
-                .find(|r| r.email == "bob@example.com")
-                .unwrap()
-                .id
-        })
-        .await;
+    let bob = app.reviewer_id(&campaign_id, "bob@example.com").await;
     Fixture {
         app,
         database,
@@ -110,17 +100,7 @@ async fn revocation_and_a_decision_in_flight_neither_deadlock_nor_interleave() {
         .app
         .mint_link(&f.campaign_id, &f.bob, chrono::Duration::days(3))
         .await;
-    let payload = link.rsplit('/').next().unwrap().split('.').nth(1).unwrap();
-    let claims: serde_json::Value = {
-        use base64::Engine;
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    let jti_sha256 = sha256_hex(claims["jti"].as_str().unwrap().as_bytes());
+    let jti_sha256 = common::link_jti_sha256(&link);
     let db = f.app.db.clone();
     let (bob, campaign_id) = (f.bob.clone(), f.campaign_id.clone());
     let item = tokio::task::spawn_blocking({
