@@ -52,7 +52,7 @@ pub async fn prepare(config: Config, clock: SharedClock) -> Result<App> {
         let source = config.source(DEMO_SOURCE)?;
         let synced = sync_source(&db, setup_clock.as_ref(), DEMO_SOURCE, source, "demo")?;
         println!(
-            "Loaded the Northwind directory: {} people, {} groups, {} memberships.",
+            "Loaded the Northwind directory: {} people, {} groups, {} accesses.",
             synced.identities, synced.entitlements, synced.grants
         );
         start_campaign(

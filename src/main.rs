@@ -186,10 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for name in names {
                 let source_config = config.source(&name)?;
                 let outcome = sync_source(&db, clock.as_ref(), &name, source_config, "cli")?;
-                println!(
-                    "{name}: {} people, {} groups, {} memberships (sync run {})",
-                    outcome.identities, outcome.entitlements, outcome.grants, outcome.sync_run_id
-                );
+                println!("{name}: {}", outcome.summary());
             }
             Ok(())
         }

@@ -13,7 +13,9 @@ use crate::campaigns::model::{Campaign, ITEM_PENDING, STATE_OPEN, campaign};
 use crate::campaigns::reviewers::{Candidate, ManagerFacts, choose_reviewer};
 use crate::clock::Clock;
 use crate::config::{CampaignDefinition, Config};
-use crate::db::schema::{campaigns, entitlements, grants, identities, review_items, reviewers};
+use crate::db::schema::{
+    campaigns, entitlement_versions, grant_versions, identity_versions, review_items, reviewers,
+};
 use crate::db::time::to_db;
 use crate::db::{Database, DbConnection, new_id, write_tx};
 use crate::directory::current_sync_run;
@@ -24,7 +26,7 @@ use crate::sources::normalize_dn;
 
 const GRANT_PAGE: i64 = 1_000;
 
-diesel::alias!(identities as managers: ManagersAlias);
+diesel::alias!(identity_versions as managers: ManagersAlias);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedCampaign {
@@ -116,11 +118,12 @@ fn generate(
             period_start.format("%Y-%m-%d")
         )));
     }
-    let entitlement_ids = entitlements_in_scope(conn, &run.id, definition)?;
+    let (source, seq) = (definition.source.as_str(), run.seq);
+    let entitlement_ids = entitlements_in_scope(conn, source, seq, definition)?;
     // Reviewing every group needs no id list (which could exceed bind-parameter limits).
     let whole_source = definition.groups.is_empty() && !definition.privileged_only;
     let id_filter = (!whole_source).then_some(entitlement_ids.as_slice());
-    let fallbacks = resolve_fallbacks(conn, &run.id, &definition.fallback_reviewers)?;
+    let fallbacks = resolve_fallbacks(conn, source, seq, &definition.fallback_reviewers)?;
 
     let campaign_id = new_id();
     let title = definition
@@ -152,11 +155,11 @@ fn generate(
 
     let mut reviewer_ids: HashMap<String, String> = HashMap::new();
     let mut item_count = 0i64;
-    let mut last_grant = String::new();
+    let mut last_grant = 0;
     loop {
-        let page = grant_page(conn, &run.id, id_filter, &last_grant)?;
+        let page = grant_page(conn, source, seq, id_filter, last_grant)?;
         let Some(last) = page.last() else { break };
-        last_grant = last.grant_id.clone();
+        last_grant = last.grant_id;
         let mut items = Vec::with_capacity(page.len());
         let mut new_reviewers = Vec::new();
         for row in &page {
@@ -259,19 +262,22 @@ fn insert_reviewers(
     Ok(())
 }
 
-/// Entitlement ids the definition covers; every group it names must exist in the snapshot.
+/// External ids of the groups the definition covers (as of run `seq`); every group it names
+/// must exist then.
 fn entitlements_in_scope(
     conn: &mut DbConnection,
-    sync_run_id: &str,
+    source: &str,
+    seq: i64,
     definition: &CampaignDefinition,
 ) -> Result<Vec<String>> {
-    let all: Vec<(String, String, String, bool)> = entitlements::table
-        .filter(entitlements::sync_run_id.eq(sync_run_id))
+    let all: Vec<(String, String, String, bool)> = entitlement_versions::table
+        .filter(entitlement_versions::source.eq(source))
+        .filter(crate::as_of!(entitlement_versions, seq))
         .select((
-            entitlements::id,
-            entitlements::dn_norm,
-            entitlements::name,
-            entitlements::privileged,
+            entitlement_versions::external_id,
+            entitlement_versions::dn_norm,
+            entitlement_versions::name,
+            entitlement_versions::privileged,
         ))
         .load(conn)?;
     let mut missing = Vec::new();
@@ -311,19 +317,25 @@ fn entitlements_in_scope(
 /// email address not in the directory is still usable.
 fn resolve_fallbacks(
     conn: &mut DbConnection,
-    sync_run_id: &str,
+    source: &str,
+    seq: i64,
     names: &[String],
 ) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let found: Option<(String, String, String, Option<String>)> = identities::table
-            .filter(identities::sync_run_id.eq(sync_run_id))
-            .filter(identities::email.eq(name).or(identities::login.eq(name)))
+        let found: Option<(String, String, String, Option<String>)> = identity_versions::table
+            .filter(identity_versions::source.eq(source))
+            .filter(crate::as_of!(identity_versions, seq))
+            .filter(
+                identity_versions::email
+                    .eq(name)
+                    .or(identity_versions::login.eq(name)),
+            )
             .select((
-                identities::external_id,
-                identities::login,
-                identities::display_name,
-                identities::email,
+                identity_versions::external_id,
+                identity_versions::login,
+                identity_versions::display_name,
+                identity_versions::email,
             ))
             .first(conn)
             .optional()?;
@@ -352,7 +364,7 @@ fn resolve_fallbacks(
 }
 
 struct GrantRow {
-    grant_id: String,
+    grant_id: i64,
     via: Option<String>,
     first_seen_at: chrono::NaiveDateTime,
     identity_external_id: String,
@@ -369,65 +381,88 @@ struct GrantRow {
 
 type ManagerColumns = (String, String, String, Option<String>, String);
 type GrantColumns = (
-    (String, Option<String>, chrono::NaiveDateTime),
+    (i64, Option<String>, chrono::NaiveDateTime),
     (String, String, String, Option<String>, String),
     (String, String, String, bool),
     Option<ManagerColumns>,
 );
 
-/// One page of resolved grants with person, group and (if found) manager, after `after`;
-/// limited to `entitlement_ids` when given.
+/// One page (after grant `after`) of the accesses of run `seq`, with person, group and (if
+/// found) manager as they were in that run; limited to `entitlement_ids` when given.
 fn grant_page(
     conn: &mut DbConnection,
-    sync_run_id: &str,
+    source: &str,
+    seq: i64,
     entitlement_ids: Option<&[String]>,
-    after: &str,
+    after: i64,
 ) -> Result<Vec<GrantRow>> {
-    let mut query = grants::table
-        .inner_join(identities::table.on(grants::identity_id.eq(identities::id.nullable())))
-        .inner_join(entitlements::table.on(grants::entitlement_id.eq(entitlements::id)))
+    let mut query = grant_versions::table
+        .inner_join(
+            identity_versions::table.on(identity_versions::source
+                .eq(grant_versions::source)
+                .and(identity_versions::external_id.eq(grant_versions::identity_external_id))
+                .and(crate::as_of!(identity_versions, seq))),
+        )
+        .inner_join(
+            entitlement_versions::table.on(entitlement_versions::source
+                .eq(grant_versions::source)
+                .and(entitlement_versions::external_id.eq(grant_versions::entitlement_external_id))
+                .and(crate::as_of!(entitlement_versions, seq))),
+        )
         .left_join(
             managers.on(managers
-                .field(identities::dn_norm)
-                .nullable()
-                .eq(identities::manager_dn_norm)
+                .field(identity_versions::source)
+                .eq(identity_versions::source)
                 .and(
                     managers
-                        .field(identities::sync_run_id)
-                        .eq(identities::sync_run_id),
+                        .field(identity_versions::dn_norm)
+                        .nullable()
+                        .eq(identity_versions::manager_dn_norm),
+                )
+                .and(managers.field(identity_versions::valid_from).le(seq))
+                .and(
+                    managers
+                        .field(identity_versions::valid_to)
+                        .is_null()
+                        .or(managers.field(identity_versions::valid_to).gt(seq)),
                 )),
         )
-        .filter(grants::sync_run_id.eq(sync_run_id))
-        .filter(grants::id.gt(after))
+        .filter(grant_versions::source.eq(source))
+        .filter(crate::as_of!(grant_versions, seq))
+        .filter(grant_versions::id.gt(after))
         .into_boxed();
     if let Some(ids) = entitlement_ids {
-        query = query.filter(grants::entitlement_id.eq_any(ids));
+        query = query.filter(grant_versions::entitlement_external_id.eq_any(ids));
     }
     let rows: Vec<GrantColumns> = query
-        .order(grants::id.asc())
+        .order(grant_versions::id.asc())
         .limit(GRANT_PAGE)
         .select((
-            (grants::id, grants::via, grants::first_seen_at),
             (
-                identities::external_id,
-                identities::login,
-                identities::display_name,
-                identities::email,
-                identities::status,
+                grant_versions::id,
+                grant_versions::via,
+                grant_versions::first_seen_at,
             ),
             (
-                entitlements::external_id,
-                entitlements::name,
-                entitlements::dn,
-                entitlements::privileged,
+                identity_versions::external_id,
+                identity_versions::login,
+                identity_versions::display_name,
+                identity_versions::email,
+                identity_versions::status,
+            ),
+            (
+                entitlement_versions::external_id,
+                entitlement_versions::name,
+                entitlement_versions::dn,
+                entitlement_versions::privileged,
             ),
             managers
                 .fields((
-                    identities::external_id,
-                    identities::login,
-                    identities::display_name,
-                    identities::email,
-                    identities::status,
+                    identity_versions::external_id,
+                    identity_versions::login,
+                    identity_versions::display_name,
+                    identity_versions::email,
+                    identity_versions::status,
                 ))
                 .nullable(),
         ))

@@ -26,14 +26,24 @@ diesel::table! {
         raw_sha256 -> Nullable<Text>,
         status -> Text,
         error -> Nullable<Text>,
+        seq -> BigInt,
+        bind_identity -> Nullable<Text>,
+        page_size -> Nullable<BigInt>,
+        memberships -> BigInt,
+        cycles -> BigInt,
+        heartbeat_at -> Nullable<Timestamp>,
+        diff -> Text,
     }
 }
 
 diesel::table! {
-    identities (id) {
-        id -> Text,
-        sync_run_id -> Text,
+    identity_versions (id) {
+        id -> BigInt,
+        source -> Text,
         external_id -> Text,
+        valid_from -> BigInt,
+        valid_to -> Nullable<BigInt>,
+        content_sha256 -> Text,
         dn -> Text,
         dn_norm -> Text,
         login -> Text,
@@ -46,29 +56,56 @@ diesel::table! {
 }
 
 diesel::table! {
-    entitlements (id) {
-        id -> Text,
-        sync_run_id -> Text,
+    entitlement_versions (id) {
+        id -> BigInt,
+        source -> Text,
         external_id -> Text,
+        valid_from -> BigInt,
+        valid_to -> Nullable<BigInt>,
+        content_sha256 -> Text,
         dn -> Text,
         dn_norm -> Text,
         name -> Text,
         kind -> Text,
         description -> Nullable<Text>,
         privileged -> Bool,
-        owner_external_id -> Nullable<Text>,
+        owner_dn_norm -> Nullable<Text>,
+        direct_members -> BigInt,
     }
 }
 
 diesel::table! {
-    grants (id) {
-        id -> Text,
-        sync_run_id -> Text,
-        entitlement_id -> Text,
-        member_dn_norm -> Text,
-        identity_id -> Nullable<Text>,
+    membership_versions (id) {
+        id -> BigInt,
+        source -> Text,
+        group_external_id -> Text,
+        member_kind -> Text,
+        member_ref -> Text,
+        valid_from -> BigInt,
+        valid_to -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    grant_versions (id) {
+        id -> BigInt,
+        source -> Text,
+        identity_external_id -> Text,
+        entitlement_external_id -> Text,
         via -> Nullable<Text>,
+        valid_from -> BigInt,
+        valid_to -> Nullable<BigInt>,
         first_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sync_run_problems (id) {
+        id -> BigInt,
+        sync_run_id -> Text,
+        kind -> Text,
+        subject -> Text,
+        detail -> Text,
     }
 }
 
@@ -256,10 +293,7 @@ diesel::table! {
 }
 
 diesel::joinable!(sync_runs -> sources (source));
-diesel::joinable!(identities -> sync_runs (sync_run_id));
-diesel::joinable!(entitlements -> sync_runs (sync_run_id));
-diesel::joinable!(grants -> entitlements (entitlement_id));
-diesel::joinable!(grants -> identities (identity_id));
+diesel::joinable!(sync_run_problems -> sync_runs (sync_run_id));
 diesel::joinable!(review_items -> campaigns (campaign_id));
 diesel::joinable!(review_items -> reviewers (reviewer_id));
 diesel::joinable!(reviewers -> campaigns (campaign_id));
@@ -268,9 +302,11 @@ diesel::joinable!(decisions -> review_items (item_id));
 diesel::allow_tables_to_appear_in_same_query!(
     sources,
     sync_runs,
-    identities,
-    entitlements,
-    grants,
+    identity_versions,
+    entitlement_versions,
+    membership_versions,
+    grant_versions,
+    sync_run_problems,
     campaigns,
     reviewers,
     review_items,

@@ -1,48 +1,38 @@
-//! Snapshot import: runs one sync of a source and writes what it returns as a new snapshot.
-//!
-//! Records stream from the source into batched multi-row inserts (never one round trip per
-//! row, never the whole directory in memory). Rows belong to the new sync run and stay
-//! invisible until the final transaction marks the run succeeded and moves the source's
-//! current-snapshot pointer. On any failure the partial rows are removed and the run is
-//! recorded as failed with its error; the previous snapshot stays current.
+//! The streaming half of a sync: every person and group the source hands over is compared, by
+//! a hash of its content, with the version that was current before this sync, and only what
+//! changed is written: a new version valid from this run, the old one closed at this run, and
+//! for a changed group the difference in its direct members. Writes go out in batches, each in
+//! its own short write transaction, so that review pages and decisions keep answering while a
+//! long directory read runs. Nothing written here is visible before the run becomes current;
+//! if the run fails, `sync` removes it. The keys of everything seen (ids, DNs, logins, member
+//! references) are kept for the nested-group expansion that follows; nothing else is.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
 use diesel::prelude::*;
-use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::config::SourceConfig;
-use crate::db::schema::{entitlements, grants, identities, sources, sync_runs};
+use crate::db::schema::{entitlement_versions, identity_versions, membership_versions, sync_runs};
 use crate::db::time::to_db;
-use crate::db::{Database, DbConnection, new_id, write_tx};
-use crate::directory::snapshot::{STATUS_FAILED, STATUS_RUNNING, STATUS_SUCCEEDED};
+use crate::db::{DbConnection, write_tx};
+use crate::directory::effective::{DirectoryGraph, GroupKey, MemberRef, PersonKey};
+use crate::directory::snapshot::SyncDiff;
 use crate::error::{Error, Result};
-use crate::evidence::{EventKind, append};
-use crate::sources::{
-    FetchReport, GroupRecord, PersonRecord, RecordSink, SourceRecord, fetch, normalize_dn,
-    server_of,
-};
+use crate::sources::{GroupRecord, PersonRecord, RecordSink, SourceRecord, normalize_dn};
 
-/// Rows per multi-row INSERT; small enough for SQLite's bind-parameter limit.
-const BATCH_ROWS: usize = 500;
-
-/// What a successful sync wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncOutcome {
-    pub sync_run_id: String,
-    pub entries: u64,
-    pub identities: i64,
-    pub entitlements: i64,
-    pub grants: i64,
-    pub unresolved_members: i64,
-}
+/// Rows per multi-row statement; small enough for SQLite's bind-parameter limit.
+const ROWS_PER_STATEMENT: usize = 500;
+/// Buffered changes that trigger a write (one short transaction).
+const ROWS_PER_FLUSH: usize = 5_000;
 
 #[derive(Insertable)]
-#[diesel(table_name = identities)]
-struct NewIdentity {
-    id: String,
-    sync_run_id: String,
+#[diesel(table_name = identity_versions)]
+struct NewIdentityVersion {
+    source: String,
     external_id: String,
+    valid_from: i64,
+    content_sha256: String,
     dn: String,
     dn_norm: String,
     login: String,
@@ -53,445 +43,455 @@ struct NewIdentity {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = entitlements)]
-struct NewEntitlement {
-    id: String,
-    sync_run_id: String,
+#[diesel(table_name = entitlement_versions)]
+struct NewEntitlementVersion {
+    source: String,
     external_id: String,
+    valid_from: i64,
+    content_sha256: String,
     dn: String,
     dn_norm: String,
     name: String,
     kind: String,
     description: Option<String>,
     privileged: bool,
+    direct_members: i64,
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = grants)]
-struct NewGrant {
-    id: String,
-    sync_run_id: String,
-    entitlement_id: String,
-    member_dn_norm: String,
-    first_seen_at: chrono::NaiveDateTime,
+#[diesel(table_name = membership_versions)]
+struct NewMembershipVersion {
+    source: String,
+    group_external_id: String,
+    member_kind: String,
+    member_ref: String,
+    valid_from: i64,
 }
 
-/// Buffers records and writes them in batches, each batch in its own short write transaction
-/// so that a long directory read never holds the database's write lock.
-struct SnapshotWriter<'c> {
+/// The version of one person or group that was current before this sync.
+struct Known {
+    version_id: i64,
+    content_sha256: String,
+    seen: bool,
+}
+
+/// What the streaming import found; the graph feeds the nested-group expansion.
+pub(crate) struct Imported {
+    pub graph: DirectoryGraph,
+    pub diff: SyncDiff,
+    /// Direct member references across all groups (resolved or not).
+    pub member_references: u64,
+}
+
+/// Receives a source's records and writes the changes of run `run` of `source`.
+pub(crate) struct DirectoryImport<'c> {
     conn: &'c mut DbConnection,
+    clock: &'c dyn Clock,
+    source: String,
     sync_run_id: String,
-    synced_at: chrono::NaiveDateTime,
+    run: i64,
     privileged: Vec<String>,
-    identities: Vec<NewIdentity>,
-    entitlements: Vec<NewEntitlement>,
-    grants: Vec<NewGrant>,
+    people: HashMap<String, Known>,
+    groups: HashMap<String, Known>,
+    graph: DirectoryGraph,
+    diff: SyncDiff,
+    member_references: u64,
+    new_identities: Vec<NewIdentityVersion>,
+    new_entitlements: Vec<NewEntitlementVersion>,
+    new_memberships: Vec<NewMembershipVersion>,
+    closed_identities: Vec<i64>,
+    closed_entitlements: Vec<i64>,
+    closed_memberships: Vec<i64>,
 }
 
-impl SnapshotWriter<'_> {
-    fn is_privileged(&self, group: &GroupRecord) -> bool {
-        let dn = normalize_dn(&group.dn);
-        let name = group.name.to_lowercase();
-        self.privileged.iter().any(|p| *p == dn || *p == name)
+impl<'c> DirectoryImport<'c> {
+    /// Loads the versions current before run `run` (ids and hashes only).
+    pub fn start(
+        conn: &'c mut DbConnection,
+        clock: &'c dyn Clock,
+        source: &str,
+        sync_run_id: &str,
+        run: i64,
+        privileged_groups: &[String],
+    ) -> Result<DirectoryImport<'c>> {
+        let people = identity_versions::table
+            .filter(identity_versions::source.eq(source))
+            .filter(identity_versions::valid_to.is_null())
+            .select((
+                identity_versions::external_id,
+                identity_versions::id,
+                identity_versions::content_sha256,
+            ))
+            .load::<(String, i64, String)>(conn)?;
+        let groups = entitlement_versions::table
+            .filter(entitlement_versions::source.eq(source))
+            .filter(entitlement_versions::valid_to.is_null())
+            .select((
+                entitlement_versions::external_id,
+                entitlement_versions::id,
+                entitlement_versions::content_sha256,
+            ))
+            .load::<(String, i64, String)>(conn)?;
+        let known = |rows: Vec<(String, i64, String)>| {
+            rows.into_iter()
+                .map(|(id, version_id, content_sha256)| {
+                    let known = Known {
+                        version_id,
+                        content_sha256,
+                        seen: false,
+                    };
+                    (id, known)
+                })
+                .collect::<HashMap<_, _>>()
+        };
+        Ok(DirectoryImport {
+            conn,
+            clock,
+            source: source.to_string(),
+            sync_run_id: sync_run_id.to_string(),
+            run,
+            privileged: privileged_groups.iter().map(|p| normalize_dn(p)).collect(),
+            people: known(people),
+            groups: known(groups),
+            graph: DirectoryGraph::default(),
+            diff: SyncDiff::default(),
+            member_references: 0,
+            new_identities: Vec::new(),
+            new_entitlements: Vec::new(),
+            new_memberships: Vec::new(),
+            closed_identities: Vec::new(),
+            closed_entitlements: Vec::new(),
+            closed_memberships: Vec::new(),
+        })
     }
 
-    fn add_person(&mut self, person: PersonRecord) {
-        self.identities.push(NewIdentity {
-            id: new_id(),
-            sync_run_id: self.sync_run_id.clone(),
+    fn add_person(&mut self, person: PersonRecord) -> Result<()> {
+        let dn_norm = normalize_dn(&person.dn);
+        let manager_dn_norm = person.manager_dn.as_deref().map(normalize_dn);
+        let status = if person.disabled {
+            "disabled"
+        } else {
+            "active"
+        };
+        let sha256 = content_sha256(&[
+            Some(&person.dn),
+            Some(&person.login),
+            Some(&person.display_name),
+            person.email.as_deref(),
+            manager_dn_norm.as_deref(),
+            Some(status),
+        ]);
+        match self.people.get_mut(&person.external_id) {
+            Some(known) if known.seen => return Err(duplicate("person", &person.external_id)),
+            Some(known) => {
+                known.seen = true;
+                if known.content_sha256 == sha256 {
+                    self.graph.people.push(PersonKey {
+                        external_id: person.external_id,
+                        dn_norm,
+                        login: person.login,
+                    });
+                    return Ok(());
+                }
+                self.closed_identities.push(known.version_id);
+                self.diff.movers += 1;
+            }
+            None => {
+                self.people.insert(
+                    person.external_id.clone(),
+                    Known {
+                        version_id: 0,
+                        content_sha256: sha256.clone(),
+                        seen: true,
+                    },
+                );
+                self.diff.joiners += 1;
+            }
+        }
+        self.graph.people.push(PersonKey {
+            external_id: person.external_id.clone(),
+            dn_norm: dn_norm.clone(),
+            login: person.login.clone(),
+        });
+        self.new_identities.push(NewIdentityVersion {
+            source: self.source.clone(),
             external_id: person.external_id,
-            dn_norm: normalize_dn(&person.dn),
+            valid_from: self.run,
+            content_sha256: sha256,
             dn: person.dn,
+            dn_norm,
             login: person.login,
             display_name: person.display_name,
             email: person.email,
-            manager_dn_norm: person.manager_dn.as_deref().map(normalize_dn),
-            status: if person.disabled {
-                "disabled"
-            } else {
-                "active"
-            }
-            .to_string(),
+            manager_dn_norm,
+            status: status.to_string(),
         });
+        Ok(())
     }
 
-    fn add_group(&mut self, group: GroupRecord) {
-        let entitlement_id = new_id();
-        let privileged = self.is_privileged(&group);
+    fn add_group(&mut self, group: GroupRecord) -> Result<()> {
+        let dn_norm = normalize_dn(&group.dn);
+        let privileged = self
+            .privileged
+            .iter()
+            .any(|p| *p == dn_norm || *p == group.name.to_lowercase());
         // A member written twice (two spellings of one DN) is one membership.
-        let mut seen = std::collections::HashSet::with_capacity(group.member_dns.len());
-        for member in &group.member_dns {
-            let member_dn_norm = normalize_dn(member);
-            if !seen.insert(member_dn_norm.clone()) {
-                continue;
+        let mut members: Vec<MemberRef> = group
+            .member_dns
+            .iter()
+            .map(|dn| MemberRef::Dn(normalize_dn(dn)))
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        self.member_references += members.len() as u64;
+        let mut hashed: Vec<Option<&str>> = vec![
+            Some(&group.dn),
+            Some(&group.name),
+            group.description.as_deref(),
+            Some(if privileged { "privileged" } else { "" }),
+        ];
+        let member_texts: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}:{}", m.kind(), m.value()))
+            .collect();
+        hashed.extend(member_texts.iter().map(|m| Some(m.as_str())));
+        let sha256 = content_sha256(&hashed);
+        let previous = match self.groups.get_mut(&group.external_id) {
+            Some(known) if known.seen => return Err(duplicate("group", &group.external_id)),
+            Some(known) => {
+                known.seen = true;
+                if known.content_sha256 == sha256 {
+                    self.graph.groups.push(GroupKey {
+                        external_id: group.external_id,
+                        dn_norm,
+                        name: group.name,
+                        members,
+                    });
+                    return Ok(());
+                }
+                self.closed_entitlements.push(known.version_id);
+                self.diff.groups_changed += 1;
+                true
             }
-            self.grants.push(NewGrant {
-                id: new_id(),
-                sync_run_id: self.sync_run_id.clone(),
-                entitlement_id: entitlement_id.clone(),
-                member_dn_norm,
-                first_seen_at: self.synced_at,
-            });
-        }
-        self.entitlements.push(NewEntitlement {
-            id: entitlement_id,
-            sync_run_id: self.sync_run_id.clone(),
-            external_id: group.external_id,
-            dn_norm: normalize_dn(&group.dn),
+            None => {
+                self.groups.insert(
+                    group.external_id.clone(),
+                    Known {
+                        version_id: 0,
+                        content_sha256: sha256.clone(),
+                        seen: true,
+                    },
+                );
+                self.diff.groups_added += 1;
+                false
+            }
+        };
+        self.diff_memberships(&group.external_id, &members, previous)?;
+        self.new_entitlements.push(NewEntitlementVersion {
+            source: self.source.clone(),
+            external_id: group.external_id.clone(),
+            valid_from: self.run,
+            content_sha256: sha256,
             dn: group.dn,
-            name: group.name,
+            dn_norm: dn_norm.clone(),
+            name: group.name.clone(),
             kind: "group".to_string(),
             description: group.description,
             privileged,
+            direct_members: members.len() as i64,
         });
+        self.graph.groups.push(GroupKey {
+            external_id: group.external_id,
+            dn_norm,
+            name: group.name,
+            members,
+        });
+        self.flush_if_full()
+    }
+
+    /// Records the difference between a group's direct members now and before this run.
+    fn diff_memberships(
+        &mut self,
+        group_external_id: &str,
+        members: &[MemberRef],
+        existed: bool,
+    ) -> Result<()> {
+        let mut before: HashMap<MemberRef, i64> = HashMap::new();
+        if existed {
+            let rows: Vec<(i64, String, String)> = membership_versions::table
+                .filter(membership_versions::source.eq(&self.source))
+                .filter(membership_versions::group_external_id.eq(group_external_id))
+                .filter(membership_versions::valid_to.is_null())
+                .select((
+                    membership_versions::id,
+                    membership_versions::member_kind,
+                    membership_versions::member_ref,
+                ))
+                .load(self.conn)?;
+            before = rows
+                .into_iter()
+                .map(|(id, kind, value)| (MemberRef::from_parts(&kind, value), id))
+                .collect();
+        }
+        for member in members {
+            if before.remove(member).is_none() {
+                self.diff.memberships_added += 1;
+                self.new_memberships.push(NewMembershipVersion {
+                    source: self.source.clone(),
+                    group_external_id: group_external_id.to_string(),
+                    member_kind: member.kind().to_string(),
+                    member_ref: member.value().to_string(),
+                    valid_from: self.run,
+                });
+            }
+        }
+        self.diff.memberships_removed += before.len() as u64;
+        self.closed_memberships.extend(before.into_values());
+        Ok(())
     }
 
     fn pending_rows(&self) -> usize {
-        self.identities.len() + self.entitlements.len() + self.grants.len()
+        self.new_identities.len()
+            + self.new_entitlements.len()
+            + self.new_memberships.len()
+            + self.closed_identities.len()
+            + self.closed_entitlements.len()
+            + self.closed_memberships.len()
     }
 
-    /// Writes buffered rows; entitlements go before the grants that reference them.
-    fn flush(&mut self) -> Result<()> {
-        if self.pending_rows() == 0 {
-            return Ok(());
-        }
-        let identities_batch = std::mem::take(&mut self.identities);
-        let entitlements_batch = std::mem::take(&mut self.entitlements);
-        let grants_batch = std::mem::take(&mut self.grants);
-        write_tx(self.conn, |conn| {
-            for chunk in identities_batch.chunks(BATCH_ROWS) {
-                crate::insert_rows!(conn, identities::table, chunk)?;
-            }
-            for chunk in entitlements_batch.chunks(BATCH_ROWS) {
-                crate::insert_rows!(conn, entitlements::table, chunk)?;
-            }
-            for chunk in grants_batch.chunks(BATCH_ROWS) {
-                crate::insert_rows!(conn, grants::table, chunk)?;
-            }
-            Ok(())
-        })
-    }
-}
-
-impl RecordSink for SnapshotWriter<'_> {
-    fn accept(&mut self, record: SourceRecord) -> Result<()> {
-        match record {
-            SourceRecord::Person(person) => self.add_person(person),
-            SourceRecord::Group(group) => self.add_group(group),
-        }
-        if self.pending_rows() >= BATCH_ROWS * 4 {
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.pending_rows() >= ROWS_PER_FLUSH {
             self.flush()?;
         }
         Ok(())
     }
-}
 
-/// Syncs one source: records the run, imports the snapshot, and makes it current on success.
-/// Blocking; run it on a blocking thread.
-pub fn sync_source(
-    db: &Database,
-    clock: &dyn Clock,
-    name: &str,
-    config: &SourceConfig,
-    actor: &str,
-) -> Result<SyncOutcome> {
-    let mut conn = db.conn()?;
-    let started_at = clock.now();
-    sweep_abandoned_runs(&mut conn, started_at, name, actor)?;
-    let sync_run_id = begin_run(&mut conn, started_at, name, config, actor)?;
-    tracing::info!(source = name, sync_run = %sync_run_id, "sync started");
-
-    let imported = import_snapshot(&mut conn, &sync_run_id, started_at, config)
-        .and_then(|report| finish_run(&mut conn, clock.now(), name, &sync_run_id, &report, actor));
-    match imported {
-        Ok(outcome) => {
-            tracing::info!(
-                source = name,
-                sync_run = %sync_run_id,
-                identities = outcome.identities,
-                entitlements = outcome.entitlements,
-                grants = outcome.grants,
-                "sync succeeded"
-            );
-            Ok(outcome)
-        }
-        Err(err) => {
-            let message = match &err {
-                Error::Source { message, .. } => message.clone(),
-                other => other.to_string(),
-            };
-            tracing::warn!(source = name, sync_run = %sync_run_id, error = %message, "sync failed");
-            // The sync's own error is what the caller must see, even if recording it fails.
-            if let Err(record_error) =
-                fail_run(&mut conn, clock.now(), &sync_run_id, &message, actor)
-            {
-                tracing::error!(sync_run = %sync_run_id, error = %record_error, "cannot record the failed sync");
+    /// Writes the buffered changes in one short transaction, and shows the run is alive.
+    fn flush(&mut self) -> Result<()> {
+        let identities = std::mem::take(&mut self.new_identities);
+        let entitlements = std::mem::take(&mut self.new_entitlements);
+        let memberships = std::mem::take(&mut self.new_memberships);
+        let closed_identities = std::mem::take(&mut self.closed_identities);
+        let closed_entitlements = std::mem::take(&mut self.closed_entitlements);
+        let closed_memberships = std::mem::take(&mut self.closed_memberships);
+        let (run, now) = (self.run, to_db(self.clock.now()));
+        let sync_run_id = self.sync_run_id.clone();
+        write_tx(self.conn, |conn| {
+            for chunk in identities.chunks(ROWS_PER_STATEMENT) {
+                crate::insert_rows!(conn, identity_versions::table, chunk)?;
             }
-            Err(Error::source(name, message))
-        }
-    }
-}
-
-fn begin_run(
-    conn: &mut DbConnection,
-    at: DateTime<Utc>,
-    name: &str,
-    config: &SourceConfig,
-    actor: &str,
-) -> Result<String> {
-    let kind = match config {
-        SourceConfig::Ldap(_) => "ldap",
-        SourceConfig::Ldif(_) => "ldif",
-    };
-    let sync_run_id = new_id();
-    let server = server_of(config);
-    write_tx(conn, |conn| {
-        let source_row = (
-            sources::name.eq(name),
-            sources::kind.eq(kind),
-            sources::updated_at.eq(to_db(at)),
-        );
-        // Two first syncs of the same source may race; the row just has to exist.
-        match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(sources::table)
-                .values(source_row)
-                .on_conflict_do_nothing()
-                .execute(pg)?,
-            DbConnection::Sqlite(sqlite) => diesel::insert_into(sources::table)
-                .values(source_row)
-                .on_conflict_do_nothing()
-                .execute(sqlite)?,
-        };
-        diesel::insert_into(sync_runs::table)
-            .values((
-                sync_runs::id.eq(&sync_run_id),
-                sync_runs::source.eq(name),
-                sync_runs::server.eq(&server),
-                sync_runs::searches.eq("[]"),
-                sync_runs::started_at.eq(to_db(at)),
-                sync_runs::status.eq(STATUS_RUNNING),
-            ))
-            .execute(conn)?;
-        append(
-            conn,
-            at,
-            EventKind::SyncStarted,
-            actor,
-            Some(&sync_run_id),
-            &json!({ "source": name, "sync_run": sync_run_id, "server": server }),
-        )?;
-        Ok(())
-    })?;
-    Ok(sync_run_id)
-}
-
-fn import_snapshot(
-    conn: &mut DbConnection,
-    sync_run_id: &str,
-    started_at: DateTime<Utc>,
-    config: &SourceConfig,
-) -> Result<FetchReport> {
-    let mut writer = SnapshotWriter {
-        conn,
-        sync_run_id: sync_run_id.to_string(),
-        synced_at: to_db(started_at),
-        privileged: config
-            .privileged_groups()
-            .iter()
-            .map(|p| normalize_dn(p))
-            .collect(),
-        identities: Vec::new(),
-        entitlements: Vec::new(),
-        grants: Vec::new(),
-    };
-    let report = fetch(config, &mut writer)?;
-    writer.flush()?;
-    Ok(report)
-}
-
-/// Only run ids this module generated are ever inlined into SQL; re-checked here anyway.
-fn quoted_id(id: &str) -> Result<String> {
-    uuid::Uuid::parse_str(id)
-        .map(|u| format!("'{u}'"))
-        .map_err(|_| Error::Internal("sync run id is not a UUID".into()))
-}
-
-/// Links grants to the people of the same snapshot and carries "first seen" forward from the
-/// previous snapshot, then counts, records the run and moves the current pointer.
-fn finish_run(
-    conn: &mut DbConnection,
-    at: DateTime<Utc>,
-    name: &str,
-    sync_run_id: &str,
-    report: &FetchReport,
-    actor: &str,
-) -> Result<SyncOutcome> {
-    let run = quoted_id(sync_run_id)?;
-    write_tx(conn, |conn| {
-        let previous: Option<Option<String>> = sources::table
-            .find(name)
-            .select(sources::current_sync_run_id)
-            .first(conn)
-            .optional()?;
-        diesel::sql_query(format!(
-            "UPDATE grants SET identity_id = (SELECT i.id FROM identities i \
-             WHERE i.sync_run_id = grants.sync_run_id AND i.dn_norm = grants.member_dn_norm LIMIT 1) \
-             WHERE sync_run_id = {run}"
-        ))
-        .execute(conn)?;
-        if let Some(prev) = previous.clone().flatten() {
-            let prev = quoted_id(&prev)?;
-            diesel::sql_query(format!(
-                "UPDATE grants SET first_seen_at = COALESCE((SELECT MIN(pg.first_seen_at) FROM grants pg \
-                 WHERE pg.sync_run_id = {prev} \
-                 AND pg.identity_id = (SELECT pi.id FROM identities pi WHERE pi.sync_run_id = {prev} \
-                   AND pi.external_id = (SELECT ci.external_id FROM identities ci WHERE ci.id = grants.identity_id)) \
-                 AND pg.entitlement_id = (SELECT pe.id FROM entitlements pe WHERE pe.sync_run_id = {prev} \
-                   AND pe.external_id = (SELECT ce.external_id FROM entitlements ce WHERE ce.id = grants.entitlement_id))), \
-                 first_seen_at) WHERE sync_run_id = {run} AND identity_id IS NOT NULL"
-            ))
-            .execute(conn)?;
-        }
-        let identity_count: i64 = identities::table
-            .filter(identities::sync_run_id.eq(sync_run_id))
-            .count()
-            .get_result(conn)?;
-        let entitlement_count: i64 = entitlements::table
-            .filter(entitlements::sync_run_id.eq(sync_run_id))
-            .count()
-            .get_result(conn)?;
-        let grant_count: i64 = grants::table
-            .filter(grants::sync_run_id.eq(sync_run_id))
-            .filter(grants::identity_id.is_not_null())
-            .count()
-            .get_result(conn)?;
-        let unresolved: i64 = grants::table
-            .filter(grants::sync_run_id.eq(sync_run_id))
-            .filter(grants::identity_id.is_null())
-            .count()
-            .get_result(conn)?;
-        let searches = serde_json::to_string(&report.searches)?;
-        let marked = diesel::update(
-            sync_runs::table
-                .find(sync_run_id)
-                .filter(sync_runs::status.eq(STATUS_RUNNING)),
-        )
-        .set((
-            sync_runs::searches.eq(&searches),
-            sync_runs::finished_at.eq(Some(to_db(at))),
-            sync_runs::pages.eq(report.pages() as i64),
-            sync_runs::entries.eq(report.entries() as i64),
-            sync_runs::identities.eq(identity_count),
-            sync_runs::entitlements.eq(entitlement_count),
-            sync_runs::grants.eq(grant_count),
-            sync_runs::unresolved_members.eq(unresolved),
-            sync_runs::raw_sha256.eq(Some(&report.raw_sha256)),
-            sync_runs::status.eq(STATUS_SUCCEEDED),
-        ))
-        .execute(conn)?;
-        if marked == 0 {
-            return Err(Error::Conflict(
-                "the sync run was ended by someone else while it was importing".into(),
-            ));
-        }
-        diesel::update(sources::table.find(name))
-            .set((
-                sources::current_sync_run_id.eq(Some(sync_run_id)),
-                sources::updated_at.eq(to_db(at)),
-            ))
-            .execute(conn)?;
-        append(
-            conn,
-            at,
-            EventKind::SyncSucceeded,
-            actor,
-            Some(sync_run_id),
-            &json!({
-                "source": name,
-                "sync_run": sync_run_id,
-                "previous_sync_run": previous.clone().flatten(),
-                "server": report.server,
-                "searches": report.searches,
-                "entries": report.entries(),
-                "identities": identity_count,
-                "entitlements": entitlement_count,
-                "grants": grant_count,
-                "unresolved_members": unresolved,
-                "raw_sha256": report.raw_sha256,
-            }),
-        )?;
-        Ok(SyncOutcome {
-            sync_run_id: sync_run_id.to_string(),
-            entries: report.entries(),
-            identities: identity_count,
-            entitlements: entitlement_count,
-            grants: grant_count,
-            unresolved_members: unresolved,
+            for chunk in entitlements.chunks(ROWS_PER_STATEMENT) {
+                crate::insert_rows!(conn, entitlement_versions::table, chunk)?;
+            }
+            for chunk in memberships.chunks(ROWS_PER_STATEMENT) {
+                crate::insert_rows!(conn, membership_versions::table, chunk)?;
+            }
+            for chunk in closed_identities.chunks(ROWS_PER_STATEMENT) {
+                diesel::update(
+                    identity_versions::table.filter(identity_versions::id.eq_any(chunk)),
+                )
+                .set(identity_versions::valid_to.eq(Some(run)))
+                .execute(conn)?;
+            }
+            for chunk in closed_entitlements.chunks(ROWS_PER_STATEMENT) {
+                diesel::update(
+                    entitlement_versions::table.filter(entitlement_versions::id.eq_any(chunk)),
+                )
+                .set(entitlement_versions::valid_to.eq(Some(run)))
+                .execute(conn)?;
+            }
+            for chunk in closed_memberships.chunks(ROWS_PER_STATEMENT) {
+                diesel::update(
+                    membership_versions::table.filter(membership_versions::id.eq_any(chunk)),
+                )
+                .set(membership_versions::valid_to.eq(Some(run)))
+                .execute(conn)?;
+            }
+            diesel::update(sync_runs::table.find(&sync_run_id))
+                .set(sync_runs::heartbeat_at.eq(Some(now)))
+                .execute(conn)?;
+            Ok(())
         })
-    })
-}
-
-/// A run still `running` this long after it started belongs to a process that died.
-const ABANDONED_AFTER_HOURS: i64 = 6;
-
-/// Ends runs of `source` that a dead process left `running`: their partial rows go, and each
-/// is recorded as failed, so debris never accumulates and the history tells what happened.
-fn sweep_abandoned_runs(
-    conn: &mut DbConnection,
-    at: DateTime<Utc>,
-    source: &str,
-    actor: &str,
-) -> Result<()> {
-    let cutoff = to_db(at - chrono::Duration::hours(ABANDONED_AFTER_HOURS));
-    let abandoned: Vec<String> = sync_runs::table
-        .filter(sync_runs::source.eq(source))
-        .filter(sync_runs::status.eq(STATUS_RUNNING))
-        .filter(sync_runs::started_at.lt(cutoff))
-        .select(sync_runs::id)
-        .load(conn)?;
-    for run in abandoned {
-        tracing::warn!(source, sync_run = %run, "ending a sync run abandoned by a stopped process");
-        fail_run(
-            conn,
-            at,
-            &run,
-            "abandoned: the sync stopped without finishing (the process ended)",
-            actor,
-        )?;
     }
-    Ok(())
+
+    /// After the last record: closes what the directory no longer has (people, groups and
+    /// their memberships) and writes everything still buffered.
+    pub fn finish(mut self) -> Result<Imported> {
+        let leavers: Vec<i64> = self
+            .people
+            .values()
+            .filter(|k| !k.seen)
+            .map(|k| k.version_id)
+            .collect();
+        self.diff.leavers = leavers.len() as u64;
+        self.closed_identities.extend(leavers);
+        let removed: Vec<(String, i64)> = self
+            .groups
+            .iter()
+            .filter(|(_, k)| !k.seen)
+            .map(|(id, k)| (id.clone(), k.version_id))
+            .collect();
+        self.diff.groups_removed = removed.len() as u64;
+        for (external_id, version_id) in removed {
+            self.closed_entitlements.push(version_id);
+            self.diff_memberships(&external_id, &[], true)?;
+            self.flush_if_full()?;
+        }
+        self.flush()?;
+        Ok(Imported {
+            graph: self.graph,
+            diff: self.diff,
+            member_references: self.member_references,
+        })
+    }
 }
 
-/// Removes the partial rows of a failed run and records the failure; the current pointer is
-/// untouched.
-fn fail_run(
-    conn: &mut DbConnection,
-    at: DateTime<Utc>,
-    sync_run_id: &str,
-    message: &str,
-    actor: &str,
-) -> Result<()> {
-    write_tx(conn, |conn| {
-        diesel::delete(grants::table.filter(grants::sync_run_id.eq(sync_run_id))).execute(conn)?;
-        diesel::delete(entitlements::table.filter(entitlements::sync_run_id.eq(sync_run_id)))
-            .execute(conn)?;
-        diesel::delete(identities::table.filter(identities::sync_run_id.eq(sync_run_id)))
-            .execute(conn)?;
-        diesel::update(sync_runs::table.find(sync_run_id))
-            .set((
-                sync_runs::finished_at.eq(Some(to_db(at))),
-                sync_runs::status.eq(STATUS_FAILED),
-                sync_runs::error.eq(Some(message)),
-            ))
-            .execute(conn)?;
-        append(
-            conn,
-            at,
-            EventKind::SyncFailed,
-            actor,
-            Some(sync_run_id),
-            &json!({ "sync_run": sync_run_id, "error": message }),
-        )?;
-        Ok(())
-    })
+impl RecordSink for DirectoryImport<'_> {
+    fn accept(&mut self, record: SourceRecord) -> Result<()> {
+        match record {
+            SourceRecord::Person(person) => self.add_person(person)?,
+            SourceRecord::Group(group) => self.add_group(group)?,
+        }
+        self.flush_if_full()
+    }
+}
+
+fn duplicate(what: &str, external_id: &str) -> Error {
+    Error::source(
+        "directory",
+        format!(
+            "two {what} entries share the id `{external_id}`; ids must be unique (check the \
+             id attribute), so the sync is aborted"
+        ),
+    )
+}
+
+/// SHA-256 over a length-prefixed encoding of the fields (absent and empty differ), hex.
+fn content_sha256(fields: &[Option<&str>]) -> String {
+    let mut hasher = Sha256::new();
+    for field in fields {
+        match field {
+            Some(text) => {
+                hasher.update([1u8]);
+                hasher.update((text.len() as u64).to_be_bytes());
+                hasher.update(text.as_bytes());
+            }
+            None => hasher.update([0u8]),
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_sha256;
+
+    #[test]
+    fn content_hash_tells_absent_from_empty_and_field_boundaries() {
+        assert_ne!(content_sha256(&[None]), content_sha256(&[Some("")]));
+        assert_ne!(
+            content_sha256(&[Some("ab"), Some("c")]),
+            content_sha256(&[Some("a"), Some("bc")])
+        );
+    }
 }

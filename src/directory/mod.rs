@@ -1,10 +1,16 @@
-//! The directory: immutable snapshots of who has what, one per successful sync run. A sync
-//! streams a source's records into rows keyed by its run id; only when everything is written
-//! does the source's "current snapshot" pointer move, so a failed sync leaves the previous
-//! snapshot current. This module never talks to a directory server itself (see `sources/`).
+//! The directory: a versioned graph of who has what, per source. People, groups, direct
+//! memberships and effective accesses are each stored as versions valid over a range of sync
+//! runs, keyed by the directory's stable ids, so an unchanged sync writes nothing and "the
+//! directory as of run R" is a query. A sync streams the source, writes only what changed, and
+//! becomes current only when everything is written; nested groups are expanded into effective
+//! access with the chain of groups it comes through. This module never talks to a directory
+//! server itself (see `sources/`).
 
-pub mod import;
+pub mod effective;
+mod grants;
+mod import;
 pub mod snapshot;
+pub mod sync;
 
-pub use import::{SyncOutcome, sync_source};
-pub use snapshot::{SyncRun, current_sync_run};
+pub use snapshot::{SyncDiff, SyncRun, current_sync_run};
+pub use sync::{SyncOutcome, sync_source};

@@ -1,11 +1,12 @@
-//! Reading snapshots: the sync-run record (the population's provenance) and which run is
-//! current for a source.
+//! Reading the directory: sync-run records (the population's provenance, its diff and its
+//! problems), which run is current for a source, and the "as of run R" filter every query over
+//! the versioned tables uses.
 
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::DbConnection;
-use crate::db::schema::{sources, sync_runs};
+use crate::db::schema::{sources, sync_run_problems, sync_runs};
 use crate::error::{Error, Result};
 
 /// One sync run: where a population came from, with which query, and how it ended.
@@ -14,7 +15,11 @@ use crate::error::{Error, Result};
 pub struct SyncRun {
     pub id: String,
     pub source: String,
+    /// The run's number within its source; versions are valid from and to run numbers.
+    pub seq: i64,
     pub server: String,
+    pub bind_identity: Option<String>,
+    pub page_size: Option<i64>,
     pub searches: String,
     pub started_at: chrono::NaiveDateTime,
     pub finished_at: Option<chrono::NaiveDateTime>,
@@ -22,16 +27,85 @@ pub struct SyncRun {
     pub entries: i64,
     pub identities: i64,
     pub entitlements: i64,
+    /// Direct member references that resolved to a synced person or group.
+    pub memberships: i64,
+    /// Effective accesses (person, group), direct or through nested groups.
     pub grants: i64,
     pub unresolved_members: i64,
+    pub cycles: i64,
     pub raw_sha256: Option<String>,
     pub status: String,
     pub error: Option<String>,
+    /// [`SyncDiff`] as JSON.
+    pub diff: String,
+}
+
+impl SyncRun {
+    pub fn diff(&self) -> SyncDiff {
+        serde_json::from_str(&self.diff).unwrap_or_default()
+    }
 }
 
 pub const STATUS_RUNNING: &str = "running";
 pub const STATUS_SUCCEEDED: &str = "succeeded";
 pub const STATUS_FAILED: &str = "failed";
+
+/// What changed since the previous successful run of the source.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SyncDiff {
+    /// People seen for the first time.
+    pub joiners: u64,
+    /// People no longer in the directory.
+    pub leavers: u64,
+    /// People whose entry changed (name, DN, manager, state...).
+    pub movers: u64,
+    pub groups_added: u64,
+    pub groups_removed: u64,
+    pub groups_changed: u64,
+    pub memberships_added: u64,
+    pub memberships_removed: u64,
+    pub grants_added: u64,
+    pub grants_removed: u64,
+    /// Accesses that remain but now come through another chain of groups.
+    pub grants_rerouted: u64,
+}
+
+impl SyncDiff {
+    /// Whether the directory's people, groups or memberships changed at all.
+    pub fn directory_changed(&self) -> bool {
+        self.joiners
+            + self.leavers
+            + self.movers
+            + self.groups_added
+            + self.groups_removed
+            + self.groups_changed
+            + self.memberships_added
+            + self.memberships_removed
+            > 0
+    }
+}
+
+/// One thing a sync run could not place (see `directory::effective::Problem`).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, PartialEq, Eq)]
+#[diesel(table_name = sync_run_problems)]
+pub struct SyncProblem {
+    pub kind: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// Rows of a versioned table (`identity_versions`, ...) valid in run `run`.
+#[macro_export]
+macro_rules! as_of {
+    ($table:ident, $run:expr) => {
+        $crate::db::schema::$table::valid_from.le($run).and(
+            $crate::db::schema::$table::valid_to
+                .is_null()
+                .or($crate::db::schema::$table::valid_to.gt($run)),
+        )
+    };
+}
 
 pub fn sync_run(conn: &mut DbConnection, id: &str) -> Result<SyncRun> {
     sync_runs::table
@@ -60,6 +134,20 @@ pub fn sync_runs_of(conn: &mut DbConnection, source: &str) -> Result<Vec<SyncRun
     Ok(sync_runs::table
         .filter(sync_runs::source.eq(source))
         .order(sync_runs::started_at.desc())
+        .then_order_by(sync_runs::seq.desc())
         .select(SyncRun::as_select())
+        .load(conn)?)
+}
+
+/// What a run could not place, by kind and group.
+pub fn problems_of(conn: &mut DbConnection, sync_run_id: &str) -> Result<Vec<SyncProblem>> {
+    Ok(sync_run_problems::table
+        .filter(sync_run_problems::sync_run_id.eq(sync_run_id))
+        .order((
+            sync_run_problems::kind.asc(),
+            sync_run_problems::subject.asc(),
+            sync_run_problems::detail.asc(),
+        ))
+        .select(SyncProblem::as_select())
         .load(conn)?)
 }

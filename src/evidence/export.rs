@@ -21,7 +21,7 @@ use crate::campaigns::model::campaign;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::from_db;
 use crate::db::{DbConnection, is_postgres, write_tx};
-use crate::directory::snapshot::sync_run;
+use crate::directory::snapshot::{problems_of, sync_run};
 use crate::error::{Error, Result};
 use crate::evidence::{EventKind, append};
 
@@ -215,6 +215,7 @@ fn write_pack(
     files.push(finish_entry("decisions.jsonl", jsonl));
 
     let run = sync_run(conn, &campaign.sync_run_id)?;
+    let problems = problems_of(conn, &run.id)?;
     let reviewer_count: i64 = reviewers::table
         .filter(reviewers::campaign_id.eq(campaign_id))
         .count()
@@ -238,7 +239,10 @@ fn write_pack(
         "sync_run": {
             "id": run.id,
             "source": run.source,
+            "run": run.seq,
             "server": run.server,
+            "bind_identity": run.bind_identity,
+            "page_size": run.page_size,
             "searches": searches,
             "started_at": rfc3339(run.started_at),
             "finished_at": run.finished_at.map(rfc3339),
@@ -247,8 +251,12 @@ fn write_pack(
             "entries": run.entries,
             "identities": run.identities,
             "entitlements": run.entitlements,
+            "memberships": run.memberships,
             "grants": run.grants,
             "unresolved_members": run.unresolved_members,
+            "cycles": run.cycles,
+            "diff": run.diff(),
+            "problems": problems,
             "raw_sha256": run.raw_sha256,
         },
         "counts": {

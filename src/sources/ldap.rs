@@ -190,6 +190,12 @@ fn run_searches(
     }
     Ok(FetchReport {
         server: config.url.clone(),
+        bind_identity: Some(if config.bind_dn.is_empty() {
+            "(anonymous)".to_string()
+        } else {
+            config.bind_dn.clone()
+        }),
+        page_size: Some(i64::from(config.page_size)),
         searches,
         raw_sha256: hex::encode(hasher.finalize()),
     })

@@ -47,6 +47,8 @@ pub fn fetch(config: &LdifSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
     }
     Ok(FetchReport {
         server: path,
+        bind_identity: None,
+        page_size: None,
         searches: vec![
             people.record(
                 &people_q.base_dns,

@@ -65,6 +65,10 @@ pub struct SearchRecord {
 pub struct FetchReport {
     /// Server URL or file path.
     pub server: String,
+    /// Who the source authenticated as (a bind DN, a client id), if anyone.
+    pub bind_identity: Option<String>,
+    /// Entries asked for per page, where the source pages.
+    pub page_size: Option<i64>,
     pub searches: Vec<SearchRecord>,
     /// SHA-256 over the raw entries as received, in order (hex).
     pub raw_sha256: String,
@@ -97,43 +101,82 @@ pub fn server_of(config: &SourceConfig) -> String {
     }
 }
 
-/// Lower-cases a DN and removes blanks around separators so that the same DN written two
-/// ways compares equal. Escaped characters are kept as written.
+/// The canonical form of a DN, so that the same DN written two ways compares equal: lower
+/// case, no blanks around separators, and escapes decoded and written one way (`\2C` and `\,`
+/// both become `\,`; `\C3\BC` becomes `ü`). Only characters that must stay escaped in a DN
+/// value are escaped.
 pub fn normalize_dn(dn: &str) -> String {
-    let mut out = String::with_capacity(dn.len());
-    // Bytes up to here were written escaped and must not be trimmed.
-    let mut protected = 0;
-    let mut escaped = false;
-    let mut after_separator = false;
-    for ch in dn.trim().chars() {
-        if escaped {
-            out.extend(ch.to_lowercase());
-            protected = out.len();
-            escaped = false;
-            after_separator = false;
+    // Each character with whether it was escaped (and so is part of a value, never syntax).
+    let chars: Vec<char> = dn.trim().chars().collect();
+    let mut tokens: Vec<(char, bool)> = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '\\' {
+            tokens.push((chars[i], false));
+            i += 1;
             continue;
         }
-        match ch {
-            '\\' => {
-                escaped = true;
-                after_separator = false;
-                out.push(ch);
+        // A run of hex escapes is one UTF-8 sequence (`\C3\BC`).
+        let mut bytes = Vec::new();
+        while chars.get(i) == Some(&'\\') {
+            let Some(byte) = hex_pair(&chars, i + 1) else {
+                break;
+            };
+            bytes.push(byte);
+            i += 3;
+        }
+        if bytes.is_empty() {
+            // `\,` and the like: the next character, literally.
+            tokens.extend(chars.get(i + 1).map(|c| (*c, true)));
+            i += 2;
+        } else {
+            tokens.extend(String::from_utf8_lossy(&bytes).chars().map(|c| (c, true)));
+        }
+    }
+
+    let mut kept: Vec<(char, bool)> = Vec::with_capacity(tokens.len());
+    let mut after_separator = false;
+    for (ch, escaped) in tokens {
+        if !escaped && matches!(ch, ',' | '=' | '+') {
+            while kept.last().is_some_and(|(c, e)| *c == ' ' && !e) {
+                kept.pop();
             }
-            ',' | '=' | '+' => {
-                while out.len() > protected && out.ends_with(' ') {
-                    out.pop();
-                }
-                out.push(ch);
-                after_separator = true;
-            }
-            ' ' if after_separator => {}
-            _ => {
-                after_separator = false;
-                out.extend(ch.to_lowercase());
-            }
+            kept.push((ch, false));
+            after_separator = true;
+        } else if !escaped && ch == ' ' && after_separator {
+            continue;
+        } else {
+            kept.push((ch, escaped));
+            after_separator = false;
+        }
+    }
+    while kept.last().is_some_and(|(c, e)| *c == ' ' && !e) {
+        kept.pop();
+    }
+
+    let mut out = String::with_capacity(kept.len());
+    for (ch, escaped) in kept {
+        if escaped
+            && matches!(
+                ch,
+                ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' | ' ' | '#'
+            )
+        {
+            out.push('\\');
+            out.push(ch);
+        } else {
+            out.extend(ch.to_lowercase());
         }
     }
     out
+}
+
+/// The byte written as two hex digits at `at`, if that is what is there.
+fn hex_pair(chars: &[char], at: usize) -> Option<u8> {
+    let (high, low) = (chars.get(at)?, chars.get(at + 1)?);
+    let high = high.to_digit(16)?;
+    let low = low.to_digit(16)?;
+    u8::try_from(high * 16 + low).ok()
 }
 
 #[cfg(test)]
@@ -151,5 +194,16 @@ mod tests {
     #[test]
     fn escaped_comma_is_kept() {
         assert_eq!(normalize_dn("cn=Lee\\, Ann,dc=x"), "cn=lee\\, ann,dc=x");
+    }
+
+    #[test]
+    fn hex_and_character_escapes_normalize_equal() {
+        assert_eq!(normalize_dn("cn=Lee\\2C Ann,dc=x"), "cn=lee\\, ann,dc=x");
+        assert_eq!(normalize_dn("cn=J\\C3\\BCrgen,dc=x"), "cn=jürgen,dc=x");
+        assert_eq!(normalize_dn("cn=J\\c3\\bcrgen"), normalize_dn("CN=Jürgen"));
+        // An escaped blank at the end of a value stays; a hex escape of a plain letter does not.
+        assert_eq!(normalize_dn("cn=a\\ ,dc=x"), "cn=a\\ ,dc=x");
+        assert_eq!(normalize_dn("cn=\\41bc"), "cn=abc");
+        assert_eq!(normalize_dn("cn=a\\2B\\5Cb"), "cn=a\\+\\\\b");
     }
 }

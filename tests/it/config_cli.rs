@@ -182,7 +182,17 @@ fallback_reviewers = ["security@example.com"]
         assert!(ok, "attest {args:?} failed:\n{text}");
         text
     };
-    assert!(cli(&["sync"]).contains("12 people, 4 groups, 18 memberships"));
+    let synced = cli(&["sync"]);
+    assert!(
+        synced.contains("corp: 12 people, 4 groups, 18 accesses (18 direct memberships)"),
+        "{synced}"
+    );
+    assert!(synced.contains("12 joined, 0 left"), "{synced}");
+    let again = cli(&["sync"]);
+    assert!(
+        again.contains("unchanged since the last sync, nothing written"),
+        "{again}"
+    );
     let opened = cli(&["campaign", "start", "review", "--now"]);
     assert!(opened.contains("18 items for 4 reviewers"), "{opened}");
     let id = opened

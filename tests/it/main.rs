@@ -13,6 +13,7 @@ mod common;
 mod concurrency;
 mod config_cli;
 mod demo;
+mod directory;
 mod end_to_end;
 mod generation_faults;
 mod link_revocation;

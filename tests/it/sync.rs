@@ -22,7 +22,7 @@ async fn failed_sync_keeps_the_previous_snapshot() {
     );
     let app = TestApp::spawn(config).await;
     let first = app.sync().await.expect("first sync");
-    let identities_after_first = app.count("identities").await;
+    let identities_after_first = app.count("identity_versions").await;
 
     slapd.stop();
     let error = app
@@ -49,7 +49,7 @@ async fn failed_sync_keeps_the_previous_snapshot() {
     assert!(failed.error.as_deref().is_some_and(|e| !e.is_empty()));
     assert!(failed.finished_at.is_some());
     assert_eq!(
-        app.count("identities").await,
+        app.count("identity_versions").await,
         identities_after_first,
         "partial rows removed"
     );
@@ -190,11 +190,11 @@ async fn sync_failing_midway_removes_its_partial_rows() {
     );
     let app = TestApp::spawn(config).await;
     let first = app.sync().await.expect("first sync");
-    let identities = app.count("identities").await;
+    let identities = app.count("identity_versions").await;
 
     // Enough people that the import has flushed batches before it meets a broken entry.
     let mut big = String::new();
-    for n in 0..2_500 {
+    for n in 0..6_000 {
         big.push_str(&format!(
             "dn: uid=p{n},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{n}\ncn: P {n}\nsn: P\n\n"
         ));
@@ -208,7 +208,7 @@ async fn sync_failing_midway_removes_its_partial_rows() {
     assert!(error.to_string().contains("cn=no login"), "{error}");
 
     assert_eq!(
-        app.count("identities").await,
+        app.count("identity_versions").await,
         identities,
         "partial rows removed"
     );
@@ -238,20 +238,22 @@ async fn server_certificate_from_an_untrusted_ca_fails_the_sync() {
         error.to_string().to_lowercase().contains("certificate"),
         "{error}"
     );
-    assert_eq!(app.count("identities").await, 0);
+    assert_eq!(app.count("identity_versions").await, 0);
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_left_running_by_a_dead_process_is_ended_at_the_next_sync() {
-    use attest::db::schema::{identities, sync_runs};
+async fn run_left_running_by_a_dead_process_is_undone_and_ended() {
+    use attest::db::schema::{identity_versions, sync_runs};
     use diesel::prelude::*;
 
     let dir = common::temp_dir();
     let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     let app = TestApp::spawn(config).await;
-    app.sync().await.unwrap();
-    // What a process killed mid-import leaves behind: a running run with some rows.
+    let first = app.sync().await.unwrap();
+    let versions = app.count("identity_versions").await;
+    // What a process killed mid-import leaves behind: a running run 2 that wrote a new person
+    // and closed one of run 1's.
     app.blocking(|db, clock, _| {
         let mut conn = db.conn().unwrap();
         let at = attest::clock::Clock::now(clock).naive_utc();
@@ -259,40 +261,47 @@ async fn run_left_running_by_a_dead_process_is_ended_at_the_next_sync() {
             .values((
                 sync_runs::id.eq("00000000-0000-4000-8000-000000000001"),
                 sync_runs::source.eq(SOURCE),
+                sync_runs::seq.eq(2i64),
                 sync_runs::server.eq("ldap://gone"),
                 sync_runs::searches.eq("[]"),
                 sync_runs::started_at.eq(at),
+                sync_runs::heartbeat_at.eq(Some(at)),
                 sync_runs::status.eq("running"),
             ))
             .execute(&mut *conn)
             .unwrap();
-        diesel::insert_into(identities::table)
+        diesel::insert_into(identity_versions::table)
             .values((
-                identities::id.eq("00000000-0000-4000-8000-000000000002"),
-                identities::sync_run_id.eq("00000000-0000-4000-8000-000000000001"),
-                identities::external_id.eq("x"),
-                identities::dn.eq("uid=x"),
-                identities::dn_norm.eq("uid=x"),
-                identities::login.eq("x"),
-                identities::display_name.eq("X"),
-                identities::status.eq("active"),
+                identity_versions::source.eq(SOURCE),
+                identity_versions::external_id.eq("x"),
+                identity_versions::valid_from.eq(2i64),
+                identity_versions::content_sha256.eq("x"),
+                identity_versions::dn.eq("uid=x"),
+                identity_versions::dn_norm.eq("uid=x"),
+                identity_versions::login.eq("x"),
+                identity_versions::display_name.eq("X"),
+                identity_versions::status.eq("active"),
             ))
             .execute(&mut *conn)
             .unwrap();
+        let closed =
+            diesel::update(identity_versions::table.filter(identity_versions::login.eq("alice")))
+                .set(identity_versions::valid_to.eq(Some(2i64)))
+                .execute(&mut *conn)
+                .unwrap();
+        assert_eq!(closed, 1);
     })
     .await;
-    let identities_with_debris = app.count("identities").await;
 
-    // Within the grace period a running run may be live: it is left alone.
-    app.clock.advance(chrono::Duration::hours(1));
-    app.sync().await.unwrap();
-    let runs = app
-        .blocking(|db, _, _| sync_runs_of(&mut db.conn().unwrap(), SOURCE).unwrap())
-        .await;
-    assert!(runs.iter().any(|r| r.status == "running"));
+    // While it may still be alive, the source is busy: a second sync is refused.
+    app.clock.advance(chrono::Duration::minutes(5));
+    let busy = app.sync().await.expect_err("one sync per source at a time");
+    assert!(busy.to_string().contains("already running"), "{busy}");
 
-    app.clock.advance(chrono::Duration::hours(7));
-    app.sync().await.unwrap();
+    // Silent for long enough: the next sync undoes and ends it, then runs.
+    app.clock.advance(chrono::Duration::minutes(20));
+    let outcome = app.sync().await.unwrap();
+    assert!(!outcome.diff.directory_changed(), "{:?}", outcome.diff);
     let runs = app
         .blocking(|db, _, _| sync_runs_of(&mut db.conn().unwrap(), SOURCE).unwrap())
         .await;
@@ -302,8 +311,11 @@ async fn run_left_running_by_a_dead_process_is_ended_at_the_next_sync() {
         .unwrap();
     assert_eq!(abandoned.status, STATUS_FAILED);
     assert!(abandoned.error.as_deref().unwrap().starts_with("abandoned"));
-    // Three good snapshots of 12 people each remain; the debris row is gone.
-    assert_eq!(app.count("identities").await, 36);
-    assert_eq!(identities_with_debris, 13);
+    assert_eq!(
+        app.count("identity_versions").await,
+        versions,
+        "the dead run's version is gone and alice's is current again; nothing new written"
+    );
+    assert_ne!(outcome.sync_run_id, first.sync_run_id);
     app.stop().await;
 }

@@ -296,6 +296,7 @@ include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
+moduleload refint
 pidfile "{d}/slapd.pid"
 argsfile "{d}/slapd.args"
 TLSCACertificateFile "{ca}"
@@ -313,6 +314,9 @@ rootdn "{ADMIN_DN}"
 rootpw {rootpw}
 directory "{d}/db"
 overlay memberof
+# Renames and deletes update the DNs that groups and managers hold, as in most directories.
+overlay refint
+refint_attributes member uniqueMember manager
 
 # The service account reads everything but passwords; everyone else may
 # only authenticate (bind).
