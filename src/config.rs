@@ -279,6 +279,11 @@ pub struct LdapSourceConfig {
     pub allow_cleartext_bind: bool,
     #[serde(default = "default_page_size")]
     pub page_size: i32,
+    /// Ask for group members in windows of this many values (`member;range=0-1499`, then the
+    /// next ranges). Active Directory answers large groups in ranges anyway and attest fetches
+    /// every range; set this to make a server that does not (Samba) page them too.
+    #[serde(default)]
+    pub member_range_size: Option<u32>,
     #[serde(default = "default_ldap_timeout")]
     pub timeout_seconds: u64,
     #[serde(default)]
@@ -310,7 +315,23 @@ pub struct PeopleQuery {
     pub email_attribute: String,
     pub manager_attribute: String,
     /// Attribute whose presence with a true-ish value marks the account disabled (optional).
+    /// Always recognised besides: Active Directory `userAccountControl` (bit 2), 389-ds
+    /// `nsAccountLock`, OpenLDAP ppolicy `pwdAccountLockedTime`.
     pub disabled_attribute: Option<String>,
+    /// The groups a person's entry names (`memberOf`): memberships the directory may state
+    /// only there. Empty to ignore.
+    pub member_of_attribute: String,
+    /// The person's primary posix group (`gidNumber`), matched to a group's `gidNumber`.
+    /// Empty to ignore.
+    pub gid_number_attribute: String,
+    /// Where the last logon is read from, first present wins: Active Directory FILETIME
+    /// numbers (`lastLogonTimestamp`) or LDAP generalized time (`authTimestamp`).
+    pub last_logon_attributes: Vec<String>,
+    /// Entries under these DNs are service accounts, not people.
+    pub service_account_bases: Vec<String>,
+    /// Entries matching this filter are service accounts (evaluated by attest: (a=b), (a=*)
+    /// and (&...), (|...), (!...) of those).
+    pub service_account_filter: Option<String>,
 }
 
 impl Default for PeopleQuery {
@@ -324,6 +345,11 @@ impl Default for PeopleQuery {
             email_attribute: "mail".into(),
             manager_attribute: "manager".into(),
             disabled_attribute: None,
+            member_of_attribute: "memberOf".into(),
+            gid_number_attribute: "gidNumber".into(),
+            last_logon_attributes: vec!["lastLogonTimestamp".into(), "authTimestamp".into()],
+            service_account_bases: Vec::new(),
+            service_account_filter: None,
         }
     }
 }
@@ -335,7 +361,12 @@ pub struct GroupQuery {
     pub filter: String,
     pub id_attribute: String,
     pub name_attribute: String,
-    pub member_attribute: String,
+    /// Attributes whose values are member DNs (people or nested groups).
+    pub member_attributes: Vec<String>,
+    /// Attribute whose values are member logins (posixGroup `memberUid`); empty to ignore.
+    pub member_uid_attribute: String,
+    /// The group's posix `gidNumber`: people whose primary group it is are members.
+    pub gid_number_attribute: String,
     pub description_attribute: String,
 }
 
@@ -343,10 +374,14 @@ impl Default for GroupQuery {
     fn default() -> Self {
         GroupQuery {
             base_dns: Vec::new(),
-            filter: "(objectClass=groupOfNames)".into(),
+            filter: "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)\
+                     (objectClass=posixGroup)(objectClass=group))"
+                .into(),
             id_attribute: "entryUUID".into(),
             name_attribute: "cn".into(),
-            member_attribute: "member".into(),
+            member_attributes: vec!["member".into(), "uniqueMember".into()],
+            member_uid_attribute: "memberUid".into(),
+            gid_number_attribute: "gidNumber".into(),
             description_attribute: "description".into(),
         }
     }

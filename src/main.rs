@@ -126,6 +126,28 @@ fn open_database(config: &Config) -> Result<Database, Error> {
     Ok(db)
 }
 
+/// Group names in the configuration checked against the directory, when there is one to
+/// check against (an existing database with a synced source); never creates a database.
+fn check_group_names(config: &Config) -> anyhow::Result<()> {
+    if let Some(path) = config.database.url.strip_prefix("sqlite://")
+        && !Path::new(path).exists()
+    {
+        return Ok(());
+    }
+    let checked = Database::connect(&config.database).and_then(|db| {
+        let mut conn = db.conn()?;
+        attest::directory::snapshot::configured_group_problems(&mut conn, config)
+    });
+    match checked {
+        Ok(problems) if problems.is_empty() => Ok(()),
+        Ok(problems) => Err(Error::Config(problems).into()),
+        Err(e) => {
+            eprintln!("note: group names were not checked against the directory: {e}");
+            Ok(())
+        }
+    }
+}
+
 fn init_logging(config: &Config, force_json: bool) {
     use tracing_subscriber::filter::{FilterExt, filter_fn};
     use tracing_subscriber::layer::SubscriberExt;
@@ -162,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     if matches!(cli.command, Command::CheckConfig) {
         config.validate()?;
+        check_group_names(&config)?;
         println!("configuration OK");
         return Ok(());
     }

@@ -19,10 +19,10 @@ use crate::db::schema::{
 use crate::db::time::to_db;
 use crate::db::{Database, DbConnection, new_id, write_tx};
 use crate::directory::current_sync_run;
-use crate::error::{Error, Result};
+use crate::directory::snapshot::{names_group, unmatched_group_names};
+use crate::error::{ConfigProblem, Error, Result};
 use crate::evidence::{EventKind, append};
 use crate::notify::outbox;
-use crate::sources::normalize_dn;
 
 const GRANT_PAGE: i64 = 1_000;
 
@@ -76,12 +76,16 @@ pub fn start_campaign(
     actor: &str,
 ) -> Result<StartedCampaign> {
     let definition = config.campaign_definition(definition_name)?;
-    config.source(&definition.source)?;
+    let privileged_groups = config.source(&definition.source)?.privileged_groups();
     let now = clock.now();
     let period_start = if now_period { now } else { quarter_start(now) };
     let mut conn = db.conn()?;
     let started = write_tx(&mut conn, |conn| {
-        generate(conn, now, period_start, definition_name, definition, actor)
+        let named = NamedGroups {
+            definition: definition_name,
+            privileged: privileged_groups,
+        };
+        generate(conn, now, period_start, &named, definition, actor)
     })?;
     tracing::info!(
         campaign = %started.campaign.id,
@@ -93,14 +97,21 @@ pub fn start_campaign(
     Ok(started)
 }
 
+/// The definition's key and the source's privileged group names, checked against the snapshot.
+struct NamedGroups<'a> {
+    definition: &'a str,
+    privileged: &'a [String],
+}
+
 fn generate(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     period_start: DateTime<Utc>,
-    definition_name: &str,
+    named: &NamedGroups<'_>,
     definition: &CampaignDefinition,
     actor: &str,
 ) -> Result<StartedCampaign> {
+    let definition_name = named.definition;
     let run = current_sync_run(conn, &definition.source)?.ok_or_else(|| {
         Error::Conflict(format!(
             "source `{}` has no snapshot yet; run `attest sync {}` first",
@@ -119,6 +130,7 @@ fn generate(
         )));
     }
     let (source, seq) = (definition.source.as_str(), run.seq);
+    refuse_unmatched_names(conn, named, definition, seq)?;
     let entitlement_ids = entitlements_in_scope(conn, source, seq, definition)?;
     // Reviewing every group needs no id list (which could exceed bind-parameter limits).
     let whole_source = definition.groups.is_empty() && !definition.privileged_only;
@@ -262,8 +274,46 @@ fn insert_reviewers(
     Ok(())
 }
 
-/// External ids of the groups the definition covers (as of run `seq`); every group it names
-/// must exist then.
+/// A group named in the campaign's `groups` or the source's `privileged_groups` that matches
+/// no group of the snapshot is a configuration error: reviewing "every privileged group" or
+/// "these groups" while one of them silently matches nothing would miss access.
+fn refuse_unmatched_names(
+    conn: &mut DbConnection,
+    named: &NamedGroups<'_>,
+    definition: &CampaignDefinition,
+    seq: i64,
+) -> Result<()> {
+    let source = definition.source.as_str();
+    let mut problems = Vec::new();
+    let checks = [
+        (
+            format!("campaigns.{}.groups", named.definition),
+            &definition.groups[..],
+        ),
+        (
+            format!("sources.{source}.privileged_groups"),
+            named.privileged,
+        ),
+    ];
+    for (key, names) in checks {
+        for name in unmatched_group_names(conn, source, seq, names)? {
+            problems.push(ConfigProblem::new(
+                &key,
+                format!(
+                    "`{name}` matches no group of source `{source}` as of its current sync \
+                     (run {seq}); fix the name or the group search"
+                ),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(problems))
+    }
+}
+
+/// External ids of the groups the definition covers (as of run `seq`).
 fn entitlements_in_scope(
     conn: &mut DbConnection,
     source: &str,
@@ -280,33 +330,11 @@ fn entitlements_in_scope(
             entitlement_versions::privileged,
         ))
         .load(conn)?;
-    let mut missing = Vec::new();
-    let wanted: Vec<(String, String)> = definition
-        .groups
-        .iter()
-        .map(|g| (normalize_dn(g), g.to_lowercase()))
-        .collect();
-    for (group, (dn, name)) in definition.groups.iter().zip(&wanted) {
-        if !all
-            .iter()
-            .any(|(_, d, n, _)| d == dn || n.to_lowercase() == *name)
-        {
-            missing.push(group.clone());
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Error::Conflict(format!(
-            "groups not found in the current snapshot: {}",
-            missing.join(", ")
-        )));
-    }
     Ok(all
         .into_iter()
         .filter(|(_, dn, name, privileged)| {
-            (wanted.is_empty()
-                || wanted
-                    .iter()
-                    .any(|(d, n)| d == dn || *n == name.to_lowercase()))
+            (definition.groups.is_empty()
+                || definition.groups.iter().any(|w| names_group(w, dn, name)))
                 && (!definition.privileged_only || *privileged)
         })
         .map(|(id, ..)| id)

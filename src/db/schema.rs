@@ -51,6 +51,9 @@ diesel::table! {
         email -> Nullable<Text>,
         manager_dn_norm -> Nullable<Text>,
         status -> Text,
+        account_kind -> Text,
+        member_of -> Text,
+        gid_number -> Nullable<Text>,
         last_login_at -> Nullable<Timestamp>,
     }
 }
@@ -70,6 +73,7 @@ diesel::table! {
         description -> Nullable<Text>,
         privileged -> Bool,
         owner_dn_norm -> Nullable<Text>,
+        gid_number -> Nullable<Text>,
         direct_members -> BigInt,
     }
 }

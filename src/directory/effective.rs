@@ -45,19 +45,24 @@ impl MemberRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PersonKey {
     pub external_id: String,
     pub dn_norm: String,
     pub login: String,
+    /// Groups the person's own entry names (`memberOf`), normalised DNs.
+    pub member_of: Vec<String>,
+    /// Primary posix group (`gidNumber`).
+    pub gid_number: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupKey {
     pub external_id: String,
     pub dn_norm: String,
     pub name: String,
     pub members: Vec<MemberRef>,
+    pub gid_number: Option<String>,
 }
 
 /// Every person and group one sync saw, with each group's direct members.
@@ -70,7 +75,7 @@ pub struct DirectoryGraph {
 /// Something a sync could not place, listed with the sync run.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
-    /// `unresolved_member`, `cycle` or `too_deep`.
+    /// `unresolved_member`, `group_outside_scope`, `cycle` or `too_deep`.
     pub kind: &'static str,
     /// The group concerned (its name).
     pub subject: String,
@@ -89,7 +94,8 @@ pub struct EffectiveGrant {
 #[derive(Debug, Default)]
 pub struct Expansion {
     pub grants: Vec<EffectiveGrant>,
-    /// Direct member references that resolved to a person or a group.
+    /// Direct memberships (a person or a nested group in a group), however the directory
+    /// states them (group member lists, `memberOf`, primary groups), each counted once.
     pub resolved_memberships: u64,
     pub problems: Vec<Problem>,
     pub cycles: u64,
@@ -126,22 +132,24 @@ pub fn expand(graph: &DirectoryGraph) -> Expansion {
             match node {
                 Some(Node::Person(p)) => direct_people[g].push(p),
                 Some(Node::Group(child)) => children[g].push(child),
-                None => {
-                    expansion.problems.push(Problem {
-                        kind: "unresolved_member",
-                        subject: group.name.clone(),
-                        detail: format!("{} {}", member.kind(), member.value()),
-                    });
-                    continue;
-                }
+                None => expansion.problems.push(Problem {
+                    kind: "unresolved_member",
+                    subject: group.name.clone(),
+                    detail: format!("{} {}", member.kind(), member.value()),
+                }),
             }
-            expansion.resolved_memberships += 1;
         }
     }
+    add_person_declared(graph, &by_dn, &mut direct_people, &mut expansion);
     for list in direct_people.iter_mut().chain(children.iter_mut()) {
         list.sort_unstable();
         list.dedup();
     }
+    expansion.resolved_memberships = direct_people
+        .iter()
+        .chain(children.iter())
+        .map(|l| l.len() as u64)
+        .sum();
     // Visit children in name order so that the chain chosen among equally short ones is stable.
     for list in &mut children {
         list.sort_by(|a, b| {
@@ -170,6 +178,45 @@ pub fn expand(graph: &DirectoryGraph) -> Expansion {
     }
     expansion.problems.sort();
     expansion
+}
+
+/// Memberships a person's own entry states: `memberOf` values naming synced groups, and the
+/// primary group by `gidNumber`. `memberOf` values naming groups outside the group search are
+/// reported once per group, with how many people name it.
+fn add_person_declared(
+    graph: &DirectoryGraph,
+    by_dn: &HashMap<&str, Node>,
+    direct_people: &mut [Vec<u32>],
+    expansion: &mut Expansion,
+) {
+    let by_gid: HashMap<&str, u32> = graph
+        .groups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| g.gid_number.as_deref().map(|gid| (gid, i as u32)))
+        .collect();
+    let mut outside: HashMap<&str, u64> = HashMap::new();
+    for (p, person) in graph.people.iter().enumerate() {
+        for group_dn in &person.member_of {
+            match by_dn.get(group_dn.as_str()) {
+                Some(Node::Group(g)) => direct_people[*g as usize].push(p as u32),
+                _ => *outside.entry(group_dn.as_str()).or_default() += 1,
+            }
+        }
+        if let Some(g) = person.gid_number.as_deref().and_then(|gid| by_gid.get(gid)) {
+            direct_people[*g as usize].push(p as u32);
+        }
+    }
+    for (group_dn, people) in outside {
+        expansion.problems.push(Problem {
+            kind: "group_outside_scope",
+            subject: group_dn.to_string(),
+            detail: format!(
+                "{people} synced people name this group in memberOf, but it is not among the \
+                 synced groups (outside the group search), so that access is not reviewed"
+            ),
+        });
+    }
 }
 
 /// Breadth-first from `top`: the shortest chain to each nested group, each person once.
@@ -309,6 +356,7 @@ mod tests {
             external_id: id.into(),
             dn_norm: format!("uid={id},ou=people"),
             login: id.into(),
+            ..PersonKey::default()
         }
     }
 
@@ -324,6 +372,7 @@ mod tests {
                     None => MemberRef::Dn(m.to_string()),
                 })
                 .collect(),
+            gid_number: None,
         }
     }
 
@@ -368,6 +417,36 @@ mod tests {
         );
         assert!(expansion.problems.is_empty());
         assert_eq!(expansion.resolved_memberships, 5);
+    }
+
+    #[test]
+    fn member_of_and_primary_groups_count_as_memberships() {
+        let mut ann = person("ann");
+        ann.member_of = vec![
+            "cn=vpn,ou=groups".into(),
+            "cn=domain admins,cn=builtin".into(),
+        ];
+        let mut bob = person("bob");
+        bob.gid_number = Some("5000".into());
+        let mut staff = group("staff", &["uid=ann,ou=people"]);
+        staff.gid_number = Some("5000".into());
+        let graph = DirectoryGraph {
+            people: vec![ann, bob],
+            groups: vec![group("vpn", &["uid=ann,ou=people"]), staff],
+        };
+        let expansion = expand(&graph);
+        let t = |a: &str, b: &str| (a.to_string(), b.to_string(), String::new());
+        assert_eq!(
+            grants_of(&graph, &expansion),
+            vec![t("ann", "staff"), t("ann", "vpn"), t("bob", "staff")]
+        );
+        assert_eq!(
+            expansion.resolved_memberships, 3,
+            "ann in vpn is stated twice, counted once"
+        );
+        assert_eq!(expansion.problems.len(), 1);
+        assert_eq!(expansion.problems[0].kind, "group_outside_scope");
+        assert_eq!(expansion.problems[0].subject, "cn=domain admins,cn=builtin");
     }
 
     #[test]

@@ -40,6 +40,10 @@ struct NewIdentityVersion {
     email: Option<String>,
     manager_dn_norm: Option<String>,
     status: String,
+    account_kind: String,
+    member_of: String,
+    gid_number: Option<String>,
+    last_login_at: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -55,6 +59,7 @@ struct NewEntitlementVersion {
     kind: String,
     description: Option<String>,
     privileged: bool,
+    gid_number: Option<String>,
     direct_members: i64,
 }
 
@@ -72,6 +77,8 @@ struct NewMembershipVersion {
 struct Known {
     version_id: i64,
     content_sha256: String,
+    /// People only: the last logon stored with the current version.
+    last_login_at: Option<chrono::NaiveDateTime>,
     seen: bool,
 }
 
@@ -102,6 +109,8 @@ pub(crate) struct DirectoryImport<'c> {
     closed_identities: Vec<i64>,
     closed_entitlements: Vec<i64>,
     closed_memberships: Vec<i64>,
+    /// (identity version, last logon) to update in place.
+    logons: Vec<(i64, Option<chrono::NaiveDateTime>)>,
 }
 
 impl<'c> DirectoryImport<'c> {
@@ -121,8 +130,9 @@ impl<'c> DirectoryImport<'c> {
                 identity_versions::external_id,
                 identity_versions::id,
                 identity_versions::content_sha256,
+                identity_versions::last_login_at,
             ))
-            .load::<(String, i64, String)>(conn)?;
+            .load::<(String, i64, String, Option<chrono::NaiveDateTime>)>(conn)?;
         let groups = entitlement_versions::table
             .filter(entitlement_versions::source.eq(source))
             .filter(entitlement_versions::valid_to.is_null())
@@ -130,14 +140,18 @@ impl<'c> DirectoryImport<'c> {
                 entitlement_versions::external_id,
                 entitlement_versions::id,
                 entitlement_versions::content_sha256,
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>(
+                    "NULL",
+                ),
             ))
-            .load::<(String, i64, String)>(conn)?;
-        let known = |rows: Vec<(String, i64, String)>| {
+            .load::<(String, i64, String, Option<chrono::NaiveDateTime>)>(conn)?;
+        let known = |rows: Vec<(String, i64, String, Option<chrono::NaiveDateTime>)>| {
             rows.into_iter()
-                .map(|(id, version_id, content_sha256)| {
+                .map(|(id, version_id, content_sha256, last_login_at)| {
                     let known = Known {
                         version_id,
                         content_sha256,
+                        last_login_at,
                         seen: false,
                     };
                     (id, known)
@@ -162,17 +176,36 @@ impl<'c> DirectoryImport<'c> {
             closed_identities: Vec::new(),
             closed_entitlements: Vec::new(),
             closed_memberships: Vec::new(),
+            logons: Vec::new(),
         })
     }
 
     fn add_person(&mut self, person: PersonRecord) -> Result<()> {
-        let dn_norm = normalize_dn(&person.dn);
+        let key = PersonKey {
+            external_id: person.external_id.clone(),
+            dn_norm: normalize_dn(&person.dn),
+            login: person.login.clone(),
+            member_of: {
+                let mut groups: Vec<String> =
+                    person.member_of.iter().map(|dn| normalize_dn(dn)).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                groups
+            },
+            gid_number: person.gid_number.clone(),
+        };
         let manager_dn_norm = person.manager_dn.as_deref().map(normalize_dn);
         let status = if person.disabled {
             "disabled"
         } else {
             "active"
         };
+        let account_kind = if person.service_account {
+            "service"
+        } else {
+            "person"
+        };
+        let member_of = serde_json::to_string(&key.member_of)?;
         let sha256 = content_sha256(&[
             Some(&person.dn),
             Some(&person.login),
@@ -180,17 +213,22 @@ impl<'c> DirectoryImport<'c> {
             person.email.as_deref(),
             manager_dn_norm.as_deref(),
             Some(status),
+            Some(account_kind),
+            Some(&member_of),
+            person.gid_number.as_deref(),
         ]);
+        let last_login_at = person.last_logon.map(to_db);
+        self.graph.people.push(key);
         match self.people.get_mut(&person.external_id) {
             Some(known) if known.seen => return Err(duplicate("person", &person.external_id)),
             Some(known) => {
                 known.seen = true;
                 if known.content_sha256 == sha256 {
-                    self.graph.people.push(PersonKey {
-                        external_id: person.external_id,
-                        dn_norm,
-                        login: person.login,
-                    });
+                    // The last logon is an observation, not a new version of the person.
+                    if known.last_login_at != last_login_at {
+                        self.logons.push((known.version_id, last_login_at));
+                        self.diff.logons_updated += 1;
+                    }
                     return Ok(());
                 }
                 self.closed_identities.push(known.version_id);
@@ -202,29 +240,29 @@ impl<'c> DirectoryImport<'c> {
                     Known {
                         version_id: 0,
                         content_sha256: sha256.clone(),
+                        last_login_at,
                         seen: true,
                     },
                 );
                 self.diff.joiners += 1;
             }
         }
-        self.graph.people.push(PersonKey {
-            external_id: person.external_id.clone(),
-            dn_norm: dn_norm.clone(),
-            login: person.login.clone(),
-        });
         self.new_identities.push(NewIdentityVersion {
             source: self.source.clone(),
             external_id: person.external_id,
             valid_from: self.run,
             content_sha256: sha256,
+            dn_norm: normalize_dn(&person.dn),
             dn: person.dn,
-            dn_norm,
             login: person.login,
             display_name: person.display_name,
             email: person.email,
             manager_dn_norm,
             status: status.to_string(),
+            account_kind: account_kind.to_string(),
+            member_of,
+            gid_number: person.gid_number,
+            last_login_at,
         });
         Ok(())
     }
@@ -240,6 +278,12 @@ impl<'c> DirectoryImport<'c> {
             .member_dns
             .iter()
             .map(|dn| MemberRef::Dn(normalize_dn(dn)))
+            .chain(
+                group
+                    .member_logins
+                    .iter()
+                    .map(|l| MemberRef::Login(l.clone())),
+            )
             .collect();
         members.sort_unstable();
         members.dedup();
@@ -249,6 +293,7 @@ impl<'c> DirectoryImport<'c> {
             Some(&group.name),
             group.description.as_deref(),
             Some(if privileged { "privileged" } else { "" }),
+            group.gid_number.as_deref(),
         ];
         let member_texts: Vec<String> = members
             .iter()
@@ -256,17 +301,19 @@ impl<'c> DirectoryImport<'c> {
             .collect();
         hashed.extend(member_texts.iter().map(|m| Some(m.as_str())));
         let sha256 = content_sha256(&hashed);
+        let key = GroupKey {
+            external_id: group.external_id.clone(),
+            dn_norm: dn_norm.clone(),
+            name: group.name.clone(),
+            members,
+            gid_number: group.gid_number.clone(),
+        };
         let previous = match self.groups.get_mut(&group.external_id) {
             Some(known) if known.seen => return Err(duplicate("group", &group.external_id)),
             Some(known) => {
                 known.seen = true;
                 if known.content_sha256 == sha256 {
-                    self.graph.groups.push(GroupKey {
-                        external_id: group.external_id,
-                        dn_norm,
-                        name: group.name,
-                        members,
-                    });
+                    self.graph.groups.push(key);
                     return Ok(());
                 }
                 self.closed_entitlements.push(known.version_id);
@@ -279,6 +326,7 @@ impl<'c> DirectoryImport<'c> {
                     Known {
                         version_id: 0,
                         content_sha256: sha256.clone(),
+                        last_login_at: None,
                         seen: true,
                     },
                 );
@@ -286,26 +334,22 @@ impl<'c> DirectoryImport<'c> {
                 false
             }
         };
-        self.diff_memberships(&group.external_id, &members, previous)?;
+        self.diff_memberships(&group.external_id, &key.members, previous)?;
         self.new_entitlements.push(NewEntitlementVersion {
             source: self.source.clone(),
-            external_id: group.external_id.clone(),
+            external_id: group.external_id,
             valid_from: self.run,
             content_sha256: sha256,
             dn: group.dn,
-            dn_norm: dn_norm.clone(),
-            name: group.name.clone(),
+            dn_norm,
+            name: group.name,
             kind: "group".to_string(),
             description: group.description,
             privileged,
-            direct_members: members.len() as i64,
+            gid_number: group.gid_number,
+            direct_members: key.members.len() as i64,
         });
-        self.graph.groups.push(GroupKey {
-            external_id: group.external_id,
-            dn_norm,
-            name: group.name,
-            members,
-        });
+        self.graph.groups.push(key);
         self.flush_if_full()
     }
 
@@ -357,6 +401,7 @@ impl<'c> DirectoryImport<'c> {
             + self.closed_identities.len()
             + self.closed_entitlements.len()
             + self.closed_memberships.len()
+            + self.logons.len()
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
@@ -374,6 +419,7 @@ impl<'c> DirectoryImport<'c> {
         let closed_identities = std::mem::take(&mut self.closed_identities);
         let closed_entitlements = std::mem::take(&mut self.closed_entitlements);
         let closed_memberships = std::mem::take(&mut self.closed_memberships);
+        let logons = std::mem::take(&mut self.logons);
         let (run, now) = (self.run, to_db(self.clock.now()));
         let sync_run_id = self.sync_run_id.clone();
         write_tx(self.conn, |conn| {
@@ -406,6 +452,11 @@ impl<'c> DirectoryImport<'c> {
                 )
                 .set(membership_versions::valid_to.eq(Some(run)))
                 .execute(conn)?;
+            }
+            for (version_id, last_login_at) in &logons {
+                diesel::update(identity_versions::table.find(version_id))
+                    .set(identity_versions::last_login_at.eq(last_login_at))
+                    .execute(conn)?;
             }
             diesel::update(sync_runs::table.find(&sync_run_id))
                 .set(sync_runs::heartbeat_at.eq(Some(now)))

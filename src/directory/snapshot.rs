@@ -69,6 +69,8 @@ pub struct SyncDiff {
     pub grants_removed: u64,
     /// Accesses that remain but now come through another chain of groups.
     pub grants_rerouted: u64,
+    /// People whose last logon changed (recorded in place, not as a new version).
+    pub logons_updated: u64,
 }
 
 impl SyncDiff {
@@ -105,6 +107,69 @@ macro_rules! as_of {
                 .or($crate::db::schema::$table::valid_to.gt($run)),
         )
     };
+}
+
+/// Whether a group named in configuration (by DN or by name, any case) is this group.
+pub fn names_group(wanted: &str, dn_norm: &str, name: &str) -> bool {
+    crate::sources::normalize_dn(wanted) == dn_norm || wanted.eq_ignore_ascii_case(name)
+}
+
+/// The names among `wanted` (DNs or group names) that match no group of `source` as of run
+/// `seq`.
+pub fn unmatched_group_names(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    wanted: &[String],
+) -> Result<Vec<String>> {
+    use crate::db::schema::entitlement_versions;
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups: Vec<(String, String)> = entitlement_versions::table
+        .filter(entitlement_versions::source.eq(source))
+        .filter(crate::as_of!(entitlement_versions, seq))
+        .select((entitlement_versions::dn_norm, entitlement_versions::name))
+        .load(conn)?;
+    Ok(wanted
+        .iter()
+        .filter(|w| !groups.iter().any(|(dn, name)| names_group(w, dn, name)))
+        .cloned()
+        .collect())
+}
+
+/// Configuration that names groups (`privileged_groups`, campaign `groups`) checked against
+/// each source's current snapshot; sources never synced are skipped.
+pub fn configured_group_problems(
+    conn: &mut DbConnection,
+    config: &crate::config::Config,
+) -> Result<Vec<crate::error::ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut check = |conn: &mut DbConnection, key: String, source: &str, names: &[String]| {
+        let Some(run) = current_sync_run(conn, source)? else {
+            return Ok::<(), Error>(());
+        };
+        for name in unmatched_group_names(conn, source, run.seq, names)? {
+            problems.push(crate::error::ConfigProblem::new(
+                &key,
+                format!(
+                    "`{name}` matches no group of source `{source}` as of its current sync \
+                     (run {})",
+                    run.seq
+                ),
+            ));
+        }
+        Ok(())
+    };
+    for (name, source) in &config.sources {
+        let key = format!("sources.{name}.privileged_groups");
+        check(conn, key, name, source.privileged_groups())?;
+    }
+    for (name, definition) in &config.campaigns {
+        let key = format!("campaigns.{name}.groups");
+        check(conn, key, &definition.source, &definition.groups)?;
+    }
+    Ok(problems)
 }
 
 pub fn sync_run(conn: &mut DbConnection, id: &str) -> Result<SyncRun> {

@@ -21,10 +21,14 @@ use crate::directory::grants::{self, GrantChanges};
 use crate::directory::import::{DirectoryImport, Imported};
 use crate::directory::snapshot::{
     STATUS_FAILED, STATUS_RUNNING, STATUS_SUCCEEDED, SyncDiff, SyncRun, current_sync_run,
+    names_group,
 };
 use crate::error::{Error, Result};
 use crate::evidence::{EventKind, append};
 use crate::sources::{FetchReport, fetch, server_of};
+
+/// Problem kind of a `privileged_groups` name that matches no synced group.
+pub const PRIVILEGED_GROUP_MISSING: &str = "privileged_group_missing";
 
 /// A running sync that has shown no sign of life for this long belongs to a dead process.
 const ABANDONED_AFTER_MINUTES: i64 = 15;
@@ -40,6 +44,8 @@ pub struct SyncOutcome {
     pub grants: i64,
     pub unresolved_members: i64,
     pub cycles: i64,
+    /// `privileged_groups` names that match no synced group.
+    pub privileged_groups_missing: Vec<String>,
     pub diff: SyncDiff,
 }
 
@@ -74,6 +80,12 @@ impl SyncOutcome {
                 self.unresolved_members, self.cycles
             ));
         }
+        if !self.privileged_groups_missing.is_empty() {
+            line.push_str(&format!(
+                "; privileged group(s) not found: {}",
+                self.privileged_groups_missing.join(", ")
+            ));
+        }
         line.push_str(&format!(" (sync run {})", self.sync_run_id));
         line
     }
@@ -104,16 +116,14 @@ pub fn sync_source(
         config,
     )
     .and_then(|(report, imported, derived)| {
-        finish_run(
-            &mut conn,
-            clock.now(),
-            name,
-            &sync_run_id,
-            &report,
+        let found = configuration_problems(name, &imported, config);
+        let finished = FinishedImport {
+            report,
             imported,
             derived,
-            actor,
-        )
+            configuration_problems: found,
+        };
+        finish_run(&mut conn, clock.now(), name, &sync_run_id, finished, actor)
     });
     match synced {
         Ok(outcome) => {
@@ -150,6 +160,29 @@ pub fn sync_source(
 enum Derived {
     Expanded(Expansion, GrantChanges),
     Unchanged(Box<SyncRun>),
+}
+
+/// What a run found besides its accesses: names in `privileged_groups` that match no synced
+/// group (recorded afresh on every run, since the configuration may change between runs).
+fn configuration_problems(name: &str, imported: &Imported, config: &SourceConfig) -> Vec<Problem> {
+    config
+        .privileged_groups()
+        .iter()
+        .filter(|wanted| {
+            !imported
+                .graph
+                .groups
+                .iter()
+                .any(|g| names_group(wanted, &g.dn_norm, &g.name))
+        })
+        .map(|wanted| Problem {
+            kind: PRIVILEGED_GROUP_MISSING,
+            subject: wanted.clone(),
+            detail: format!(
+                "sources.{name}.privileged_groups names `{wanted}`, which matches no synced group"
+            ),
+        })
+        .collect()
 }
 
 fn import(
@@ -260,23 +293,36 @@ fn begin_run(
     }
 }
 
+/// Everything a run found, ready to be recorded.
+struct FinishedImport {
+    report: FetchReport,
+    imported: Imported,
+    derived: Derived,
+    configuration_problems: Vec<Problem>,
+}
+
 /// Counts, diff and problems recorded, the run made current, its event written: one
 /// transaction.
-#[allow(clippy::too_many_arguments)]
 fn finish_run(
     conn: &mut DbConnection,
     at: DateTime<Utc>,
     name: &str,
     sync_run_id: &str,
-    report: &FetchReport,
-    imported: Imported,
-    derived: Derived,
+    finished: FinishedImport,
     actor: &str,
 ) -> Result<SyncOutcome> {
+    let FinishedImport {
+        report,
+        imported,
+        derived,
+        configuration_problems,
+    } = finished;
+    let report = &report;
     let mut diff = imported.diff;
     let identities = imported.graph.people.len() as i64;
     let entitlements = imported.graph.groups.len() as i64;
     write_tx(conn, |conn| {
+        record_problems(conn, sync_run_id, &configuration_problems)?;
         let (memberships, grants, cycles) = match &derived {
             Derived::Expanded(expansion, changes) => {
                 diff.grants_added = changes.added;
@@ -374,6 +420,10 @@ fn finish_run(
             grants,
             unresolved_members: unresolved,
             cycles,
+            privileged_groups_missing: configuration_problems
+                .iter()
+                .map(|p| p.subject.clone())
+                .collect(),
             diff,
         })
     })
@@ -401,6 +451,7 @@ fn record_problems(conn: &mut DbConnection, sync_run_id: &str, problems: &[Probl
 fn copy_problems(conn: &mut DbConnection, from_run: &str, to_run: &str) -> Result<()> {
     let rows: Vec<(String, String, String)> = sync_run_problems::table
         .filter(sync_run_problems::sync_run_id.eq(from_run))
+        .filter(sync_run_problems::kind.ne(PRIVILEGED_GROUP_MISSING))
         .select((
             sync_run_problems::kind,
             sync_run_problems::subject,

@@ -8,19 +8,22 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::config::{GroupQuery, PeopleQuery};
+use crate::sources::account::AccountRules;
 use crate::sources::{GroupRecord, PersonRecord};
 
 /// The attributes asked for in people searches, each once, in configuration order.
-pub(crate) fn people_attributes(q: &PeopleQuery) -> Vec<String> {
+pub(crate) fn people_attributes(q: &PeopleQuery, rules: &AccountRules) -> Vec<String> {
     let names = [
-        Some(&q.id_attribute),
-        Some(&q.login_attribute),
-        Some(&q.name_attribute),
-        Some(&q.email_attribute),
-        Some(&q.manager_attribute),
-        q.disabled_attribute.as_ref(),
+        &q.id_attribute,
+        &q.login_attribute,
+        &q.name_attribute,
+        &q.email_attribute,
+        &q.manager_attribute,
+        &q.member_of_attribute,
+        &q.gid_number_attribute,
     ];
-    unique(names.into_iter().flatten())
+    let rule_attributes = rules.attributes();
+    unique(names.into_iter().chain(rule_attributes.iter()))
 }
 
 /// The attributes asked for in group searches, each once, in configuration order.
@@ -28,10 +31,11 @@ pub(crate) fn group_attributes(q: &GroupQuery) -> Vec<String> {
     let names = [
         &q.id_attribute,
         &q.name_attribute,
-        &q.member_attribute,
+        &q.member_uid_attribute,
+        &q.gid_number_attribute,
         &q.description_attribute,
     ];
-    unique(names.into_iter())
+    unique(names.into_iter().chain(q.member_attributes.iter()))
 }
 
 fn unique<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
@@ -50,6 +54,61 @@ pub(crate) fn value_text(bytes: Vec<u8>) -> String {
         Ok(text) => text,
         Err(e) => format!("base64:{}", BASE64.encode(e.as_bytes())),
     }
+}
+
+/// A value as text: Active Directory's binary ids in their canonical forms, anything else as
+/// [`value_text`] (UTF-8, or base64).
+pub(crate) fn binary_text(attribute: &str, value: Vec<u8>) -> String {
+    let base = attribute.split(';').next().unwrap_or(attribute);
+    if base.eq_ignore_ascii_case("objectGUID") && value.len() == 16 {
+        return guid_text(&value);
+    }
+    if base.eq_ignore_ascii_case("objectSid")
+        && let Some(sid) = sid_text(&value)
+    {
+        return sid;
+    }
+    value_text(value)
+}
+
+/// A GUID as Active Directory shows it: the first three fields little-endian.
+fn guid_text(b: &[u8]) -> String {
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+/// `S-1-5-21-...`: revision, 48-bit big-endian authority, then little-endian sub-authorities.
+fn sid_text(b: &[u8]) -> Option<String> {
+    let count = usize::from(*b.get(1)?);
+    if b.len() != 8 + 4 * count || b[0] != 1 {
+        return None;
+    }
+    let authority = b[2..8]
+        .iter()
+        .fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+    let mut text = format!("S-{}-{authority}", b[0]);
+    for chunk in b[8..].chunks_exact(4) {
+        let sub = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        text.push_str(&format!("-{sub}"));
+    }
+    Some(text)
 }
 
 /// An entry with textual values, as both the LDAP and the LDIF source see it.
@@ -110,12 +169,12 @@ fn missing(entry: &Entry, what: &str, attribute: &str, key: &str) -> String {
 pub(crate) fn map_person(
     entry: &Entry,
     q: &PeopleQuery,
+    rules: &AccountRules,
     external_id: String,
 ) -> Result<PersonRecord, String> {
     let login = entry
         .first(&q.login_attribute)
         .ok_or_else(|| missing(entry, "login", &q.login_attribute, "people.login_attribute"))?;
-    let disabled_attr = q.disabled_attribute.as_deref();
     Ok(PersonRecord {
         external_id,
         dn: entry.dn.clone(),
@@ -123,14 +182,15 @@ pub(crate) fn map_person(
         display_name: entry.first(&q.name_attribute).unwrap_or(login).to_string(),
         email: entry.first(&q.email_attribute).map(str::to_string),
         manager_dn: entry.first(&q.manager_attribute).map(str::to_string),
-        disabled: disabled_attr.is_some_and(|a| entry.values(a).any(is_true)),
+        disabled: rules.is_disabled(entry),
+        service_account: rules.is_service_account(entry),
+        member_of: entry
+            .values(&q.member_of_attribute)
+            .map(str::to_string)
+            .collect(),
+        gid_number: entry.first(&q.gid_number_attribute).map(str::to_string),
+        last_logon: rules.last_logon(entry),
     })
-}
-
-fn is_true(value: &str) -> bool {
-    ["true", "1", "yes"]
-        .iter()
-        .any(|t| value.trim().eq_ignore_ascii_case(t))
 }
 
 /// Maps a group: every member value is kept; a missing name falls back to the RDN's value.
@@ -142,10 +202,25 @@ pub(crate) fn map_group(entry: &Entry, q: &GroupQuery, external_id: String) -> G
             .first(&q.name_attribute)
             .map_or_else(|| rdn_value(&entry.dn), str::to_string),
         description: entry.first(&q.description_attribute).map(str::to_string),
-        member_dns: entry
-            .values(&q.member_attribute)
-            .map(str::to_string)
+        member_dns: q
+            .member_attributes
+            .iter()
+            .flat_map(|attribute| entry.values(attribute))
+            .map(|value| without_unique_id(value).to_string())
             .collect(),
+        member_logins: entry
+            .values(&q.member_uid_attribute)
+            .map(|v| v.trim().to_string())
+            .collect(),
+        gid_number: entry.first(&q.gid_number_attribute).map(str::to_string),
+    }
+}
+
+/// A `uniqueMember` value without its optional unique-identifier suffix (`dn#'0101'B`).
+fn without_unique_id(value: &str) -> &str {
+    match value.rsplit_once("#'") {
+        Some((dn, bits)) if bits.ends_with("'B") => dn,
+        _ => value,
     }
 }
 
@@ -184,10 +259,15 @@ mod tests {
         e
     }
 
+    fn person(e: &Entry, q: &PeopleQuery) -> Result<PersonRecord, String> {
+        let rules = AccountRules::new(q).unwrap();
+        map_person(e, q, &rules, "id-1".into())
+    }
+
     #[test]
     fn person_maps_with_fallbacks_and_first_values() {
         let mut q = PeopleQuery {
-            disabled_attribute: Some("nsAccountLock".into()),
+            disabled_attribute: Some("employeeType".into()),
             ..Default::default()
         };
         let e = entry(
@@ -195,23 +275,33 @@ mod tests {
             &[
                 ("uid", &["ann", "ann2"]),
                 ("mail", &["a@x", "b@x"]),
-                ("nsaccountlock", &["TRUE"]),
+                ("employeetype", &["TRUE"]),
+                ("memberOf", &["cn=a,dc=x", "cn=b,dc=x"]),
+                ("gidNumber", &["500"]),
+                ("authTimestamp", &["20261120081500Z"]),
             ],
         );
-        let p = map_person(&e, &q, "id-1".into()).unwrap();
+        let p = person(&e, &q).unwrap();
         assert_eq!((p.login.as_str(), p.display_name.as_str()), ("ann", "ann"));
         assert_eq!(p.email.as_deref(), Some("a@x"));
         assert_eq!(p.manager_dn, None);
         assert!(p.disabled);
+        assert_eq!(p.member_of, vec!["cn=a,dc=x", "cn=b,dc=x"]);
+        assert_eq!(p.gid_number.as_deref(), Some("500"));
+        assert_eq!(
+            p.last_logon.unwrap().to_rfc3339(),
+            "2026-11-20T08:15:00+00:00"
+        );
+        assert!(!p.service_account);
         q.disabled_attribute = None;
-        assert!(!map_person(&e, &q, "id-1".into()).unwrap().disabled);
+        assert!(!person(&e, &q).unwrap().disabled);
     }
 
     #[test]
     fn missing_login_or_id_names_the_dn() {
         let q = PeopleQuery::default();
         let e = entry("cn=Nobody,dc=x", &[("cn", &["Nobody"])]);
-        let err = map_person(&e, &q, "x".into()).unwrap_err();
+        let err = person(&e, &q).unwrap_err();
         assert!(
             err.contains("cn=Nobody,dc=x") && err.contains("`uid`"),
             "{err}"
@@ -224,17 +314,25 @@ mod tests {
     }
 
     #[test]
-    fn group_keeps_all_members_including_ranged_values() {
+    fn group_keeps_all_members_of_every_schema_including_ranged_values() {
         let q = GroupQuery::default();
         let e = entry(
             "cn=Admins\\, EU,ou=groups,dc=x",
             &[
                 ("member", &["uid=a,dc=x"]),
                 ("member;range=1-*", &["uid=b,dc=x"]),
+                ("uniqueMember", &["uid=c,dc=x#'0101'B", "uid=d#x,dc=x"]),
+                ("memberUid", &[" eve "]),
+                ("gidNumber", &["5000"]),
             ],
         );
         let g = map_group(&e, &q, "g1".into());
-        assert_eq!(g.member_dns, vec!["uid=a,dc=x", "uid=b,dc=x"]);
+        assert_eq!(
+            g.member_dns,
+            vec!["uid=a,dc=x", "uid=b,dc=x", "uid=c,dc=x", "uid=d#x,dc=x"]
+        );
+        assert_eq!(g.member_logins, vec!["eve"]);
+        assert_eq!(g.gid_number.as_deref(), Some("5000"));
         assert_eq!(g.name, "Admins\\, EU");
         let empty = map_group(&entry("cn=E,dc=x", &[("cn", &["E"])]), &q, "g2".into());
         assert!(empty.member_dns.is_empty());
@@ -246,12 +344,36 @@ mod tests {
             name_attribute: "UID".into(),
             ..Default::default()
         };
+        let rules = AccountRules::new(&q).unwrap();
         assert_eq!(
-            people_attributes(&q),
-            vec!["entryUUID", "uid", "mail", "manager"]
+            people_attributes(&q, &rules),
+            vec![
+                "entryUUID",
+                "uid",
+                "mail",
+                "manager",
+                "memberOf",
+                "gidNumber",
+                "userAccountControl",
+                "nsAccountLock",
+                "pwdAccountLockedTime",
+                "lastLogonTimestamp",
+                "authTimestamp"
+            ]
         );
         let g = group_attributes(&GroupQuery::default());
-        assert_eq!(g, vec!["entryUUID", "cn", "member", "description"]);
+        assert_eq!(
+            g,
+            vec![
+                "entryUUID",
+                "cn",
+                "memberUid",
+                "gidNumber",
+                "description",
+                "member",
+                "uniqueMember"
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! to its directory and how to map its entries; it never touches the database, and it never
 //! keeps the whole directory in memory.
 
+mod account;
 mod entry;
+mod filter;
 pub mod ldap;
 pub mod ldif;
 
@@ -24,16 +26,28 @@ pub struct PersonRecord {
     /// DN of the person's manager, as the directory states it.
     pub manager_dn: Option<String>,
     pub disabled: bool,
+    /// A service account (by base or filter), not a person.
+    pub service_account: bool,
+    /// Group DNs the entry names itself (`memberOf`).
+    pub member_of: Vec<String>,
+    /// Primary posix group (`gidNumber`).
+    pub gid_number: Option<String>,
+    pub last_logon: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// One group and the DNs of its direct members.
+/// One group and its direct members as the directory names them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
     pub external_id: String,
     pub dn: String,
     pub name: String,
     pub description: Option<String>,
+    /// Members by DN (`member`, `uniqueMember`): people or nested groups.
     pub member_dns: Vec<String>,
+    /// Members by login (`memberUid`).
+    pub member_logins: Vec<String>,
+    /// Posix `gidNumber`: people whose primary group this is are members too.
+    pub gid_number: Option<String>,
 }
 
 /// What a source produced, in the order the directory returned it.
@@ -99,6 +113,16 @@ pub fn server_of(config: &SourceConfig) -> String {
         SourceConfig::Ldap(c) => c.url.clone(),
         SourceConfig::Ldif(c) => c.path.display().to_string(),
     }
+}
+
+/// Whether the normalised `dn` equals or lies under the normalised `base` (an empty base holds
+/// everything).
+pub fn dn_under(dn: &str, base: &str) -> bool {
+    base.is_empty()
+        || dn == base
+        || dn
+            .strip_suffix(base)
+            .is_some_and(|rest| rest.ends_with(','))
 }
 
 /// The canonical form of a DN, so that the same DN written two ways compares equal: lower

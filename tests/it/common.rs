@@ -51,6 +51,7 @@ pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
         tls_ca_file: Some(slapd.ca_file.clone()),
         allow_cleartext_bind: false,
         page_size: 5,
+        member_range_size: None,
         timeout_seconds: 10,
         people: fixture_people(),
         groups: fixture_groups(),

@@ -147,7 +147,8 @@ const VERSION_TABLES: [&str; 4] = [
 
 async fn unchanged_resync_writes_nothing(database_url: &str, dir: &Path) {
     let slapd = Slapd::start_with_ldif_file(&nested_fixture());
-    let app = app_on(common::ldap_source(&slapd), database_url, dir).await;
+    let source = with_privileged(common::ldap_source(&slapd), "backup-operators");
+    let app = app_on(source, database_url, dir).await;
     let first = app.sync().await.unwrap();
     let mut counts = Vec::new();
     for table in VERSION_TABLES {
@@ -204,7 +205,7 @@ async fn joiners_leavers_movers_and_a_rename_are_the_diff() {
     let dir = common::temp_dir();
     let slapd = Slapd::start_with_ldif_file(&nested_fixture());
     let app = app_on(
-        common::ldap_source(&slapd),
+        with_privileged(common::ldap_source(&slapd), "backup-operators"),
         &common::sqlite_url(dir.path()),
         dir.path(),
     )

@@ -67,12 +67,11 @@ async fn generation_failing_after_a_batch_leaves_no_half_campaign_on_sqlite() {
     let dir = common::temp_dir();
     let ldif = dir.path().join("directory.ldif");
     write_directory(&ldif);
-    let config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&ldif),
-        None,
-        dir.path(),
-    );
+    let mut source = common::ldif_source(&ldif);
+    if let attest::config::SourceConfig::Ldif(ldif) = &mut source {
+        ldif.privileged_groups = vec!["group-0".into()];
+    }
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
     let app = TestApp::spawn_without_outbox_worker(config).await;
     assert_eq!(app.sync().await.unwrap().grants, ITEMS);
     let events_before = app.count("events").await;
@@ -114,6 +113,10 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
     write_directory(&ldif);
     let database = postgres::database();
     let config = binary::write_config(dir.path(), Some(&database.url), Some(&ldif), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(r#"["prod-admins"]"#, r#"["group-0"]"#);
+    std::fs::write(&config, text).unwrap();
     binary::run_ok(dir.path(), &config, &["sync"]);
 
     // After the first batch of items, the generating transaction stalls inside the database;
@@ -142,6 +145,9 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
         "generation to hold its first batch of items",
         Duration::from_secs(60),
         || {
+            if let Some(status) = generating.try_wait().unwrap() {
+                panic!("generation ended early ({status}):\n{}", log_tail(&log, 20));
+            }
             let stalled = database.psql(
                 "SELECT count(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event = 'PgSleep'",

@@ -14,6 +14,7 @@ mod concurrency;
 mod config_cli;
 mod demo;
 mod directory;
+mod directory_schemas;
 mod end_to_end;
 mod generation_faults;
 mod link_revocation;

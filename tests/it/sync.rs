@@ -281,6 +281,8 @@ async fn run_left_running_by_a_dead_process_is_undone_and_ended() {
                 identity_versions::login.eq("x"),
                 identity_versions::display_name.eq("X"),
                 identity_versions::status.eq("active"),
+                identity_versions::account_kind.eq("person"),
+                identity_versions::member_of.eq("[]"),
             ))
             .execute(&mut *conn)
             .unwrap();

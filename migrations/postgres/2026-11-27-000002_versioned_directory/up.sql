@@ -40,6 +40,12 @@ CREATE TABLE identity_versions (
     email TEXT,
     manager_dn_norm TEXT,
     status TEXT NOT NULL,
+    -- person | service
+    account_kind TEXT NOT NULL,
+    -- Groups the entry names itself (memberOf), normalised DNs as a JSON array.
+    member_of TEXT NOT NULL,
+    gid_number TEXT,
+    -- An observation, not part of the version: updated in place when it changes.
     last_login_at TIMESTAMP
 );
 CREATE INDEX identity_versions_key ON identity_versions (source, external_id);
@@ -59,6 +65,7 @@ CREATE TABLE entitlement_versions (
     description TEXT,
     privileged BOOLEAN NOT NULL,
     owner_dn_norm TEXT,
+    gid_number TEXT,
     direct_members BIGINT NOT NULL
 );
 CREATE INDEX entitlement_versions_key ON entitlement_versions (source, external_id);
