@@ -246,6 +246,7 @@ pub struct DemoConfig {
 pub enum SourceConfig {
     Ldap(LdapSourceConfig),
     Ldif(LdifSourceConfig),
+    Csv(CsvSourceConfig),
 }
 
 impl SourceConfig {
@@ -253,8 +254,29 @@ impl SourceConfig {
         match self {
             SourceConfig::Ldap(c) => &c.privileged_groups,
             SourceConfig::Ldif(c) => &c.privileged_groups,
+            SourceConfig::Csv(c) => &c.privileged_groups,
         }
     }
+
+    /// The `kind` as written in the configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Ldap(_) => "ldap",
+            SourceConfig::Ldif(_) => "ldif",
+            SourceConfig::Csv(_) => "csv",
+        }
+    }
+}
+
+/// An application's access list as a CSV file, one row per (person, entitlement); see
+/// `sources::csv_file` for the columns.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSourceConfig {
+    pub path: PathBuf,
+    /// Entitlement names whose access counts as privileged (besides the `privileged` column).
+    #[serde(default)]
+    pub privileged_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

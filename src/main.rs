@@ -12,12 +12,15 @@ use attest::campaigns::{close_campaign, list_campaigns, start_campaign};
 use attest::clock::{Clock, SharedClock, SystemClock};
 use attest::config::{Config, LogFormat};
 use attest::db::Database;
-use attest::directory::sync_source;
+use attest::directory::preview::preview_source;
+use attest::directory::sync_source_observed;
 use attest::error::Error;
 use attest::evidence::export::export_campaign;
 use attest::notify::revocation::revoke_campaign_links;
 use attest::web::access_log;
 use clap::{Parser, Subcommand};
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +53,11 @@ enum Command {
     CheckConfig,
     /// Pull people and groups from one source (or every configured source).
     Sync { source: Option<String> },
+    /// Check a source without syncing it.
+    Source {
+        #[command(subcommand)]
+        action: SourceCommand,
+    },
     /// Manage review campaigns.
     Campaign {
         #[command(subcommand)]
@@ -61,6 +69,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum SourceCommand {
+    /// Connect, bind and read the source as a sync would, and print what it holds and every
+    /// problem a sync would record; writes nothing.
+    Test { name: String },
 }
 
 #[derive(Subcommand)]
@@ -208,9 +223,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(!names.is_empty(), "no sources configured under [sources]");
             for name in names {
                 let source_config = config.source(&name)?;
-                let outcome = sync_source(&db, clock.as_ref(), &name, source_config, "cli")?;
-                println!("{name}: {}", outcome.summary());
+                let progress = cli::progress::SyncProgress::start(&name);
+                let outcome = sync_source_observed(
+                    &db,
+                    clock.as_ref(),
+                    &name,
+                    source_config,
+                    "cli",
+                    &progress,
+                );
+                progress.finish();
+                println!("{name}: {}", outcome?.summary());
             }
+            Ok(())
+        }
+        Command::Source {
+            action: SourceCommand::Test { name },
+        } => {
+            let source_config = config.source(&name)?;
+            let progress = cli::progress::SyncProgress::start(&name);
+            let preview = preview_source(&name, source_config, &progress);
+            progress.finish();
+            cli::source_test::print(&name, &preview?);
             Ok(())
         }
         Command::Campaign { action } => campaign(&config, clock.as_ref(), action),

@@ -264,6 +264,14 @@ impl Config {
                     ));
                 }
             }
+            SourceConfig::Csv(csv) => {
+                if csv.path.as_os_str().is_empty() {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.path"),
+                        "must not be empty",
+                    ));
+                }
+            }
             SourceConfig::Ldif(ldif) => {
                 if ldif.path.as_os_str().is_empty() {
                     problems.push(ConfigProblem::new(

@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use crate::sources::{GroupRecord, PersonRecord, normalize_dn};
+
 /// How deep group-in-group chains are followed; deeper links are reported, not followed.
 pub const MAX_NESTING_DEPTH: usize = 64;
 
@@ -63,6 +65,49 @@ pub struct GroupKey {
     pub name: String,
     pub members: Vec<MemberRef>,
     pub gid_number: Option<String>,
+}
+
+impl PersonKey {
+    /// The keys of a person as the source describes them, normalised.
+    pub fn of(person: &PersonRecord) -> PersonKey {
+        let mut member_of: Vec<String> =
+            person.member_of.iter().map(|dn| normalize_dn(dn)).collect();
+        member_of.sort_unstable();
+        member_of.dedup();
+        PersonKey {
+            external_id: person.external_id.clone(),
+            dn_norm: normalize_dn(&person.dn),
+            login: person.login.clone(),
+            member_of,
+            gid_number: person.gid_number.clone(),
+        }
+    }
+}
+
+impl GroupKey {
+    /// The keys of a group as the source describes it: members normalised, each once.
+    pub fn of(group: &GroupRecord) -> GroupKey {
+        let mut members: Vec<MemberRef> = group
+            .member_dns
+            .iter()
+            .map(|dn| MemberRef::Dn(normalize_dn(dn)))
+            .chain(
+                group
+                    .member_logins
+                    .iter()
+                    .map(|l| MemberRef::Login(l.clone())),
+            )
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        GroupKey {
+            external_id: group.external_id.clone(),
+            dn_norm: normalize_dn(&group.dn),
+            name: group.name.clone(),
+            members,
+            gid_number: group.gid_number.clone(),
+        }
+    }
 }
 
 /// Every person and group one sync saw, with each group's direct members.

@@ -18,6 +18,7 @@ use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::directory::effective::{DirectoryGraph, GroupKey, MemberRef, PersonKey};
 use crate::directory::snapshot::SyncDiff;
+use crate::directory::sync::{Quiet, SyncObserver};
 use crate::error::{Error, Result};
 use crate::sources::{GroupRecord, PersonRecord, RecordSink, SourceRecord, normalize_dn};
 
@@ -94,6 +95,7 @@ pub(crate) struct Imported {
 pub(crate) struct DirectoryImport<'c> {
     conn: &'c mut DbConnection,
     clock: &'c dyn Clock,
+    observer: &'c dyn SyncObserver,
     source: String,
     sync_run_id: String,
     run: i64,
@@ -161,6 +163,7 @@ impl<'c> DirectoryImport<'c> {
         Ok(DirectoryImport {
             conn,
             clock,
+            observer: &Quiet,
             source: source.to_string(),
             sync_run_id: sync_run_id.to_string(),
             run,
@@ -180,20 +183,14 @@ impl<'c> DirectoryImport<'c> {
         })
     }
 
+    /// Reports progress to `observer`.
+    pub fn observed_by(mut self, observer: &'c dyn SyncObserver) -> Self {
+        self.observer = observer;
+        self
+    }
+
     fn add_person(&mut self, person: PersonRecord) -> Result<()> {
-        let key = PersonKey {
-            external_id: person.external_id.clone(),
-            dn_norm: normalize_dn(&person.dn),
-            login: person.login.clone(),
-            member_of: {
-                let mut groups: Vec<String> =
-                    person.member_of.iter().map(|dn| normalize_dn(dn)).collect();
-                groups.sort_unstable();
-                groups.dedup();
-                groups
-            },
-            gid_number: person.gid_number.clone(),
-        };
+        let key = PersonKey::of(&person);
         let manager_dn_norm = person.manager_dn.as_deref().map(normalize_dn);
         let status = if person.disabled {
             "disabled"
@@ -272,21 +269,11 @@ impl<'c> DirectoryImport<'c> {
         let privileged = self
             .privileged
             .iter()
-            .any(|p| *p == dn_norm || *p == group.name.to_lowercase());
+            .any(|p| *p == dn_norm || *p == group.name.to_lowercase())
+            || group.privileged;
         // A member written twice (two spellings of one DN) is one membership.
-        let mut members: Vec<MemberRef> = group
-            .member_dns
-            .iter()
-            .map(|dn| MemberRef::Dn(normalize_dn(dn)))
-            .chain(
-                group
-                    .member_logins
-                    .iter()
-                    .map(|l| MemberRef::Login(l.clone())),
-            )
-            .collect();
-        members.sort_unstable();
-        members.dedup();
+        let key = GroupKey::of(&group);
+        let members = &key.members;
         self.member_references += members.len() as u64;
         let mut hashed: Vec<Option<&str>> = vec![
             Some(&group.dn),
@@ -301,13 +288,6 @@ impl<'c> DirectoryImport<'c> {
             .collect();
         hashed.extend(member_texts.iter().map(|m| Some(m.as_str())));
         let sha256 = content_sha256(&hashed);
-        let key = GroupKey {
-            external_id: group.external_id.clone(),
-            dn_norm: dn_norm.clone(),
-            name: group.name.clone(),
-            members,
-            gid_number: group.gid_number.clone(),
-        };
         let previous = match self.groups.get_mut(&group.external_id) {
             Some(known) if known.seen => return Err(duplicate("group", &group.external_id)),
             Some(known) => {
@@ -502,6 +482,10 @@ impl RecordSink for DirectoryImport<'_> {
         match record {
             SourceRecord::Person(person) => self.add_person(person)?,
             SourceRecord::Group(group) => self.add_group(group)?,
+        }
+        let (people, groups) = (self.graph.people.len(), self.graph.groups.len());
+        if (people + groups) % 500 == 0 {
+            self.observer.read(people as u64, groups as u64);
         }
         self.flush_if_full()
     }

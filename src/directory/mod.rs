@@ -9,8 +9,9 @@
 pub mod effective;
 mod grants;
 mod import;
+pub mod preview;
 pub mod snapshot;
 pub mod sync;
 
 pub use snapshot::{SyncDiff, SyncRun, current_sync_run};
-pub use sync::{SyncOutcome, sync_source};
+pub use sync::{Quiet, SyncObserver, SyncOutcome, sync_source, sync_source_observed};

@@ -16,7 +16,7 @@ use crate::db::schema::{
 };
 use crate::db::time::to_db;
 use crate::db::{Database, DbConnection, new_id, write_tx};
-use crate::directory::effective::{Expansion, Problem, expand};
+use crate::directory::effective::{DirectoryGraph, Expansion, Problem, expand};
 use crate::directory::grants::{self, GrantChanges};
 use crate::directory::import::{DirectoryImport, Imported};
 use crate::directory::snapshot::{
@@ -48,6 +48,19 @@ pub struct SyncOutcome {
     pub privileged_groups_missing: Vec<String>,
     pub diff: SyncDiff,
 }
+
+/// Told how a sync is going, for a progress display. Calls are frequent and must be cheap.
+pub trait SyncObserver {
+    /// Entries read so far.
+    fn read(&self, _people: u64, _groups: u64) {}
+    /// The sync moved on to another step.
+    fn phase(&self, _phase: &'static str) {}
+}
+
+/// An observer that shows nothing.
+pub struct Quiet;
+
+impl SyncObserver for Quiet {}
 
 impl SyncOutcome {
     /// One line for people: what the directory holds, what changed, what could not be placed.
@@ -100,31 +113,41 @@ pub fn sync_source(
     config: &SourceConfig,
     actor: &str,
 ) -> Result<SyncOutcome> {
+    sync_source_observed(db, clock, name, config, actor, &Quiet)
+}
+
+/// [`sync_source`], telling `observer` how it goes.
+pub fn sync_source_observed(
+    db: &Database,
+    clock: &dyn Clock,
+    name: &str,
+    config: &SourceConfig,
+    actor: &str,
+    observer: &dyn SyncObserver,
+) -> Result<SyncOutcome> {
     let mut conn = db.conn()?;
     let started_at = clock.now();
     sweep_abandoned_runs(&mut conn, started_at, name, actor)?;
     let (sync_run_id, run) = begin_run(&mut conn, started_at, name, config, actor)?;
     tracing::info!(source = name, sync_run = %sync_run_id, run, "sync started");
 
-    let synced = import(
-        &mut conn,
-        clock,
-        name,
-        &sync_run_id,
+    let at = RunAt {
+        sync_run_id: &sync_run_id,
         run,
         started_at,
-        config,
-    )
-    .and_then(|(report, imported, derived)| {
-        let found = configuration_problems(name, &imported, config);
-        let finished = FinishedImport {
-            report,
-            imported,
-            derived,
-            configuration_problems: found,
-        };
-        finish_run(&mut conn, clock.now(), name, &sync_run_id, finished, actor)
-    });
+    };
+    let synced = import(&mut conn, clock, name, &at, config, observer).and_then(
+        |(report, imported, derived)| {
+            let found = configuration_problems(name, &imported.graph, config);
+            let finished = FinishedImport {
+                report,
+                imported,
+                derived,
+                configuration_problems: found,
+            };
+            finish_run(&mut conn, clock.now(), name, &sync_run_id, finished, actor)
+        },
+    );
     match synced {
         Ok(outcome) => {
             tracing::info!(
@@ -164,13 +187,16 @@ enum Derived {
 
 /// What a run found besides its accesses: names in `privileged_groups` that match no synced
 /// group (recorded afresh on every run, since the configuration may change between runs).
-fn configuration_problems(name: &str, imported: &Imported, config: &SourceConfig) -> Vec<Problem> {
+pub(crate) fn configuration_problems(
+    name: &str,
+    graph: &DirectoryGraph,
+    config: &SourceConfig,
+) -> Vec<Problem> {
     config
         .privileged_groups()
         .iter()
         .filter(|wanted| {
-            !imported
-                .graph
+            !graph
                 .groups
                 .iter()
                 .any(|g| names_group(wanted, &g.dn_norm, &g.name))
@@ -185,32 +211,44 @@ fn configuration_problems(name: &str, imported: &Imported, config: &SourceConfig
         .collect()
 }
 
+/// Which run of a source is being written.
+struct RunAt<'a> {
+    sync_run_id: &'a str,
+    run: i64,
+    started_at: DateTime<Utc>,
+}
+
 fn import(
     conn: &mut DbConnection,
     clock: &dyn Clock,
     name: &str,
-    sync_run_id: &str,
-    run: i64,
-    started_at: DateTime<Utc>,
+    at: &RunAt<'_>,
     config: &SourceConfig,
+    observer: &dyn SyncObserver,
 ) -> Result<(FetchReport, Imported, Derived)> {
+    let (run, started_at) = (at.run, at.started_at);
     let previous = current_sync_run(conn, name)?;
+    observer.phase("reading the directory");
     let mut import = DirectoryImport::start(
         conn,
         clock,
         name,
-        sync_run_id,
+        at.sync_run_id,
         run,
         config.privileged_groups(),
-    )?;
+    )?
+    .observed_by(observer);
     let report = fetch(config, &mut import)?;
+    observer.phase("recording changes");
     let imported = import.finish()?;
     let derived = match previous {
         Some(previous) if !imported.diff.directory_changed() => {
             Derived::Unchanged(Box::new(previous))
         }
         _ => {
+            observer.phase("expanding nested groups");
             let expansion = expand(&imported.graph);
+            observer.phase("recording accesses");
             let changes = grants::apply(
                 conn,
                 name,
@@ -232,10 +270,7 @@ fn begin_run(
     config: &SourceConfig,
     actor: &str,
 ) -> Result<(String, i64)> {
-    let kind = match config {
-        SourceConfig::Ldap(_) => "ldap",
-        SourceConfig::Ldif(_) => "ldif",
-    };
+    let kind = config.kind();
     let sync_run_id = new_id();
     let server = server_of(config);
     let begun = write_tx(conn, |conn| {

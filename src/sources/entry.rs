@@ -213,6 +213,7 @@ pub(crate) fn map_group(entry: &Entry, q: &GroupQuery, external_id: String) -> G
             .map(|v| v.trim().to_string())
             .collect(),
         gid_number: entry.first(&q.gid_number_attribute).map(str::to_string),
+        privileged: false,
     }
 }
 

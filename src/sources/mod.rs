@@ -4,6 +4,7 @@
 //! keeps the whole directory in memory.
 
 mod account;
+pub mod csv_file;
 mod entry;
 mod filter;
 pub mod ldap;
@@ -48,6 +49,9 @@ pub struct GroupRecord {
     pub member_logins: Vec<String>,
     /// Posix `gidNumber`: people whose primary group this is are members too.
     pub gid_number: Option<String>,
+    /// The source itself marks the group privileged (a CSV column); `privileged_groups` in
+    /// the configuration marks more.
+    pub privileged: bool,
 }
 
 /// What a source produced, in the order the directory returned it.
@@ -104,6 +108,7 @@ pub fn fetch(config: &SourceConfig, sink: &mut dyn RecordSink) -> Result<FetchRe
     match config {
         SourceConfig::Ldap(ldap_config) => ldap::fetch(ldap_config, sink),
         SourceConfig::Ldif(ldif_config) => ldif::fetch(ldif_config, sink),
+        SourceConfig::Csv(csv_config) => csv_file::fetch(csv_config, sink),
     }
 }
 
@@ -112,6 +117,7 @@ pub fn server_of(config: &SourceConfig) -> String {
     match config {
         SourceConfig::Ldap(c) => c.url.clone(),
         SourceConfig::Ldif(c) => c.path.display().to_string(),
+        SourceConfig::Csv(c) => c.path.display().to_string(),
     }
 }
 

@@ -150,3 +150,81 @@ fn a_privileged_group_that_matches_nothing_is_named_and_refused() {
         &["campaign", "start", "access-review", "--now"],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_access_list_is_reviewed_and_a_broken_one_imports_nothing() {
+    let dir = common::temp_dir();
+    let csv = dir.path().join("billing-app.csv");
+    std::fs::write(
+        &csv,
+        "person_id,login,name,email,manager,entitlement,privileged\n\
+         u1,ann,Ann,ann@example.com,,billing-admin,true\n\
+         u2,bob,Bob,bob@example.com,u1,billing-admin,\n\
+         u2,bob,Bob,bob@example.com,u1,invoices-read,false\n",
+    )
+    .unwrap();
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    config.sources.insert(
+        common::SOURCE.into(),
+        SourceConfig::Csv(attest::config::CsvSourceConfig {
+            path: csv.clone(),
+            privileged_groups: vec![],
+        }),
+    );
+    config
+        .campaigns
+        .get_mut(common::DEFINITION)
+        .unwrap()
+        .fallback_reviewers = vec!["security@example.com".into()];
+    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let first = app.sync().await.unwrap();
+    assert_eq!(
+        (first.identities, first.entitlements, first.grants),
+        (2, 2, 3)
+    );
+
+    // A later export with mistakes: refused with its lines, the previous state stays current.
+    std::fs::write(
+        &csv,
+        "person_id,login,entitlement,privileged\nu1,ann,billing-admin,perhaps\n",
+    )
+    .unwrap();
+    let error = app.sync().await.expect_err("a broken file imports nothing");
+    assert!(
+        error
+            .to_string()
+            .contains("line 2: privileged is `perhaps`"),
+        "{error}"
+    );
+    let started = app.start_campaign().await;
+    assert_eq!(started.campaign.sync_run_id, first.sync_run_id);
+    let items = app
+        .blocking(|db, _, _| {
+            use attest::db::schema::review_items;
+            use diesel::prelude::*;
+            let mut rows: Vec<(String, String, bool, String)> = review_items::table
+                .inner_join(attest::db::schema::reviewers::table)
+                .select((
+                    review_items::identity_login,
+                    review_items::entitlement_name,
+                    review_items::privileged,
+                    attest::db::schema::reviewers::email,
+                ))
+                .load(&mut *db.conn().unwrap())
+                .unwrap();
+            rows.sort();
+            rows
+        })
+        .await;
+    let item =
+        |a: &str, b: &str, p: bool, r: &str| (a.to_string(), b.to_string(), p, r.to_string());
+    assert_eq!(
+        items,
+        vec![
+            item("ann", "billing-admin", true, "security@example.com"),
+            item("bob", "billing-admin", true, "ann@example.com"),
+            item("bob", "invoices-read", false, "ann@example.com"),
+        ]
+    );
+    app.stop().await;
+}

@@ -21,4 +21,5 @@ mod link_revocation;
 mod outbox;
 mod review_security;
 mod revocation_races;
+mod source_cli;
 mod sync;

@@ -1,0 +1,5 @@
+//! Pieces of the command line that are about the terminal, not about attest: progress
+//! display and the printing of a source test. Only `main.rs` uses them.
+
+pub mod progress;
+pub mod source_test;
