@@ -241,6 +241,43 @@ where
     }
 }
 
+/// PostgreSQL: this transaction's commit need not wait for its WAL to reach disk. Only for
+/// work that is worthless after a crash anyway (a sync's intermediate batches: a run that
+/// does not finish is swept and undone); the commit that makes a run current stays durable.
+pub fn relax_commit_durability(conn: &mut DbConnection) -> Result<()> {
+    if let DbConnection::Postgres(pg) = conn {
+        pg.batch_execute("SET LOCAL synchronous_commit TO OFF")?;
+    }
+    Ok(())
+}
+
+/// Bulk INSERT of many rows: PostgreSQL's binary `COPY FROM`, SQLite's multi-row INSERTs of
+/// `$per_statement` rows (keep rows x columns under SQLite's 32,766 bind parameters). The row
+/// type needs `#[diesel(treat_none_as_default_value = false)]` (COPY sends every column).
+#[macro_export]
+macro_rules! bulk_insert {
+    ($conn:expr, $table:expr, $rows:expr, $per_statement:expr) => {{
+        let rows = $rows;
+        match $conn {
+            $crate::db::DbConnection::Postgres(c) if !rows.is_empty() => diesel::copy_from($table)
+                .from_insertable(rows)
+                .execute(c)
+                .map(|_| ()),
+            $crate::db::DbConnection::Postgres(_) => Ok(()),
+            $crate::db::DbConnection::Sqlite(c) => {
+                let mut done = Ok(());
+                for chunk in rows.chunks($per_statement) {
+                    if let Err(e) = diesel::insert_into($table).values(chunk).execute(c) {
+                        done = Err(e);
+                        break;
+                    }
+                }
+                done
+            }
+        }
+    }};
+}
+
 /// Multi-row INSERT on whichever backend `conn` is. Diesel's generic multi-connection cannot
 /// express batch inserts (SQLite and PostgreSQL build them differently), so each arm runs the
 /// same statement on the concrete connection.

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::db::schema::{entitlement_versions, identity_versions, membership_versions, sync_runs};
 use crate::db::time::to_db;
-use crate::db::{DbConnection, write_tx};
+use crate::db::{DbConnection, relax_commit_durability, write_tx};
 use crate::directory::effective::{DirectoryGraph, GroupKey, MemberRef, PersonKey};
 use crate::directory::snapshot::SyncDiff;
 use crate::directory::sync::{Quiet, SyncObserver};
@@ -24,11 +24,14 @@ use crate::sources::{GroupRecord, PersonRecord, RecordSink, SourceRecord, normal
 
 /// Rows per multi-row statement; small enough for SQLite's bind-parameter limit.
 const ROWS_PER_STATEMENT: usize = 500;
+/// Membership rows have 5 columns: larger statements stay under the parameter limit.
+const MEMBERSHIPS_PER_STATEMENT: usize = 5_000;
 /// Buffered changes that trigger a write (one short transaction).
-const ROWS_PER_FLUSH: usize = 5_000;
+const ROWS_PER_FLUSH: usize = 20_000;
 
 #[derive(Insertable)]
 #[diesel(table_name = identity_versions)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewIdentityVersion {
     source: String,
     external_id: String,
@@ -49,6 +52,7 @@ struct NewIdentityVersion {
 
 #[derive(Insertable)]
 #[diesel(table_name = entitlement_versions)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewEntitlementVersion {
     source: String,
     external_id: String,
@@ -66,6 +70,7 @@ struct NewEntitlementVersion {
 
 #[derive(Insertable)]
 #[diesel(table_name = membership_versions)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewMembershipVersion {
     source: String,
     group_external_id: String,
@@ -275,19 +280,23 @@ impl<'c> DirectoryImport<'c> {
         let key = GroupKey::of(&group);
         let members = &key.members;
         self.member_references += members.len() as u64;
-        let mut hashed: Vec<Option<&str>> = vec![
+        let mut hasher = content_hasher(&[
             Some(&group.dn),
             Some(&group.name),
             group.description.as_deref(),
             Some(if privileged { "privileged" } else { "" }),
             group.gid_number.as_deref(),
-        ];
-        let member_texts: Vec<String> = members
-            .iter()
-            .map(|m| format!("{}:{}", m.kind(), m.value()))
-            .collect();
-        hashed.extend(member_texts.iter().map(|m| Some(m.as_str())));
-        let sha256 = content_sha256(&hashed);
+        ]);
+        for member in members {
+            // The field `kind:value`, written in parts (this runs for every member).
+            let (kind, value) = (member.kind(), member.value());
+            hasher.update([1u8]);
+            hasher.update(((kind.len() + 1 + value.len()) as u64).to_be_bytes());
+            hasher.update(kind.as_bytes());
+            hasher.update(b":");
+            hasher.update(value.as_bytes());
+        }
+        let sha256 = hex::encode(hasher.finalize());
         let previous = match self.groups.get_mut(&group.external_id) {
             Some(known) if known.seen => return Err(duplicate("group", &group.external_id)),
             Some(known) => {
@@ -403,15 +412,25 @@ impl<'c> DirectoryImport<'c> {
         let (run, now) = (self.run, to_db(self.clock.now()));
         let sync_run_id = self.sync_run_id.clone();
         write_tx(self.conn, |conn| {
-            for chunk in identities.chunks(ROWS_PER_STATEMENT) {
-                crate::insert_rows!(conn, identity_versions::table, chunk)?;
-            }
-            for chunk in entitlements.chunks(ROWS_PER_STATEMENT) {
-                crate::insert_rows!(conn, entitlement_versions::table, chunk)?;
-            }
-            for chunk in memberships.chunks(ROWS_PER_STATEMENT) {
-                crate::insert_rows!(conn, membership_versions::table, chunk)?;
-            }
+            relax_commit_durability(conn)?;
+            crate::bulk_insert!(
+                conn,
+                identity_versions::table,
+                &identities,
+                ROWS_PER_STATEMENT
+            )?;
+            crate::bulk_insert!(
+                conn,
+                entitlement_versions::table,
+                &entitlements,
+                ROWS_PER_STATEMENT
+            )?;
+            crate::bulk_insert!(
+                conn,
+                membership_versions::table,
+                &memberships,
+                MEMBERSHIPS_PER_STATEMENT
+            )?;
             for chunk in closed_identities.chunks(ROWS_PER_STATEMENT) {
                 diesel::update(
                     identity_versions::table.filter(identity_versions::id.eq_any(chunk)),
@@ -503,6 +522,11 @@ fn duplicate(what: &str, external_id: &str) -> Error {
 
 /// SHA-256 over a length-prefixed encoding of the fields (absent and empty differ), hex.
 fn content_sha256(fields: &[Option<&str>]) -> String {
+    hex::encode(content_hasher(fields).finalize())
+}
+
+/// The hasher of [`content_sha256`] after `fields`, for callers that add more fields.
+fn content_hasher(fields: &[Option<&str>]) -> Sha256 {
     let mut hasher = Sha256::new();
     for field in fields {
         match field {
@@ -514,7 +538,7 @@ fn content_sha256(fields: &[Option<&str>]) -> String {
             None => hasher.update([0u8]),
         }
     }
-    hex::encode(hasher.finalize())
+    hasher
 }
 
 #[cfg(test)]

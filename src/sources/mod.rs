@@ -136,6 +136,13 @@ pub fn dn_under(dn: &str, base: &str) -> bool {
 /// both become `\,`; `\C3\BC` becomes `ü`). Only characters that must stay escaped in a DN
 /// value are escaped.
 pub fn normalize_dn(dn: &str) -> String {
+    // Most DNs are plain: no escapes, no blanks, lower case already.
+    let plain = dn
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b' ' && b != b'\\');
+    if plain {
+        return dn.to_string();
+    }
     // Each character with whether it was escaped (and so is part of a value, never syntax).
     let chars: Vec<char> = dn.trim().chars().collect();
     let mut tokens: Vec<(char, bool)> = Vec::with_capacity(chars.len());

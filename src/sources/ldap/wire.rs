@@ -3,6 +3,8 @@
 //! values as base64; `objectGUID` and `objectSid` in their canonical text forms, see
 //! `entry::binary_text`).
 
+use std::io::Write as _;
+
 use ldap3::asn1::StructureTag;
 use sha2::{Digest, Sha256};
 
@@ -52,11 +54,17 @@ pub(super) fn parse_entry(tag: StructureTag) -> Option<RawEntry> {
 /// attribute, sorted by lower-cased name, `A<len>:<lower-cased name>` and its values sorted
 /// bytewise as `V<len>:<bytes>`, then `E\n`; lengths are decimal byte counts.
 pub(super) fn hash_entry(hasher: &mut Sha256, entry: &RawEntry) {
-    let field = |hasher: &mut Sha256, kind: &str, bytes: &[u8]| {
-        hasher.update(format!("{kind}{}:", bytes.len()).as_bytes());
+    let field = |hasher: &mut Sha256, kind: &[u8], bytes: &[u8]| {
+        // `<kind><decimal length>:` without allocating (this runs for every value).
+        let mut prefix = [0u8; 24];
+        let mut cursor = std::io::Cursor::new(&mut prefix[..]);
+        let _ = std::io::Write::write_all(&mut cursor, kind);
+        let _ = write!(cursor, "{}:", bytes.len());
+        let written = cursor.position() as usize;
+        hasher.update(&prefix[..written]);
         hasher.update(bytes);
     };
-    field(hasher, "D", entry.dn.as_bytes());
+    field(hasher, b"D", entry.dn.as_bytes());
     let mut attrs: Vec<(String, Vec<&[u8]>)> = entry
         .attrs
         .iter()
@@ -68,9 +76,9 @@ pub(super) fn hash_entry(hasher: &mut Sha256, entry: &RawEntry) {
         .collect();
     attrs.sort();
     for (name, values) in attrs {
-        field(hasher, "A", name.as_bytes());
+        field(hasher, b"A", name.as_bytes());
         for value in values {
-            field(hasher, "V", value);
+            field(hasher, b"V", value);
         }
     }
     hasher.update(b"E\n");
