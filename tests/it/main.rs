@@ -5,6 +5,7 @@
 mod support;
 
 mod access_log;
+mod active_directory;
 mod append_only;
 mod binary;
 mod browser;

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod maildev;
 pub mod ports;
 pub mod postgres;
+pub mod samba;
 pub mod slapd;
 pub mod smtp_refuser;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! Throwaway TLS material for test servers: a private CA and a server certificate for
-//! 127.0.0.1, made with the `openssl` command line in a given folder. Clients under test trust
+//! a loopback address, made with the `openssl` command line in a given folder. Clients under test trust
 //! the CA file explicitly, so certificate checks stay on.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use super::run_checked;
 pub struct TestCertificates {
     /// The CA certificate clients should trust (PEM).
     pub ca_file: PathBuf,
-    /// The server's certificate (PEM), valid for IP 127.0.0.1.
+    /// The server's certificate (PEM), valid for its loopback IP.
     pub cert_file: PathBuf,
     /// The server's private key (PEM).
     pub key_file: PathBuf,
@@ -18,6 +18,11 @@ pub struct TestCertificates {
 
 impl TestCertificates {
     pub fn generate(dir: &Path) -> TestCertificates {
+        TestCertificates::generate_for(dir, "127.0.0.1")
+    }
+
+    /// A CA and a server certificate for the loopback address `ip`.
+    pub fn generate_for(dir: &Path, ip: &str) -> TestCertificates {
         let path = |name: &str| dir.join(name);
         let ec = [
             "-newkey",
@@ -47,13 +52,15 @@ impl TestCertificates {
                 .arg(path("server.key"))
                 .arg("-out")
                 .arg(path("server.csr"))
-                .args(["-subj", "/CN=127.0.0.1"]),
+                .args(["-subj", &format!("/CN={ip}")]),
             "openssl: server key",
         );
         std::fs::write(
             path("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName=IP:{ip}\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .expect("write server.ext");
         run_checked(
