@@ -208,6 +208,7 @@ fn ldap_source(slapd: &Slapd) -> SourceConfig {
         allow_cleartext_bind: false,
         page_size: PAGE_SIZE,
         member_range_size: None,
+        referrals: Default::default(),
         timeout_seconds: 120,
         people: PeopleQuery {
             base_dns: vec![format!("ou=people,{}", slapd::BASE_DN)],

@@ -306,6 +306,11 @@ pub struct LdapSourceConfig {
     /// every range; set this to make a server that does not (Samba) page them too.
     #[serde(default)]
     pub member_range_size: Option<u32>,
+    /// What to do when a search returns a referral to another server: `fail` the sync
+    /// (default), or `skip` it (each skipped referral is listed with the sync run). attest does
+    /// not chase referrals: add the other server as a source of its own.
+    #[serde(default)]
+    pub referrals: ReferralPolicy,
     #[serde(default = "default_ldap_timeout")]
     pub timeout_seconds: u64,
     #[serde(default)]
@@ -315,6 +320,14 @@ pub struct LdapSourceConfig {
     /// Group DNs or names whose membership counts as privileged access.
     #[serde(default)]
     pub privileged_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferralPolicy {
+    #[default]
+    Fail,
+    Skip,
 }
 
 fn default_page_size() -> i32 {

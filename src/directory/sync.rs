@@ -138,7 +138,8 @@ pub fn sync_source_observed(
     };
     let synced = import(&mut conn, clock, name, &at, config, observer).and_then(
         |(report, imported, derived)| {
-            let found = configuration_problems(name, &imported.graph, config);
+            let mut found = configuration_problems(name, &imported.graph, config);
+            found.extend(skipped_referrals(&report));
             let finished = FinishedImport {
                 report,
                 imported,
@@ -216,6 +217,21 @@ struct RunAt<'a> {
     sync_run_id: &'a str,
     run: i64,
     started_at: DateTime<Utc>,
+}
+
+/// Referrals a search skipped (by configuration), each listed with its search base.
+fn skipped_referrals(report: &FetchReport) -> Vec<Problem> {
+    report
+        .searches
+        .iter()
+        .flat_map(|search| {
+            search.referrals_skipped.iter().map(|url| Problem {
+                kind: "referral_skipped",
+                subject: search.base.clone(),
+                detail: format!("the server referred to {url}, which was not read"),
+            })
+        })
+        .collect()
 }
 
 fn import(
@@ -457,6 +473,7 @@ fn finish_run(
             cycles,
             privileged_groups_missing: configuration_problems
                 .iter()
+                .filter(|p| p.kind == PRIVILEGED_GROUP_MISSING)
                 .map(|p| p.subject.clone())
                 .collect(),
             diff,
@@ -486,7 +503,7 @@ fn record_problems(conn: &mut DbConnection, sync_run_id: &str, problems: &[Probl
 fn copy_problems(conn: &mut DbConnection, from_run: &str, to_run: &str) -> Result<()> {
     let rows: Vec<(String, String, String)> = sync_run_problems::table
         .filter(sync_run_problems::sync_run_id.eq(from_run))
-        .filter(sync_run_problems::kind.ne(PRIVILEGED_GROUP_MISSING))
+        .filter(sync_run_problems::kind.ne_all([PRIVILEGED_GROUP_MISSING, "referral_skipped"]))
         .select((
             sync_run_problems::kind,
             sync_run_problems::subject,

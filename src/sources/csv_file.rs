@@ -262,6 +262,7 @@ pub fn fetch(config: &CsvSourceConfig, sink: &mut dyn RecordSink) -> Result<Fetc
             attributes: headers,
             entries: rows,
             pages: 1,
+            referrals_skipped: Vec::new(),
         }],
         raw_sha256: hex::encode(hashing.hasher.finalize()),
     })

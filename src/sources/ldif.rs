@@ -105,6 +105,7 @@ impl Selection {
             attributes,
             entries: self.taken,
             pages: 1,
+            referrals_skipped: Vec::new(),
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct SearchRecord {
     pub attributes: Vec<String>,
     pub entries: u64,
     pub pages: u64,
+    /// Referrals to other servers that were skipped (by configuration), by URL.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrals_skipped: Vec<String>,
 }
 
 /// How a sync reached its directory: filled before the first record, completed as it goes.
@@ -136,6 +139,10 @@ pub fn dn_under(dn: &str, base: &str) -> bool {
 /// both become `\,`; `\C3\BC` becomes `ü`). Only characters that must stay escaped in a DN
 /// value are escaped.
 pub fn normalize_dn(dn: &str) -> String {
+    // A value that was not text (kept as `base64:...`) is no DN: kept exactly, to be reported.
+    if dn.starts_with("base64:") {
+        return dn.to_string();
+    }
     // Most DNs are plain: no escapes, no blanks, lower case already.
     let plain = dn
         .bytes()

@@ -25,6 +25,7 @@ fn ad_source(dc: &SambaDc) -> SourceConfig {
         allow_cleartext_bind: false,
         page_size: 10,
         member_range_size: Some(10),
+        referrals: Default::default(),
         timeout_seconds: 30,
         people: PeopleQuery {
             base_dns: vec![samba::USERS_DN.into()],

@@ -52,6 +52,7 @@ pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
         allow_cleartext_bind: false,
         page_size: 5,
         member_range_size: None,
+        referrals: Default::default(),
         timeout_seconds: 10,
         people: fixture_people(),
         groups: fixture_groups(),

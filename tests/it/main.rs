@@ -23,4 +23,5 @@ mod outbox;
 mod review_security;
 mod revocation_races;
 mod source_cli;
+mod source_faults;
 mod sync;

@@ -24,6 +24,8 @@ pub const BASE_DN: &str = "dc=example,dc=com";
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
 pub const READER_DN: &str = "cn=attest-reader,ou=services,dc=example,dc=com";
 pub const READER_PASSWORD: &str = "reader-secret";
+/// A reader the test server limits to 100 entries, paged or not (add it to the LDIF to use it).
+pub const LIMITED_READER_DN: &str = "cn=limited-reader,ou=services,dc=example,dc=com";
 
 /// The fixture LDIF loaded by `Slapd::start`.
 pub fn fixture_path() -> PathBuf {
@@ -325,9 +327,12 @@ access to attrs=userPassword
   by * none
 access to *
   by dn.exact="{READER_DN}" read
+  by dn.exact="{LIMITED_READER_DN}" read
   by * auth
 
-# Plain searches stop at 500 entries; paged searches return everything.
+# Plain searches stop at 500 entries; paged searches return everything. The limited reader
+# (which a test's LDIF may add) gets at most 100 entries even when paging.
+limits dn.exact="{LIMITED_READER_DN}" size.soft=100 size.hard=100 size.prtotal=100
 limits users size.soft=500 size.hard=500 size.prtotal=unlimited
 "#
     )

@@ -166,7 +166,8 @@ fn run_searches(
             &attributes,
             config.page_size,
             timeout,
-        );
+        )
+        .with_referrals(config.referrals);
         searches.push(spec.run(conn, &mut hasher, &mut |entry| {
             let id = required_id(&entry, &people.id_attribute, "people.id_attribute");
             let person = id.and_then(|id| map_person(&entry, people, &rules, id));
@@ -199,7 +200,8 @@ fn run_searches(
             config.page_size,
             timeout,
         )
-        .with_range_size(config.member_range_size);
+        .with_range_size(config.member_range_size)
+        .with_referrals(config.referrals);
         searches.push(spec.run(conn, &mut hasher, &mut |entry| {
             let id = required_id(&entry, &groups.id_attribute, "groups.id_attribute")
                 .map_err(|msg| spec.entry_error(&msg))?;
@@ -237,6 +239,7 @@ mod tests {
             allow_cleartext_bind: false,
             page_size: 10,
             member_range_size: None,
+            referrals: Default::default(),
             timeout_seconds: 1,
             people: PeopleQuery {
                 base_dns: vec!["dc=x".into()],

@@ -11,6 +11,7 @@ use ldap3::controls::{Control, PagedResults};
 use ldap3::{LdapConn, LdapError, LdapResult, Scope, parse_refs};
 use sha2::Sha256;
 
+use crate::config::ReferralPolicy;
 use crate::error::Error;
 use crate::sources::SearchRecord;
 use crate::sources::entry::Entry;
@@ -29,6 +30,7 @@ pub(super) struct SearchSpec<'a> {
     timeout: Duration,
     /// Window for follow-up reads of ranged attributes; `None` asks for the rest at once.
     range_size: Option<u32>,
+    referrals: ReferralPolicy,
 }
 
 impl<'a> SearchSpec<'a> {
@@ -48,7 +50,14 @@ impl<'a> SearchSpec<'a> {
             page_size,
             timeout,
             range_size: None,
+            referrals: ReferralPolicy::Fail,
         }
+    }
+
+    /// Skips referrals (recording them) instead of failing on them.
+    pub(super) fn with_referrals(mut self, policy: ReferralPolicy) -> Self {
+        self.referrals = policy;
+        self
     }
 
     /// Reads the rest of ranged attributes in windows of `size` values.
@@ -90,6 +99,7 @@ impl<'a> SearchSpec<'a> {
     ) -> Result<SearchRecord, Error> {
         let (mut entries, mut pages, mut cookie) = (0u64, 0u64, Vec::new());
         let mut partial: Vec<Entry> = Vec::new();
+        let mut referrals_skipped = Vec::new();
         loop {
             let control = PagedResults {
                 size: self.page_size,
@@ -104,8 +114,17 @@ impl<'a> SearchSpec<'a> {
                     continue;
                 }
                 if item.is_ref() {
-                    let urls = parse_refs(item.0).join(", ");
-                    return Err(self.failed(format!("the server returned a referral to {urls}")));
+                    let urls = parse_refs(item.0);
+                    if self.referrals == ReferralPolicy::Skip {
+                        referrals_skipped.extend(urls);
+                        continue;
+                    }
+                    return Err(self.failed(format!(
+                        "the server returned a referral to {}; attest does not follow \
+                         referrals (set referrals = \"skip\" to skip and list them, and add \
+                         that server as a source of its own)",
+                        urls.join(", ")
+                    )));
                 }
                 let raw = parse_entry(item.0)
                     .ok_or_else(|| self.failed("the server sent a malformed entry"))?;
@@ -142,6 +161,7 @@ impl<'a> SearchSpec<'a> {
             attributes: self.attributes.to_vec(),
             entries,
             pages,
+            referrals_skipped,
         })
     }
 }
