@@ -247,6 +247,7 @@ pub enum SourceConfig {
     Ldap(LdapSourceConfig),
     Ldif(LdifSourceConfig),
     Csv(CsvSourceConfig),
+    Oidc(OidcSourceConfig),
 }
 
 impl SourceConfig {
@@ -255,6 +256,7 @@ impl SourceConfig {
             SourceConfig::Ldap(c) => &c.privileged_groups,
             SourceConfig::Ldif(c) => &c.privileged_groups,
             SourceConfig::Csv(c) => &c.privileged_groups,
+            SourceConfig::Oidc(c) => &c.privileged_groups,
         }
     }
 
@@ -264,8 +266,63 @@ impl SourceConfig {
             SourceConfig::Ldap(_) => "ldap",
             SourceConfig::Ldif(_) => "ldif",
             SourceConfig::Csv(_) => "csv",
+            SourceConfig::Oidc(_) => "oidc",
         }
     }
+}
+
+/// An OpenID Connect provider's directory: a client-credentials token from the discovered
+/// token endpoint, then users and groups over SCIM 2.0.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSourceConfig {
+    /// The provider's issuer URL (discovery at `/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for with the token.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Resource indicator (RFC 8707) naming the SCIM API, when the provider wants one.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// PEM file of the CA(s) behind the provider's and the SCIM server's certificates.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Allow `http://` URLs (the client secret and tokens would cross the network in clear).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_seconds: u64,
+    pub scim: ScimConfig,
+    /// Group names or ids whose membership counts as privileged access.
+    #[serde(default)]
+    pub privileged_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// Base URL of the SCIM 2.0 API (`.../scim/v2`): `/Users` and `/Groups` are under it.
+    pub url: String,
+    /// Resources asked for per page.
+    #[serde(default = "default_scim_page_size")]
+    pub page_size: u32,
+    /// Check each group's members against `/Users?filter=groups.value eq "<id>"`, and read
+    /// them from there when the group resource lists fewer (servers may cap big groups).
+    #[serde(default = "default_true")]
+    pub verify_group_members: bool,
+}
+
+fn default_scim_page_size() -> u32 {
+    100
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// An application's access list as a CSV file, one row per (person, entitlement); see

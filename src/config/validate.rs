@@ -264,6 +264,36 @@ impl Config {
                     ));
                 }
             }
+            SourceConfig::Oidc(oidc) => {
+                for (field, url) in [("issuer", &oidc.issuer), ("scim.url", &oidc.scim.url)] {
+                    let secure = url.starts_with("https://");
+                    if !(secure || (url.starts_with("http://") && oidc.allow_insecure_http)) {
+                        problems.push(ConfigProblem::new(
+                            &format!("{key}.{field}"),
+                            "must be an https:// URL (allow_insecure_http = true accepts http:// \
+                             and the risk of sending the client secret and tokens in clear)",
+                        ));
+                    }
+                }
+                match resolve_secret(
+                    &format!("{key}.client_secret"),
+                    oidc.client_secret.as_ref(),
+                    oidc.client_secret_file.as_deref(),
+                ) {
+                    Err(p) => problems.push(p),
+                    Ok(None) => problems.push(ConfigProblem::new(
+                        &format!("{key}.client_secret_file"),
+                        "set client_secret_file (or client_secret)",
+                    )),
+                    Ok(Some(_)) => {}
+                }
+                if oidc.scim.page_size == 0 {
+                    problems.push(ConfigProblem::new(
+                        &format!("{key}.scim.page_size"),
+                        "must be at least 1",
+                    ));
+                }
+            }
             SourceConfig::Csv(csv) => {
                 if csv.path.as_os_str().is_empty() {
                     problems.push(ConfigProblem::new(

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::config::CsvSourceConfig;
 use crate::error::Error;
 use crate::sources::{
-    FetchReport, GroupRecord, PersonRecord, RecordSink, SearchRecord, SourceRecord,
+    FetchReport, GroupRecord, PersonRecord, RecordSink, SearchRecord, SourceRecord, synthetic_dn,
 };
 
 const SOURCE: &str = "csv";
@@ -297,18 +297,6 @@ fn parse_flag(value: Option<&str>) -> Result<Option<bool>, String> {
         Some("false" | "no" | "0") => Ok(Some(false)),
         Some(other) => Err(other.to_string()),
     }
-}
-
-/// A DN standing for a CSV id, so that people, managers and members match as DNs do.
-fn synthetic_dn(kind: &str, id: &str) -> String {
-    let mut dn = format!("{kind}=");
-    for ch in id.chars() {
-        if matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' | '#') {
-            dn.push('\\');
-        }
-        dn.push(ch);
-    }
-    dn
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ mod entry;
 mod filter;
 pub mod ldap;
 pub mod ldif;
+mod oidc;
+pub mod scim;
 
 use serde::Serialize;
 
@@ -112,6 +114,7 @@ pub fn fetch(config: &SourceConfig, sink: &mut dyn RecordSink) -> Result<FetchRe
         SourceConfig::Ldap(ldap_config) => ldap::fetch(ldap_config, sink),
         SourceConfig::Ldif(ldif_config) => ldif::fetch(ldif_config, sink),
         SourceConfig::Csv(csv_config) => csv_file::fetch(csv_config, sink),
+        SourceConfig::Oidc(oidc_config) => scim::fetch(oidc_config, sink),
     }
 }
 
@@ -121,7 +124,21 @@ pub fn server_of(config: &SourceConfig) -> String {
         SourceConfig::Ldap(c) => c.url.clone(),
         SourceConfig::Ldif(c) => c.path.display().to_string(),
         SourceConfig::Csv(c) => c.path.display().to_string(),
+        SourceConfig::Oidc(c) => c.scim.url.clone(),
     }
+}
+
+/// A DN standing for an id of a source without DNs (CSV, SCIM), so that people, managers
+/// and members match as DNs do.
+pub(crate) fn synthetic_dn(kind: &str, id: &str) -> String {
+    let mut dn = format!("{kind}=");
+    for ch in id.chars() {
+        if matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' | '#') {
+            dn.push('\\');
+        }
+        dn.push(ch);
+    }
+    dn
 }
 
 /// Whether the normalised `dn` equals or lies under the normalised `base` (an empty base holds

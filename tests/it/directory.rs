@@ -22,6 +22,7 @@ fn with_privileged(mut source: SourceConfig, group: &str) -> SourceConfig {
         SourceConfig::Ldap(c) => c.privileged_groups = vec![group.into()],
         SourceConfig::Ldif(c) => c.privileged_groups = vec![group.into()],
         SourceConfig::Csv(c) => c.privileged_groups = vec![group.into()],
+        SourceConfig::Oidc(c) => c.privileged_groups = vec![group.into()],
     }
     source
 }

@@ -19,6 +19,7 @@ mod directory_schemas;
 mod end_to_end;
 mod generation_faults;
 mod link_revocation;
+mod oidc_source;
 mod outbox;
 mod review_security;
 mod revocation_races;

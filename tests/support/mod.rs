@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod maildev;
+pub mod oidc_scim;
 pub mod ports;
 pub mod postgres;
 pub mod samba;
