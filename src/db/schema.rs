@@ -33,6 +33,8 @@ diesel::table! {
         cycles -> BigInt,
         heartbeat_at -> Nullable<Timestamp>,
         diff -> Text,
+        problems_from -> Nullable<Text>,
+        derivation -> Text,
     }
 }
 

@@ -12,6 +12,20 @@ use crate::sources::{GroupRecord, PersonRecord, normalize_dn};
 /// How deep group-in-group chains are followed; deeper links are reported, not followed.
 pub const MAX_NESTING_DEPTH: usize = 64;
 
+/// How accesses are derived from memberships, recorded with each run: a run reuses the
+/// previous run's accesses only if they were derived the same way.
+pub const DERIVATION: &str = "nested-v1 depth=64 member_of primary_gid";
+
+/// Problem kinds that follow from the directory's content (an unchanged directory has the
+/// same ones); everything else is recorded afresh on every run.
+pub const CONTENT_PROBLEM_KINDS: [&str; 5] = [
+    "unresolved_member",
+    "group_outside_scope",
+    "cycle",
+    "too_deep",
+    "duplicate_login",
+];
+
 /// Separates the groups of a `via` chain: "eng <- sre" (access to the reviewed group comes
 /// through `eng`, which has `sre` as a member, which has the person).
 pub const VIA_SEPARATOR: &str = " <- ";
@@ -156,15 +170,25 @@ enum Node {
 pub fn expand(graph: &DirectoryGraph) -> Expansion {
     let mut by_dn: HashMap<&str, Node> = HashMap::with_capacity(graph.people.len());
     let mut by_login: HashMap<&str, u32> = HashMap::with_capacity(graph.people.len());
+    let mut expansion = Expansion::default();
     for (i, person) in graph.people.iter().enumerate() {
         by_dn.insert(person.dn_norm.as_str(), Node::Person(i as u32));
-        by_login.insert(person.login.as_str(), i as u32);
+        if let Some(other) = by_login.insert(person.login.as_str(), i as u32) {
+            expansion.problems.push(Problem {
+                kind: "duplicate_login",
+                subject: person.login.clone(),
+                detail: format!(
+                    "two people share this login ({} and {}); memberUid members naming it \
+                     are given to the second",
+                    graph.people[other as usize].dn_norm, person.dn_norm
+                ),
+            });
+        }
     }
     for (i, group) in graph.groups.iter().enumerate() {
         by_dn.insert(group.dn_norm.as_str(), Node::Group(i as u32));
     }
 
-    let mut expansion = Expansion::default();
     let mut direct_people: Vec<Vec<u32>> = vec![Vec::new(); graph.groups.len()];
     let mut children: Vec<Vec<u32>> = vec![Vec::new(); graph.groups.len()];
     for (g, group) in graph.groups.iter().enumerate() {
@@ -435,6 +459,11 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn derivation_names_the_depth_limit() {
+        assert!(DERIVATION.contains(&format!("depth={MAX_NESTING_DEPTH}")));
     }
 
     #[test]

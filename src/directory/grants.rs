@@ -8,9 +8,12 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
+use crate::clock::Clock;
 use crate::db::schema::grant_versions;
+use crate::db::time::to_db;
 use crate::db::{DbConnection, relax_commit_durability, write_tx};
 use crate::directory::effective::{DirectoryGraph, Expansion};
+use crate::directory::import::still_running;
 use crate::error::Result;
 
 const READ_PAGE: i64 = 10_000;
@@ -41,6 +44,8 @@ pub(crate) struct GrantChanges {
 
 struct Writer<'c> {
     conn: &'c mut DbConnection,
+    clock: &'c dyn Clock,
+    sync_run_id: &'c str,
     run: i64,
     new: Vec<NewGrantVersion>,
     closed: Vec<i64>,
@@ -63,8 +68,10 @@ impl Writer<'_> {
         if new.is_empty() && closed.is_empty() {
             return Ok(());
         }
+        let (sync_run_id, now) = (self.sync_run_id, to_db(self.clock.now()));
         write_tx(self.conn, |conn| {
             relax_commit_durability(conn)?;
+            still_running(conn, sync_run_id, now)?;
             crate::bulk_insert!(conn, grant_versions::table, &new, ROWS_PER_STATEMENT)?;
             for chunk in closed.chunks(ROWS_PER_STATEMENT) {
                 diesel::update(grant_versions::table.filter(grant_versions::id.eq_any(chunk)))
@@ -79,8 +86,8 @@ impl Writer<'_> {
 /// Writes the difference between `expansion` and the accesses current before run `run`.
 pub(crate) fn apply(
     conn: &mut DbConnection,
-    source: &str,
-    run: i64,
+    clock: &dyn Clock,
+    (source, sync_run_id, run): (&str, &str, i64),
     first_seen_now: chrono::NaiveDateTime,
     graph: &DirectoryGraph,
     expansion: &Expansion,
@@ -109,6 +116,8 @@ pub(crate) fn apply(
     };
     let mut writer = Writer {
         conn,
+        clock,
+        sync_run_id,
         run,
         new: Vec::new(),
         closed: Vec::new(),

@@ -92,6 +92,9 @@ struct Known {
 pub(crate) struct Imported {
     pub graph: DirectoryGraph,
     pub diff: SyncDiff,
+    /// (identity version, last logon) changed on unchanged people, applied when the run
+    /// becomes current.
+    pub logons: Vec<(i64, Option<chrono::NaiveDateTime>)>,
     /// Direct member references across all groups (resolved or not).
     pub member_references: u64,
 }
@@ -116,8 +119,10 @@ pub(crate) struct DirectoryImport<'c> {
     closed_identities: Vec<i64>,
     closed_entitlements: Vec<i64>,
     closed_memberships: Vec<i64>,
-    /// (identity version, last logon) to update in place.
+    /// (identity version, last logon) to update when the run becomes current.
     logons: Vec<(i64, Option<chrono::NaiveDateTime>)>,
+    /// When the run last showed it is alive.
+    last_heartbeat: std::time::Instant,
 }
 
 impl<'c> DirectoryImport<'c> {
@@ -185,6 +190,7 @@ impl<'c> DirectoryImport<'c> {
             closed_entitlements: Vec::new(),
             closed_memberships: Vec::new(),
             logons: Vec::new(),
+            last_heartbeat: std::time::Instant::now(),
         })
     }
 
@@ -390,7 +396,6 @@ impl<'c> DirectoryImport<'c> {
             + self.closed_identities.len()
             + self.closed_entitlements.len()
             + self.closed_memberships.len()
-            + self.logons.len()
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
@@ -408,11 +413,12 @@ impl<'c> DirectoryImport<'c> {
         let closed_identities = std::mem::take(&mut self.closed_identities);
         let closed_entitlements = std::mem::take(&mut self.closed_entitlements);
         let closed_memberships = std::mem::take(&mut self.closed_memberships);
-        let logons = std::mem::take(&mut self.logons);
+        self.last_heartbeat = std::time::Instant::now();
         let (run, now) = (self.run, to_db(self.clock.now()));
         let sync_run_id = self.sync_run_id.clone();
         write_tx(self.conn, |conn| {
             relax_commit_durability(conn)?;
+            still_running(conn, &sync_run_id, now)?;
             crate::bulk_insert!(
                 conn,
                 identity_versions::table,
@@ -452,14 +458,6 @@ impl<'c> DirectoryImport<'c> {
                 .set(membership_versions::valid_to.eq(Some(run)))
                 .execute(conn)?;
             }
-            for (version_id, last_login_at) in &logons {
-                diesel::update(identity_versions::table.find(version_id))
-                    .set(identity_versions::last_login_at.eq(last_login_at))
-                    .execute(conn)?;
-            }
-            diesel::update(sync_runs::table.find(&sync_run_id))
-                .set(sync_runs::heartbeat_at.eq(Some(now)))
-                .execute(conn)?;
             Ok(())
         })
     }
@@ -491,6 +489,7 @@ impl<'c> DirectoryImport<'c> {
         Ok(Imported {
             graph: self.graph,
             diff: self.diff,
+            logons: self.logons,
             member_references: self.member_references,
         })
     }
@@ -503,11 +502,42 @@ impl RecordSink for DirectoryImport<'_> {
             SourceRecord::Group(group) => self.add_group(group)?,
         }
         let (people, groups) = (self.graph.people.len(), self.graph.groups.len());
-        if (people + groups) % 500 == 0 {
+        if (people + groups) % 100 == 0 {
             self.observer.read(people as u64, groups as u64);
+        }
+        // A long read that changes little still shows, now and then, that it is alive.
+        if self.last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
+            let (sync_run_id, now) = (self.sync_run_id.clone(), to_db(self.clock.now()));
+            write_tx(self.conn, |conn| still_running(conn, &sync_run_id, now))?;
+            self.last_heartbeat = std::time::Instant::now();
         }
         self.flush_if_full()
     }
+}
+
+/// How often a run that writes little shows it is alive.
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Inside a write transaction: marks the run alive, or fails if it was ended meanwhile (swept
+/// as abandoned by another process), so that nothing more is written for it.
+pub(crate) fn still_running(
+    conn: &mut DbConnection,
+    sync_run_id: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<()> {
+    let alive = diesel::update(
+        sync_runs::table
+            .find(sync_run_id)
+            .filter(sync_runs::status.eq(crate::directory::snapshot::STATUS_RUNNING)),
+    )
+    .set(sync_runs::heartbeat_at.eq(Some(now)))
+    .execute(conn)?;
+    if alive == 0 {
+        return Err(Error::Conflict(
+            "this sync run was ended by another process (it looked abandoned); it stops".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn duplicate(what: &str, external_id: &str) -> Error {

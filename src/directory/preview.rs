@@ -28,6 +28,8 @@ pub struct SourcePreview {
 
 struct GraphSink<'o> {
     graph: DirectoryGraph,
+    ids: std::collections::HashSet<String>,
+    duplicates: Vec<Problem>,
     service_accounts: u64,
     disabled: u64,
     observer: &'o dyn SyncObserver,
@@ -35,6 +37,17 @@ struct GraphSink<'o> {
 
 impl RecordSink for GraphSink<'_> {
     fn accept(&mut self, record: SourceRecord) -> Result<()> {
+        let (kind, id) = match &record {
+            SourceRecord::Person(p) => ("person", &p.external_id),
+            SourceRecord::Group(g) => ("group", &g.external_id),
+        };
+        if !self.ids.insert(format!("{kind}:{id}")) {
+            self.duplicates.push(Problem {
+                kind: "duplicate_id",
+                subject: id.clone(),
+                detail: format!("two {kind} entries share this id; a sync would stop here"),
+            });
+        }
         match record {
             SourceRecord::Person(person) => {
                 self.service_accounts += u64::from(person.service_account);
@@ -44,7 +57,7 @@ impl RecordSink for GraphSink<'_> {
             SourceRecord::Group(group) => self.graph.groups.push(GroupKey::of(&group)),
         }
         let (people, groups) = (self.graph.people.len(), self.graph.groups.len());
-        if (people + groups) % 500 == 0 {
+        if (people + groups) % 100 == 0 {
             self.observer.read(people as u64, groups as u64);
         }
         Ok(())
@@ -60,6 +73,8 @@ pub fn preview_source(
     let started = Instant::now();
     let mut sink = GraphSink {
         graph: DirectoryGraph::default(),
+        ids: std::collections::HashSet::new(),
+        duplicates: Vec::new(),
         service_accounts: 0,
         disabled: 0,
         observer,
@@ -71,7 +86,13 @@ pub fn preview_source(
     })?;
     observer.phase("expanding nested groups");
     let expansion = expand(&sink.graph);
-    let mut problems = configuration_problems(name, &sink.graph, config);
+    let mut problems = sink.duplicates;
+    problems.extend(configuration_problems(name, &sink.graph, config));
+    problems.extend(report.problems.iter().map(|p| Problem {
+        kind: p.kind,
+        subject: p.subject.clone(),
+        detail: p.detail.clone(),
+    }));
     problems.extend(expansion.problems);
     Ok(SourcePreview {
         report,

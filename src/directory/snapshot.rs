@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::DbConnection;
 use crate::db::schema::{sources, sync_run_problems, sync_runs};
+use crate::directory::effective::CONTENT_PROBLEM_KINDS;
 use crate::error::{Error, Result};
 
 /// One sync run: where a population came from, with which query, and how it ended.
@@ -38,6 +39,10 @@ pub struct SyncRun {
     pub error: Option<String>,
     /// [`SyncDiff`] as JSON.
     pub diff: String,
+    /// For an unchanged run: the earlier run whose content problems apply to it too.
+    pub problems_from: Option<String>,
+    /// How its accesses were derived (`directory::effective::DERIVATION`).
+    pub derivation: String,
 }
 
 impl SyncRun {
@@ -204,15 +209,28 @@ pub fn sync_runs_of(conn: &mut DbConnection, source: &str) -> Result<Vec<SyncRun
         .load(conn)?)
 }
 
-/// What a run could not place, by kind and group.
+/// What a run could not place, by kind and group: its own problems, and for an unchanged run
+/// the content problems of the run it names.
 pub fn problems_of(conn: &mut DbConnection, sync_run_id: &str) -> Result<Vec<SyncProblem>> {
-    Ok(sync_run_problems::table
+    let inherited_from: Option<Option<String>> = sync_runs::table
+        .find(sync_run_id)
+        .select(sync_runs::problems_from)
+        .first(conn)
+        .optional()?;
+    let mut problems: Vec<SyncProblem> = sync_run_problems::table
         .filter(sync_run_problems::sync_run_id.eq(sync_run_id))
-        .order((
-            sync_run_problems::kind.asc(),
-            sync_run_problems::subject.asc(),
-            sync_run_problems::detail.asc(),
-        ))
         .select(SyncProblem::as_select())
-        .load(conn)?)
+        .load(conn)?;
+    if let Some(from) = inherited_from.flatten() {
+        problems.extend(
+            sync_run_problems::table
+                .filter(sync_run_problems::sync_run_id.eq(from))
+                .filter(sync_run_problems::kind.eq_any(CONTENT_PROBLEM_KINDS))
+                .select(SyncProblem::as_select())
+                .load(conn)?,
+        );
+    }
+    problems
+        .sort_by(|a, b| (&a.kind, &a.subject, &a.detail).cmp(&(&b.kind, &b.subject, &b.detail)));
+    Ok(problems)
 }

@@ -16,7 +16,7 @@ use crate::db::schema::{
 };
 use crate::db::time::to_db;
 use crate::db::{Database, DbConnection, new_id, write_tx};
-use crate::directory::effective::{DirectoryGraph, Expansion, Problem, expand};
+use crate::directory::effective::{DERIVATION, DirectoryGraph, Expansion, Problem, expand};
 use crate::directory::grants::{self, GrantChanges};
 use crate::directory::import::{DirectoryImport, Imported};
 use crate::directory::snapshot::{
@@ -139,7 +139,7 @@ pub fn sync_source_observed(
     let synced = import(&mut conn, clock, name, &at, config, observer).and_then(
         |(report, imported, derived)| {
             let mut found = configuration_problems(name, &imported.graph, config);
-            found.extend(skipped_referrals(&report));
+            found.extend(source_problems(&report));
             let finished = FinishedImport {
                 report,
                 imported,
@@ -219,17 +219,15 @@ struct RunAt<'a> {
     started_at: DateTime<Utc>,
 }
 
-/// Referrals a search skipped (by configuration), each listed with its search base.
-fn skipped_referrals(report: &FetchReport) -> Vec<Problem> {
+/// What the source itself reported (skipped referrals, capped member lists...).
+fn source_problems(report: &FetchReport) -> Vec<Problem> {
     report
-        .searches
+        .problems
         .iter()
-        .flat_map(|search| {
-            search.referrals_skipped.iter().map(|url| Problem {
-                kind: "referral_skipped",
-                subject: search.base.clone(),
-                detail: format!("the server referred to {url}, which was not read"),
-            })
+        .map(|p| Problem {
+            kind: p.kind,
+            subject: p.subject.clone(),
+            detail: p.detail.clone(),
         })
         .collect()
 }
@@ -258,7 +256,9 @@ fn import(
     observer.phase("recording changes");
     let imported = import.finish()?;
     let derived = match previous {
-        Some(previous) if !imported.diff.directory_changed() => {
+        Some(previous)
+            if !imported.diff.directory_changed() && previous.derivation == DERIVATION =>
+        {
             Derived::Unchanged(Box::new(previous))
         }
         _ => {
@@ -267,8 +267,8 @@ fn import(
             observer.phase("recording accesses");
             let changes = grants::apply(
                 conn,
-                name,
-                run,
+                clock,
+                (name, at.sync_run_id, run),
                 to_db(started_at),
                 &imported.graph,
                 &expansion,
@@ -374,28 +374,47 @@ fn finish_run(
     let entitlements = imported.graph.groups.len() as i64;
     write_tx(conn, |conn| {
         record_problems(conn, sync_run_id, &configuration_problems)?;
-        let (memberships, grants, cycles) = match &derived {
+        // Last logons are observations on the current versions: they change with the run.
+        for (version_id, last_login_at) in &imported.logons {
+            diesel::update(identity_versions::table.find(version_id))
+                .set(identity_versions::last_login_at.eq(last_login_at))
+                .execute(conn)?;
+        }
+        let mut problems_from = None;
+        let (memberships, grants, cycles, unresolved) = match &derived {
             Derived::Expanded(expansion, changes) => {
                 diff.grants_added = changes.added;
                 diff.grants_removed = changes.removed;
                 diff.grants_rerouted = changes.rerouted;
                 record_problems(conn, sync_run_id, &expansion.problems)?;
+                let unresolved = expansion
+                    .problems
+                    .iter()
+                    .filter(|p| p.kind == "unresolved_member")
+                    .count();
                 (
                     expansion.resolved_memberships as i64,
                     changes.total as i64,
                     expansion.cycles as i64,
+                    unresolved as i64,
                 )
             }
             Derived::Unchanged(previous) => {
-                copy_problems(conn, &previous.id, sync_run_id)?;
-                (previous.memberships, previous.grants, previous.cycles)
+                // The same directory has the same problems: named, not copied.
+                problems_from = Some(
+                    previous
+                        .problems_from
+                        .clone()
+                        .unwrap_or_else(|| previous.id.clone()),
+                );
+                (
+                    previous.memberships,
+                    previous.grants,
+                    previous.cycles,
+                    previous.unresolved_members,
+                )
             }
         };
-        let unresolved: i64 = sync_run_problems::table
-            .filter(sync_run_problems::sync_run_id.eq(sync_run_id))
-            .filter(sync_run_problems::kind.eq("unresolved_member"))
-            .count()
-            .get_result(conn)?;
         let previous: Option<Option<String>> = sources::table
             .find(name)
             .select(sources::current_sync_run_id)
@@ -422,6 +441,8 @@ fn finish_run(
             sync_runs::cycles.eq(cycles),
             sync_runs::raw_sha256.eq(Some(&report.raw_sha256)),
             sync_runs::diff.eq(serde_json::to_string(&diff)?),
+            sync_runs::problems_from.eq(problems_from.as_deref()),
+            sync_runs::derivation.eq(DERIVATION),
             sync_runs::status.eq(STATUS_SUCCEEDED),
         ))
         .execute(conn)?;
@@ -499,34 +520,6 @@ fn record_problems(conn: &mut DbConnection, sync_run_id: &str, problems: &[Probl
     Ok(())
 }
 
-/// An unchanged directory has the same problems as its previous run.
-fn copy_problems(conn: &mut DbConnection, from_run: &str, to_run: &str) -> Result<()> {
-    let rows: Vec<(String, String, String)> = sync_run_problems::table
-        .filter(sync_run_problems::sync_run_id.eq(from_run))
-        .filter(sync_run_problems::kind.ne_all([PRIVILEGED_GROUP_MISSING, "referral_skipped"]))
-        .select((
-            sync_run_problems::kind,
-            sync_run_problems::subject,
-            sync_run_problems::detail,
-        ))
-        .load(conn)?;
-    for chunk in rows.chunks(500) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|(kind, subject, detail)| {
-                (
-                    sync_run_problems::sync_run_id.eq(to_run),
-                    sync_run_problems::kind.eq(kind),
-                    sync_run_problems::subject.eq(subject),
-                    sync_run_problems::detail.eq(detail),
-                )
-            })
-            .collect();
-        crate::insert_rows!(conn, sync_run_problems::table, rows)?;
-    }
-    Ok(())
-}
-
 /// Ends runs of `source` that a dead process left `running` (silent for too long): their
 /// changes are undone and each is recorded as failed.
 fn sweep_abandoned_runs(
@@ -574,6 +567,23 @@ fn fail_run(
     actor: &str,
 ) -> Result<()> {
     write_tx(conn, |conn| {
+        // Ended first: a process still writing for this run finds it ended at its next batch
+        // (every batch checks) and stops, so nothing it writes can outlive this undo.
+        let ended = diesel::update(
+            sync_runs::table
+                .find(sync_run_id)
+                .filter(sync_runs::status.eq(STATUS_RUNNING)),
+        )
+        .set((
+            sync_runs::finished_at.eq(Some(to_db(at))),
+            sync_runs::status.eq(STATUS_FAILED),
+            sync_runs::error.eq(Some(message)),
+        ))
+        .execute(conn)?;
+        if ended == 0 {
+            // Someone else ended (and undid) it already.
+            return Ok(());
+        }
         let run: i64 = sync_runs::table
             .find(sync_run_id)
             .select(sync_runs::seq)
@@ -603,13 +613,6 @@ fn fail_run(
             sync_run_problems::table.filter(sync_run_problems::sync_run_id.eq(sync_run_id)),
         )
         .execute(conn)?;
-        diesel::update(sync_runs::table.find(sync_run_id))
-            .set((
-                sync_runs::finished_at.eq(Some(to_db(at))),
-                sync_runs::status.eq(STATUS_FAILED),
-                sync_runs::error.eq(Some(message)),
-            ))
-            .execute(conn)?;
         append(
             conn,
             at,

@@ -19,6 +19,9 @@ pub(crate) const STATE_ATTRIBUTES: [&str; 3] = [
     "pwdAccountLockedTime",
 ];
 
+/// The `pwdAccountLockedTime` of an account locked until an administrator unlocks it.
+const PERMANENTLY_LOCKED: &str = "000001010000Z";
+
 /// `userAccountControl` flag ACCOUNTDISABLE.
 const AD_ACCOUNT_DISABLED: u64 = 0x2;
 
@@ -69,8 +72,12 @@ impl AccountRules {
             .values("userAccountControl")
             .filter_map(|v| v.trim().parse::<u64>().ok())
             .any(|flags| flags & AD_ACCOUNT_DISABLED != 0);
+        // ppolicy writes a lockout time for temporary lockouts too; only its permanent value
+        // (set by an administrator) disables the account.
         let locked = entry.values("nsAccountLock").any(is_true)
-            || entry.values("pwdAccountLockedTime").next().is_some();
+            || entry
+                .values("pwdAccountLockedTime")
+                .any(|v| v.trim() == PERMANENTLY_LOCKED);
         let configured = self
             .disabled_attribute
             .as_deref()
@@ -145,6 +152,10 @@ mod tests {
         assert!(!rules.is_disabled(&entry("cn=a", &[("userAccountControl", "512")])));
         assert!(rules.is_disabled(&entry("cn=a", &[("nsAccountLock", "TRUE")])));
         assert!(rules.is_disabled(&entry("cn=a", &[("pwdAccountLockedTime", "000001010000Z")])));
+        assert!(!rules.is_disabled(&entry(
+            "cn=a",
+            &[("pwdAccountLockedTime", "20261126093000Z")]
+        )));
         assert!(!rules.is_disabled(&entry("cn=a", &[("uid", "a")])));
     }
 

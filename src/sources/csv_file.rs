@@ -265,6 +265,7 @@ pub fn fetch(config: &CsvSourceConfig, sink: &mut dyn RecordSink) -> Result<Fetc
             referrals_skipped: Vec::new(),
         }],
         raw_sha256: hex::encode(hashing.hasher.finalize()),
+        problems: Vec::new(),
     })
 }
 

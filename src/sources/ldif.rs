@@ -65,6 +65,7 @@ pub fn fetch(config: &LdifSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
             ),
         ],
         raw_sha256: hex::encode(reader.hasher.finalize()),
+        problems: Vec::new(),
     })
 }
 

@@ -83,6 +83,14 @@ pub struct SearchRecord {
     pub referrals_skipped: Vec<String>,
 }
 
+/// Something the source could not read in full and says so, to be listed with the sync run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceProblem {
+    pub kind: &'static str,
+    pub subject: String,
+    pub detail: String,
+}
+
 /// How a sync reached its directory: filled before the first record, completed as it goes.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FetchReport {
@@ -95,6 +103,9 @@ pub struct FetchReport {
     pub searches: Vec<SearchRecord>,
     /// SHA-256 over the raw entries as received, in order (hex).
     pub raw_sha256: String,
+    /// What the source skipped or could not complete (never dropped silently).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<SourceProblem>,
 }
 
 impl FetchReport {

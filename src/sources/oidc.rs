@@ -95,10 +95,21 @@ impl Tokens {
                 ),
             )
         })?;
-        if metadata.token_endpoint().is_none() {
+        let Some(token_url) = metadata.token_endpoint() else {
             return Err(Error::source(
                 SOURCE,
                 format!("the provider {} announces no token endpoint", config.issuer),
+            ));
+        };
+        // The client secret goes to this address: it must be as protected as the issuer.
+        if token_url.url().scheme() != "https" && !config.allow_insecure_http {
+            return Err(Error::source(
+                SOURCE,
+                format!(
+                    "the provider's token endpoint {} is not https; the client secret is not \
+                     sent there (allow_insecure_http = true accepts it)",
+                    token_url.as_str()
+                ),
             ));
         }
         let client = CoreClient::from_provider_metadata(

@@ -20,7 +20,8 @@ use crate::config::OidcSourceConfig;
 use crate::error::Error;
 use crate::sources::oidc::{SOURCE, Tokens, http_client};
 use crate::sources::{
-    FetchReport, GroupRecord, PersonRecord, RecordSink, SearchRecord, SourceRecord, synthetic_dn,
+    FetchReport, GroupRecord, PersonRecord, RecordSink, SearchRecord, SourceProblem, SourceRecord,
+    synthetic_dn,
 };
 
 const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -51,8 +52,17 @@ pub fn fetch(config: &OidcSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
     })?;
 
     let mut groups = Vec::new();
+    let mut problems = Vec::new();
     let listed = reader.list("Groups", None, &mut |group| {
-        groups.push(map_group(&group, &user_ids)?);
+        let (record, without_value) = map_group(&group, &user_ids)?;
+        if without_value > 0 {
+            problems.push(SourceProblem {
+                kind: "member_without_value",
+                subject: record.name.clone(),
+                detail: format!("{without_value} member(s) without a `value` were not read"),
+            });
+        }
+        groups.push(record);
         Ok(())
     })?;
     let mut completion = SearchRecord {
@@ -73,7 +83,7 @@ pub fn fetch(config: &OidcSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
             )));
         }
         if config.scim.verify_group_members {
-            reader.complete_members(&mut group, &mut completion)?;
+            problems.extend(reader.complete_members(&mut group, &mut completion)?);
         }
         sink.accept(SourceRecord::Group(group))?;
     }
@@ -90,6 +100,7 @@ pub fn fetch(config: &OidcSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
         page_size: Some(i64::from(reader.page_size)),
         searches,
         raw_sha256: hex::encode(reader.hasher.finalize()),
+        problems,
     })
 }
 
@@ -198,12 +209,13 @@ impl ScimReader {
         })
     }
 
-    /// Adds the user members a group resource did not list (a capped member list).
+    /// Adds the user members a group resource did not list (a capped member list). Nested
+    /// groups cut from such a list cannot be read over standard SCIM: that is reported.
     fn complete_members(
         &mut self,
         group: &mut GroupRecord,
         completion: &mut SearchRecord,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<SourceProblem>, Error> {
         let filter = format!(
             "groups.value eq \"{}\"",
             group.external_id.replace('"', "\\\"")
@@ -215,7 +227,13 @@ impl ScimReader {
         ];
         let counted = self.get("Users", &query)?;
         completion.pages += 1;
-        let total = counted["totalResults"].as_u64().unwrap_or(0);
+        let total = counted["totalResults"].as_u64().ok_or_else(|| {
+            misbehaving(format!(
+                "/Users?filter={filter} answered without totalResults, so the members of \
+                 `{}` cannot be checked",
+                group.name
+            ))
+        })?;
         let listed: HashSet<String> = group
             .member_dns
             .iter()
@@ -223,7 +241,7 @@ impl ScimReader {
             .cloned()
             .collect();
         if total <= listed.len() as u64 {
-            return Ok(());
+            return Ok(None);
         }
         let mut added = Vec::new();
         let record = self.list("Users", Some(&filter), &mut |user| {
@@ -237,8 +255,17 @@ impl ScimReader {
         })?;
         completion.pages += record.pages;
         completion.entries += added.len() as u64;
+        let problem = SourceProblem {
+            kind: "member_list_capped",
+            subject: group.name.clone(),
+            detail: format!(
+                "the group listed {} of its {total} user members; the rest were read through \
+                 /Users?filter=groups.value, but nested groups cut from the list cannot be",
+                listed.len()
+            ),
+        };
         group.member_dns.extend(added);
-        Ok(())
+        Ok(Some(problem))
     }
 }
 
@@ -282,11 +309,16 @@ fn map_user(user: &Value) -> Result<PersonRecord, Error> {
     })
 }
 
-fn map_group(group: &Value, user_ids: &HashSet<String>) -> Result<GroupRecord, Error> {
+/// The group, and how many members came without a `value` (and so could not be read).
+fn map_group(group: &Value, user_ids: &HashSet<String>) -> Result<(GroupRecord, usize), Error> {
     let id = text(&group["id"]).ok_or_else(|| misbehaving("a group without an id".into()))?;
     let name = text(&group["displayName"])
         .ok_or_else(|| misbehaving(format!("group `{id}` has no displayName")))?;
     let members = group["members"].as_array().cloned().unwrap_or_default();
+    let without_value = members
+        .iter()
+        .filter(|m| text(&m["value"]).is_none())
+        .count();
     let member_dns = members
         .iter()
         .filter_map(|m| {
@@ -301,7 +333,7 @@ fn map_group(group: &Value, user_ids: &HashSet<String>) -> Result<GroupRecord, E
             ))
         })
         .collect();
-    Ok(GroupRecord {
+    let record = GroupRecord {
         dn: synthetic_dn(GROUP_DN, &id),
         name,
         description: None,
@@ -310,7 +342,8 @@ fn map_group(group: &Value, user_ids: &HashSet<String>) -> Result<GroupRecord, E
         gid_number: None,
         privileged: false,
         external_id: id,
-    })
+    };
+    Ok((record, without_value))
 }
 
 #[cfg(test)]
@@ -339,9 +372,11 @@ mod tests {
         let ids: HashSet<String> = ["u1".to_string()].into();
         let group = json!({
             "id": "g1", "displayName": "admins",
-            "members": [{"value": "u1"}, {"value": "g2"}, {"value": "u9", "type": "User"}]
+            "members": [{"value": "u1"}, {"value": "g2"}, {"value": "u9", "type": "User"},
+                        {"display": "no value"}]
         });
-        let group = map_group(&group, &ids).unwrap();
+        let (group, without_value) = map_group(&group, &ids).unwrap();
+        assert_eq!(without_value, 1);
         assert_eq!(
             group.member_dns,
             vec!["scim-user=u1", "scim-group=g2", "scim-user=u9"]

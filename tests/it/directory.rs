@@ -147,20 +147,67 @@ const VERSION_TABLES: [&str; 4] = [
     "grant_versions",
 ];
 
+/// Every row of the versioned tables as (table, id, valid from, valid to), and every last logon:
+/// what an unchanged sync must leave exactly as it was.
+async fn versioned_rows(app: &TestApp) -> Vec<String> {
+    app.blocking(|db, _, _| {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            valid_from: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            valid_to: Option<i64>,
+        }
+        let mut conn = db.conn().unwrap();
+        let mut out = Vec::new();
+        for table in VERSION_TABLES {
+            let rows: Vec<Row> = diesel::sql_query(format!(
+                "SELECT id, valid_from, valid_to FROM {table} ORDER BY id"
+            ))
+            .load(&mut *conn)
+            .unwrap();
+            out.extend(
+                rows.iter()
+                    .map(|r| format!("{table} {} {} {:?}", r.id, r.valid_from, r.valid_to)),
+            );
+        }
+        let logons: Vec<(i64, Option<chrono::NaiveDateTime>)> = {
+            use attest::db::schema::identity_versions as i;
+            use diesel::prelude::*;
+            i::table
+                .select((i::id, i::last_login_at))
+                .order(i::id.asc())
+                .load(&mut *conn)
+                .unwrap()
+        };
+        out.extend(logons.iter().map(|l| format!("logon {l:?}")));
+        out
+    })
+    .await
+}
+
 async fn unchanged_resync_writes_nothing(database_url: &str, dir: &Path) {
     let slapd = Slapd::start_with_ldif_file(&nested_fixture());
     let source = with_privileged(common::ldap_source(&slapd), "backup-operators");
     let app = app_on(source, database_url, dir).await;
     let first = app.sync().await.unwrap();
-    let mut counts = Vec::new();
-    for table in VERSION_TABLES {
-        counts.push(app.count(table).await);
-    }
+    let before = versioned_rows(&app).await;
+    let problem_rows = app.count("sync_run_problems").await;
     app.clock.advance(chrono::Duration::hours(1));
     let second = app.sync().await.unwrap();
-    for (table, before) in VERSION_TABLES.iter().zip(&counts) {
-        assert_eq!(app.count(table).await, *before, "rows written to {table}");
-    }
+    assert_eq!(
+        versioned_rows(&app).await,
+        before,
+        "an unchanged sync changed rows"
+    );
+    assert_eq!(
+        app.count("sync_run_problems").await,
+        problem_rows,
+        "problems are named, not copied"
+    );
     assert!(!second.diff.directory_changed(), "{:?}", second.diff);
     assert_eq!(
         (second.identities, second.grants, second.unresolved_members),
@@ -213,6 +260,19 @@ async fn joiners_leavers_movers_and_a_rename_are_the_diff() {
     )
     .await;
     app.sync().await.unwrap();
+    // A campaign open across the rename: its items are keyed by the person's stable id.
+    app.start_campaign().await;
+    let dev1_id = app
+        .blocking(|db, _, _| {
+            use attest::db::schema::review_items as r;
+            use diesel::prelude::*;
+            r::table
+                .filter(r::identity_login.eq("dev1"))
+                .select(r::identity_external_id)
+                .first::<String>(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
 
     // A day later: newbie joins (into sre), ops2 leaves, dev1 is renamed (refint updates the
     // groups that name her), the CEO's address changes.
@@ -249,13 +309,36 @@ async fn joiners_leavers_movers_and_a_rename_are_the_diff() {
         "newbie gains sre, eng, all-staff; ops2 loses them; dana keeps hers: {d:?}"
     );
 
+    let renamed_id = app
+        .blocking(|db, _, _| {
+            use attest::db::schema::identity_versions as i;
+            use diesel::prelude::*;
+            i::table
+                .filter(i::login.eq("dana"))
+                .filter(i::valid_to.is_null())
+                .select(i::external_id)
+                .first::<String>(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
+    assert_eq!(
+        renamed_id, dev1_id,
+        "the open campaign's items follow the renamed person"
+    );
+
+    app.clock.advance(chrono::Duration::days(1));
     app.start_campaign().await;
     let since = app
         .blocking(|db, _, _| {
             use attest::db::schema::review_items;
             use diesel::prelude::*;
             review_items::table
+                .inner_join(attest::db::schema::campaigns::table)
                 .filter(review_items::entitlement_name.eq("eng"))
+                .filter(
+                    attest::db::schema::campaigns::opened_at
+                        .gt(common::start_time().naive_utc() + chrono::Duration::days(1)),
+                )
                 .select((review_items::identity_login, review_items::granted_since))
                 .order(review_items::identity_login.asc())
                 .load::<(String, chrono::NaiveDateTime)>(&mut *db.conn().unwrap())

@@ -139,7 +139,7 @@ async fn the_scim_directory_behind_the_provider_syncs_exactly() {
         USERS - 50,
         "members the group listing left out"
     );
-    let bound = run.bind_identity.unwrap();
+    let bound = run.bind_identity.clone().unwrap();
     assert!(
         bound.starts_with(&format!("client `attest` of {}", servers.issuer)),
         "{bound}"
@@ -147,6 +147,17 @@ async fn the_scim_directory_behind_the_provider_syncs_exactly() {
     assert!(
         !bound.contains("(1 token(s))"),
         "tokens refused mid-sync were renewed: {bound}"
+    );
+
+    let problems = app
+        .blocking(move |db, _, _| {
+            attest::directory::snapshot::problems_of(&mut db.conn().unwrap(), &run.id).unwrap()
+        })
+        .await;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (problems[0].kind.as_str(), problems[0].subject.as_str()),
+        ("member_list_capped", "everyone")
     );
 
     // Unchanged: nothing written the second time.
@@ -169,6 +180,46 @@ async fn a_token_the_directory_refuses_fails_the_sync() {
     );
     assert!(!message.contains(oidc_scim::CLIENT_SECRET));
     assert_eq!(app.count("identity_versions").await, 0);
+    app.stop().await;
+}
+
+/// Stops the provider and the directory once the sync has read `after` people.
+struct CutAfter<'a> {
+    after: u64,
+    servers: &'a std::sync::Mutex<OidcScim>,
+}
+
+impl attest::directory::SyncObserver for CutAfter<'_> {
+    fn read(&self, people: u64, _groups: u64) {
+        if people >= self.after {
+            self.servers.lock().unwrap().stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_going_down_mid_pull_fails_the_sync_and_writes_nothing() {
+    let servers = OidcScim::start(&directory(), Options::default());
+    let dir = common::temp_dir();
+    let app = app_for(source(&servers, Some(servers.scim_url.clone())), dir.path()).await;
+    let servers = std::sync::Mutex::new(servers);
+    let error = app
+        .blocking(move |db, clock, config| {
+            let cut = CutAfter {
+                after: 100,
+                servers: &servers,
+            };
+            let source = config.source(common::SOURCE).unwrap();
+            attest::directory::sync_source_observed(db, clock, common::SOURCE, source, "test", &cut)
+        })
+        .await
+        .expect_err("the directory went away");
+    assert!(error.to_string().contains("cannot read"), "{error}");
+    assert_eq!(
+        app.count("identity_versions").await,
+        0,
+        "nothing of the failed run stays"
+    );
     app.stop().await;
 }
 

@@ -307,3 +307,67 @@ async fn a_huge_group_a_cycle_and_a_deep_chain_are_expanded_without_looping() {
     assert_eq!(via, expected.join(" <- "));
     app.stop().await;
 }
+
+/// Ends the running sync run from outside once `after` people were read, as another process
+/// sweeping it as abandoned would.
+struct EndRunAfter {
+    after: u64,
+    db: attest::db::Database,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl SyncObserver for EndRunAfter {
+    fn read(&self, people: u64, _groups: u64) {
+        use diesel::RunQueryDsl;
+        if people >= self.after && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            diesel::sql_query(
+                "UPDATE sync_runs SET status = 'failed', error = 'swept' WHERE status = 'running'",
+            )
+            .execute(&mut *self.db.conn().unwrap())
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_ended_by_another_process_stops_writing() {
+    let dir = common::temp_dir();
+    let path = dir.path().join("directory.ldif");
+    let mut ldif = String::new();
+    for p in 0..25_000 {
+        write!(
+            ldif,
+            "dn: uid=p{p},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{p}\n\n"
+        )
+        .unwrap();
+    }
+    std::fs::write(&path, ldif).unwrap();
+    let mut source = common::ldif_source(&path);
+    if let SourceConfig::Ldif(c) = &mut source {
+        c.privileged_groups.clear();
+    }
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
+    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let error = app
+        .blocking(|db, clock, config| {
+            let end = EndRunAfter {
+                after: 1_000,
+                db: db.clone(),
+                done: std::sync::atomic::AtomicBool::new(false),
+            };
+            let source = config.source(SOURCE).unwrap();
+            sync_source_observed(db, clock, SOURCE, source, "test", &end)
+        })
+        .await
+        .expect_err("a run ended elsewhere must not go on");
+    assert!(
+        error.to_string().contains("ended by another process"),
+        "{error}"
+    );
+    assert_eq!(
+        app.count("identity_versions").await,
+        0,
+        "its next batch was refused"
+    );
+    app.stop().await;
+}

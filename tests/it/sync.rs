@@ -194,7 +194,7 @@ async fn sync_failing_midway_removes_its_partial_rows() {
 
     // Enough people that the import has flushed batches before it meets a broken entry.
     let mut big = String::new();
-    for n in 0..6_000 {
+    for n in 0..25_000 {
         big.push_str(&format!(
             "dn: uid=p{n},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{n}\ncn: P {n}\nsn: P\n\n"
         ));

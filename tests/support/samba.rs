@@ -27,6 +27,8 @@ pub struct SambaDc {
     pub ca_file: PathBuf,
     child: Option<Child>,
     watchdog: Option<Child>,
+    /// Holds the loopback address for this DC (released on drop).
+    _address_lock: std::fs::File,
 }
 
 /// Whether Samba's AD DC is installed here.
@@ -42,8 +44,9 @@ fn which(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A loopback address nobody listens on port 389 of (one per DC of this process).
-fn free_loopback_ip() -> String {
+/// A loopback address nobody listens on port 389 of, held for the DC's lifetime by an
+/// exclusive lock file, so that test runs in parallel processes never share a DC.
+fn free_loopback_ip() -> (String, std::fs::File) {
     static TAKEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
     let seed = std::process::id();
@@ -52,9 +55,16 @@ fn free_loopback_ip() -> String {
         if taken.contains(&ip) {
             continue;
         }
+        let lock_path = std::env::temp_dir().join(format!("attest-samba-{ip}.lock"));
+        let Ok(lock) = std::fs::File::create(&lock_path) else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue;
+        }
         if TcpListener::bind((ip.as_str(), 389)).is_ok() {
             taken.push(ip.clone());
-            return ip;
+            return (ip, lock);
         }
     }
     panic!("no free loopback address for a Samba DC (is port 389 bindable? tests run as root)");
@@ -67,7 +77,7 @@ impl SambaDc {
             .prefix("attest-samba-")
             .tempdir()
             .expect("create samba temp dir");
-        let ip = free_loopback_ip();
+        let (ip, address_lock) = free_loopback_ip();
         let root = dir.path().join("dc");
         let options: Vec<String> = [
             format!("interfaces={ip}/8"),
@@ -129,6 +139,7 @@ impl SambaDc {
             ca_file: tls.ca_file,
             child: Some(child),
             watchdog: Some(watchdog),
+            _address_lock: address_lock,
             dir,
         };
         let samba_log = dc.dir.path().join("samba.log");

@@ -5,6 +5,8 @@ DROP TABLE entitlement_versions;
 DROP TABLE identity_versions;
 DROP INDEX sync_runs_seq;
 DROP INDEX sync_runs_one_running;
+ALTER TABLE sync_runs DROP COLUMN derivation;
+ALTER TABLE sync_runs DROP COLUMN problems_from;
 ALTER TABLE sync_runs DROP COLUMN diff;
 ALTER TABLE sync_runs DROP COLUMN heartbeat_at;
 ALTER TABLE sync_runs DROP COLUMN cycles;

@@ -22,6 +22,11 @@ ALTER TABLE sync_runs ADD COLUMN cycles BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sync_runs ADD COLUMN heartbeat_at TIMESTAMP;
 -- JSON: joiners, leavers, movers, groups and accesses added/removed/changed.
 ALTER TABLE sync_runs ADD COLUMN diff TEXT NOT NULL DEFAULT '{}';
+-- An unchanged run has the problems of an earlier run: it names that run instead of copying.
+ALTER TABLE sync_runs ADD COLUMN problems_from TEXT;
+-- How the run's accesses were derived (expansion rules and limits); an unchanged directory
+-- reuses the previous run's accesses only when this matches.
+ALTER TABLE sync_runs ADD COLUMN derivation TEXT NOT NULL DEFAULT '';
 -- One run at a time per source; run numbers are unique per source.
 CREATE UNIQUE INDEX sync_runs_one_running ON sync_runs (source) WHERE status = 'running';
 CREATE UNIQUE INDEX sync_runs_seq ON sync_runs (source, seq) WHERE seq > 0;
@@ -50,6 +55,8 @@ CREATE TABLE identity_versions (
 );
 CREATE INDEX identity_versions_key ON identity_versions (source, external_id);
 CREATE INDEX identity_versions_dn ON identity_versions (source, dn_norm);
+-- What is current (read at the start of every sync) and what a run wrote (undone on failure).
+CREATE INDEX identity_versions_open ON identity_versions (source, valid_to);
 
 CREATE TABLE entitlement_versions (
     id INTEGER PRIMARY KEY NOT NULL,
@@ -69,6 +76,7 @@ CREATE TABLE entitlement_versions (
     direct_members BIGINT NOT NULL
 );
 CREATE INDEX entitlement_versions_key ON entitlement_versions (source, external_id);
+CREATE INDEX entitlement_versions_open ON entitlement_versions (source, valid_to);
 
 -- Direct memberships as the directory states them: a member DN (person or group) or, for
 -- posixGroup, a login.
@@ -81,7 +89,8 @@ CREATE TABLE membership_versions (
     valid_from BIGINT NOT NULL,
     valid_to BIGINT
 );
-CREATE INDEX membership_versions_group ON membership_versions (source, group_external_id);
+CREATE INDEX membership_versions_group
+    ON membership_versions (source, group_external_id, valid_to);
 
 -- Effective access derived from the direct memberships of a run: a person's access to a
 -- group, directly or through a chain of nested groups (`via`: "eng <- sre").
@@ -97,6 +106,7 @@ CREATE TABLE grant_versions (
     first_seen_at TIMESTAMP NOT NULL
 );
 CREATE INDEX grant_versions_entitlement ON grant_versions (source, entitlement_external_id);
+CREATE INDEX grant_versions_open ON grant_versions (source, valid_to, id);
 
 -- What a sync run could not place, so that nobody has to guess: members that resolve to no
 -- synced person or group, nesting cycles, chains deeper than the limit.

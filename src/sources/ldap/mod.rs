@@ -26,7 +26,7 @@ use crate::sources::account::AccountRules;
 use crate::sources::entry::{
     group_attributes, map_group, map_person, people_attributes, required_id,
 };
-use crate::sources::{FetchReport, RecordSink, SourceRecord};
+use crate::sources::{FetchReport, RecordSink, SourceProblem, SourceRecord};
 
 use search::{SearchSpec, describe_result};
 
@@ -216,6 +216,16 @@ fn run_searches(
             config.bind_dn.clone()
         }),
         page_size: Some(i64::from(config.page_size)),
+        problems: searches
+            .iter()
+            .flat_map(|search| {
+                search.referrals_skipped.iter().map(|url| SourceProblem {
+                    kind: "referral_skipped",
+                    subject: search.base.clone(),
+                    detail: format!("the server referred to {url}, which was not read"),
+                })
+            })
+            .collect(),
         searches,
         raw_sha256: hex::encode(hasher.finalize()),
     })
