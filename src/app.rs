@@ -13,6 +13,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{Error, Result};
+use crate::jobs::Scheduler;
 use crate::notify::{LinkSigner, MailTemplates, OutboxWorker};
 use crate::web::{AppState, access_log, pages::Pages, routes};
 
@@ -21,7 +22,8 @@ pub struct App {
     public_url: String,
     server: actix_web::dev::Server,
     worker: OutboxWorker,
-    run_outbox_worker: bool,
+    scheduler: Option<Scheduler>,
+    run_background_workers: bool,
     wake: Arc<Notify>,
     db: Database,
 }
@@ -69,6 +71,10 @@ impl App {
             templates,
         )?;
         let demo_enabled = config.demo.enabled;
+        let scheduler = config
+            .scheduler
+            .enabled
+            .then(|| Scheduler::new(db.clone(), clock.clone(), Arc::new(config.clone())));
         let state = web::Data::new(AppState {
             csrf_key: signer.derived_key("review-csrf"),
             config: Arc::new(config),
@@ -93,7 +99,8 @@ impl App {
             public_url,
             server,
             worker,
-            run_outbox_worker: true,
+            scheduler,
+            run_background_workers: true,
             wake: Arc::new(Notify::new()),
             db,
         })
@@ -120,21 +127,29 @@ impl App {
         self.server.handle()
     }
 
-    /// Serves HTTP only: mail is left to other instances (or, in tests, to the caller, who
-    /// drives [`App::outbox_worker`] itself so that nothing else claims the same rows).
-    pub fn without_outbox_worker(mut self) -> App {
-        self.run_outbox_worker = false;
+    /// Serves HTTP only: mail and scheduled work are left to other instances (or, in tests,
+    /// to the caller, who drives [`App::outbox_worker`] and the scheduler itself so that
+    /// nothing else claims the same rows).
+    pub fn without_background_workers(mut self) -> App {
+        self.run_background_workers = false;
         self
     }
 
     /// Serves HTTP and runs the outbox worker until the server stops (signal or handle).
     pub async fn run_until_stopped(self) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = self
-            .run_outbox_worker
-            .then(|| tokio::spawn(self.worker.run(stop_rx, self.wake.clone())));
+        let background = self.run_background_workers;
+        let worker =
+            background.then(|| tokio::spawn(self.worker.run(stop_rx.clone(), self.wake.clone())));
+        let scheduler = self
+            .scheduler
+            .filter(|_| background)
+            .map(|scheduler| tokio::spawn(scheduler.run(stop_rx)));
         let served = self.server.await;
         let _ = stop_tx.send(true);
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
         if let Some(worker) = worker {
             let _ = worker.await;
         }

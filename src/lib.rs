@@ -12,6 +12,7 @@ pub mod demo;
 pub mod directory;
 pub mod error;
 pub mod evidence;
+pub mod jobs;
 pub mod notify;
 pub mod sources;
 pub mod web;

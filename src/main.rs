@@ -16,6 +16,7 @@ use attest::directory::preview::preview_source;
 use attest::directory::sync_source_observed;
 use attest::error::Error;
 use attest::evidence::export::export_campaign;
+use attest::jobs::scheduler::next_openings;
 use attest::notify::revocation::revoke_campaign_links;
 use attest::web::access_log;
 use clap::{Parser, Subcommand};
@@ -281,16 +282,34 @@ fn campaign(config: &Config, clock: &dyn Clock, action: CampaignCommand) -> anyh
         CampaignCommand::List => {
             let mut conn = db.conn()?;
             let all = list_campaigns(&mut conn)?;
+            for (definition, next) in next_openings(config, clock.now()) {
+                let schedule = &config.campaigns[&definition];
+                match next {
+                    Some(at) => println!(
+                        "{definition}: next opens {} ({}, {}){}",
+                        at.format("%Y-%m-%d %H:%M UTC"),
+                        schedule.schedule,
+                        schedule.timezone,
+                        if config.scheduler.enabled {
+                            ""
+                        } else {
+                            " - the scheduler is off in this configuration"
+                        }
+                    ),
+                    None => println!("{definition}: opens only with `attest campaign start`"),
+                }
+            }
             if all.is_empty() {
                 println!("no campaigns yet");
             }
             for s in all {
                 println!(
-                    "{}  {:<7} {:<30} opened {}  due {}  {}/{} decided ({} approved, {} revoked)",
+                    "{}  {:<7} {:<30} opened {}{}  due {}  {}/{} decided ({} approved, {} revoked)",
                     s.campaign.id,
                     s.campaign.state,
                     s.campaign.title,
                     s.campaign.opened_at.format("%Y-%m-%d"),
+                    if s.campaign.late { " (late)" } else { "" },
                     s.campaign.due_at.format("%Y-%m-%d"),
                     s.items - s.pending,
                     s.items,

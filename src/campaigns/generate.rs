@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::campaigns::model::{Campaign, ITEM_PENDING, STATE_OPEN, campaign};
 use crate::campaigns::reviewers::{Candidate, ManagerFacts, choose_reviewer};
+use crate::campaigns::schedule::Schedule;
 use crate::clock::Clock;
 use crate::config::{CampaignDefinition, Config};
 use crate::db::schema::{
@@ -56,7 +57,8 @@ struct NewReviewItem {
     state: String,
 }
 
-/// Start of the calendar quarter containing `at` (UTC): the period of a scheduled campaign.
+/// Start of the calendar quarter containing `at` (UTC): the period of a definition whose
+/// schedule is manual.
 pub fn quarter_start(at: DateTime<Utc>) -> DateTime<Utc> {
     let month = (at.month0() / 3) * 3 + 1;
     Utc.with_ymd_and_hms(at.year(), month, 1, 0, 0, 0)
@@ -64,9 +66,20 @@ pub fn quarter_start(at: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(at)
 }
 
-/// Opens a campaign of `definition_name`. `now_period` starts an ad-hoc campaign whose period
-/// begins now; otherwise the period is the current quarter and a second start in the same
-/// quarter is refused (one campaign per definition and period).
+/// Which period a campaign reviews, and how its opening relates to the schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub period_start: DateTime<Utc>,
+    /// Opened well after the period began.
+    pub late: bool,
+    /// Earlier periods that got no campaign (the service was down through them).
+    pub missed_periods: Vec<DateTime<Utc>>,
+}
+
+/// Opens a campaign of `definition_name` by hand. `now_period` starts an ad-hoc campaign whose
+/// period begins now; otherwise the period is the schedule's current one (the calendar quarter
+/// for a manual schedule), and a second start in the same period is refused (one campaign per
+/// definition and period).
 pub fn start_campaign(
     db: &Database,
     clock: &dyn Clock,
@@ -76,16 +89,42 @@ pub fn start_campaign(
     actor: &str,
 ) -> Result<StartedCampaign> {
     let definition = config.campaign_definition(definition_name)?;
+    let now = clock.now();
+    let period_start = if now_period {
+        now
+    } else {
+        Schedule::of(&format!("campaigns.{definition_name}"), definition)
+            .map_err(Error::Config)?
+            .period_containing(now)
+            .unwrap_or_else(|| quarter_start(now))
+    };
+    let opening = Opening {
+        period_start,
+        late: false,
+        missed_periods: Vec::new(),
+    };
+    open_campaign(db, clock, config, definition_name, &opening, actor)
+}
+
+/// Opens the campaign of `definition_name` for `opening`'s period, in one transaction.
+pub fn open_campaign(
+    db: &Database,
+    clock: &dyn Clock,
+    config: &Config,
+    definition_name: &str,
+    opening: &Opening,
+    actor: &str,
+) -> Result<StartedCampaign> {
+    let definition = config.campaign_definition(definition_name)?;
     let privileged_groups = config.source(&definition.source)?.privileged_groups();
     let now = clock.now();
-    let period_start = if now_period { now } else { quarter_start(now) };
     let mut conn = db.conn()?;
     let started = write_tx(&mut conn, |conn| {
         let named = NamedGroups {
             definition: definition_name,
             privileged: privileged_groups,
         };
-        generate(conn, now, period_start, &named, definition, actor)
+        generate(conn, now, opening, &named, definition, actor)
     })?;
     tracing::info!(
         campaign = %started.campaign.id,
@@ -106,12 +145,13 @@ struct NamedGroups<'a> {
 fn generate(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
-    period_start: DateTime<Utc>,
+    opening: &Opening,
     named: &NamedGroups<'_>,
     definition: &CampaignDefinition,
     actor: &str,
 ) -> Result<StartedCampaign> {
     let definition_name = named.definition;
+    let period_start = opening.period_start;
     let run = current_sync_run(conn, &definition.source)?.ok_or_else(|| {
         Error::Conflict(format!(
             "source `{}` has no snapshot yet; run `attest sync {}` first",
@@ -162,6 +202,7 @@ fn generate(
             campaigns::opened_at.eq(to_db(now)),
             campaigns::due_at.eq(to_db(due_at)),
             campaigns::state.eq(STATE_OPEN),
+            campaigns::late.eq(opening.late),
         ))
         .execute(conn)?;
 
@@ -231,6 +272,12 @@ fn generate(
             "source": definition.source,
             "sync_run": run.id,
             "period_start": period_start.to_rfc3339(),
+            "late": opening.late,
+            "missed_periods": opening
+                .missed_periods
+                .iter()
+                .map(|p| p.to_rfc3339())
+                .collect::<Vec<_>>(),
             "due_at": due_at.to_rfc3339(),
             "items": item_count,
             "reviewers": reviewer_ids.len(),

@@ -8,7 +8,8 @@ pub mod generate;
 pub mod lifecycle;
 pub mod model;
 pub mod reviewers;
+pub mod schedule;
 
-pub use generate::{StartedCampaign, start_campaign};
+pub use generate::{Opening, StartedCampaign, open_campaign, start_campaign};
 pub use lifecycle::{CampaignSummary, close_campaign, list_campaigns};
 pub use model::{Campaign, ReviewItem, Reviewer};

@@ -29,6 +29,8 @@ pub struct Campaign {
     pub due_at: NaiveDateTime,
     pub closed_at: Option<NaiveDateTime>,
     pub state: String,
+    /// Opened well after its period began (the service was down across the boundary).
+    pub late: bool,
 }
 
 impl Campaign {

@@ -99,6 +99,12 @@ impl Config {
                 ));
             }
         }
+        if self.scheduler.tick_seconds == 0 {
+            problems.push(ConfigProblem::new(
+                "scheduler.tick_seconds",
+                "must be at least 1",
+            ));
+        }
         if self.mail.max_attempts == 0 {
             problems.push(ConfigProblem::new(
                 "mail.max_attempts",
@@ -121,6 +127,11 @@ impl Config {
                     &format!("{key}.fallback_reviewers"),
                     "name at least one fallback reviewer (email or login)",
                 ));
+            }
+            if let Err(schedule_problems) =
+                crate::campaigns::schedule::Schedule::of(&key, definition)
+            {
+                problems.extend(schedule_problems);
             }
             if definition.duration_days == 0 {
                 problems.push(ConfigProblem::new(

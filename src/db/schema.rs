@@ -128,6 +128,14 @@ diesel::table! {
         due_at -> Timestamp,
         closed_at -> Nullable<Timestamp>,
         state -> Text,
+        late -> Bool,
+    }
+}
+
+diesel::table! {
+    campaign_schedules (definition) {
+        definition -> Text,
+        first_seen_at -> Timestamp,
     }
 }
 
@@ -314,6 +322,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     grant_versions,
     sync_run_problems,
     campaigns,
+    campaign_schedules,
     reviewers,
     review_items,
     decisions,

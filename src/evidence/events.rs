@@ -32,6 +32,7 @@ pub enum EventKind {
     LinkRevoked,
     DecisionRecorded,
     EvidenceExported,
+    JobGivenUp,
 }
 
 impl EventKind {
@@ -51,6 +52,7 @@ impl EventKind {
             EventKind::LinkRevoked => "link.revoked",
             EventKind::DecisionRecorded => "decision.recorded",
             EventKind::EvidenceExported => "evidence.exported",
+            EventKind::JobGivenUp => "job.given_up",
         }
     }
 }

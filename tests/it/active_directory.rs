@@ -122,7 +122,7 @@ async fn active_directory_population_is_read_exactly() {
         None,
         dir.path(),
     );
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let outcome = app.sync().await.unwrap();
     let alice_guid = guid_of(&dc, "alice");
 

@@ -13,7 +13,7 @@ use crate::support::postgres;
 /// An app with one open campaign and one recorded decision.
 async fn app_with_a_decision(database_url: &str, dir: &std::path::Path) -> TestApp {
     let config = common::fixture_config(database_url, None, dir);
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let started = app.start_campaign().await;
     app.blocking(move |db, clock, _| {

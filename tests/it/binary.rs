@@ -206,6 +206,7 @@ base_dns = ["ou=groups,dc=example,dc=com"]
 [campaigns.access-review]
 title = "Q4 access review"
 source = "corp"
+schedule = "manual"
 fallback_reviewers = ["security@example.com"]
 {extra}
 "#,

@@ -101,16 +101,14 @@ pub fn config(
             config.mail.file_dir = dir.join("mail");
         }
     }
+    // Campaigns open when a test says so; tests of the schedule turn the scheduler on.
+    config.scheduler.enabled = false;
     config.sources = BTreeMap::from([(SOURCE.to_string(), source)]);
     config.campaigns = BTreeMap::from([(
         DEFINITION.to_string(),
         CampaignDefinition {
             title: Some("Q4 access review".into()),
-            source: SOURCE.into(),
-            groups: Vec::new(),
-            privileged_only: false,
-            fallback_reviewers: vec![FALLBACK.into()],
-            duration_days: 14,
+            ..CampaignDefinition::for_source(SOURCE, vec![FALLBACK.into()])
         },
     )]);
     config
@@ -138,20 +136,21 @@ impl TestApp {
         TestApp::start(config, true).await
     }
 
-    /// The app without its background outbox worker, for tests that drive the outbox
-    /// themselves (`worker.drain_once`) and count what it did: no second claimant races them.
-    pub async fn spawn_without_outbox_worker(config: Config) -> TestApp {
+    /// The app without its background workers (outbox, scheduler), for tests that drive them
+    /// themselves (`worker.drain_once`, the scheduler's `tick`) and count what they did: no
+    /// second claimant races them.
+    pub async fn spawn_without_background_workers(config: Config) -> TestApp {
         TestApp::start(config, false).await
     }
 
-    async fn start(config: Config, outbox_worker: bool) -> TestApp {
+    async fn start(config: Config, background_workers: bool) -> TestApp {
         let clock = Arc::new(FixedClock::new(start_time()));
         let shared: SharedClock = clock.clone();
         let mut app = App::build(config.clone(), shared)
             .await
             .expect("app builds");
-        if !outbox_worker {
-            app = app.without_outbox_worker();
+        if !background_workers {
+            app = app.without_background_workers();
         }
         let base_url = app.public_url().to_string();
         let db = app.database().clone();

@@ -29,7 +29,7 @@ fn with_privileged(mut source: SourceConfig, group: &str) -> SourceConfig {
 
 async fn app_on(source: SourceConfig, database_url: &str, dir: &Path) -> TestApp {
     let config = common::config(database_url, source, None, dir);
-    TestApp::spawn_without_outbox_worker(config).await
+    TestApp::spawn_without_background_workers(config).await
 }
 
 /// (login, group, via) of every review item of the only campaign, sorted.

@@ -30,7 +30,7 @@ async fn every_default_group_schema_and_member_of_are_read() {
         ldap.privileged_groups = vec![];
     }
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let outcome = app.sync().await.unwrap();
     assert_eq!(
         (outcome.identities, outcome.entitlements, outcome.grants),
@@ -176,7 +176,7 @@ async fn a_csv_access_list_is_reviewed_and_a_broken_one_imports_nothing() {
         .get_mut(common::DEFINITION)
         .unwrap()
         .fallback_reviewers = vec!["security@example.com".into()];
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let first = app.sync().await.unwrap();
     assert_eq!(
         (first.identities, first.entitlements, first.grants),

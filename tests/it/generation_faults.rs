@@ -72,7 +72,7 @@ async fn generation_failing_after_a_batch_leaves_no_half_campaign_on_sqlite() {
         ldif.privileged_groups = vec!["group-0".into()];
     }
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     assert_eq!(app.sync().await.unwrap().grants, ITEMS);
     let events_before = app.count("events").await;
 

@@ -137,7 +137,7 @@ async fn campaign_with_an_older_link(revoke_superseded: bool) -> Reviewed {
     let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     config.links.revoke_superseded = revoke_superseded;
     let mail_dir = config.mail.file_dir.clone();
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let campaign_id = app.start_campaign().await.campaign.id;
     let bob = app.reviewer_id(&campaign_id, "bob@example.com").await;
@@ -273,7 +273,7 @@ async fn revoke_bob(
 async fn a_form_opened_before_revocation_cannot_decide_after_it() {
     let dir = common::temp_dir();
     let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let campaign_id = app.start_campaign().await.campaign.id;
     let (bob, link) = bob_and_link(&app, &campaign_id).await;
@@ -340,7 +340,7 @@ async fn revoking_cancels_mail_that_has_not_gone_yet() {
     let mut config =
         common::fixture_config(&common::sqlite_url(dir.path()), Some(smtp.port), dir.path());
     config.mail.smtp.timeout_seconds = 5;
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let campaign_id = app.start_campaign().await.campaign.id;
     // The first attempt fails: each digest waits for its retry, its minted link unsent.
@@ -382,7 +382,7 @@ async fn a_digest_cancelled_while_on_its_way_is_still_recorded_as_sent() {
 
     let dir = common::temp_dir();
     let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let campaign_id = app.start_campaign().await.campaign.id;
     bob_and_link(&app, &campaign_id).await;

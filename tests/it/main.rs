@@ -23,6 +23,7 @@ mod oidc_source;
 mod outbox;
 mod review_security;
 mod revocation_races;
+mod scheduling;
 mod source_cli;
 mod source_faults;
 mod sync;

@@ -71,7 +71,7 @@ fn source(servers: &OidcScim, resource: Option<String>) -> SourceConfig {
 
 async fn app_for(source: SourceConfig, dir: &std::path::Path) -> TestApp {
     let config = common::config(&common::sqlite_url(dir), source, None, dir);
-    TestApp::spawn_without_outbox_worker(config).await
+    TestApp::spawn_without_background_workers(config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ async fn mail_waits_while_smtp_is_down_then_goes_exactly_once() {
         common::fixture_config(&common::sqlite_url(dir.path()), Some(smtp_port), dir.path());
     config.mail.smtp.timeout_seconds = 5;
     // This test drives the outbox; no background worker claims rows behind its back.
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let started = app.start_campaign().await;
     let campaign_id = started.campaign.id.clone();
@@ -67,7 +67,7 @@ async fn outbox_of(app: &TestApp, campaign_id: &str) -> Vec<attest::notify::outb
 async fn campaign_against_smtp(port: u16, dir: &std::path::Path) -> (TestApp, String) {
     let mut config = common::fixture_config(&common::sqlite_url(dir), Some(port), dir);
     config.mail.smtp.timeout_seconds = 5;
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let id = app.start_campaign().await.campaign.id;
     (app, id)

@@ -24,7 +24,7 @@ async fn fixture() -> Fixture {
     let dir = common::temp_dir();
     let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
     // Links are minted by the tests; digests go only when a test drains the outbox.
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.expect("LDIF sync");
     let started = app.start_campaign().await;
     let id = started.campaign.id.clone();

@@ -33,7 +33,7 @@ async fn fixture() -> Fixture {
     let dir = common::temp_dir();
     let database = postgres::database();
     let config = common::fixture_config(&database.url, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.unwrap();
     let campaign_id = app.start_campaign().await.campaign.id;
     let bob = app.reviewer_id(&campaign_id, "bob@example.com").await;

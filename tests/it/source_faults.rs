@@ -70,7 +70,7 @@ async fn connection_cut_mid_sync_fails_it_and_keeps_the_previous_state() {
     let slapd = Slapd::start_with_ldif(&(base_entries() + &people(2_000)));
     let source = without_privileged(common::ldap_source(&slapd));
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let first = app.sync().await.unwrap();
     assert_eq!(first.identities, 2_000);
     let versions = app.count("identity_versions").await;
@@ -124,7 +124,7 @@ async fn a_server_limit_fails_the_sync_with_its_result_code() {
         ldap.bind_password = Some(secrecy::SecretString::from("limited-secret"));
     }
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let error = app
         .sync()
         .await
@@ -150,7 +150,7 @@ async fn referrals_fail_the_sync_unless_skipped_and_listed() {
     let slapd = Slapd::start_with_ldif(&(base_entries() + &people(3) + &referral));
     let source = without_privileged(common::ldap_source(&slapd));
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config.clone()).await;
+    let app = TestApp::spawn_without_background_workers(config.clone()).await;
     let error = app
         .sync()
         .await
@@ -167,7 +167,7 @@ async fn referrals_fail_the_sync_unless_skipped_and_listed() {
     if let Some(SourceConfig::Ldap(ldap)) = skipping.sources.get_mut(SOURCE) {
         ldap.referrals = ReferralPolicy::Skip;
     }
-    let app = TestApp::spawn_without_outbox_worker(skipping).await;
+    let app = TestApp::spawn_without_background_workers(skipping).await;
     let outcome = app.sync().await.unwrap();
     assert_eq!(outcome.identities, 3);
     let id = outcome.sync_run_id.clone();
@@ -208,7 +208,7 @@ async fn values_that_are_not_utf8_are_kept_as_base64() {
         c.privileged_groups.clear();
     }
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let outcome = app.sync().await.unwrap();
     assert_eq!(
         (
@@ -285,7 +285,7 @@ async fn a_huge_group_a_cycle_and_a_deep_chain_are_expanded_without_looping() {
         c.privileged_groups.clear();
     }
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let outcome = app.sync().await.unwrap();
     // everyone: 100k; p0 in all 51 chain groups; p1 in both ring groups.
     assert_eq!(outcome.grants, (PEOPLE + DEPTH + 1 + 2) as i64);
@@ -347,7 +347,7 @@ async fn a_sync_ended_by_another_process_stops_writing() {
         c.privileged_groups.clear();
     }
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
-    let app = TestApp::spawn_without_outbox_worker(config).await;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let error = app
         .blocking(|db, clock, config| {
             let end = EndRunAfter {

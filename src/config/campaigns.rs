@@ -1,0 +1,111 @@
+//! Campaign definitions (`[campaigns.NAME]`): what is reviewed, by whom, for how long, and
+//! on which schedule; and the scheduler that opens them (`[scheduler]`). Checks are in
+//! `validate.rs`; periods are worked out in `campaigns::schedule`.
+
+use serde::{Deserialize, Serialize};
+
+/// What a campaign reviews, who reviews it and for how long.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignDefinition {
+    /// Human title shown in mail and pages; defaults to the definition's key.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Name of the source (key under `[sources]`) whose current snapshot is reviewed.
+    pub source: String,
+    /// Group DNs or names to review; empty means every group of the source.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Only review groups marked privileged.
+    #[serde(default)]
+    pub privileged_only: bool,
+    /// Reviewers (email or login) used, in order, when a member has no usable manager.
+    pub fallback_reviewers: Vec<String>,
+    #[serde(default = "default_duration_days")]
+    pub duration_days: u32,
+    /// When a campaign opens by itself: `quarterly` (calendar quarters, the default),
+    /// `monthly`, `yearly`, a cron expression (`0 9 1 * *`: minute hour day month weekday), or
+    /// `manual` (only `attest campaign start`).
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (`Europe/Berlin`); periods follow its calendar
+    /// and daylight-saving changes.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// On a first start in the middle of a period: open that period's campaign now
+    /// (`current`, the default: a quarter must not go unreviewed) or wait for the next.
+    #[serde(default)]
+    pub first_period: FirstPeriod,
+    /// Sync the source just before a scheduled campaign opens.
+    #[serde(default = "default_sync_before")]
+    pub sync_before: bool,
+}
+
+impl CampaignDefinition {
+    /// A definition of `source` with every default (quarterly, UTC, 14 days).
+    pub fn for_source(source: &str, fallback_reviewers: Vec<String>) -> CampaignDefinition {
+        CampaignDefinition {
+            title: None,
+            source: source.to_string(),
+            groups: Vec::new(),
+            privileged_only: false,
+            fallback_reviewers,
+            duration_days: default_duration_days(),
+            schedule: default_schedule(),
+            timezone: default_timezone(),
+            first_period: FirstPeriod::default(),
+            sync_before: default_sync_before(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstPeriod {
+    #[default]
+    Current,
+    Next,
+}
+
+fn default_schedule() -> String {
+    "quarterly".into()
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+fn default_sync_before() -> bool {
+    true
+}
+
+/// The scheduler inside `attest serve`: how often it looks for due work, and when an opening
+/// counts as late.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Run the scheduler in this instance (several instances may; work is claimed once).
+    pub enabled: bool,
+    /// Seconds between two looks for due work.
+    pub tick_seconds: u64,
+    /// A campaign opened this long after its period began is marked late (the service was
+    /// down across the boundary).
+    pub late_after_minutes: u64,
+    /// Attempts of a failing job (a sync that cannot reach its server) before it is given up.
+    pub max_attempts: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            enabled: true,
+            tick_seconds: 60,
+            late_after_minutes: 60,
+            max_attempts: 5,
+        }
+    }
+}
+
+fn default_duration_days() -> u32 {
+    14
+}
