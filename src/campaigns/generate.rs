@@ -3,31 +3,29 @@
 //! transaction. Grants are read page by page (keyset on the grant id) and items written in
 //! multi-row batches, so memory stays bounded by the page size and the number of reviewers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use diesel::prelude::*;
 use serde_json::json;
 
 use crate::campaigns::model::{Campaign, ITEM_PENDING, STATE_OPEN, campaign};
-use crate::campaigns::reviewers::{Candidate, ManagerFacts, choose_reviewer};
+use crate::campaigns::population::{
+    entitlements_in_scope, grant_page, people_in_scope, privileged_holders, resolve_fallbacks,
+};
+use crate::campaigns::reviewers::Candidate;
+use crate::campaigns::routing::RoutingPlan;
 use crate::campaigns::schedule::Schedule;
 use crate::clock::Clock;
 use crate::config::{CampaignDefinition, Config};
-use crate::db::schema::{
-    campaigns, entitlement_versions, grant_versions, identity_versions, review_items, reviewers,
-};
+use crate::db::schema::{campaigns, review_items, reviewers};
 use crate::db::time::to_db;
 use crate::db::{Database, DbConnection, new_id, write_tx};
 use crate::directory::current_sync_run;
-use crate::directory::snapshot::{names_group, unmatched_group_names};
+use crate::directory::snapshot::unmatched_group_names;
 use crate::error::{ConfigProblem, Error, Result};
 use crate::evidence::{EventKind, append};
 use crate::notify::outbox;
-
-const GRANT_PAGE: i64 = 1_000;
-
-diesel::alias!(identity_versions as managers: ManagersAlias);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedCampaign {
@@ -206,6 +204,9 @@ fn generate(
         ))
         .execute(conn)?;
 
+    let plan = RoutingPlan::new(people_in_scope(conn, source, seq, id_filter)?, fallbacks)?;
+    let holders = privileged_holders(conn, source, seq)?;
+    let no_holders = HashSet::new();
     let mut reviewer_ids: HashMap<String, String> = HashMap::new();
     let mut item_count = 0i64;
     let mut last_grant = 0;
@@ -216,13 +217,14 @@ fn generate(
         let mut items = Vec::with_capacity(page.len());
         let mut new_reviewers = Vec::new();
         for row in &page {
-            let manager = row.manager.as_ref();
-            let (reviewer, routing) = choose_reviewer(
-                &row.identity_external_id,
-                row.identity_email.as_deref(),
-                manager,
-                &fallbacks,
-            )?;
+            let group_holders = match row.privileged {
+                true => holders
+                    .get(&row.entitlement_external_id)
+                    .unwrap_or(&no_holders),
+                false => &no_holders,
+            };
+            let (reviewer, routing) =
+                plan.reviewer_for(&row.identity_external_id, group_holders)?;
             let key = reviewer.email.to_lowercase();
             let reviewer_id = match reviewer_ids.get(&key) {
                 Some(id) => id.clone(),
@@ -358,218 +360,6 @@ fn refuse_unmatched_names(
     } else {
         Err(Error::Config(problems))
     }
-}
-
-/// External ids of the groups the definition covers (as of run `seq`).
-fn entitlements_in_scope(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    definition: &CampaignDefinition,
-) -> Result<Vec<String>> {
-    let all: Vec<(String, String, String, bool)> = entitlement_versions::table
-        .filter(entitlement_versions::source.eq(source))
-        .filter(crate::as_of!(entitlement_versions, seq))
-        .select((
-            entitlement_versions::external_id,
-            entitlement_versions::dn_norm,
-            entitlement_versions::name,
-            entitlement_versions::privileged,
-        ))
-        .load(conn)?;
-    Ok(all
-        .into_iter()
-        .filter(|(_, dn, name, privileged)| {
-            (definition.groups.is_empty()
-                || definition.groups.iter().any(|w| names_group(w, dn, name)))
-                && (!definition.privileged_only || *privileged)
-        })
-        .map(|(id, ..)| id)
-        .collect())
-}
-
-/// Fallback reviewers named by email or login: looked up in the snapshot for their name; an
-/// email address not in the directory is still usable.
-fn resolve_fallbacks(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    names: &[String],
-) -> Result<Vec<Candidate>> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let found: Option<(String, String, String, Option<String>)> = identity_versions::table
-            .filter(identity_versions::source.eq(source))
-            .filter(crate::as_of!(identity_versions, seq))
-            .filter(
-                identity_versions::email
-                    .eq(name)
-                    .or(identity_versions::login.eq(name)),
-            )
-            .select((
-                identity_versions::external_id,
-                identity_versions::login,
-                identity_versions::display_name,
-                identity_versions::email,
-            ))
-            .first(conn)
-            .optional()?;
-        match found {
-            Some((external_id, login, display_name, Some(email))) => out.push(Candidate {
-                external_id: Some(external_id),
-                login: Some(login),
-                email,
-                display_name,
-            }),
-            _ if name.contains('@') => out.push(Candidate {
-                external_id: None,
-                login: None,
-                email: name.clone(),
-                display_name: name.clone(),
-            }),
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "fallback reviewer `{name}` is neither an email address nor a person with an \
-                     email in the current snapshot"
-                )));
-            }
-        }
-    }
-    Ok(out)
-}
-
-struct GrantRow {
-    grant_id: i64,
-    via: Option<String>,
-    first_seen_at: chrono::NaiveDateTime,
-    identity_external_id: String,
-    identity_login: String,
-    identity_name: String,
-    identity_email: Option<String>,
-    identity_status: String,
-    entitlement_external_id: String,
-    entitlement_name: String,
-    entitlement_dn: String,
-    privileged: bool,
-    manager: Option<ManagerFacts>,
-}
-
-type ManagerColumns = (String, String, String, Option<String>, String);
-type GrantColumns = (
-    (i64, Option<String>, chrono::NaiveDateTime),
-    (String, String, String, Option<String>, String),
-    (String, String, String, bool),
-    Option<ManagerColumns>,
-);
-
-/// One page (after grant `after`) of the accesses of run `seq`, with person, group and (if
-/// found) manager as they were in that run; limited to `entitlement_ids` when given.
-fn grant_page(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    entitlement_ids: Option<&[String]>,
-    after: i64,
-) -> Result<Vec<GrantRow>> {
-    let mut query = grant_versions::table
-        .inner_join(
-            identity_versions::table.on(identity_versions::source
-                .eq(grant_versions::source)
-                .and(identity_versions::external_id.eq(grant_versions::identity_external_id))
-                .and(crate::as_of!(identity_versions, seq))),
-        )
-        .inner_join(
-            entitlement_versions::table.on(entitlement_versions::source
-                .eq(grant_versions::source)
-                .and(entitlement_versions::external_id.eq(grant_versions::entitlement_external_id))
-                .and(crate::as_of!(entitlement_versions, seq))),
-        )
-        .left_join(
-            managers.on(managers
-                .field(identity_versions::source)
-                .eq(identity_versions::source)
-                .and(
-                    managers
-                        .field(identity_versions::dn_norm)
-                        .nullable()
-                        .eq(identity_versions::manager_dn_norm),
-                )
-                .and(managers.field(identity_versions::valid_from).le(seq))
-                .and(
-                    managers
-                        .field(identity_versions::valid_to)
-                        .is_null()
-                        .or(managers.field(identity_versions::valid_to).gt(seq)),
-                )),
-        )
-        .filter(grant_versions::source.eq(source))
-        .filter(crate::as_of!(grant_versions, seq))
-        .filter(grant_versions::id.gt(after))
-        .into_boxed();
-    if let Some(ids) = entitlement_ids {
-        query = query.filter(grant_versions::entitlement_external_id.eq_any(ids));
-    }
-    let rows: Vec<GrantColumns> = query
-        .order(grant_versions::id.asc())
-        .limit(GRANT_PAGE)
-        .select((
-            (
-                grant_versions::id,
-                grant_versions::via,
-                grant_versions::first_seen_at,
-            ),
-            (
-                identity_versions::external_id,
-                identity_versions::login,
-                identity_versions::display_name,
-                identity_versions::email,
-                identity_versions::status,
-            ),
-            (
-                entitlement_versions::external_id,
-                entitlement_versions::name,
-                entitlement_versions::dn,
-                entitlement_versions::privileged,
-            ),
-            managers
-                .fields((
-                    identity_versions::external_id,
-                    identity_versions::login,
-                    identity_versions::display_name,
-                    identity_versions::email,
-                    identity_versions::status,
-                ))
-                .nullable(),
-        ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(grant, person, group, manager)| GrantRow {
-            grant_id: grant.0,
-            via: grant.1,
-            first_seen_at: grant.2,
-            identity_external_id: person.0,
-            identity_login: person.1,
-            identity_name: person.2,
-            identity_email: person.3,
-            identity_status: person.4,
-            entitlement_external_id: group.0,
-            entitlement_name: group.1,
-            entitlement_dn: group.2,
-            privileged: group.3,
-            manager: manager.map(|(external_id, login, display_name, email, status)| {
-                ManagerFacts {
-                    candidate: Candidate {
-                        external_id: Some(external_id),
-                        login: Some(login),
-                        email: email.unwrap_or_default(),
-                        display_name,
-                    },
-                    active: status == "active",
-                }
-            }),
-        })
-        .collect())
 }
 
 #[cfg(test)]

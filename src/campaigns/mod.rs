@@ -7,7 +7,9 @@
 pub mod generate;
 pub mod lifecycle;
 pub mod model;
+mod population;
 pub mod reviewers;
+pub mod routing;
 pub mod schedule;
 
 pub use generate::{Opening, StartedCampaign, open_campaign, start_campaign};

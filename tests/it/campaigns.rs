@@ -1,5 +1,6 @@
 //! Campaign generation rules on the fixture directory: scope by group, one campaign per
-//! definition and period, and nobody reviewing their own access.
+//! definition and period, and the independence rules: nobody reviews their own access, no
+//! mutual pair, no holder of a privileged group reviews it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::campaigns::model::{items_of_reviewer, reviewers_of};
@@ -108,10 +109,118 @@ async fn own_access_is_rerouted_to_another_reviewer() {
         .filter(|(_, person, _)| person == "oscar")
         .collect();
     assert_eq!(oscar.len(), 2);
-    assert!(
-        oscar
-            .iter()
-            .all(|(r, _, routing)| r == "alice@example.com" && routing == "fallback")
+    // oscar's manager is named but not in the directory: his VPN access goes to the first
+    // fallback; alice holds prod-admins, so his prod-admins access goes past her.
+    let mut oscar_routes: Vec<_> = oscar
+        .iter()
+        .map(|(reviewer, _, routing)| (reviewer.as_str(), routing.as_str()))
+        .collect();
+    oscar_routes.sort();
+    assert_eq!(
+        oscar_routes,
+        [
+            ("alice@example.com", "manager_unavailable"),
+            ("security@example.com", "privileged_holder_rerouted"),
+        ]
     );
+    app.stop().await;
+}
+
+/// Every item of the campaign as (reviewer's login, person's login, group, routing).
+async fn routed_items(app: &TestApp, campaign_id: String) -> Vec<(String, String, String, String)> {
+    app.blocking(move |db, _, _| {
+        let mut conn = db.conn().unwrap();
+        let mut all = Vec::new();
+        for reviewer in reviewers_of(&mut conn, &campaign_id).unwrap() {
+            let login = reviewer.email.trim_end_matches("@example.com").to_string();
+            for item in items_of_reviewer(&mut conn, &reviewer.id).unwrap() {
+                all.push((
+                    login.clone(),
+                    item.identity_login,
+                    item.entitlement_name,
+                    item.routing,
+                ));
+            }
+        }
+        all.sort();
+        all
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_managers_and_privileged_holders_do_not_review_each_other() {
+    // alice and carol are each other's manager; alice and bob hold prod-admins; heidi, named
+    // first fallback, is locked out of the directory.
+    let dir = common::temp_dir();
+    let fixture = std::fs::read_to_string(common::fixture()).unwrap();
+    let mutual = fixture.replacen(
+        "employeeNumber: 1001\n",
+        "employeeNumber: 1001\nmanager: uid=carol,ou=people,dc=example,dc=com\n",
+        1,
+    );
+    let mutual = mutual.replacen(
+        "employeeNumber: 1008\n",
+        "employeeNumber: 1008\npwdAccountLockedTime: 000001010000Z\n",
+        1,
+    );
+    assert_eq!(mutual.len(), fixture.len() + 83, "the fixture changed");
+    let ldif = dir.path().join("mutual.ldif");
+    std::fs::write(&ldif, mutual).unwrap();
+    let mut config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldif_source(&ldif),
+        None,
+        dir.path(),
+    );
+    definition(&mut config).fallback_reviewers =
+        vec!["heidi".into(), "security@example.com".into()];
+    let app = TestApp::spawn(config).await;
+    app.sync().await.expect("LDIF sync");
+    let started = app.start_campaign().await;
+    let items = routed_items(&app, started.campaign.id.clone()).await;
+    let route = |person: &str, group: &str| {
+        items
+            .iter()
+            .find(|(_, p, g, _)| p == person && g == group)
+            .map(|(r, _, _, routing)| (r.as_str(), routing.as_str()))
+            .unwrap()
+    };
+    // One of the pair (the first by external id) moves on; the other keeps their manager.
+    let mut pair = [route("alice", "prod-admins"), route("carol", "finance")];
+    pair.sort();
+    assert!(
+        pair == [("alice", "manager"), ("security", "mutual_pair_rerouted")]
+            || pair == [("carol", "manager"), ("security", "mutual_pair_rerouted")],
+        "{pair:?}"
+    );
+    // alice and bob hold prod-admins: they review their reports' other access, not that.
+    assert_eq!(route("bob", "engineering"), ("alice", "manager"));
+    assert_eq!(
+        route("bob", "prod-admins"),
+        ("security", "privileged_holder_rerouted")
+    );
+    assert_eq!(route("dave", "engineering"), ("bob", "manager"));
+    assert_eq!(
+        route("dave", "prod-admins"),
+        ("security", "privileged_holder_rerouted")
+    );
+    // Across the whole campaign: no self-review, no pair, no holder reviewing their group.
+    let pairs: std::collections::HashSet<(&str, &str)> = items
+        .iter()
+        .map(|(r, p, _, _)| (r.as_str(), p.as_str()))
+        .collect();
+    for (reviewer, person, group, _) in &items {
+        assert_ne!(reviewer, person);
+        assert_ne!(reviewer, "heidi", "a disabled fallback reviews nothing");
+        assert!(
+            !pairs.contains(&(person.as_str(), reviewer.as_str())),
+            "{reviewer} <-> {person}"
+        );
+        let holds = items
+            .iter()
+            .any(|(_, p, g, _)| p == reviewer && g == group && group == "prod-admins");
+        assert!(!holds, "{reviewer} holds {group} and reviews {person}'s");
+    }
     app.stop().await;
 }

@@ -222,7 +222,8 @@ async fn a_csv_access_list_is_reviewed_and_a_broken_one_imports_nothing() {
         items,
         vec![
             item("ann", "billing-admin", true, "security@example.com"),
-            item("bob", "billing-admin", true, "ann@example.com"),
+            // ann holds billing-admin herself: bob's goes past her.
+            item("bob", "billing-admin", true, "security@example.com"),
             item("bob", "invoices-read", false, "ann@example.com"),
         ]
     );
