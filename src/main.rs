@@ -8,16 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use attest::app::App;
-use attest::campaigns::{close_campaign, list_campaigns, start_campaign};
-use attest::clock::{Clock, SharedClock, SystemClock};
+use attest::clock::{SharedClock, SystemClock};
 use attest::config::{Config, LogFormat};
 use attest::db::Database;
 use attest::directory::preview::preview_source;
 use attest::directory::sync_source_observed;
 use attest::error::Error;
 use attest::evidence::export::export_campaign;
-use attest::jobs::scheduler::next_openings;
-use attest::notify::revocation::revoke_campaign_links;
 use attest::web::access_log;
 use clap::{Parser, Subcommand};
 
@@ -62,7 +59,7 @@ enum Command {
     /// Manage review campaigns.
     Campaign {
         #[command(subcommand)]
-        action: CampaignCommand,
+        action: cli::campaign::CampaignCommand,
     },
     /// Write a campaign's evidence pack (zip).
     Export {
@@ -77,32 +74,6 @@ enum SourceCommand {
     /// Connect, bind and read the source as a sync would, and print what it holds and every
     /// problem a sync would record; writes nothing.
     Test { name: String },
-}
-
-#[derive(Subcommand)]
-enum CampaignCommand {
-    /// Open a campaign of DEFINITION (a key under [campaigns]).
-    Start {
-        definition: String,
-        /// Start an ad-hoc campaign whose period begins now (default: the current quarter).
-        #[arg(long)]
-        now: bool,
-    },
-    /// List campaigns with their progress.
-    List,
-    /// Close a campaign; later decisions are refused.
-    Close { id: String },
-    /// Make a campaign's review links stop working (all of them, or one reviewer's).
-    RevokeLinks {
-        /// Campaign id (see `attest campaign list`).
-        campaign: String,
-        /// Only the links of the reviewer with this email address.
-        #[arg(long, value_name = "EMAIL")]
-        reviewer: Option<String>,
-        /// Then send each reviewer who still has undecided items a new digest with a new link.
-        #[arg(long)]
-        resend: bool,
-    },
 }
 
 fn main() -> ExitCode {
@@ -248,7 +219,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli::source_test::print(&name, &preview?);
             Ok(())
         }
-        Command::Campaign { action } => campaign(&config, clock.as_ref(), action),
+        Command::Campaign { action } => {
+            let db = open_database(&config)?;
+            cli::campaign::run(&config, &db, clock.as_ref(), action)
+        }
         Command::Export { campaign, out } => {
             let db = open_database(&config)?;
             let mut conn = db.conn()?;
@@ -263,104 +237,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo | Command::CheckConfig => Ok(()),
     }
-}
-
-fn campaign(config: &Config, clock: &dyn Clock, action: CampaignCommand) -> anyhow::Result<()> {
-    let db = open_database(config)?;
-    match action {
-        CampaignCommand::Start { definition, now } => {
-            let started = start_campaign(&db, clock, config, &definition, now, "cli")?;
-            println!(
-                "opened campaign {} ({}): {} items for {} reviewers, due {}",
-                started.campaign.id,
-                started.campaign.title,
-                started.items,
-                started.reviewers,
-                started.campaign.due_at.format("%Y-%m-%d")
-            );
-        }
-        CampaignCommand::List => {
-            let mut conn = db.conn()?;
-            let all = list_campaigns(&mut conn)?;
-            for (definition, next) in next_openings(config, clock.now()) {
-                let schedule = &config.campaigns[&definition];
-                match next {
-                    Some(at) => println!(
-                        "{definition}: next opens {} ({}, {}){}",
-                        at.format("%Y-%m-%d %H:%M UTC"),
-                        schedule.schedule,
-                        schedule.timezone,
-                        if config.scheduler.enabled {
-                            ""
-                        } else {
-                            " - the scheduler is off in this configuration"
-                        }
-                    ),
-                    None => println!("{definition}: opens only with `attest campaign start`"),
-                }
-            }
-            if all.is_empty() {
-                println!("no campaigns yet");
-            }
-            for s in all {
-                println!(
-                    "{}  {:<7} {:<30} opened {}{}  due {}  {}/{} decided ({} approved, {} revoked)",
-                    s.campaign.id,
-                    s.campaign.state,
-                    s.campaign.title,
-                    s.campaign.opened_at.format("%Y-%m-%d"),
-                    if s.campaign.late { " (late)" } else { "" },
-                    s.campaign.due_at.format("%Y-%m-%d"),
-                    s.items - s.pending,
-                    s.items,
-                    s.approved,
-                    s.revoked
-                );
-            }
-        }
-        CampaignCommand::Close { id } => {
-            let mut conn = db.conn()?;
-            let s = close_campaign(&mut conn, clock.now(), &id, "cli")?;
-            println!(
-                "closed campaign {id}: {} approved, {} revoked, {} not reviewed",
-                s.approved, s.revoked, s.pending
-            );
-        }
-        CampaignCommand::RevokeLinks {
-            campaign,
-            reviewer,
-            resend,
-        } => {
-            let mut conn = db.conn()?;
-            let s = revoke_campaign_links(
-                &mut conn,
-                clock.now(),
-                &campaign,
-                reviewer.as_deref(),
-                resend,
-                "cli",
-            )?;
-            println!(
-                "revoked {} working link(s) of {} reviewer(s) in campaign {campaign}",
-                s.links, s.reviewers
-            );
-            if s.digests_cancelled > 0 {
-                println!(
-                    "cancelled {} digest(s) that had not been sent yet",
-                    s.digests_cancelled
-                );
-            }
-            if resend {
-                println!(
-                    "queued {} new digest(s); `attest serve` sends them",
-                    s.digests_queued
-                );
-            } else {
-                println!("those reviewers can no longer open the review; --resend sends new links");
-            }
-        }
-    }
-    Ok(())
 }
 
 fn serve(config: Config, clock: SharedClock) -> anyhow::Result<()> {

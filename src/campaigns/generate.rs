@@ -298,7 +298,7 @@ fn generate(
     })
 }
 
-fn insert_reviewers(
+pub(crate) fn insert_reviewers(
     conn: &mut DbConnection,
     campaign_id: &str,
     new_reviewers: &[(String, Candidate)],

@@ -1,19 +1,14 @@
-//! Campaign lifecycle after generation: listing with progress, and closing. A closed campaign
-//! accepts no further decisions; its items keep the state they had.
+//! Campaigns after generation: listing with progress (closing is in `closing`).
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::campaigns::model::{
-    Campaign, ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, STATE_CLOSED, STATE_OPEN, campaign,
+    Campaign, ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_PENDING, ITEM_REVOKED,
 };
+use crate::db::DbConnection;
 use crate::db::schema::{campaigns, review_items};
-use crate::db::time::to_db;
-use crate::db::{DbConnection, write_tx};
-use crate::error::{Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::error::Result;
 
 /// A campaign with its item counts by state.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -23,6 +18,8 @@ pub struct CampaignSummary {
     pub pending: i64,
     pub approved: i64,
     pub revoked: i64,
+    /// Nobody decided before close (the no-response policy applied).
+    pub no_response: i64,
 }
 
 pub fn summarize(conn: &mut DbConnection, campaign: Campaign) -> Result<CampaignSummary> {
@@ -42,6 +39,7 @@ pub fn summarize(conn: &mut DbConnection, campaign: Campaign) -> Result<Campaign
         pending: count_of(ITEM_PENDING),
         approved: count_of(ITEM_APPROVED),
         revoked: count_of(ITEM_REVOKED),
+        no_response: count_of(ITEM_NO_RESPONSE),
         campaign,
     })
 }
@@ -53,49 +51,4 @@ pub fn list_campaigns(conn: &mut DbConnection) -> Result<Vec<CampaignSummary>> {
         .select(Campaign::as_select())
         .load(conn)?;
     all.into_iter().map(|c| summarize(conn, c)).collect()
-}
-
-/// Closes an open campaign. Its links keep showing the (now read-only) review.
-pub fn close_campaign(
-    conn: &mut DbConnection,
-    at: DateTime<Utc>,
-    campaign_id: &str,
-    actor: &str,
-) -> Result<CampaignSummary> {
-    write_tx(conn, |conn| {
-        campaign(conn, campaign_id)?;
-        // The state test in the UPDATE makes two concurrent closes produce one close.
-        let closed_now = diesel::update(
-            campaigns::table
-                .find(campaign_id)
-                .filter(campaigns::state.eq(STATE_OPEN)),
-        )
-        .set((
-            campaigns::state.eq(STATE_CLOSED),
-            campaigns::closed_at.eq(Some(to_db(at))),
-        ))
-        .execute(conn)?;
-        if closed_now == 0 {
-            return Err(Error::Conflict(format!(
-                "campaign {campaign_id} is already closed"
-            )));
-        }
-        let closed = campaign(conn, campaign_id)?;
-        let summary = summarize(conn, closed)?;
-        append(
-            conn,
-            at,
-            EventKind::CampaignClosed,
-            actor,
-            Some(campaign_id),
-            &json!({
-                "campaign": campaign_id,
-                "items": summary.items,
-                "approved": summary.approved,
-                "revoked": summary.revoked,
-                "pending": summary.pending,
-            }),
-        )?;
-        Ok(summary)
-    })
 }

@@ -4,14 +4,17 @@
 //! reviewed and by whom; sending mail and recording decisions belong to `notify/` and
 //! `decisions/`.
 
+pub mod closing;
 pub mod generate;
 pub mod lifecycle;
 pub mod model;
 mod population;
+pub mod reassign;
 pub mod reviewers;
 pub mod routing;
 pub mod schedule;
 
+pub use closing::{ClosePreview, CloseRules, close_campaign, preview_close};
 pub use generate::{Opening, StartedCampaign, open_campaign, start_campaign};
-pub use lifecycle::{CampaignSummary, close_campaign, list_campaigns};
+pub use lifecycle::{CampaignSummary, list_campaigns};
 pub use model::{Campaign, ReviewItem, Reviewer};

@@ -14,6 +14,8 @@ pub const STATE_CLOSED: &str = "closed";
 pub const ITEM_PENDING: &str = "pending";
 pub const ITEM_APPROVED: &str = "approved";
 pub const ITEM_REVOKED: &str = "revoked";
+/// Nobody decided before close; `no_response_outcome` says what the policy did.
+pub const ITEM_NO_RESPONSE: &str = "no_response";
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, PartialEq, Eq)]
 #[diesel(table_name = campaigns)]
@@ -31,6 +33,9 @@ pub struct Campaign {
     pub state: String,
     /// Opened well after its period began (the service was down across the boundary).
     pub late: bool,
+    /// The close at the due date was held: it would revoke more than the definition allows
+    /// without an admin's confirmation.
+    pub close_held_at: Option<NaiveDateTime>,
 }
 
 impl Campaign {
@@ -72,6 +77,8 @@ pub struct ReviewItem {
     pub stage: i64,
     pub state: String,
     pub decided_at: Option<NaiveDateTime>,
+    /// For an item nobody decided, what the no-response policy did at close.
+    pub no_response_outcome: Option<String>,
 }
 
 pub fn campaign(conn: &mut DbConnection, id: &str) -> Result<Campaign> {

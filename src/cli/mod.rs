@@ -1,5 +1,7 @@
-//! Pieces of the command line that are about the terminal, not about attest: progress
-//! display and the printing of a source test. Only `main.rs` uses them.
+//! Pieces of the command line that are about the terminal, not about attest: the campaign
+//! commands' output, progress display and the printing of a source test. Only `main.rs` uses
+//! them.
 
+pub mod campaign;
 pub mod progress;
 pub mod source_test;

@@ -39,6 +39,25 @@ pub struct CampaignDefinition {
     /// Sync the source just before a scheduled campaign opens.
     #[serde(default = "default_sync_before")]
     pub sync_before: bool,
+    /// Days before the due date on which reviewers who still have undecided items are
+    /// reminded (`[7, 2]` by default; `[]` for none).
+    #[serde(default = "default_reminders")]
+    pub reminders: Vec<u32>,
+    /// Days after opening when a reviewer's undecided items move to their manager (or the
+    /// next fallback reviewer); unset, nothing is escalated.
+    #[serde(default)]
+    pub escalate_after_days: Option<u32>,
+    /// What an access nobody decided becomes at close: `flag` (kept and listed as unreviewed,
+    /// the default), `keep`, or `revoke`.
+    #[serde(default)]
+    pub no_response: NoResponse,
+    /// With `no_response = "revoke"`: the largest share (0 to 1) of a campaign's items that
+    /// a close revokes without an admin's confirmation (`--confirm-revocations`).
+    #[serde(default = "default_max_auto_revoke_share")]
+    pub max_auto_revoke_share: f64,
+    /// Close by itself at the due date (inside `attest serve`).
+    #[serde(default = "default_close_at_due")]
+    pub close_at_due: bool,
 }
 
 impl CampaignDefinition {
@@ -55,6 +74,11 @@ impl CampaignDefinition {
             timezone: default_timezone(),
             first_period: FirstPeriod::default(),
             sync_before: default_sync_before(),
+            reminders: default_reminders(),
+            escalate_after_days: None,
+            no_response: NoResponse::default(),
+            max_auto_revoke_share: default_max_auto_revoke_share(),
+            close_at_due: default_close_at_due(),
         }
     }
 }
@@ -65,6 +89,41 @@ pub enum FirstPeriod {
     #[default]
     Current,
     Next,
+}
+
+/// What happens at close to an access nobody decided.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NoResponse {
+    /// Kept, and listed as unreviewed for follow-up.
+    #[default]
+    Flag,
+    /// Kept.
+    Keep,
+    /// Revoked, within `max_auto_revoke_share`.
+    Revoke,
+}
+
+impl NoResponse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoResponse::Flag => "flag",
+            NoResponse::Keep => "keep",
+            NoResponse::Revoke => "revoke",
+        }
+    }
+}
+
+fn default_reminders() -> Vec<u32> {
+    vec![7, 2]
+}
+
+fn default_max_auto_revoke_share() -> f64 {
+    0.2
+}
+
+fn default_close_at_due() -> bool {
+    true
 }
 
 fn default_schedule() -> String {

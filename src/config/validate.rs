@@ -5,7 +5,8 @@
 use secrecy::ExposeSecret;
 
 use super::{
-    Config, MailTransport, SmtpSecurity, SourceConfig, redact_url_password, resolve_secret,
+    CampaignDefinition, Config, MailTransport, SmtpSecurity, SourceConfig, redact_url_password,
+    resolve_secret,
 };
 use crate::error::{ConfigProblem, Error};
 
@@ -139,6 +140,7 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            problems.extend(follow_up_problems(&key, definition));
         }
         problems
     }
@@ -363,9 +365,75 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Reminders, escalation and the close policy of one campaign definition.
+fn follow_up_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let duration = definition.duration_days;
+    for days in &definition.reminders {
+        if *days == 0 || *days >= duration {
+            problems.push(ConfigProblem::new(
+                &format!("{key}.reminders"),
+                format!(
+                    "{days} is not between 1 and {} (days before the due date of a \
+                     {duration}-day campaign)",
+                    duration.saturating_sub(1)
+                ),
+            ));
+        }
+    }
+    if let Some(days) = definition.escalate_after_days
+        && (days == 0 || days >= duration)
+    {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.escalate_after_days"),
+            format!(
+                "{days} is not between 1 and {} (days after opening, before the due date)",
+                duration.saturating_sub(1)
+            ),
+        ));
+    }
+    let share = definition.max_auto_revoke_share;
+    if !(0.0..=1.0).contains(&share) {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.max_auto_revoke_share"),
+            format!("{share} is not a share between 0 and 1 (0.2 = a fifth of the items)"),
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{is_loopback_bind, is_loopback_url};
+    use super::{follow_up_problems, is_loopback_bind, is_loopback_url};
+    use crate::config::CampaignDefinition;
+
+    #[test]
+    fn reminders_escalation_and_share_outside_the_campaign_name_their_key() {
+        let mut definition = CampaignDefinition::for_source("corp", vec!["it@example.com".into()]);
+        assert!(follow_up_problems("campaigns.q", &definition).is_empty());
+        definition.reminders = vec![7, 0, 14];
+        definition.escalate_after_days = Some(14);
+        definition.max_auto_revoke_share = 1.5;
+        let keys: Vec<String> = follow_up_problems("campaigns.q", &definition)
+            .iter()
+            .map(|p| {
+                p.to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "campaigns.q.reminders",
+                "campaigns.q.reminders",
+                "campaigns.q.escalate_after_days",
+                "campaigns.q.max_auto_revoke_share"
+            ]
+        );
+    }
 
     #[test]
     fn only_loopback_urls_count_as_local() {

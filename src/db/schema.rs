@@ -129,6 +129,7 @@ diesel::table! {
         closed_at -> Nullable<Timestamp>,
         state -> Text,
         late -> Bool,
+        close_held_at -> Nullable<Timestamp>,
     }
 }
 
@@ -170,6 +171,7 @@ diesel::table! {
         stage -> BigInt,
         state -> Text,
         decided_at -> Nullable<Timestamp>,
+        no_response_outcome -> Nullable<Text>,
     }
 }
 

@@ -23,6 +23,11 @@ pub enum EventKind {
     SyncFailed,
     CampaignOpened,
     CampaignClosed,
+    /// A close at the due date waits for an admin to confirm its revocations.
+    CampaignCloseHeld,
+    /// Undecided items moved to another reviewer (escalation, "don't know", a reviewer
+    /// who left), with the reason.
+    ItemsReassigned,
     MailQueued,
     MailSent,
     MailRetryScheduled,
@@ -43,6 +48,8 @@ impl EventKind {
             EventKind::SyncFailed => "sync.failed",
             EventKind::CampaignOpened => "campaign.opened",
             EventKind::CampaignClosed => "campaign.closed",
+            EventKind::CampaignCloseHeld => "campaign.close_held",
+            EventKind::ItemsReassigned => "items.reassigned",
             EventKind::MailQueued => "mail.queued",
             EventKind::MailSent => "mail.sent",
             EventKind::MailRetryScheduled => "mail.retry_scheduled",

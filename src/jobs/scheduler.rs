@@ -4,7 +4,8 @@
 //! UNIQUE(definition, period_start) make any number of instances open it once). Then it runs
 //! the due jobs: an opening syncs the source if the definition asks for it and opens the
 //! campaign, marked late when the service was down across the period's start. Time comes from
-//! the injected clock.
+//! the injected clock. Open campaigns' reminders, escalation and close are planned and run
+//! the same way (`follow_up`).
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::db::time::{from_db, to_db};
 use crate::db::{Database, DbConnection, write_tx};
 use crate::directory::sync_source;
 use crate::error::{Error, Result};
+use crate::jobs::follow_up::{self, FollowUp};
 use crate::jobs::queue::{self, Job};
 
 pub const KIND_OPEN_CAMPAIGN: &str = "open_campaign";
@@ -108,6 +110,7 @@ impl Scheduler {
                 enqueued += 1;
             }
         }
+        enqueued += follow_up::plan(&mut conn, &self.config, now)?;
         Ok(enqueued)
     }
 
@@ -126,6 +129,10 @@ impl Scheduler {
             ran += 1;
             let outcome = match job.kind.as_str() {
                 KIND_OPEN_CAMPAIGN => self.open(&job),
+                follow_up::KIND_CLOSE_CAMPAIGN => self.follow_up(&job, follow_up::close_at_due),
+                follow_up::KIND_REMIND_REVIEWERS => self.follow_up(&job, follow_up::remind),
+                follow_up::KIND_ESCALATE_ITEMS => self.follow_up(&job, follow_up::escalate),
+                follow_up::KIND_CHECK_REVIEWERS => self.follow_up(&job, follow_up::check_reviewers),
                 other => Err(Error::Internal(format!("unknown job kind `{other}`"))),
             };
             let mut conn = self.db.conn()?;
@@ -220,6 +227,17 @@ impl Scheduler {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Runs one follow-up job of an open campaign.
+    fn follow_up(
+        &self,
+        job: &Job,
+        run: fn(&mut DbConnection, &Config, DateTime<Utc>, &FollowUp) -> Result<()>,
+    ) -> Result<()> {
+        let task: FollowUp = serde_json::from_str(&job.payload)?;
+        let mut conn = self.db.conn()?;
+        run(&mut conn, &self.config, self.clock.now(), &task)
     }
 
     /// Ticks every `scheduler.tick_seconds` until `shutdown` turns true.

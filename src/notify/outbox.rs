@@ -19,6 +19,13 @@ use crate::notify::links::lock_reviewer;
 use crate::notify::revocation::revoke_superseded;
 
 pub const KIND_REVIEW_REQUEST: &str = "review_request";
+/// A reminder before the due date to a reviewer who still has undecided items.
+pub const KIND_REMINDER: &str = "reminder";
+/// Items moved to this reviewer because their first reviewer did not answer.
+pub const KIND_ESCALATION: &str = "escalation";
+/// Every kind of mail the worker sends: a digest of the reviewer's undecided items with a
+/// fresh link, worded for the occasion.
+pub const DIGEST_KINDS: [&str; 3] = [KIND_REVIEW_REQUEST, KIND_REMINDER, KIND_ESCALATION];
 
 pub const STATE_PENDING: &str = "pending";
 pub const STATE_SENDING: &str = "sending";
@@ -57,7 +64,55 @@ pub fn enqueue_review_request(
     actor: &str,
 ) -> Result<()> {
     let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}");
-    enqueue(conn, now, campaign_id, reviewer_id, &dedupe_key, actor)
+    let to = Digest {
+        kind: KIND_REVIEW_REQUEST,
+        campaign_id,
+        reviewer_id,
+    };
+    enqueue(conn, now, &to, &dedupe_key, actor)
+}
+
+/// Queues the reminder `days_before_due` for one reviewer; at most one per (campaign,
+/// reviewer, days).
+pub fn enqueue_reminder(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    days_before_due: u32,
+    actor: &str,
+) -> Result<()> {
+    let dedupe_key = format!("{KIND_REMINDER}:{campaign_id}:{reviewer_id}:{days_before_due}");
+    let to = Digest {
+        kind: KIND_REMINDER,
+        campaign_id,
+        reviewer_id,
+    };
+    enqueue(conn, now, &to, &dedupe_key, actor)
+}
+
+/// Queues the notice of escalated items to their new reviewer; each call queues one.
+pub fn enqueue_escalation(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    actor: &str,
+) -> Result<()> {
+    let dedupe_key = format!("{KIND_ESCALATION}:{campaign_id}:{reviewer_id}:{}", new_id());
+    let to = Digest {
+        kind: KIND_ESCALATION,
+        campaign_id,
+        reviewer_id,
+    };
+    enqueue(conn, now, &to, &dedupe_key, actor)
+}
+
+/// A digest to queue: its kind, campaign and reviewer.
+struct Digest<'a> {
+    kind: &'static str,
+    campaign_id: &'a str,
+    reviewer_id: &'a str,
 }
 
 /// Queues one more digest for a reviewer (an admin re-sent their link after revoking it);
@@ -73,17 +128,22 @@ pub fn enqueue_review_resend(
         "{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}:resend:{}",
         new_id()
     );
-    enqueue(conn, now, campaign_id, reviewer_id, &dedupe_key, actor)
+    let to = Digest {
+        kind: KIND_REVIEW_REQUEST,
+        campaign_id,
+        reviewer_id,
+    };
+    enqueue(conn, now, &to, &dedupe_key, actor)
 }
 
 fn enqueue(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
-    campaign_id: &str,
-    reviewer_id: &str,
+    to: &Digest<'_>,
     dedupe_key: &str,
     actor: &str,
 ) -> Result<()> {
+    let (campaign_id, reviewer_id) = (to.campaign_id, to.reviewer_id);
     let recipient: String = crate::db::schema::reviewers::table
         .find(reviewer_id)
         .select(crate::db::schema::reviewers::email)
@@ -93,7 +153,7 @@ fn enqueue(
         .values((
             outbox::id.eq(&id),
             outbox::dedupe_key.eq(dedupe_key),
-            outbox::kind.eq(KIND_REVIEW_REQUEST),
+            outbox::kind.eq(to.kind),
             outbox::campaign_id.eq(Some(campaign_id)),
             outbox::reviewer_id.eq(Some(reviewer_id)),
             outbox::recipient.eq(&recipient),
@@ -108,7 +168,7 @@ fn enqueue(
         EventKind::MailQueued,
         actor,
         Some(campaign_id),
-        &json!({ "outbox": id, "kind": KIND_REVIEW_REQUEST, "campaign": campaign_id, "reviewer": reviewer_id }),
+        &json!({ "outbox": id, "kind": to.kind, "campaign": campaign_id, "reviewer": reviewer_id }),
     )?;
     Ok(())
 }
@@ -345,6 +405,44 @@ pub fn cancel_unsent(
         );
     }
     Ok(cancelled)
+}
+
+/// Cancels a mail its worker still holds and will not send (nothing left to say), with an
+/// event; returns whether it was still held.
+pub fn cancel_claimed(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    message: &OutboxMessage,
+    reason: &str,
+) -> Result<bool> {
+    let changed = diesel::update(
+        outbox::table
+            .filter(outbox::id.eq(&message.id))
+            .filter(outbox::state.eq(STATE_SENDING))
+            .filter(outbox::attempts.eq(message.attempts)),
+    )
+    .set((
+        outbox::state.eq(STATE_CANCELLED),
+        outbox::locked_until.eq(None::<chrono::NaiveDateTime>),
+        outbox::last_error.eq(Some(reason)),
+    ))
+    .execute(conn)?;
+    if changed == 1 {
+        append(
+            conn,
+            now,
+            EventKind::MailCancelled,
+            "worker:outbox",
+            message.campaign_id.as_deref(),
+            &json!({
+                "outbox": message.id,
+                "kind": message.kind,
+                "reviewer": message.reviewer_id,
+                "reason": reason,
+            }),
+        )?;
+    }
+    Ok(changed == 1)
 }
 
 /// Every row of a campaign's outbox (for admins and tests).

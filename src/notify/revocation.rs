@@ -35,6 +35,8 @@ pub enum RevocationReason {
     Admin,
     /// A newer digest for the same reviewer and campaign was sent.
     Superseded,
+    /// The directory shows the reviewer disabled or gone.
+    ReviewerUnavailable,
 }
 
 impl RevocationReason {
@@ -42,6 +44,7 @@ impl RevocationReason {
         match self {
             RevocationReason::Admin => "admin",
             RevocationReason::Superseded => "superseded",
+            RevocationReason::ReviewerUnavailable => "reviewer_unavailable",
         }
     }
 }
@@ -70,6 +73,32 @@ pub fn revoke_campaign_links(
     resend: bool,
     actor: &str,
 ) -> Result<RevocationSummary> {
+    let scope = LinkScope {
+        campaign_id,
+        reviewer_email,
+        reason: RevocationReason::Admin,
+    };
+    revoke_links(conn, now, &scope, resend, actor)
+}
+
+/// Whose links a revocation covers, and why.
+pub struct LinkScope<'a> {
+    pub campaign_id: &'a str,
+    /// One reviewer's (by address), or everyone's in the campaign.
+    pub reviewer_email: Option<&'a str>,
+    pub reason: RevocationReason,
+}
+
+/// Revokes the working links in `scope` and cancels their unsent digests; see
+/// [`revoke_campaign_links`].
+pub fn revoke_links(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    scope: &LinkScope<'_>,
+    resend: bool,
+    actor: &str,
+) -> Result<RevocationSummary> {
+    let (campaign_id, reviewer_email) = (scope.campaign_id, scope.reviewer_email);
     write_tx(conn, |conn| {
         let found = campaign(conn, campaign_id)?;
         if resend && !found.is_open() {
@@ -116,7 +145,7 @@ pub fn revoke_campaign_links(
                 now,
                 (campaign_id, reviewer_id),
                 &active,
-                RevocationReason::Admin,
+                scope.reason,
                 &mut events,
             )?;
         }

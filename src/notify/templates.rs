@@ -27,6 +27,30 @@ const BUILT_IN: &[(&str, &str)] = &[
         "review_request/body.html.j2",
         include_str!("../../email-templates/review_request/body.html.j2"),
     ),
+    (
+        "reminder/subject.txt.j2",
+        include_str!("../../email-templates/reminder/subject.txt.j2"),
+    ),
+    (
+        "reminder/body.txt.j2",
+        include_str!("../../email-templates/reminder/body.txt.j2"),
+    ),
+    (
+        "reminder/body.html.j2",
+        include_str!("../../email-templates/reminder/body.html.j2"),
+    ),
+    (
+        "escalation/subject.txt.j2",
+        include_str!("../../email-templates/escalation/subject.txt.j2"),
+    ),
+    (
+        "escalation/body.txt.j2",
+        include_str!("../../email-templates/escalation/body.txt.j2"),
+    ),
+    (
+        "escalation/body.html.j2",
+        include_str!("../../email-templates/escalation/body.html.j2"),
+    ),
 ];
 
 /// A rendered message, ready for the mailer.

@@ -17,7 +17,7 @@ use crate::db::{Database, write_tx};
 use crate::error::{Error, Result};
 use crate::notify::links::{LinkSigner, issue_review_link, lock_reviewer};
 use crate::notify::mailer::Mailer;
-use crate::notify::outbox::{self, KIND_REVIEW_REQUEST, OutboxMessage, SentLink};
+use crate::notify::outbox::{self, DIGEST_KINDS, KIND_REVIEW_REQUEST, OutboxMessage, SentLink};
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
 
 #[derive(Serialize)]
@@ -139,7 +139,11 @@ impl OutboxWorker {
 
     async fn deliver(&self, message: OutboxMessage) -> Result<()> {
         let prepared = match self.prepare(&message).await {
-            Ok(prepared) => Ok(prepared),
+            Ok(Some(prepared)) => Ok(prepared),
+            Ok(None) => {
+                tracing::info!(outbox = %message.id, kind = %message.kind, "nothing left to review; not sent");
+                return Ok(());
+            }
             // A closed campaign, a bad address or a broken template will not heal by waiting;
             // a busy database or pool will.
             Err(e) => Err((
@@ -209,9 +213,10 @@ impl OutboxWorker {
         }
     }
 
-    /// Mints the link and renders the digest for one queued review request.
-    async fn prepare(&self, message: &OutboxMessage) -> Result<PreparedDigest> {
-        if message.kind != KIND_REVIEW_REQUEST {
+    /// Mints the link and renders the digest for one queued mail; `None` when a reminder or
+    /// escalation notice found nothing left to review (it is then cancelled, on the record).
+    async fn prepare(&self, message: &OutboxMessage) -> Result<Option<PreparedDigest>> {
+        if !DIGEST_KINDS.contains(&message.kind.as_str()) {
             return Err(Error::Internal(format!(
                 "unknown mail kind {}",
                 message.kind
@@ -229,7 +234,8 @@ impl OutboxWorker {
         let grace = Duration::days(i64::from(self.grace_days));
         let base = self.public_url.clone();
         let claim = message.clone();
-        let (context, to, link_jti_sha256) = self
+        let kind = message.kind.clone();
+        let prepared = self
             .db
             .run(move |conn| {
                 write_tx(conn, |conn| {
@@ -247,6 +253,12 @@ impl OutboxWorker {
                     }
                     let reviewer = reviewer(conn, &reviewer_id)?;
                     let items = items_of_reviewer(conn, &reviewer_id)?;
+                    // A reminder or escalation notice with nothing left to decide is not sent.
+                    if kind != KIND_REVIEW_REQUEST && items.iter().all(|i| i.state != ITEM_PENDING)
+                    {
+                        outbox::cancel_claimed(conn, now, &claim, "nothing left to review")?;
+                        return Ok(None);
+                    }
                     let expires_at = from_db(campaign.due_at) + grace;
                     let link = issue_review_link(
                         conn,
@@ -285,24 +297,27 @@ impl OutboxWorker {
                         item_count: digest_items.len(),
                         items: digest_items,
                     };
-                    Ok((
+                    Ok(Some((
                         context,
                         (reviewer.display_name, reviewer.email),
                         link.jti_sha256,
-                    ))
+                    )))
                 })
             })
             .await?;
+        let Some((context, to, link_jti_sha256)) = prepared else {
+            return Ok(None);
+        };
         let mailbox = Mailbox::new(
             Some(single_line(&to.0)),
             to.1.parse()
                 .map_err(|e| Error::BadRequest(format!("reviewer address is not valid: {e}")))?,
         );
-        let mail = self.templates.render(KIND_REVIEW_REQUEST, &context)?;
-        Ok(PreparedDigest {
+        let mail = self.templates.render(&message.kind, &context)?;
+        Ok(Some(PreparedDigest {
             to: mailbox,
             mail,
             link_jti_sha256,
-        })
+        }))
     }
 }

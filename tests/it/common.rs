@@ -244,6 +244,22 @@ impl TestApp {
         .await
     }
 
+    /// The scheduler as `attest serve` runs it, on this app's database, clock and config.
+    pub fn scheduler(&self) -> attest::jobs::Scheduler {
+        let clock: SharedClock = self.clock.clone();
+        attest::jobs::Scheduler::new(self.db.clone(), clock, Arc::new(self.config.clone()))
+    }
+
+    /// One scheduler tick at `at`; returns how many jobs ran.
+    pub async fn tick_at(&self, at: DateTime<Utc>) -> usize {
+        self.clock.set(at);
+        let scheduler = self.scheduler();
+        tokio::task::spawn_blocking(move || scheduler.tick())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     pub async fn count(&self, sql_table: &'static str) -> i64 {
         self.blocking(move |db, _, _| count_rows(db, sql_table))
             .await

@@ -172,6 +172,8 @@ base_dns = ["ou=groups,dc=example,dc=com"]
 [campaigns.review]
 source = "corp"
 fallback_reviewers = ["security@example.com"]
+schedule = "manual"
+no_response = "revoke"
 "#,
             fixture.display()
         ),
@@ -205,10 +207,24 @@ fallback_reviewers = ["security@example.com"]
     let exported = cli(&["export", &id, "--out", "pack.zip"]);
     assert!(exported.contains("0 decisions"), "{exported}");
     assert!(dir.path().join("pack.zip").exists());
-    assert!(cli(&["campaign", "close", &id]).contains("18 not reviewed"));
-    let (ok, text) = run(attest(dir.path())
-        .arg("--config")
-        .arg(&file)
-        .args(["campaign", "close", &id]));
+    let close = |extra: &[&str]| {
+        run(attest(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .args(["campaign", "close", &id])
+            .args(extra))
+    };
+    // Nobody answered: revoking all 18 is above the share, so the close needs confirmation.
+    let dry = cli(&["campaign", "close", &id, "--dry-run"]);
+    assert!(dry.contains("would revoke 18 access(es)"), "{dry}");
+    assert!(dry.contains("  alice in prod-admins"), "{dry}");
+    assert!(dry.contains("--confirm-revocations") && dry.contains("nothing was changed"));
+    let (ok, text) = close(&[]);
+    assert!(!ok && text.contains("--confirm-revocations"), "{text}");
+    assert!(cli(&["campaign", "list"]).contains("0/18 decided"));
+    let closed = cli(&["campaign", "close", &id, "--confirm-revocations"]);
+    assert!(closed.contains("18 not reviewed (revoke)"), "{closed}");
+    assert!(cli(&["campaign", "list"]).contains("18 without answer"));
+    let (ok, text) = close(&[]);
     assert!(!ok && text.contains("already closed"), "{text}");
 }

@@ -152,7 +152,14 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
     let id = campaign_id.clone();
     app.blocking(move |db, clock, _| {
         let mut conn = db.conn().unwrap();
-        close_campaign(&mut conn, attest::clock::Clock::now(clock), &id, "test").unwrap();
+        close_campaign(
+            &mut conn,
+            attest::clock::Clock::now(clock),
+            &id,
+            &attest::campaigns::CloseRules::default(),
+            "test",
+        )
+        .unwrap();
     })
     .await;
     assert_eq!(post(&items[2], "approve", "").await.unwrap().status(), 409);

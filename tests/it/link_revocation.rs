@@ -227,7 +227,13 @@ async fn revoking_with_resend_needs_an_open_campaign_and_changes_nothing_otherwi
         .blocking(move |db, clock, _| {
             let mut conn = db.conn().unwrap();
             let now = attest::clock::Clock::now(clock);
-            let closed = attest::campaigns::close_campaign(&mut conn, now, &campaign_id, "test");
+            let closed = attest::campaigns::close_campaign(
+                &mut conn,
+                now,
+                &campaign_id,
+                &attest::campaigns::CloseRules::default(),
+                "test",
+            );
             let refused = revoke_campaign_links(&mut conn, now, &campaign_id, None, true, "test");
             (closed, refused)
         })

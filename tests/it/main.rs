@@ -17,6 +17,7 @@ mod demo;
 mod directory;
 mod directory_schemas;
 mod end_to_end;
+mod follow_up;
 mod generation_faults;
 mod link_revocation;
 mod oidc_source;

@@ -1,0 +1,2 @@
+ALTER TABLE campaigns DROP COLUMN close_held_at;
+ALTER TABLE review_items DROP COLUMN no_response_outcome;

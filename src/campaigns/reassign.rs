@@ -1,0 +1,348 @@
+//! Moving undecided items to another reviewer while a campaign is open: escalation when the
+//! first reviewer has not answered in time, an item the reviewer does not know about, and a
+//! reviewer who has left. Each item goes to the next one along its reviewer's chain, read
+//! from the source's current snapshot: the reviewer's manager, then the fallback reviewers
+//! (after the reviewer, when the reviewer is one of them). The independence rules of
+//! generation hold here too: nobody gets their own access, the access of someone who reviews
+//! them, or a privileged group they hold. Moves, their events and the new reviewer's notice
+//! are one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::campaigns::generate::insert_reviewers;
+use crate::campaigns::model::{ITEM_PENDING, Reviewer, campaign, reviewers_of};
+use crate::campaigns::population::resolve_fallbacks;
+use crate::campaigns::reviewers::Candidate;
+use crate::db::schema::{identity_versions, review_items, reviewers};
+use crate::db::{DbConnection, new_id};
+use crate::directory::current_sync_run;
+use crate::error::{Error, Result};
+use crate::evidence::{EventBatch, EventKind};
+use crate::notify::outbox::enqueue_escalation;
+
+/// Item ids named in one `items.reassigned` event, at most.
+const IDS_PER_EVENT: usize = 1_000;
+
+/// Why items moved; stored as the items' new routing reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReassignReason {
+    /// Not decided `escalate_after_days` after opening.
+    Escalated,
+    /// The reviewer answered "don't know".
+    DontKnow,
+    /// The reviewer is disabled or gone from the directory.
+    ReviewerUnavailable,
+}
+
+impl ReassignReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReassignReason::Escalated => "escalated",
+            ReassignReason::DontKnow => "dont_know_escalated",
+            ReassignReason::ReviewerUnavailable => "reviewer_unavailable",
+        }
+    }
+}
+
+/// What a reassignment did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Reassigned {
+    pub items: usize,
+    /// Items left where they were: nobody independent was left along the chain.
+    pub stuck: usize,
+    pub new_reviewers: usize,
+}
+
+/// Which of a campaign's undecided items move.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// Every undecided item of the campaign.
+    AllPending,
+    /// Every undecided item of one reviewer.
+    PendingOf(&'a str),
+    /// One item (of the reviewer deciding "don't know").
+    Item(&'a str),
+}
+
+/// A reassignment to carry out.
+#[derive(Debug, Clone, Copy)]
+pub struct Reassignment<'a> {
+    pub campaign_id: &'a str,
+    /// The definition's fallback reviewers (emails or logins), in order.
+    pub fallback_names: &'a [String],
+    pub selection: Selection<'a>,
+    pub reason: ReassignReason,
+    pub actor: &'a str,
+}
+
+/// Moves the selected undecided items of the campaign along their reviewers' chains, inside
+/// the caller's transaction; events go to `events`.
+pub fn reassign(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    job: &Reassignment<'_>,
+    events: &mut EventBatch,
+) -> Result<Reassigned> {
+    let Reassignment {
+        campaign_id,
+        fallback_names,
+        selection,
+        reason,
+        actor,
+    } = *job;
+    let campaign = campaign(conn, campaign_id)?;
+    let seq = current_sync_run(conn, &campaign.source)?
+        .map(|run| run.seq)
+        .ok_or_else(|| Error::Conflict(format!("source {} has no snapshot", campaign.source)))?;
+    let fallbacks = resolve_fallbacks(conn, &campaign.source, seq, fallback_names)?;
+    let mut reviewers: HashMap<String, Reviewer> = reviewers_of(conn, campaign_id)?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let mut query = review_items::table
+        .filter(review_items::campaign_id.eq(campaign_id))
+        .filter(review_items::state.eq(ITEM_PENDING))
+        .select((
+            review_items::id,
+            review_items::reviewer_id,
+            review_items::identity_external_id,
+            review_items::identity_email,
+            review_items::entitlement_external_id,
+            review_items::privileged,
+        ))
+        .into_boxed();
+    query = match selection {
+        Selection::AllPending => query,
+        Selection::PendingOf(reviewer) => query.filter(review_items::reviewer_id.eq(reviewer)),
+        Selection::Item(item) => query.filter(review_items::id.eq(item)),
+    };
+    let pending: Vec<PendingItem> = query
+        .order(review_items::id.asc())
+        .load::<(String, String, String, Option<String>, String, bool)>(conn)?
+        .into_iter()
+        .map(PendingItem::from)
+        .collect();
+
+    let mut chains: HashMap<String, Vec<Candidate>> = HashMap::new();
+    let mut facts = CandidateFacts::default();
+    let mut moves: HashMap<(String, String), Vec<String>> = HashMap::new();
+    let mut outcome = Reassigned::default();
+    for item in &pending {
+        let from = reviewers[&item.reviewer_id].clone();
+        if !chains.contains_key(&from.id) {
+            let chain = chain_of(conn, &campaign.source, seq, &from, &fallbacks)?;
+            chains.insert(from.id.clone(), chain);
+        }
+        let mut target = None;
+        for candidate in &chains[&from.id] {
+            if facts.independent(conn, campaign_id, candidate, item)? {
+                target = Some(candidate.clone());
+                break;
+            }
+        }
+        let Some(target) = target else {
+            outcome.stuck += 1;
+            continue;
+        };
+        let to_id = match reviewers
+            .values()
+            .find(|r| r.email.eq_ignore_ascii_case(&target.email))
+        {
+            Some(existing) => existing.id.clone(),
+            None => {
+                let id = new_id();
+                insert_reviewers(conn, campaign_id, &[(id.clone(), target.clone())])?;
+                reviewers.insert(id.clone(), reviewer_row(&id, campaign_id, &target));
+                outcome.new_reviewers += 1;
+                id
+            }
+        };
+        moves
+            .entry((from.id.clone(), to_id))
+            .or_default()
+            .push(item.id.clone());
+    }
+
+    let mut ordered: Vec<_> = moves.into_iter().collect();
+    ordered.sort();
+    let mut notified = HashSet::new();
+    for ((from, to), ids) in ordered {
+        for chunk in ids.chunks(IDS_PER_EVENT) {
+            diesel::update(review_items::table.filter(review_items::id.eq_any(chunk)))
+                .set((
+                    review_items::reviewer_id.eq(&to),
+                    review_items::routing.eq(reason.as_str()),
+                ))
+                .execute(conn)?;
+            events.push(
+                EventKind::ItemsReassigned,
+                Some(campaign_id),
+                json!({
+                    "campaign": campaign_id,
+                    "from_reviewer": from,
+                    "to_reviewer": to,
+                    "reason": reason.as_str(),
+                    "items": chunk,
+                }),
+            );
+        }
+        outcome.items += ids.len();
+        if notified.insert(to.clone()) {
+            enqueue_escalation(conn, now, campaign_id, &to, actor)?;
+        }
+    }
+    Ok(outcome)
+}
+
+struct PendingItem {
+    id: String,
+    reviewer_id: String,
+    holder: String,
+    holder_email: Option<String>,
+    entitlement: String,
+    privileged: bool,
+}
+
+impl From<(String, String, String, Option<String>, String, bool)> for PendingItem {
+    fn from(row: (String, String, String, Option<String>, String, bool)) -> Self {
+        PendingItem {
+            id: row.0,
+            reviewer_id: row.1,
+            holder: row.2,
+            holder_email: row.3,
+            entitlement: row.4,
+            privileged: row.5,
+        }
+    }
+}
+
+/// What the independence rules need to know of a candidate, read once per candidate: who
+/// reviews them in this campaign, and which privileged groups under review they hold.
+#[derive(Default)]
+struct CandidateFacts {
+    known: HashMap<String, (HashSet<String>, HashSet<String>)>,
+}
+
+impl CandidateFacts {
+    fn independent(
+        &mut self,
+        conn: &mut DbConnection,
+        campaign_id: &str,
+        candidate: &Candidate,
+        item: &PendingItem,
+    ) -> Result<bool> {
+        let is_holder = candidate.external_id.as_deref() == Some(item.holder.as_str())
+            || item
+                .holder_email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(&candidate.email));
+        if is_holder {
+            return Ok(false);
+        }
+        let Some(person) = candidate.external_id.as_deref() else {
+            // An address outside the directory holds nothing and is reviewed by nobody.
+            return Ok(true);
+        };
+        if !self.known.contains_key(person) {
+            let rows: Vec<(Option<String>, String, bool)> = review_items::table
+                .inner_join(reviewers::table)
+                .filter(review_items::campaign_id.eq(campaign_id))
+                .filter(review_items::identity_external_id.eq(person))
+                .select((
+                    reviewers::identity_external_id,
+                    review_items::entitlement_external_id,
+                    review_items::privileged,
+                ))
+                .load(conn)?;
+            let their_reviewers = rows.iter().filter_map(|r| r.0.clone()).collect();
+            let privileged_held = rows.iter().filter(|r| r.2).map(|r| r.1.clone()).collect();
+            self.known
+                .insert(person.to_string(), (their_reviewers, privileged_held));
+        }
+        let (their_reviewers, privileged_held) = &self.known[person];
+        let mutual = their_reviewers.contains(&item.holder);
+        let holds_group = item.privileged && privileged_held.contains(&item.entitlement);
+        Ok(!mutual && !holds_group)
+    }
+}
+
+/// The chain after `from`: their manager in the current snapshot (active, with an email),
+/// then the fallbacks (after `from` when `from` is one of them); never `from` again.
+fn chain_of(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    from: &Reviewer,
+    fallbacks: &[Candidate],
+) -> Result<Vec<Candidate>> {
+    let mut chain = Vec::new();
+    if let Some(person) = &from.identity_external_id
+        && let Some(manager) = active_manager(conn, source, seq, person)?
+    {
+        chain.push(manager);
+    }
+    let after = fallbacks
+        .iter()
+        .position(|f| f.email.eq_ignore_ascii_case(&from.email))
+        .map_or(0, |i| i + 1);
+    chain.extend(fallbacks[after..].iter().cloned());
+    chain.retain(|c| !c.email.eq_ignore_ascii_case(&from.email));
+    Ok(chain)
+}
+
+fn active_manager(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    person: &str,
+) -> Result<Option<Candidate>> {
+    let manager_dn: Option<Option<String>> = identity_versions::table
+        .filter(identity_versions::source.eq(source))
+        .filter(identity_versions::external_id.eq(person))
+        .filter(crate::as_of!(identity_versions, seq))
+        .select(identity_versions::manager_dn_norm)
+        .first(conn)
+        .optional()?;
+    let Some(dn) = manager_dn.flatten() else {
+        return Ok(None);
+    };
+    let manager: Option<(String, String, String, Option<String>)> = identity_versions::table
+        .filter(identity_versions::source.eq(source))
+        .filter(identity_versions::dn_norm.eq(dn))
+        .filter(identity_versions::status.eq("active"))
+        .filter(crate::as_of!(identity_versions, seq))
+        .select((
+            identity_versions::external_id,
+            identity_versions::login,
+            identity_versions::display_name,
+            identity_versions::email,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        manager.and_then(|(external_id, login, display_name, email)| {
+            Some(Candidate {
+                external_id: Some(external_id),
+                login: Some(login),
+                email: email.filter(|e| !e.is_empty())?,
+                display_name,
+            })
+        }),
+    )
+}
+
+fn reviewer_row(id: &str, campaign_id: &str, c: &Candidate) -> Reviewer {
+    Reviewer {
+        id: id.to_string(),
+        campaign_id: campaign_id.to_string(),
+        identity_external_id: c.external_id.clone(),
+        login: c.login.clone(),
+        email: c.email.clone(),
+        display_name: c.display_name.clone(),
+    }
+}

@@ -1,0 +1,446 @@
+//! What happens to an open campaign with nobody but the scheduler at work, driven by the
+//! injected clock: reminders go only to reviewers with undecided items, once each, and only
+//! the latest after downtime; undecided items escalate to the reviewer's manager (then the
+//! fallback) on time, and their first reviewer can no longer decide them; at the due date the
+//! campaign closes and every undecided item gets the no-response outcome, with a breaker that
+//! holds a close which would revoke too much until an admin confirms. A reviewer disabled in
+//! the directory mid-campaign loses their links and their undecided items (TESTPLAN A8).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::campaigns::model::items_of_reviewer;
+use attest::campaigns::{CloseRules, close_campaign, preview_close};
+use attest::config::{Config, NoResponse};
+use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, Recorded, record_decision};
+use attest::evidence::EventKind;
+use attest::notify::outbox::messages_of_campaign;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::common::{self, DEFINITION, FALLBACK, TestApp};
+
+struct Open {
+    app: TestApp,
+    /// The directory the source reads (a copy of the fixture the test may edit).
+    ldif: std::path::PathBuf,
+    campaign: String,
+    opened: DateTime<Utc>,
+    due: DateTime<Utc>,
+    _dir: tempfile::TempDir,
+}
+
+/// The fixture directory, a campaign opened by hand, and the scheduler driven by the test.
+async fn open_campaign(adjust: impl FnOnce(&mut attest::config::CampaignDefinition)) -> Open {
+    let dir = common::temp_dir();
+    let ldif = dir.path().join("directory.ldif");
+    std::fs::copy(common::fixture(), &ldif).unwrap();
+    let mut config: Config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldif_source(&ldif),
+        None,
+        dir.path(),
+    );
+    let definition = config.campaigns.get_mut(DEFINITION).unwrap();
+    // Only the campaign the test opens: no quarterly one besides.
+    definition.schedule = "manual".into();
+    adjust(definition);
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    let started = app.start_campaign().await;
+    app.worker.drain_once().await.unwrap();
+    Open {
+        campaign: started.campaign.id.clone(),
+        opened: started.campaign.opened_at.and_utc(),
+        due: started.campaign.due_at.and_utc(),
+        app,
+        ldif,
+        _dir: dir,
+    }
+}
+
+fn auth() -> AuthContext {
+    AuthContext {
+        method: "test".into(),
+        link_jti_sha256: None,
+        session_tag: None,
+        user_agent: None,
+        ip: None,
+    }
+}
+
+/// `email`'s pending items as (item id, person login, routing).
+async fn pending_of(o: &Open, email: &str) -> Vec<(String, String, String)> {
+    let reviewer = o.app.reviewer_id(&o.campaign, email).await;
+    o.app
+        .blocking(move |db, _, _| {
+            items_of_reviewer(&mut db.conn().unwrap(), &reviewer)
+                .unwrap()
+                .into_iter()
+                .filter(|i| i.state == "pending")
+                .map(|i| (i.id, i.identity_login, i.routing))
+                .collect()
+        })
+        .await
+}
+
+/// `email` decides every item they have; returns how many.
+async fn decide_all_of(o: &Open, email: &str, outcome: DecisionOutcome) -> usize {
+    let reviewer = o.app.reviewer_id(&o.campaign, email).await;
+    let campaign = o.campaign.clone();
+    o.app
+        .blocking(move |db, clock, _| {
+            let mut conn = db.conn().unwrap();
+            let items = items_of_reviewer(&mut conn, &reviewer).unwrap();
+            for item in &items {
+                let request = DecisionRequest {
+                    campaign_id: campaign.clone(),
+                    reviewer_id: reviewer.clone(),
+                    item_id: item.id.clone(),
+                    outcome,
+                    comment: None,
+                };
+                let now = attest::clock::Clock::now(clock);
+                record_decision(&mut conn, now, &request, &auth()).unwrap();
+            }
+            items.len()
+        })
+        .await
+}
+
+/// (kind, recipient, dedupe key) of the campaign's mail of `kind`.
+async fn mail_of_kind(o: &Open, kind: &'static str) -> Vec<(String, String)> {
+    let campaign = o.campaign.clone();
+    let mut rows: Vec<(String, String)> = o
+        .app
+        .blocking(move |db, _, _| {
+            messages_of_campaign(&mut db.conn().unwrap(), &campaign)
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| (m.recipient, m.dedupe_key))
+                .collect()
+        })
+        .await;
+    rows.sort();
+    rows
+}
+
+fn recipients(rows: &[(String, String)]) -> Vec<&str> {
+    rows.iter().map(|(to, _)| to.as_str()).collect()
+}
+
+async fn events_of(o: &Open, kind: EventKind) -> Vec<serde_json::Value> {
+    o.app
+        .blocking(move |db, _, _| {
+            attest::evidence::events::of_kind(&mut db.conn().unwrap(), kind)
+                .unwrap()
+                .into_iter()
+                .map(|e| serde_json::from_str(&e.payload).unwrap())
+                .collect()
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_go_only_to_reviewers_with_undecided_items_and_once() {
+    let o = open_campaign(|_| {}).await;
+    assert_eq!(
+        decide_all_of(&o, "alice@example.com", DecisionOutcome::Approve).await,
+        2
+    );
+    let week_before = o.due - Duration::days(7);
+
+    o.app.tick_at(week_before - Duration::seconds(1)).await;
+    assert!(mail_of_kind(&o, "reminder").await.is_empty(), "too early");
+    o.app.tick_at(week_before).await;
+    let first = mail_of_kind(&o, "reminder").await;
+    assert_eq!(
+        recipients(&first),
+        ["bob@example.com", "carol@example.com", FALLBACK],
+        "alice has decided everything"
+    );
+    o.app.tick_at(week_before + Duration::hours(1)).await;
+    assert_eq!(mail_of_kind(&o, "reminder").await, first, "not twice");
+
+    o.app.worker.drain_once().await.unwrap();
+    let mail_dir = o.app.config.mail.file_dir.clone();
+    let reminders: Vec<_> = common::mails_on_disk(&mail_dir)
+        .into_iter()
+        .filter(|(_, text)| text.contains("A reminder:"))
+        .collect();
+    assert_eq!(reminders.len(), 3);
+    let bob = reminders
+        .iter()
+        .find(|(to, _)| to == "bob@example.com")
+        .unwrap();
+    assert!(bob.1.contains("6 accesses in"), "{}", bob.1);
+
+    // carol finishes; two days before the due date only bob and the fallback are reminded.
+    decide_all_of(&o, "carol@example.com", DecisionOutcome::Approve).await;
+    o.app.tick_at(o.due - Duration::days(2)).await;
+    let all = mail_of_kind(&o, "reminder").await;
+    let second: Vec<_> = all
+        .iter()
+        .filter(|(_, key)| key.ends_with(":2"))
+        .cloned()
+        .collect();
+    assert_eq!(recipients(&second), ["bob@example.com", FALLBACK]);
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_only_the_latest_reminder_goes() {
+    let o = open_campaign(|_| {}).await;
+    o.app.tick_at(o.due - Duration::days(1)).await;
+    let sent = mail_of_kind(&o, "reminder").await;
+    assert_eq!(
+        sent.len(),
+        4,
+        "every reviewer has undecided items: {sent:?}"
+    );
+    assert!(sent.iter().all(|(_, key)| key.ends_with(":2")), "{sent:?}");
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecided_items_escalate_to_the_reviewers_manager_on_time() {
+    let o = open_campaign(|d| d.escalate_after_days = Some(5)).await;
+    let (alice_before, bob_before) = (
+        pending_of(&o, "alice@example.com").await,
+        pending_of(&o, "bob@example.com").await,
+    );
+    assert_eq!((alice_before.len(), bob_before.len()), (2, 6));
+
+    o.app
+        .tick_at(o.opened + Duration::days(5) - Duration::seconds(1))
+        .await;
+    assert!(events_of(&o, EventKind::ItemsReassigned).await.is_empty());
+    o.app.tick_at(o.opened + Duration::days(5)).await;
+
+    // bob's and carol's undecided items go to their manager alice; alice (no manager) passes
+    // hers to the fallback; the fallback is the end of the chain and keeps its own.
+    assert!(pending_of(&o, "bob@example.com").await.is_empty());
+    assert!(pending_of(&o, "carol@example.com").await.is_empty());
+    let alice = pending_of(&o, "alice@example.com").await;
+    assert_eq!(alice.len(), 11, "{alice:?}");
+    assert!(alice.iter().all(|(_, _, routing)| routing == "escalated"));
+    let fallback = pending_of(&o, FALLBACK).await;
+    assert_eq!(fallback.len(), 7);
+    assert_eq!(
+        fallback.iter().filter(|(_, _, r)| r == "escalated").count(),
+        2
+    );
+    let moved: usize = events_of(&o, EventKind::ItemsReassigned)
+        .await
+        .iter()
+        .map(|e| {
+            assert_eq!(e["reason"], "escalated");
+            e["items"].as_array().unwrap().len()
+        })
+        .sum();
+    assert_eq!(moved, 13, "one event names every moved item");
+    let notices = mail_of_kind(&o, "escalation").await;
+    assert_eq!(recipients(&notices), ["alice@example.com", FALLBACK]);
+    o.app.worker.drain_once().await.unwrap();
+    let passed = common::mails_on_disk(&o.app.config.mail.file_dir)
+        .into_iter()
+        .filter(|(_, text)| text.contains("passed to you"))
+        .count();
+    assert_eq!(passed, 2);
+
+    // bob can no longer decide what moved away from him; alice can.
+    let bob = o.app.reviewer_id(&o.campaign, "bob@example.com").await;
+    let alice_id = o.app.reviewer_id(&o.campaign, "alice@example.com").await;
+    let (moved_item, campaign) = (bob_before[0].0.clone(), o.campaign.clone());
+    let (by_bob, by_alice) = o
+        .app
+        .blocking(move |db, clock, _| {
+            let mut conn = db.conn().unwrap();
+            let now = attest::clock::Clock::now(clock);
+            let mut request = DecisionRequest {
+                campaign_id: campaign,
+                reviewer_id: bob,
+                item_id: moved_item,
+                outcome: DecisionOutcome::Approve,
+                comment: None,
+            };
+            let by_bob = record_decision(&mut conn, now, &request, &auth());
+            request.reviewer_id = alice_id;
+            (by_bob, record_decision(&mut conn, now, &request, &auth()))
+        })
+        .await;
+    assert_eq!(by_bob.unwrap_err().code(), "forbidden");
+    assert!(matches!(by_alice.unwrap(), Recorded::New(_)));
+
+    // Escalation happens once.
+    o.app.tick_at(o.opened + Duration::days(6)).await;
+    assert_eq!(events_of(&o, EventKind::ItemsReassigned).await.len(), 3);
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_due_date_undecided_items_are_flagged_and_the_campaign_closes() {
+    let o = open_campaign(|_| {}).await;
+    decide_all_of(&o, "bob@example.com", DecisionOutcome::Approve).await;
+    o.app.tick_at(o.due - Duration::seconds(1)).await;
+    assert!(events_of(&o, EventKind::CampaignClosed).await.is_empty());
+    o.app.tick_at(o.due).await;
+    let closed = events_of(&o, EventKind::CampaignClosed).await;
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["approved"], 6);
+    assert_eq!(closed[0]["no_response"]["items"], 12);
+    assert_eq!(closed[0]["no_response"]["outcome"], "flag");
+    let outcomes = no_response_outcomes(&o).await;
+    assert_eq!(outcomes, vec![("flag".to_string(), 12)]);
+    o.app.tick_at(o.due + Duration::hours(1)).await;
+    assert_eq!(events_of(&o, EventKind::CampaignClosed).await.len(), 1);
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_disabled_mid_campaign_loses_their_links_and_items() {
+    let o = open_campaign(|_| {}).await;
+    let bob = o.app.reviewer_id(&o.campaign, "bob@example.com").await;
+    let link = o.app.mint_link(&o.campaign, &bob, Duration::days(20)).await;
+    let get = |url: String| async move {
+        common::http_client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get(link.clone()).await, 200);
+    o.app.tick_at(o.opened + Duration::days(1)).await;
+    assert_eq!(
+        get(link.clone()).await,
+        200,
+        "an unchanged directory changes nothing"
+    );
+
+    // bob is locked out of the directory; the next sync sees it.
+    let text = std::fs::read_to_string(&o.ldif).unwrap();
+    let locked = text.replacen(
+        "employeeNumber: 1002\n",
+        "employeeNumber: 1002\npwdAccountLockedTime: 000001010000Z\n",
+        1,
+    );
+    assert_ne!(locked, text);
+    std::fs::write(&o.ldif, locked).unwrap();
+    o.app.clock.set(o.opened + Duration::days(2));
+    o.app.sync().await.unwrap();
+    o.app.tick_at(o.opened + Duration::days(2)).await;
+
+    assert_eq!(get(link).await, 401, "bob's link stopped working");
+    assert!(pending_of(&o, "bob@example.com").await.is_empty());
+    let alice = pending_of(&o, "alice@example.com").await;
+    let moved: Vec<_> = alice
+        .iter()
+        .filter(|(_, _, routing)| routing == "reviewer_unavailable")
+        .collect();
+    assert_eq!(moved.len(), 6, "bob's items went to his manager: {alice:?}");
+    let reassigned = events_of(&o, EventKind::ItemsReassigned).await;
+    assert_eq!(reassigned.len(), 1, "{reassigned:?}");
+    assert_eq!(reassigned[0]["from_reviewer"], bob.as_str());
+    assert_eq!(reassigned[0]["reason"], "reviewer_unavailable");
+    let revoked = events_of(&o, EventKind::LinkRevoked).await;
+    assert!(
+        revoked
+            .iter()
+            .all(|e| e["reason"] == "reviewer_unavailable"),
+        "{revoked:?}"
+    );
+    assert_eq!(
+        recipients(&mail_of_kind(&o, "escalation").await),
+        ["alice@example.com"]
+    );
+    o.app.stop().await;
+}
+
+/// (no-response outcome, items) of the campaign's unanswered items.
+async fn no_response_outcomes(o: &Open) -> Vec<(String, i64)> {
+    let campaign = o.campaign.clone();
+    o.app
+        .blocking(move |db, _, _| {
+            use attest::db::schema::review_items as ri;
+            use diesel::prelude::*;
+            ri::table
+                .filter(ri::campaign_id.eq(campaign))
+                .filter(ri::state.eq("no_response"))
+                .group_by(ri::no_response_outcome)
+                .select((
+                    ri::no_response_outcome.assume_not_null(),
+                    diesel::dsl::count_star(),
+                ))
+                .load(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_of_unanswered_items_within_the_share_happens_at_close() {
+    let o = open_campaign(|d| d.no_response = NoResponse::Revoke).await;
+    for reviewer in ["bob@example.com", "carol@example.com", FALLBACK] {
+        decide_all_of(&o, reviewer, DecisionOutcome::Approve).await;
+    }
+    // alice's 2 of 18 (11%) stay unanswered: within the default share of 0.2.
+    o.app.tick_at(o.due).await;
+    assert_eq!(
+        no_response_outcomes(&o).await,
+        vec![("revoke".to_string(), 2)]
+    );
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_that_would_revoke_too_much_waits_for_an_admin() {
+    let o = open_campaign(|d| d.no_response = NoResponse::Revoke).await;
+    decide_all_of(&o, "bob@example.com", DecisionOutcome::Approve).await;
+    o.app.tick_at(o.due).await;
+    o.app.tick_at(o.due + Duration::hours(1)).await;
+
+    // Held, once, with nothing revoked.
+    let held = events_of(&o, EventKind::CampaignCloseHeld).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["would_revoke"], 12);
+    assert!(events_of(&o, EventKind::CampaignClosed).await.is_empty());
+    assert!(no_response_outcomes(&o).await.is_empty());
+
+    // The dry run lists exactly what would go; a close without confirmation is refused.
+    let (campaign, config) = (o.campaign.clone(), o.app.config.clone());
+    let (preview, unconfirmed, confirmed) = o
+        .app
+        .blocking(move |db, clock, _| {
+            let mut conn = db.conn().unwrap();
+            let now = attest::clock::Clock::now(clock);
+            let c = attest::campaigns::model::campaign(&mut conn, &campaign).unwrap();
+            let rules = CloseRules::of(&config, &c);
+            let preview = preview_close(&mut conn, &campaign, &rules).unwrap();
+            let unconfirmed = close_campaign(&mut conn, now, &campaign, &rules, "admin");
+            let confirmed = close_campaign(&mut conn, now, &campaign, &rules.confirmed(), "admin");
+            (preview, unconfirmed, confirmed)
+        })
+        .await;
+    assert!(preview.needs_confirmation);
+    assert_eq!(preview.would_revoke, 12);
+    assert_eq!(preview.would_revoke_listed.len(), 12);
+    // erin, frank and grace are reviewed by bob only, who approved them.
+    assert!(
+        !preview
+            .would_revoke_listed
+            .iter()
+            .any(|(person, _)| ["erin", "frank", "grace"].contains(&person.as_str())),
+        "{:?}",
+        preview.would_revoke_listed
+    );
+    let refusal = unconfirmed.unwrap_err().to_string();
+    assert!(refusal.contains("--confirm-revocations"), "{refusal}");
+    assert_eq!(confirmed.unwrap().no_response, 12);
+    assert_eq!(
+        no_response_outcomes(&o).await,
+        vec![("revoke".to_string(), 12)]
+    );
+    let closed = events_of(&o, EventKind::CampaignClosed).await;
+    assert_eq!(closed[0]["no_response"]["confirmed_above_share"], true);
+    o.app.stop().await;
+}
