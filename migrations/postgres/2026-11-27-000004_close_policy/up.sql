@@ -5,3 +5,7 @@ ALTER TABLE review_items ADD COLUMN no_response_outcome TEXT;
 -- A close at the due date that would revoke more than the definition allows without an
 -- admin's confirmation is held: the campaign stays open and says since when.
 ALTER TABLE campaigns ADD COLUMN close_held_at TIMESTAMP;
+
+-- Closing, progress and reassignment read a campaign's items by state.
+CREATE INDEX review_items_campaign_state ON review_items (campaign_id, state);
+CREATE INDEX reviewers_campaign ON reviewers (campaign_id);
