@@ -1,18 +1,17 @@
-//! Campaign generation: freezes one review item per (person, group) of the source's current
-//! snapshot, routes each to a reviewer, and queues one digest per reviewer, all in a single
-//! transaction. Grants are read page by page (keyset on the grant id) and items written in
-//! multi-row batches, so memory stays bounded by the page size and the number of reviewers.
-
-use std::collections::{HashMap, HashSet};
+//! Campaign generation: one review item per (person, group) of the source's current snapshot,
+//! each routed to a reviewer, and one digest per reviewer. The period is claimed by a
+//! `generating` campaign, items are frozen in chunks of short transactions (`freeze`), and
+//! one last transaction opens the campaign with its event and digests: a campaign is seen
+//! whole or not at all, and SQLite's write lock is never held for the whole generation.
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use diesel::prelude::*;
 use serde_json::json;
 
-use crate::campaigns::model::{Campaign, ITEM_PENDING, STATE_OPEN, campaign};
-use crate::campaigns::population::{
-    entitlements_in_scope, grant_page, people_in_scope, privileged_holders, resolve_fallbacks,
-};
+use crate::campaigns::freeze::{Frozen, FrozenSnapshot, freeze_items};
+use crate::campaigns::generation_guard::GenerationGuard;
+use crate::campaigns::model::{Campaign, STATE_GENERATING, STATE_OPEN, campaign};
+use crate::campaigns::population::{Holders, Population, resolve_fallbacks};
 use crate::campaigns::reviewers::Candidate;
 use crate::campaigns::routing::RoutingPlan;
 use crate::campaigns::schedule::Schedule;
@@ -32,27 +31,6 @@ pub struct StartedCampaign {
     pub campaign: Campaign,
     pub items: i64,
     pub reviewers: i64,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = review_items)]
-struct NewReviewItem {
-    id: String,
-    campaign_id: String,
-    reviewer_id: String,
-    routing: String,
-    identity_external_id: String,
-    identity_login: String,
-    identity_name: String,
-    identity_email: Option<String>,
-    identity_status: String,
-    entitlement_external_id: String,
-    entitlement_name: String,
-    entitlement_dn: String,
-    privileged: bool,
-    via: Option<String>,
-    granted_since: chrono::NaiveDateTime,
-    state: String,
 }
 
 /// Start of the calendar quarter containing `at` (UTC): the period of a definition whose
@@ -104,7 +82,11 @@ pub fn start_campaign(
     open_campaign(db, clock, config, definition_name, &opening, actor)
 }
 
-/// Opens the campaign of `definition_name` for `opening`'s period, in one transaction.
+/// Opens the campaign of `definition_name` for `opening`'s period: claims the period with a
+/// `generating` campaign, freezes the items chunk by chunk, then opens it in one last
+/// transaction with its event and digests. Until then nobody sees it: no mail, no links, no
+/// event. A generation that fails removes what it wrote; one whose process died is removed
+/// by the next attempt (see `generation_guard`).
 pub fn open_campaign(
     db: &Database,
     clock: &dyn Clock,
@@ -114,24 +96,80 @@ pub fn open_campaign(
     actor: &str,
 ) -> Result<StartedCampaign> {
     let definition = config.campaign_definition(definition_name)?;
-    let privileged_groups = config.source(&definition.source)?.privileged_groups();
+    let named = NamedGroups {
+        definition: definition_name,
+        privileged: config.source(&definition.source)?.privileged_groups(),
+    };
     let now = clock.now();
+    let started_at = std::time::Instant::now();
     let mut conn = db.conn()?;
-    let started = write_tx(&mut conn, |conn| {
-        let named = NamedGroups {
-            definition: definition_name,
-            privileged: privileged_groups,
-        };
-        generate(conn, now, opening, &named, definition, actor)
+    let conn = &mut *conn;
+    // Reads first, outside any write transaction: a run's snapshot never changes.
+    let source = definition.source.as_str();
+    let run = current_sync_run(conn, source)?.ok_or_else(|| {
+        Error::Conflict(format!(
+            "source `{source}` has no snapshot yet; run `attest sync {source}` first"
+        ))
     })?;
-    tracing::info!(
-        campaign = %started.campaign.id,
-        definition = definition_name,
-        items = started.items,
-        reviewers = started.reviewers,
-        "campaign opened"
-    );
-    Ok(started)
+    refuse_unmatched_names(conn, &named, definition, run.seq)?;
+    let population = Population::load(conn, source, run.seq, definition)?;
+    let fallbacks = resolve_fallbacks(conn, source, run.seq, &definition.fallback_reviewers)?;
+    let holders = Holders::read(conn, source, run.seq, &population)?;
+    let people = holders
+        .people
+        .iter()
+        .filter_map(|id| Some((id.clone(), population.facts(id)?)))
+        .collect();
+    let plan = RoutingPlan::new(people, fallbacks)?;
+
+    let claim = Claim {
+        now,
+        opening,
+        named: &named,
+        definition,
+        run: &run,
+        groups_in_scope: population.groups.len(),
+    };
+    let read_ms = started_at.elapsed().as_millis();
+    let (campaign_id, guard) = claim_period(db, conn, &claim)?;
+    let snapshot = FrozenSnapshot {
+        source,
+        seq: run.seq,
+        population: &population,
+        holders: &holders,
+        plan: &plan,
+    };
+    let frozen_at = std::time::Instant::now();
+    let generated = freeze_items(conn, &campaign_id, &snapshot).and_then(|frozen| {
+        let freeze_ms = frozen_at.elapsed().as_millis();
+        let opened_at = std::time::Instant::now();
+        let started = open_generated(conn, &claim, &campaign_id, &frozen, actor)?;
+        Ok((started, freeze_ms, opened_at.elapsed().as_millis()))
+    });
+    match generated {
+        Ok((started, freeze_ms, open_ms)) => {
+            guard.release(conn)?;
+            tracing::info!(
+                campaign = %started.campaign.id,
+                definition = definition_name,
+                items = started.items,
+                reviewers = started.reviewers,
+                read_ms,
+                freeze_ms,
+                open_ms,
+                "campaign opened"
+            );
+            Ok(started)
+        }
+        Err(error) => {
+            // Best effort: what is left is removed by the next attempt anyway.
+            if let Err(e) = write_tx(conn, |conn| discard_generating(conn, &campaign_id)) {
+                tracing::warn!(campaign = %campaign_id, error = %e, "partial campaign not removed");
+            }
+            let _ = guard.release(conn);
+            Err(error)
+        }
+    }
 }
 
 /// The definition's key and the source's privileged group names, checked against the snapshot.
@@ -140,161 +178,184 @@ struct NamedGroups<'a> {
     privileged: &'a [String],
 }
 
-fn generate(
-    conn: &mut DbConnection,
+/// What the campaign row records of its opening.
+struct Claim<'a> {
     now: DateTime<Utc>,
-    opening: &Opening,
-    named: &NamedGroups<'_>,
-    definition: &CampaignDefinition,
+    opening: &'a Opening,
+    named: &'a NamedGroups<'a>,
+    definition: &'a CampaignDefinition,
+    run: &'a crate::directory::snapshot::SyncRun,
+    groups_in_scope: usize,
+}
+
+impl Claim<'_> {
+    fn scope(&self) -> serde_json::Value {
+        let d = self.definition;
+        json!({
+            "groups": d.groups,
+            "privileged_only": d.privileged_only,
+            "fallback_reviewers": d.fallback_reviewers,
+            "duration_days": d.duration_days,
+            "entitlements": self.groups_in_scope,
+        })
+    }
+
+    fn due_at(&self) -> DateTime<Utc> {
+        self.now + Duration::days(i64::from(self.definition.duration_days))
+    }
+}
+
+/// Claims the period with a `generating` campaign, guarded for as long as this process
+/// generates it. Generations of the definition left by dead processes are removed first; a
+/// campaign of the period that exists after that is a conflict (open, closed, or generating
+/// in a live process).
+fn claim_period(
+    db: &Database,
+    conn: &mut DbConnection,
+    claim: &Claim<'_>,
+) -> Result<(String, GenerationGuard)> {
+    let definition_name = claim.named.definition;
+    let period_start = claim.opening.period_start;
+    write_tx(conn, |conn| {
+        remove_dead_generations(db, conn, definition_name)?;
+        let existing: Option<(String, String)> = campaigns::table
+            .filter(campaigns::definition.eq(definition_name))
+            .filter(campaigns::period_start.eq(to_db(period_start)))
+            .select((campaigns::id, campaigns::state))
+            .first(conn)
+            .optional()?;
+        if let Some((old_id, state)) = existing {
+            if state != STATE_GENERATING {
+                return Err(Error::Conflict(format!(
+                    "a `{definition_name}` campaign for the period starting {} already exists",
+                    period_start.format("%Y-%m-%d")
+                )));
+            }
+            return Err(Error::Conflict(format!(
+                "the `{definition_name}` campaign {old_id} for the period starting {} is being \
+                 generated by another process; it opens when that ends",
+                period_start.format("%Y-%m-%d")
+            )));
+        }
+        let campaign_id = new_id();
+        let definition = claim.definition;
+        diesel::insert_into(campaigns::table)
+            .values((
+                campaigns::id.eq(&campaign_id),
+                campaigns::definition.eq(definition_name),
+                campaigns::title.eq(title_of(definition, definition_name)),
+                campaigns::source.eq(&definition.source),
+                campaigns::sync_run_id.eq(&claim.run.id),
+                campaigns::scope.eq(claim.scope().to_string()),
+                campaigns::period_start.eq(to_db(period_start)),
+                campaigns::opened_at.eq(to_db(claim.now)),
+                campaigns::due_at.eq(to_db(claim.due_at())),
+                campaigns::state.eq(STATE_GENERATING),
+                campaigns::late.eq(claim.opening.late),
+            ))
+            .execute(conn)?;
+        // Taken before the row is committed: whoever sees it sees it guarded.
+        let guard = GenerationGuard::try_take(db, conn, &campaign_id)?
+            .ok_or_else(|| Error::Internal("a new campaign's guard is taken".into()))?;
+        Ok((campaign_id, guard))
+    })
+}
+
+/// Removes the definition's `generating` campaigns whose generating process is gone.
+fn remove_dead_generations(db: &Database, conn: &mut DbConnection, definition: &str) -> Result<()> {
+    let generating: Vec<String> = campaigns::table
+        .filter(campaigns::definition.eq(definition))
+        .filter(campaigns::state.eq(STATE_GENERATING))
+        .select(campaigns::id)
+        .load(conn)?;
+    for id in generating {
+        if let Some(guard) = GenerationGuard::try_take(db, conn, &id)? {
+            tracing::warn!(campaign = %id, "removing a campaign whose generation died");
+            discard_generating(conn, &id)?;
+            guard.release(conn)?;
+        }
+    }
+    Ok(())
+}
+
+fn title_of(definition: &CampaignDefinition, name: &str) -> String {
+    definition.title.clone().unwrap_or_else(|| name.to_string())
+}
+
+/// Removes a `generating` campaign with its reviewers and items (never an opened one).
+fn discard_generating(conn: &mut DbConnection, campaign_id: &str) -> Result<()> {
+    let generating = campaigns::table
+        .find(campaign_id)
+        .filter(campaigns::state.eq(STATE_GENERATING))
+        .count()
+        .get_result::<i64>(conn)?;
+    if generating == 0 {
+        return Ok(());
+    }
+    diesel::delete(review_items::table.filter(review_items::campaign_id.eq(campaign_id)))
+        .execute(conn)?;
+    diesel::delete(reviewers::table.filter(reviewers::campaign_id.eq(campaign_id)))
+        .execute(conn)?;
+    diesel::delete(campaigns::table.find(campaign_id)).execute(conn)?;
+    Ok(())
+}
+
+/// Turns the generated campaign open, with its event and one digest per reviewer.
+fn open_generated(
+    conn: &mut DbConnection,
+    claim: &Claim<'_>,
+    campaign_id: &str,
+    frozen: &Frozen,
     actor: &str,
 ) -> Result<StartedCampaign> {
-    let definition_name = named.definition;
-    let period_start = opening.period_start;
-    let run = current_sync_run(conn, &definition.source)?.ok_or_else(|| {
-        Error::Conflict(format!(
-            "source `{}` has no snapshot yet; run `attest sync {}` first",
-            definition.source, definition.source
-        ))
-    })?;
-    let existing: i64 = campaigns::table
-        .filter(campaigns::definition.eq(definition_name))
-        .filter(campaigns::period_start.eq(to_db(period_start)))
-        .count()
-        .get_result(conn)?;
-    if existing > 0 {
-        return Err(Error::Conflict(format!(
-            "a `{definition_name}` campaign for the period starting {} already exists",
-            period_start.format("%Y-%m-%d")
-        )));
-    }
-    let (source, seq) = (definition.source.as_str(), run.seq);
-    refuse_unmatched_names(conn, named, definition, seq)?;
-    let entitlement_ids = entitlements_in_scope(conn, source, seq, definition)?;
-    // Reviewing every group needs no id list (which could exceed bind-parameter limits).
-    let whole_source = definition.groups.is_empty() && !definition.privileged_only;
-    let id_filter = (!whole_source).then_some(entitlement_ids.as_slice());
-    let fallbacks = resolve_fallbacks(conn, source, seq, &definition.fallback_reviewers)?;
-
-    let campaign_id = new_id();
-    let title = definition
-        .title
-        .clone()
-        .unwrap_or_else(|| definition_name.to_string());
-    let scope = json!({
-        "groups": definition.groups,
-        "privileged_only": definition.privileged_only,
-        "fallback_reviewers": definition.fallback_reviewers,
-        "duration_days": definition.duration_days,
-        "entitlements": entitlement_ids.len(),
-    });
-    let due_at = now + Duration::days(i64::from(definition.duration_days));
-    diesel::insert_into(campaigns::table)
-        .values((
-            campaigns::id.eq(&campaign_id),
-            campaigns::definition.eq(definition_name),
-            campaigns::title.eq(&title),
-            campaigns::source.eq(&definition.source),
-            campaigns::sync_run_id.eq(&run.id),
-            campaigns::scope.eq(scope.to_string()),
-            campaigns::period_start.eq(to_db(period_start)),
-            campaigns::opened_at.eq(to_db(now)),
-            campaigns::due_at.eq(to_db(due_at)),
-            campaigns::state.eq(STATE_OPEN),
-            campaigns::late.eq(opening.late),
-        ))
+    let (now, definition_name) = (claim.now, claim.named.definition);
+    write_tx(conn, |conn| {
+        let opened = diesel::update(
+            campaigns::table
+                .find(campaign_id)
+                .filter(campaigns::state.eq(STATE_GENERATING)),
+        )
+        .set(campaigns::state.eq(STATE_OPEN))
         .execute(conn)?;
-
-    let plan = RoutingPlan::new(people_in_scope(conn, source, seq, id_filter)?, fallbacks)?;
-    let holders = privileged_holders(conn, source, seq)?;
-    let no_holders = HashSet::new();
-    let mut reviewer_ids: HashMap<String, String> = HashMap::new();
-    let mut item_count = 0i64;
-    let mut last_grant = 0;
-    loop {
-        let page = grant_page(conn, source, seq, id_filter, last_grant)?;
-        let Some(last) = page.last() else { break };
-        last_grant = last.grant_id;
-        let mut items = Vec::with_capacity(page.len());
-        let mut new_reviewers = Vec::new();
-        for row in &page {
-            let group_holders = match row.privileged {
-                true => holders
-                    .get(&row.entitlement_external_id)
-                    .unwrap_or(&no_holders),
-                false => &no_holders,
-            };
-            let (reviewer, routing) =
-                plan.reviewer_for(&row.identity_external_id, group_holders)?;
-            let key = reviewer.email.to_lowercase();
-            let reviewer_id = match reviewer_ids.get(&key) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = new_id();
-                    reviewer_ids.insert(key, id.clone());
-                    new_reviewers.push((id.clone(), reviewer.clone()));
-                    id
-                }
-            };
-            items.push(NewReviewItem {
-                id: new_id(),
-                campaign_id: campaign_id.clone(),
-                reviewer_id,
-                routing: routing.as_str().to_string(),
-                identity_external_id: row.identity_external_id.clone(),
-                identity_login: row.identity_login.clone(),
-                identity_name: row.identity_name.clone(),
-                identity_email: row.identity_email.clone(),
-                identity_status: row.identity_status.clone(),
-                entitlement_external_id: row.entitlement_external_id.clone(),
-                entitlement_name: row.entitlement_name.clone(),
-                entitlement_dn: row.entitlement_dn.clone(),
-                privileged: row.privileged,
-                via: row.via.clone(),
-                granted_since: row.first_seen_at,
-                state: ITEM_PENDING.to_string(),
-            });
+        if opened != 1 {
+            return Err(Error::Conflict(format!(
+                "campaign {campaign_id} was removed while it generated"
+            )));
         }
-        insert_reviewers(conn, &campaign_id, &new_reviewers)?;
-        for chunk in items.chunks(500) {
-            crate::insert_rows!(conn, review_items::table, chunk)?;
+        append(
+            conn,
+            now,
+            EventKind::CampaignOpened,
+            actor,
+            Some(campaign_id),
+            &json!({
+                "campaign": campaign_id,
+                "definition": definition_name,
+                "title": title_of(claim.definition, definition_name),
+                "source": claim.definition.source,
+                "sync_run": claim.run.id,
+                "period_start": claim.opening.period_start.to_rfc3339(),
+                "late": claim.opening.late,
+                "missed_periods": claim
+                    .opening
+                    .missed_periods
+                    .iter()
+                    .map(|p| p.to_rfc3339())
+                    .collect::<Vec<_>>(),
+                "due_at": claim.due_at().to_rfc3339(),
+                "items": frozen.items,
+                "reviewers": frozen.reviewer_ids.len(),
+                "scope": claim.scope(),
+            }),
+        )?;
+        for reviewer_id in &frozen.reviewer_ids {
+            outbox::enqueue_review_request(conn, now, campaign_id, reviewer_id, actor)?;
         }
-        item_count += items.len() as i64;
-    }
-
-    append(
-        conn,
-        now,
-        EventKind::CampaignOpened,
-        actor,
-        Some(&campaign_id),
-        &json!({
-            "campaign": campaign_id,
-            "definition": definition_name,
-            "title": title,
-            "source": definition.source,
-            "sync_run": run.id,
-            "period_start": period_start.to_rfc3339(),
-            "late": opening.late,
-            "missed_periods": opening
-                .missed_periods
-                .iter()
-                .map(|p| p.to_rfc3339())
-                .collect::<Vec<_>>(),
-            "due_at": due_at.to_rfc3339(),
-            "items": item_count,
-            "reviewers": reviewer_ids.len(),
-            "scope": scope,
-        }),
-    )?;
-    let mut ids: Vec<&String> = reviewer_ids.values().collect();
-    ids.sort();
-    for reviewer_id in ids {
-        outbox::enqueue_review_request(conn, now, &campaign_id, reviewer_id, actor)?;
-    }
-    Ok(StartedCampaign {
-        campaign: campaign(conn, &campaign_id)?,
-        items: item_count,
-        reviewers: reviewer_ids.len() as i64,
+        Ok(StartedCampaign {
+            campaign: campaign(conn, campaign_id)?,
+            items: frozen.items,
+            reviewers: frozen.reviewer_ids.len() as i64,
+        })
     })
 }
 

@@ -5,7 +5,9 @@
 //! `decisions/`.
 
 pub mod closing;
+mod freeze;
 pub mod generate;
+mod generation_guard;
 pub mod lifecycle;
 pub mod model;
 mod population;

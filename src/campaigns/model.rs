@@ -8,6 +8,8 @@ use crate::db::DbConnection;
 use crate::db::schema::{campaigns, review_items, reviewers};
 use crate::error::{Error, Result};
 
+/// Items are being frozen; nobody sees the campaign until it opens.
+pub const STATE_GENERATING: &str = "generating";
 pub const STATE_OPEN: &str = "open";
 pub const STATE_CLOSED: &str = "closed";
 

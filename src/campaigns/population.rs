@@ -1,6 +1,8 @@
-//! What a campaign reads from the source's snapshot as of one sync run: the groups in scope,
-//! the accesses page by page with person, group and manager, the people with an item, who
-//! holds each privileged group, and the fallback reviewers. Reads only; generation writes.
+//! What a campaign reads from the source's snapshot as of one sync run: the people (all of
+//! them, for managers), the groups in scope, and the accesses page by page. Each read is a
+//! simple scan of one table (accesses by their id), so its cost grows with the snapshot and
+//! not with the number of pages; people and groups are joined to accesses in memory, which
+//! grows with people and groups, never with accesses. Reads only; generation writes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,91 +16,223 @@ use crate::db::schema::{entitlement_versions, grant_versions, identity_versions}
 use crate::directory::snapshot::names_group;
 use crate::error::{Error, Result};
 
-pub(crate) const GRANT_PAGE: i64 = 1_000;
+/// Accesses read per query.
+pub(crate) const GRANT_PAGE: i64 = 5_000;
 
-diesel::alias!(identity_versions as managers: ManagersAlias);
+/// A person as the snapshot has them.
+pub(crate) struct Person {
+    pub(crate) login: String,
+    pub(crate) name: String,
+    pub(crate) email: Option<String>,
+    pub(crate) status: String,
+    manager_dn: Option<String>,
+}
 
-/// Every person with an item, with what routing needs to know of them (one pass over the
-/// accesses in scope; memory grows with people, not with accesses).
-pub(crate) fn people_in_scope(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    entitlement_ids: Option<&[String]>,
-) -> Result<HashMap<String, PersonFacts>> {
-    let mut people = HashMap::new();
-    let mut after = 0;
-    loop {
-        let page = grant_page(conn, source, seq, entitlement_ids, after)?;
-        let Some(last) = page.last() else { break };
-        after = last.grant_id;
-        for row in page {
-            people
-                .entry(row.identity_external_id.clone())
-                .or_insert_with(|| PersonFacts {
-                    external_id: row.identity_external_id,
-                    email: row.identity_email,
-                    manager: row.manager,
-                    manager_named: row.manager_named,
-                });
+/// A group in the campaign's scope.
+pub(crate) struct Group {
+    pub(crate) name: String,
+    pub(crate) dn: String,
+    pub(crate) privileged: bool,
+}
+
+/// One access: who has which group, directly or via which groups, since when.
+pub(crate) struct Access {
+    pub(crate) id: i64,
+    pub(crate) person: String,
+    pub(crate) group: String,
+    pub(crate) via: Option<String>,
+    pub(crate) first_seen_at: chrono::NaiveDateTime,
+}
+
+/// The people and the groups in scope of one run of a source.
+pub(crate) struct Population {
+    pub(crate) people: HashMap<String, Person>,
+    /// Normalised DN -> external id, to find managers.
+    by_dn: HashMap<String, String>,
+    pub(crate) groups: HashMap<String, Group>,
+}
+
+impl Population {
+    pub(crate) fn load(
+        conn: &mut DbConnection,
+        source: &str,
+        seq: i64,
+        definition: &CampaignDefinition,
+    ) -> Result<Population> {
+        type PersonRow = (
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<PersonRow> = identity_versions::table
+            .filter(identity_versions::source.eq(source))
+            .filter(crate::as_of!(identity_versions, seq))
+            .select((
+                identity_versions::external_id,
+                identity_versions::login,
+                identity_versions::display_name,
+                identity_versions::email,
+                identity_versions::status,
+                identity_versions::dn_norm,
+                identity_versions::manager_dn_norm,
+            ))
+            .load(conn)?;
+        let mut people = HashMap::with_capacity(rows.len());
+        let mut by_dn = HashMap::with_capacity(rows.len());
+        for (id, login, name, email, status, dn, manager_dn) in rows {
+            by_dn.insert(dn, id.clone());
+            people.insert(
+                id,
+                Person {
+                    login,
+                    name,
+                    email,
+                    status,
+                    manager_dn,
+                },
+            );
         }
-    }
-    Ok(people)
-}
-
-/// For each privileged group, who holds it (as of run `seq`): they do not review it.
-pub(crate) fn privileged_holders(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-) -> Result<HashMap<String, HashSet<String>>> {
-    let rows: Vec<(String, String)> = grant_versions::table
-        .inner_join(
-            entitlement_versions::table.on(entitlement_versions::source
-                .eq(grant_versions::source)
-                .and(entitlement_versions::external_id.eq(grant_versions::entitlement_external_id))
-                .and(crate::as_of!(entitlement_versions, seq))),
-        )
-        .filter(grant_versions::source.eq(source))
-        .filter(crate::as_of!(grant_versions, seq))
-        .filter(entitlement_versions::privileged.eq(true))
-        .select((
-            grant_versions::entitlement_external_id,
-            grant_versions::identity_external_id,
-        ))
-        .load(conn)?;
-    let mut holders: HashMap<String, HashSet<String>> = HashMap::new();
-    for (group, person) in rows {
-        holders.entry(group).or_default().insert(person);
-    }
-    Ok(holders)
-}
-
-/// External ids of the groups the definition covers (as of run `seq`).
-pub(crate) fn entitlements_in_scope(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    definition: &CampaignDefinition,
-) -> Result<Vec<String>> {
-    let all: Vec<(String, String, String, bool)> = entitlement_versions::table
-        .filter(entitlement_versions::source.eq(source))
-        .filter(crate::as_of!(entitlement_versions, seq))
-        .select((
-            entitlement_versions::external_id,
-            entitlement_versions::dn_norm,
-            entitlement_versions::name,
-            entitlement_versions::privileged,
-        ))
-        .load(conn)?;
-    Ok(all
-        .into_iter()
-        .filter(|(_, dn, name, privileged)| {
-            (definition.groups.is_empty()
-                || definition.groups.iter().any(|w| names_group(w, dn, name)))
-                && (!definition.privileged_only || *privileged)
+        let groups: Vec<(String, String, String, String, bool)> = entitlement_versions::table
+            .filter(entitlement_versions::source.eq(source))
+            .filter(crate::as_of!(entitlement_versions, seq))
+            .select((
+                entitlement_versions::external_id,
+                entitlement_versions::dn_norm,
+                entitlement_versions::name,
+                entitlement_versions::dn,
+                entitlement_versions::privileged,
+            ))
+            .load(conn)?;
+        let groups = groups
+            .into_iter()
+            .filter(|(_, dn_norm, name, _, privileged)| {
+                (definition.groups.is_empty()
+                    || definition
+                        .groups
+                        .iter()
+                        .any(|w| names_group(w, dn_norm, name)))
+                    && (!definition.privileged_only || *privileged)
+            })
+            .map(|(id, _, name, dn, privileged)| {
+                (
+                    id,
+                    Group {
+                        name,
+                        dn,
+                        privileged,
+                    },
+                )
+            })
+            .collect();
+        Ok(Population {
+            people,
+            by_dn,
+            groups,
         })
-        .map(|(id, ..)| id)
+    }
+
+    /// What routing needs to know of `person`: email and manager (if found in the snapshot).
+    pub(crate) fn facts(&self, person: &str) -> Option<PersonFacts> {
+        let found = self.people.get(person)?;
+        let manager = found
+            .manager_dn
+            .as_ref()
+            .and_then(|dn| self.by_dn.get(dn))
+            .and_then(|id| Some((id, self.people.get(id)?)))
+            .map(|(id, m)| ManagerFacts {
+                candidate: Candidate {
+                    external_id: Some(id.clone()),
+                    login: Some(m.login.clone()),
+                    email: m.email.clone().unwrap_or_default(),
+                    display_name: m.name.clone(),
+                },
+                active: m.status == "active",
+            });
+        Some(PersonFacts {
+            external_id: person.to_string(),
+            email: found.email.clone(),
+            manager,
+            manager_named: found.manager_dn.is_some(),
+        })
+    }
+}
+
+/// Who has an access in scope, and who holds each privileged group in scope: one pass over
+/// the accesses.
+pub(crate) struct Holders {
+    pub(crate) people: HashSet<String>,
+    pub(crate) of_privileged: HashMap<String, HashSet<String>>,
+}
+
+impl Holders {
+    pub(crate) fn read(
+        conn: &mut DbConnection,
+        source: &str,
+        seq: i64,
+        population: &Population,
+    ) -> Result<Holders> {
+        let mut holders = Holders {
+            people: HashSet::new(),
+            of_privileged: HashMap::new(),
+        };
+        let mut after = 0;
+        loop {
+            let page = access_page(conn, source, seq, after)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for access in page {
+                let Some(group) = population.groups.get(&access.group) else {
+                    continue;
+                };
+                if group.privileged {
+                    holders
+                        .of_privileged
+                        .entry(access.group)
+                        .or_default()
+                        .insert(access.person.clone());
+                }
+                holders.people.insert(access.person);
+            }
+        }
+        Ok(holders)
+    }
+}
+
+/// One page of the accesses of run `seq` after access `after`, by id.
+pub(crate) fn access_page(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    after: i64,
+) -> Result<Vec<Access>> {
+    let rows: Vec<(i64, String, String, Option<String>, chrono::NaiveDateTime)> =
+        grant_versions::table
+            .filter(grant_versions::source.eq(source))
+            .filter(grant_versions::id.gt(after))
+            .filter(crate::as_of!(grant_versions, seq))
+            .order(grant_versions::id.asc())
+            .limit(GRANT_PAGE)
+            .select((
+                grant_versions::id,
+                grant_versions::identity_external_id,
+                grant_versions::entitlement_external_id,
+                grant_versions::via,
+                grant_versions::first_seen_at,
+            ))
+            .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, person, group, via, first_seen_at)| Access {
+            id,
+            person,
+            group,
+            via,
+            first_seen_at,
+        })
         .collect())
 }
 
@@ -165,149 +299,4 @@ pub(crate) fn resolve_fallbacks(
         ));
     }
     Ok(out)
-}
-
-pub(crate) struct GrantRow {
-    pub(crate) grant_id: i64,
-    /// The directory names a manager for the person (found in the snapshot or not).
-    pub(crate) manager_named: bool,
-    pub(crate) via: Option<String>,
-    pub(crate) first_seen_at: chrono::NaiveDateTime,
-    pub(crate) identity_external_id: String,
-    pub(crate) identity_login: String,
-    pub(crate) identity_name: String,
-    pub(crate) identity_email: Option<String>,
-    pub(crate) identity_status: String,
-    pub(crate) entitlement_external_id: String,
-    pub(crate) entitlement_name: String,
-    pub(crate) entitlement_dn: String,
-    pub(crate) privileged: bool,
-    pub(crate) manager: Option<ManagerFacts>,
-}
-
-type ManagerColumns = (String, String, String, Option<String>, String);
-type GrantColumns = (
-    (i64, Option<String>, chrono::NaiveDateTime),
-    (
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        Option<String>,
-    ),
-    (String, String, String, bool),
-    Option<ManagerColumns>,
-);
-
-/// One page (after grant `after`) of the accesses of run `seq`, with person, group and (if
-/// found) manager as they were in that run; limited to `entitlement_ids` when given.
-pub(crate) fn grant_page(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    entitlement_ids: Option<&[String]>,
-    after: i64,
-) -> Result<Vec<GrantRow>> {
-    let mut query = grant_versions::table
-        .inner_join(
-            identity_versions::table.on(identity_versions::source
-                .eq(grant_versions::source)
-                .and(identity_versions::external_id.eq(grant_versions::identity_external_id))
-                .and(crate::as_of!(identity_versions, seq))),
-        )
-        .inner_join(
-            entitlement_versions::table.on(entitlement_versions::source
-                .eq(grant_versions::source)
-                .and(entitlement_versions::external_id.eq(grant_versions::entitlement_external_id))
-                .and(crate::as_of!(entitlement_versions, seq))),
-        )
-        .left_join(
-            managers.on(managers
-                .field(identity_versions::source)
-                .eq(identity_versions::source)
-                .and(
-                    managers
-                        .field(identity_versions::dn_norm)
-                        .nullable()
-                        .eq(identity_versions::manager_dn_norm),
-                )
-                .and(managers.field(identity_versions::valid_from).le(seq))
-                .and(
-                    managers
-                        .field(identity_versions::valid_to)
-                        .is_null()
-                        .or(managers.field(identity_versions::valid_to).gt(seq)),
-                )),
-        )
-        .filter(grant_versions::source.eq(source))
-        .filter(crate::as_of!(grant_versions, seq))
-        .filter(grant_versions::id.gt(after))
-        .into_boxed();
-    if let Some(ids) = entitlement_ids {
-        query = query.filter(grant_versions::entitlement_external_id.eq_any(ids));
-    }
-    let rows: Vec<GrantColumns> = query
-        .order(grant_versions::id.asc())
-        .limit(GRANT_PAGE)
-        .select((
-            (
-                grant_versions::id,
-                grant_versions::via,
-                grant_versions::first_seen_at,
-            ),
-            (
-                identity_versions::external_id,
-                identity_versions::login,
-                identity_versions::display_name,
-                identity_versions::email,
-                identity_versions::status,
-                identity_versions::manager_dn_norm,
-            ),
-            (
-                entitlement_versions::external_id,
-                entitlement_versions::name,
-                entitlement_versions::dn,
-                entitlement_versions::privileged,
-            ),
-            managers
-                .fields((
-                    identity_versions::external_id,
-                    identity_versions::login,
-                    identity_versions::display_name,
-                    identity_versions::email,
-                    identity_versions::status,
-                ))
-                .nullable(),
-        ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(grant, person, group, manager)| GrantRow {
-            grant_id: grant.0,
-            manager_named: person.5.is_some(),
-            via: grant.1,
-            first_seen_at: grant.2,
-            identity_external_id: person.0,
-            identity_login: person.1,
-            identity_name: person.2,
-            identity_email: person.3,
-            identity_status: person.4,
-            entitlement_external_id: group.0,
-            entitlement_name: group.1,
-            entitlement_dn: group.2,
-            privileged: group.3,
-            manager: manager.map(|(external_id, login, display_name, email, status)| {
-                ManagerFacts {
-                    candidate: Candidate {
-                        external_id: Some(external_id),
-                        login: Some(login),
-                        email: email.unwrap_or_default(),
-                        display_name,
-                    },
-                    active: status == "active",
-                }
-            }),
-        })
-        .collect())
 }

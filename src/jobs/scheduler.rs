@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::campaigns::model::STATE_GENERATING;
 use crate::campaigns::schedule::Schedule;
 use crate::campaigns::{Opening, open_campaign};
 use crate::clock::SharedClock;
@@ -295,9 +296,12 @@ fn campaign_exists(
     definition: &str,
     period_start: DateTime<Utc>,
 ) -> Result<bool> {
+    // A campaign still generating does not count: its generator may have died, and the
+    // opening then takes the period over.
     let count: i64 = campaigns::table
         .filter(campaigns::definition.eq(definition))
         .filter(campaigns::period_start.eq(to_db(period_start)))
+        .filter(campaigns::state.ne(STATE_GENERATING))
         .count()
         .get_result(conn)?;
     Ok(count > 0)

@@ -2,7 +2,7 @@
 //! reviewers, items, mail or events), and a rerun yields exactly one whole campaign. On SQLite
 //! the database refuses an insert once the first batch of items is in (as a full disk would);
 //! on PostgreSQL the real `attest campaign start` process is killed while its transaction
-//! holds the first batch.
+//! holds the first batch, leaving only the `generating` claim, which the rerun removes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -29,8 +29,13 @@ const CAMPAIGN_TABLES: [&str; 5] = [
 ];
 
 fn write_directory(path: &Path) {
+    write_directory_of(path, PEOPLE, GROUPS);
+}
+
+/// `people` people, each in each of `groups` groups.
+fn write_directory_of(path: &Path, people: usize, groups: usize) {
     let mut ldif = String::new();
-    for p in 0..PEOPLE {
+    for p in 0..people {
         writeln!(
             ldif,
             "dn: uid=p{p},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{p}\n\
@@ -38,13 +43,13 @@ fn write_directory(path: &Path) {
         )
         .unwrap();
     }
-    for g in 0..GROUPS {
+    for g in 0..groups {
         writeln!(
             ldif,
             "dn: cn=group-{g},ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: group-{g}"
         )
         .unwrap();
-        for p in 0..PEOPLE {
+        for p in 0..people {
             writeln!(ldif, "member: uid=p{p},ou=people,dc=example,dc=com").unwrap();
         }
         ldif.push('\n');
@@ -171,7 +176,13 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
         },
         String::new,
     );
-    for table in CAMPAIGN_TABLES {
+    // Only the claim of the period is left, still `generating`: nobody sees it, no reviewer,
+    // item, mail, link or event.
+    assert_eq!(
+        database.psql("SELECT state FROM campaigns").trim(),
+        "generating"
+    );
+    for table in &CAMPAIGN_TABLES[1..] {
         let rows = database.psql(&format!("SELECT count(*) FROM {table}"));
         assert_eq!(rows.trim(), "0", "rows left in {table}");
     }
@@ -185,9 +196,108 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
         &["campaign", "start", "access-review", "--now"],
     );
     assert!(output.contains(&format!("{ITEMS} items")), "{output}");
-    assert_eq!(database.psql("SELECT count(*) FROM campaigns").trim(), "1");
+    // The dead generation was removed: one campaign, open.
+    assert_eq!(database.psql("SELECT state FROM campaigns").trim(), "open");
     assert_eq!(
         database.psql("SELECT count(*) FROM review_items").trim(),
         ITEMS.to_string()
     );
+}
+
+/// Reads one number from the SQLite database with its own connection.
+fn sqlite_number(db: &Path, sql: &str) -> i64 {
+    let conn = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&conn.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn a_generation_killed_between_chunks_is_removed_by_the_next_start_on_sqlite() {
+    // 60,000 items: a dozen committed chunks, so the process dies with some of them written.
+    let (people, groups) = (3_000, 20);
+    let dir = common::temp_dir();
+    let ldif = dir.path().join("directory.ldif");
+    write_directory_of(&ldif, people, groups);
+    let config = binary::write_config(dir.path(), None, Some(&ldif), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(r#"["prod-admins"]"#, r#"["group-0"]"#);
+    std::fs::write(&config, text).unwrap();
+    binary::run_ok(dir.path(), &config, &["sync"]);
+    let db = dir.path().join("attest.db");
+
+    let log = dir.path().join("generation.log");
+    let mut generating = binary::attest(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["campaign", "start", "access-review", "--now"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "generation to commit its first chunk",
+        Duration::from_secs(120),
+        || {
+            if let Some(status) = generating.try_wait().unwrap() {
+                panic!("generation ended early ({status}):\n{}", log_tail(&log, 20));
+            }
+            (sqlite_number(&db, "SELECT count(*) FROM review_items") > 0).then_some(())
+        },
+        || log_tail(&log, 20),
+    );
+    kill_and_reap(&mut generating);
+    let written = sqlite_number(&db, "SELECT count(*) FROM review_items");
+    assert!(
+        written > 0 && written < (people * groups) as i64,
+        "{written} items"
+    );
+    assert_eq!(
+        sqlite_number(
+            &db,
+            "SELECT count(*) FROM campaigns WHERE state = 'generating'"
+        ),
+        1
+    );
+    for table in ["outbox", "link_tokens"] {
+        assert_eq!(
+            sqlite_number(&db, &format!("SELECT count(*) FROM {table}")),
+            0
+        );
+    }
+    assert_eq!(
+        sqlite_number(
+            &db,
+            "SELECT count(*) FROM events WHERE kind = 'campaign.opened'"
+        ),
+        0
+    );
+
+    let output = binary::run_ok(
+        dir.path(),
+        &config,
+        &["campaign", "start", "access-review", "--now"],
+    );
+    assert!(
+        output.contains(&format!("{} items", people * groups)),
+        "{output}"
+    );
+    assert_eq!(sqlite_number(&db, "SELECT count(*) FROM campaigns"), 1);
+    assert_eq!(
+        sqlite_number(&db, "SELECT count(*) FROM review_items"),
+        (people * groups) as i64
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".generating-"))
+        .collect();
+    assert!(leftovers.is_empty(), "lock files left: {leftovers:?}");
 }
