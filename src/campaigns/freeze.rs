@@ -19,8 +19,9 @@ use crate::error::{Error, Result};
 /// Rows per INSERT statement (18 columns: well under SQLite's bind-parameter limit).
 const ROWS_PER_INSERT: usize = 500;
 
+/// `None` is written as NULL (not DEFAULT), which lets SQLite take many rows per INSERT.
 #[derive(Insertable)]
-#[diesel(table_name = review_items)]
+#[diesel(table_name = review_items, treat_none_as_default_value = false)]
 pub(crate) struct NewReviewItem {
     id: String,
     campaign_id: String,

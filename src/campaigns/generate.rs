@@ -348,9 +348,7 @@ fn open_generated(
                 "scope": claim.scope(),
             }),
         )?;
-        for reviewer_id in &frozen.reviewer_ids {
-            outbox::enqueue_review_request(conn, now, campaign_id, reviewer_id, actor)?;
-        }
+        outbox::enqueue_review_requests(conn, now, campaign_id, &frozen.reviewer_ids, actor)?;
         Ok(StartedCampaign {
             campaign: campaign(conn, campaign_id)?,
             items: frozen.items,

@@ -85,8 +85,9 @@ fn serialize_naive_utc<S: serde::Serializer>(
     s.serialize_str(&from_db(*t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
+/// `None` is written as NULL (not DEFAULT), so that SQLite takes many rows per INSERT.
 #[derive(Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 struct NewEventRow<'a> {
     seq: i64,
     kind: &'a str,
@@ -96,6 +97,9 @@ struct NewEventRow<'a> {
     payload: &'a str,
     leaf_hash: &'a str,
 }
+
+/// Events per INSERT statement of a batch (7 columns).
+const EVENT_ROWS_PER_INSERT: usize = 1_000;
 
 /// Arbitrary 64-bit key of the advisory lock that orders appends on PostgreSQL.
 const EVENT_LOG_LOCK: i64 = 0x6174_7465_7374_0001;
@@ -152,10 +156,58 @@ impl EventBatch {
             .push((kind, subject.map(str::to_string), payload));
     }
 
-    /// Appends every event, in the order pushed.
+    /// Appends every event, in the order pushed: the log's lock and last number are taken
+    /// once, and rows go in multi-row inserts.
     pub fn append_all(self, conn: &mut DbConnection, at: DateTime<Utc>, actor: &str) -> Result<()> {
-        for (kind, subject, payload) in &self.events {
-            append(conn, at, *kind, actor, subject.as_deref(), payload)?;
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        if is_postgres(conn) {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<BigInt, _>(EVENT_LOG_LOCK)
+                .execute(conn)?;
+        }
+        let last: Option<i64> = events::table
+            .select(diesel::dsl::max(events::seq))
+            .first(conn)?;
+        let first = last.unwrap_or(0) + 1;
+        let occurred_at = to_db(at);
+        let texts = self
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, subject, payload))| {
+                let payload_text = serde_json::to_string(payload)?;
+                let seq = first + i as i64;
+                let hash = leaf_hash(
+                    seq,
+                    kind.as_str(),
+                    actor,
+                    at,
+                    subject.as_deref(),
+                    &payload_text,
+                );
+                Ok((seq, payload_text, hash))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows: Vec<NewEventRow<'_>> = self
+            .events
+            .iter()
+            .zip(&texts)
+            .map(
+                |((kind, subject, _), (seq, payload_text, hash))| NewEventRow {
+                    seq: *seq,
+                    kind: kind.as_str(),
+                    actor,
+                    occurred_at,
+                    subject: subject.as_deref(),
+                    payload: payload_text,
+                    leaf_hash: hash,
+                },
+            )
+            .collect();
+        for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
+            crate::insert_rows!(conn, events::table, chunk)?;
         }
         Ok(())
     }

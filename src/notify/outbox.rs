@@ -55,21 +55,50 @@ pub struct OutboxMessage {
     pub sent_at: Option<chrono::NaiveDateTime>,
 }
 
-/// Queues the digest for one reviewer of a campaign; at most one per (campaign, reviewer).
-pub fn enqueue_review_request(
+/// Queues the digests of a newly opened campaign, one per reviewer, in multi-row inserts
+/// (a campaign may have tens of thousands of reviewers).
+pub fn enqueue_review_requests(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     campaign_id: &str,
-    reviewer_id: &str,
+    reviewer_ids: &[String],
     actor: &str,
 ) -> Result<()> {
-    let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}");
-    let to = Digest {
-        kind: KIND_REVIEW_REQUEST,
-        campaign_id,
-        reviewer_id,
-    };
-    enqueue(conn, now, &to, &dedupe_key, actor)
+    use crate::db::schema::reviewers;
+    let recipients: std::collections::HashMap<String, String> = reviewers::table
+        .filter(reviewers::campaign_id.eq(campaign_id))
+        .select((reviewers::id, reviewers::email))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    let mut events = EventBatch::default();
+    let mut rows = Vec::with_capacity(reviewer_ids.len());
+    for reviewer_id in reviewer_ids {
+        let recipient = recipients.get(reviewer_id).ok_or_else(|| {
+            crate::error::Error::Internal(format!("reviewer {reviewer_id} is not in {campaign_id}"))
+        })?;
+        let id = new_id();
+        events.push(
+            EventKind::MailQueued,
+            Some(campaign_id),
+            json!({ "outbox": id, "kind": KIND_REVIEW_REQUEST, "campaign": campaign_id, "reviewer": reviewer_id }),
+        );
+        rows.push((
+            outbox::id.eq(id),
+            outbox::dedupe_key.eq(format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}")),
+            outbox::kind.eq(KIND_REVIEW_REQUEST),
+            outbox::campaign_id.eq(campaign_id.to_string()),
+            outbox::reviewer_id.eq(reviewer_id.clone()),
+            outbox::recipient.eq(recipient.clone()),
+            outbox::state.eq(STATE_PENDING),
+            outbox::next_attempt_at.eq(to_db(now)),
+            outbox::created_at.eq(to_db(now)),
+        ));
+    }
+    for chunk in rows.chunks(1_000) {
+        crate::insert_rows!(conn, outbox::table, chunk)?;
+    }
+    events.append_all(conn, now, actor)
 }
 
 /// Queues the reminder `days_before_due` for one reviewer; at most one per (campaign,

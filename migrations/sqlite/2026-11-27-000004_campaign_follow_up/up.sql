@@ -9,3 +9,7 @@ ALTER TABLE campaigns ADD COLUMN close_held_at TIMESTAMP;
 -- Closing, progress and reassignment read a campaign's items by state.
 CREATE INDEX review_items_campaign_state ON review_items (campaign_id, state);
 CREATE INDEX reviewers_campaign ON reviewers (campaign_id);
+
+-- Generation reads a run's accesses in pages by id: (source, id) serves the range and the
+-- order without sorting every remaining access for each page.
+CREATE INDEX grant_versions_source_id ON grant_versions (source, id);
