@@ -1,8 +1,8 @@
 //! Moving undecided items to another reviewer while a campaign is open: escalation when the
 //! first reviewer has not answered in time, an item the reviewer does not know about, and a
 //! reviewer who has left. Each item goes to the next one along its reviewer's chain, read
-//! from the source's current snapshot: the reviewer's manager, then the fallback reviewers
-//! (after the reviewer, when the reviewer is one of them). The independence rules of
+//! from the source's current snapshot: the reviewer's manager, then the campaign's fallback
+//! reviewers (after the reviewer, when the reviewer is one of them). The independence rules of
 //! generation hold here too: nobody gets their own access, the access of someone who reviews
 //! them, or a privileged group they hold. Moves, their events and the new reviewer's notice
 //! are one transaction.
@@ -73,8 +73,6 @@ pub enum Selection<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Reassignment<'a> {
     pub campaign_id: &'a str,
-    /// The definition's fallback reviewers (emails or logins), in order.
-    pub fallback_names: &'a [String],
     pub selection: Selection<'a>,
     pub reason: ReassignReason,
     pub actor: &'a str,
@@ -90,16 +88,27 @@ pub fn reassign(
 ) -> Result<Reassigned> {
     let Reassignment {
         campaign_id,
-        fallback_names,
         selection,
         reason,
         actor,
     } = *job;
     let campaign = campaign(conn, campaign_id)?;
+    // The fallback reviewers as the campaign was opened with (its definition may have
+    // changed or gone since).
+    let scope: serde_json::Value = serde_json::from_str(&campaign.scope)?;
+    let fallback_names: Vec<String> = scope["fallback_reviewers"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let seq = current_sync_run(conn, &campaign.source)?
         .map(|run| run.seq)
         .ok_or_else(|| Error::Conflict(format!("source {} has no snapshot", campaign.source)))?;
-    let fallbacks = resolve_fallbacks(conn, &campaign.source, seq, fallback_names)?;
+    let fallbacks = resolve_fallbacks(conn, &campaign.source, seq, &fallback_names)?;
     let mut reviewers: HashMap<String, Reviewer> = reviewers_of(conn, campaign_id)?
         .into_iter()
         .map(|r| (r.id.clone(), r))

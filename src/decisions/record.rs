@@ -1,18 +1,22 @@
 //! Recording one decision. The checks (campaign open, item belongs to this reviewer, nobody
 //! decides on their own access), the history row, the item's new state and the evidence event
-//! all happen in one transaction. Sending the same decision twice records it once.
+//! all happen in one transaction. Sending the same decision twice records it once. "Don't
+//! know" is recorded the same way and passes the undecided item on to the next reviewer.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::campaigns::model::{ITEM_APPROVED, ITEM_REVOKED, campaign, item, reviewer};
+use crate::campaigns::model::{
+    ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, campaign, item, reviewer,
+};
+use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, reassign};
 use crate::db::schema::{campaigns, decisions, review_items};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::evidence::{EventBatch, EventKind, append};
 use crate::notify::links::{ensure_link_still_valid, lock_reviewer};
 
 /// Longest comment kept with a decision.
@@ -23,6 +27,10 @@ pub const MAX_COMMENT_CHARS: usize = 2_000;
 pub enum DecisionOutcome {
     Approve,
     Revoke,
+    /// The reviewer cannot judge this access: it moves to the next reviewer along their
+    /// chain (their manager, then the fallback reviewers) and stays undecided.
+    #[serde(rename = "dont_know")]
+    DontKnow,
 }
 
 impl DecisionOutcome {
@@ -30,8 +38,9 @@ impl DecisionOutcome {
         match text {
             "approve" => Ok(DecisionOutcome::Approve),
             "revoke" => Ok(DecisionOutcome::Revoke),
+            "dont_know" => Ok(DecisionOutcome::DontKnow),
             other => Err(Error::BadRequest(format!(
-                "unknown decision `{}`; use approve or revoke",
+                "unknown decision `{}`; use approve, revoke or dont_know",
                 other.chars().take(20).collect::<String>()
             ))),
         }
@@ -41,6 +50,7 @@ impl DecisionOutcome {
         match self {
             DecisionOutcome::Approve => "approve",
             DecisionOutcome::Revoke => "revoke",
+            DecisionOutcome::DontKnow => "dont_know",
         }
     }
 
@@ -48,6 +58,7 @@ impl DecisionOutcome {
         match self {
             DecisionOutcome::Approve => ITEM_APPROVED,
             DecisionOutcome::Revoke => ITEM_REVOKED,
+            DecisionOutcome::DontKnow => ITEM_PENDING,
         }
     }
 }
@@ -150,7 +161,12 @@ pub fn record_decision(
         {
             return Err(Error::Forbidden("you cannot review your own access".into()));
         }
-        if item.state == outcome.item_state() {
+        if outcome == DecisionOutcome::DontKnow && item.state != ITEM_PENDING {
+            return Err(Error::Conflict(
+                "this access is already decided; change the decision to approve or revoke".into(),
+            ));
+        }
+        if item.state == outcome.item_state() && outcome != DecisionOutcome::DontKnow {
             let last_comment: Option<Option<String>> = decisions::table
                 .filter(decisions::item_id.eq(item_id))
                 .order(decisions::decided_at.desc())
@@ -176,12 +192,14 @@ pub fn record_decision(
                 decisions::auth_context.eq(&auth_json),
             ))
             .execute(conn)?;
-        diesel::update(review_items::table.find(item_id))
-            .set((
-                review_items::state.eq(outcome.item_state()),
-                review_items::decided_at.eq(Some(to_db(now))),
-            ))
-            .execute(conn)?;
+        if outcome != DecisionOutcome::DontKnow {
+            diesel::update(review_items::table.find(item_id))
+                .set((
+                    review_items::state.eq(outcome.item_state()),
+                    review_items::decided_at.eq(Some(to_db(now))),
+                ))
+                .execute(conn)?;
+        }
         append(
             conn,
             now,
@@ -199,6 +217,35 @@ pub fn record_decision(
                 "auth": auth,
             }),
         )?;
+        if outcome == DecisionOutcome::DontKnow {
+            pass_on(conn, now, campaign_id, item_id, reviewer_id)?;
+        }
         Ok(Recorded::New(decision_id))
     })
+}
+
+/// Moves an item its reviewer does not know about to the next reviewer along their chain;
+/// refused when nobody independent is left (the reviewer must then decide).
+fn pass_on(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    item_id: &str,
+    reviewer_id: &str,
+) -> Result<()> {
+    let actor = format!("reviewer:{reviewer_id}");
+    let job = Reassignment {
+        campaign_id,
+        selection: Selection::Item(item_id),
+        reason: ReassignReason::DontKnow,
+        actor: &actor,
+    };
+    let mut events = EventBatch::default();
+    let moved = reassign(conn, now, &job, &mut events)?;
+    if moved.items == 0 {
+        return Err(Error::Conflict(
+            "nobody else can review this access; please approve or revoke it".into(),
+        ));
+    }
+    events.append_all(conn, now, &actor)
 }

@@ -204,22 +204,18 @@ pub fn remind(
 /// Moves every undecided item to the next reviewer along its reviewer's chain.
 pub fn escalate(
     conn: &mut DbConnection,
-    config: &Config,
+    _config: &Config,
     now: DateTime<Utc>,
     task: &FollowUp,
 ) -> Result<()> {
     write_tx(conn, |conn| {
         let campaign = campaign(conn, &task.campaign)?;
-        let Some(definition) = config.campaigns.get(&campaign.definition) else {
-            return Ok(());
-        };
         if !campaign.is_open() || now >= from_db(campaign.due_at) {
             return Ok(());
         }
         let mut events = EventBatch::default();
         let job = Reassignment {
             campaign_id: &campaign.id,
-            fallback_names: &definition.fallback_reviewers,
             selection: Selection::AllPending,
             reason: ReassignReason::Escalated,
             actor: "scheduler",
@@ -240,7 +236,7 @@ pub fn escalate(
 /// at once, and their undecided items move along their chain (TESTPLAN A8).
 pub fn check_reviewers(
     conn: &mut DbConnection,
-    config: &Config,
+    _config: &Config,
     now: DateTime<Utc>,
     task: &FollowUp,
 ) -> Result<()> {
@@ -251,11 +247,6 @@ pub fn check_reviewers(
     let Some(run) = current_sync_run(conn, &campaign.source)? else {
         return Ok(());
     };
-    let fallbacks = config
-        .campaigns
-        .get(&campaign.definition)
-        .map(|d| d.fallback_reviewers.clone())
-        .unwrap_or_default();
     for reviewer in reviewers_of(conn, &campaign.id)? {
         let Some(person) = &reviewer.identity_external_id else {
             continue;
@@ -280,7 +271,6 @@ pub fn check_reviewers(
             let mut events = EventBatch::default();
             let job = Reassignment {
                 campaign_id: &campaign.id,
-                fallback_names: &fallbacks,
                 selection: Selection::PendingOf(&reviewer.id),
                 reason: ReassignReason::ReviewerUnavailable,
                 actor: "scheduler",

@@ -356,6 +356,71 @@ async fn a_reviewer_disabled_mid_campaign_loses_their_links_and_items() {
     o.app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dont_know_passes_the_access_to_the_reviewers_manager() {
+    let o = open_campaign(|_| {}).await;
+    let bob = o.app.reviewer_id(&o.campaign, "bob@example.com").await;
+    let url = o.app.mint_link(&o.campaign, &bob, Duration::days(20)).await;
+    let client = common::http_client();
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Don't know"));
+    let (csrf, items) = (
+        common::form_values(&page, "csrf")[0].clone(),
+        common::form_values(&page, "item"),
+    );
+    assert_eq!(items.len(), 6);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("item", items[0].as_str()),
+        ("outcome", "dont_know"),
+        ("comment", "not my team any more"),
+    ];
+    assert_eq!(
+        common::post_form(&client, format!("{url}/decide"), &fields).await,
+        303
+    );
+
+    // The access left bob's page, undecided, for alice (bob's manager), with the reason.
+    let after = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(common::form_values(&after, "item").len(), 5);
+    let alice = pending_of(&o, "alice@example.com").await;
+    let passed: Vec<_> = alice.iter().filter(|(id, _, _)| *id == items[0]).collect();
+    assert_eq!(passed.len(), 1, "{alice:?}");
+    assert_eq!(passed[0].2, "dont_know_escalated");
+    let decisions = events_of(&o, EventKind::DecisionRecorded).await;
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0]["outcome"], "dont_know");
+    assert_eq!(decisions[0]["comment"], "not my team any more");
+    let moved = events_of(&o, EventKind::ItemsReassigned).await;
+    assert_eq!(moved[0]["reason"], "dont_know_escalated");
+    assert_eq!(
+        recipients(&mail_of_kind(&o, "escalation").await),
+        ["alice@example.com"]
+    );
+
+    // The fallback reviewer is the end of the chain: "don't know" is refused, nothing written.
+    let fallback = o.app.reviewer_id(&o.campaign, FALLBACK).await;
+    let their_item = pending_of(&o, FALLBACK).await[0].0.clone();
+    let campaign = o.campaign.clone();
+    let refused = o
+        .app
+        .blocking(move |db, clock, _| {
+            let request = DecisionRequest {
+                campaign_id: campaign,
+                reviewer_id: fallback,
+                item_id: their_item,
+                outcome: DecisionOutcome::DontKnow,
+                comment: None,
+            };
+            let now = attest::clock::Clock::now(clock);
+            record_decision(&mut db.conn().unwrap(), now, &request, &auth())
+        })
+        .await;
+    assert!(refused.unwrap_err().to_string().contains("nobody else"));
+    assert_eq!(events_of(&o, EventKind::DecisionRecorded).await.len(), 1);
+    o.app.stop().await;
+}
+
 /// (no-response outcome, items) of the campaign's unanswered items.
 async fn no_response_outcomes(o: &Open) -> Vec<(String, i64)> {
     let campaign = o.campaign.clone();
