@@ -79,6 +79,9 @@ pub(crate) fn freeze_items(
             ) else {
                 continue;
             };
+            if !person.in_scope {
+                continue;
+            }
             let group_holders = match group.privileged {
                 true => snapshot
                     .holders

@@ -194,6 +194,8 @@ impl Claim<'_> {
         json!({
             "groups": d.groups,
             "privileged_only": d.privileged_only,
+            "include_service_accounts": d.include_service_accounts,
+            "include_disabled": d.include_disabled,
             "fallback_reviewers": d.fallback_reviewers,
             "duration_days": d.duration_days,
             "entitlements": self.groups_in_scope,

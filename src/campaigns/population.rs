@@ -26,6 +26,9 @@ pub(crate) struct Person {
     pub(crate) email: Option<String>,
     pub(crate) status: String,
     manager_dn: Option<String>,
+    /// The campaign reviews this person's access (service accounts and disabled accounts
+    /// may be left out by the definition).
+    pub(crate) in_scope: bool,
 }
 
 /// A group in the campaign's scope.
@@ -67,6 +70,7 @@ impl Population {
             String,
             String,
             Option<String>,
+            String,
         );
         let rows: Vec<PersonRow> = identity_versions::table
             .filter(identity_versions::source.eq(source))
@@ -79,12 +83,15 @@ impl Population {
                 identity_versions::status,
                 identity_versions::dn_norm,
                 identity_versions::manager_dn_norm,
+                identity_versions::account_kind,
             ))
             .load(conn)?;
         let mut people = HashMap::with_capacity(rows.len());
         let mut by_dn = HashMap::with_capacity(rows.len());
-        for (id, login, name, email, status, dn, manager_dn) in rows {
+        for (id, login, name, email, status, dn, manager_dn, kind) in rows {
             by_dn.insert(dn, id.clone());
+            let in_scope = (definition.include_service_accounts || kind != "service")
+                && (definition.include_disabled || status == "active");
             people.insert(
                 id,
                 Person {
@@ -93,6 +100,7 @@ impl Population {
                     email,
                     status,
                     manager_dn,
+                    in_scope,
                 },
             );
         }
@@ -188,6 +196,13 @@ impl Holders {
                 let Some(group) = population.groups.get(&access.group) else {
                     continue;
                 };
+                if !population
+                    .people
+                    .get(&access.person)
+                    .is_some_and(|p| p.in_scope)
+                {
+                    continue;
+                }
                 if group.privileged {
                     holders
                         .of_privileged

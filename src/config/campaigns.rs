@@ -19,6 +19,13 @@ pub struct CampaignDefinition {
     /// Only review groups marked privileged.
     #[serde(default)]
     pub privileged_only: bool,
+    /// Review the access of service accounts (as the source marks them).
+    #[serde(default = "default_true")]
+    pub include_service_accounts: bool,
+    /// Review the access of accounts the directory shows disabled (still access until it
+    /// is removed).
+    #[serde(default = "default_true")]
+    pub include_disabled: bool,
     /// Reviewers (email or login) used, in order, when a member has no usable manager.
     pub fallback_reviewers: Vec<String>,
     #[serde(default = "default_duration_days")]
@@ -68,6 +75,8 @@ impl CampaignDefinition {
             source: source.to_string(),
             groups: Vec::new(),
             privileged_only: false,
+            include_service_accounts: true,
+            include_disabled: true,
             fallback_reviewers,
             duration_days: default_duration_days(),
             schedule: default_schedule(),
@@ -112,6 +121,10 @@ impl NoResponse {
             NoResponse::Revoke => "revoke",
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_reminders() -> Vec<u32> {

@@ -224,3 +224,50 @@ async fn mutual_managers_and_privileged_holders_do_not_review_each_other() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_and_disabled_accounts_can_be_left_out() {
+    // mallory is a service account (by filter); heidi is locked out of the directory.
+    let dir = common::temp_dir();
+    let fixture = std::fs::read_to_string(common::fixture()).unwrap();
+    let locked = fixture.replacen(
+        "employeeNumber: 1008\n",
+        "employeeNumber: 1008\npwdAccountLockedTime: 000001010000Z\n",
+        1,
+    );
+    assert_ne!(locked, fixture);
+    let ldif = dir.path().join("directory.ldif");
+    std::fs::write(&ldif, locked).unwrap();
+    let mut source = common::ldif_source(&ldif);
+    if let attest::config::SourceConfig::Ldif(l) = &mut source {
+        l.people.service_account_filter = Some("(uid=mallory)".into());
+    }
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
+    let app = TestApp::spawn(config).await;
+    app.sync().await.unwrap();
+    let everyone = app.start_campaign().await;
+    assert_eq!(everyone.items, 18, "both are reviewed by default");
+
+    // A second ad-hoc campaign: its period starts a minute later.
+    app.clock.advance(chrono::Duration::minutes(1));
+    let mut narrower = app.config.clone();
+    let definition = narrower.campaigns.get_mut(DEFINITION).unwrap();
+    definition.include_service_accounts = false;
+    definition.include_disabled = false;
+    let started = app
+        .blocking(move |db, clock, _| {
+            start_campaign(db, clock, &narrower, DEFINITION, true, "test").unwrap()
+        })
+        .await;
+    assert_eq!(started.items, 15, "mallory's 1 and heidi's 2 left out");
+    let people: Vec<String> = routed_items(&app, started.campaign.id.clone())
+        .await
+        .into_iter()
+        .map(|(_, person, _, _)| person)
+        .collect();
+    assert!(
+        !people.iter().any(|p| p == "mallory" || p == "heidi"),
+        "{people:?}"
+    );
+    app.stop().await;
+}
