@@ -273,8 +273,11 @@ fn remove_dead_generations(db: &Database, conn: &mut DbConnection, definition: &
     for id in generating {
         if let Some(guard) = GenerationGuard::try_take(db, conn, &id)? {
             tracing::warn!(campaign = %id, "removing a campaign whose generation died");
-            discard_generating(conn, &id)?;
+            // Released whatever the removal does: a guard kept by a pooled session would
+            // make the dead campaign look alive to everyone else.
+            let discarded = discard_generating(conn, &id);
             guard.release(conn)?;
+            discarded?;
         }
     }
     Ok(())

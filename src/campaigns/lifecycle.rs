@@ -44,9 +44,11 @@ pub fn summarize(conn: &mut DbConnection, campaign: Campaign) -> Result<Campaign
     })
 }
 
-/// Every campaign, newest first, with progress.
+/// Every campaign that has opened, newest first, with progress (one still generating is
+/// not a campaign yet).
 pub fn list_campaigns(conn: &mut DbConnection) -> Result<Vec<CampaignSummary>> {
     let all: Vec<Campaign> = campaigns::table
+        .filter(campaigns::state.ne(crate::campaigns::model::STATE_GENERATING))
         .order(campaigns::opened_at.desc())
         .select(Campaign::as_select())
         .load(conn)?;

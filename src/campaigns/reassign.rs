@@ -182,12 +182,26 @@ pub fn reassign(
     let mut notified = HashSet::new();
     for ((from, to), ids) in ordered {
         for chunk in ids.chunks(IDS_PER_EVENT) {
-            diesel::update(review_items::table.filter(review_items::id.eq_any(chunk)))
+            // Only what is still undecided now: on PostgreSQL a decision or a close may have
+            // landed since the read (the rows are locked here until commit).
+            let still_pending = review_items::table
+                .filter(review_items::id.eq_any(chunk))
+                .filter(review_items::state.eq(ITEM_PENDING))
+                .select(review_items::id);
+            let chunk: Vec<String> = match conn {
+                DbConnection::Postgres(pg) => still_pending.for_update().load(pg)?,
+                DbConnection::Sqlite(sqlite) => still_pending.load(sqlite)?,
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            diesel::update(review_items::table.filter(review_items::id.eq_any(&chunk)))
                 .set((
                     review_items::reviewer_id.eq(&to),
                     review_items::routing.eq(reason.as_str()),
                 ))
                 .execute(conn)?;
+            outcome.items += chunk.len();
             events.push(
                 EventKind::ItemsReassigned,
                 Some(campaign_id),
@@ -200,8 +214,7 @@ pub fn reassign(
                 }),
             );
         }
-        outcome.items += ids.len();
-        if notified.insert(to.clone()) {
+        if outcome.items > 0 && notified.insert(to.clone()) {
             enqueue_escalation(conn, now, campaign_id, &to, actor)?;
         }
     }

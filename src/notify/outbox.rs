@@ -112,6 +112,14 @@ pub fn enqueue_reminder(
     actor: &str,
 ) -> Result<()> {
     let dedupe_key = format!("{KIND_REMINDER}:{campaign_id}:{reviewer_id}:{days_before_due}");
+    // A reminder job run again (its worker died after committing) queues nothing twice.
+    let queued: i64 = outbox::table
+        .filter(outbox::dedupe_key.eq(&dedupe_key))
+        .count()
+        .get_result(conn)?;
+    if queued > 0 {
+        return Ok(());
+    }
     let to = Digest {
         kind: KIND_REMINDER,
         campaign_id,
