@@ -104,6 +104,20 @@ const EVENT_ROWS_PER_INSERT: usize = 1_000;
 /// Arbitrary 64-bit key of the advisory lock that orders appends on PostgreSQL.
 const EVENT_LOG_LOCK: i64 = 0x6174_7465_7374_0001;
 
+/// Takes the event log's lock (PostgreSQL: until commit; SQLite's write lock already holds it)
+/// and returns the next sequence number.
+fn lock_log_and_next_seq(conn: &mut DbConnection) -> Result<i64> {
+    if is_postgres(conn) {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<BigInt, _>(EVENT_LOG_LOCK)
+            .execute(conn)?;
+    }
+    let last: Option<i64> = events::table
+        .select(diesel::dsl::max(events::seq))
+        .first(conn)?;
+    Ok(last.unwrap_or(0) + 1)
+}
+
 /// Appends one event; returns its sequence number. Must run inside the caller's write
 /// transaction. Sequence numbers are gapless: appends are serialised (an advisory transaction
 /// lock on PostgreSQL, the immediate write lock on SQLite).
@@ -115,15 +129,7 @@ pub fn append(
     subject: Option<&str>,
     payload: &serde_json::Value,
 ) -> Result<i64> {
-    if is_postgres(conn) {
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<BigInt, _>(EVENT_LOG_LOCK)
-            .execute(conn)?;
-    }
-    let last: Option<i64> = events::table
-        .select(diesel::dsl::max(events::seq))
-        .first(conn)?;
-    let seq = last.unwrap_or(0) + 1;
+    let seq = lock_log_and_next_seq(conn)?;
     let payload_text = serde_json::to_string(payload)?;
     let occurred_at = to_db(at);
     let leaf_hash = leaf_hash(seq, kind.as_str(), actor, at, subject, &payload_text);
@@ -162,15 +168,7 @@ impl EventBatch {
         if self.events.is_empty() {
             return Ok(());
         }
-        if is_postgres(conn) {
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<BigInt, _>(EVENT_LOG_LOCK)
-                .execute(conn)?;
-        }
-        let last: Option<i64> = events::table
-            .select(diesel::dsl::max(events::seq))
-            .first(conn)?;
-        let first = last.unwrap_or(0) + 1;
+        let first = lock_log_and_next_seq(conn)?;
         let occurred_at = to_db(at);
         let texts = self
             .events
