@@ -207,10 +207,9 @@ impl RoutingPlan {
             }
         }
         Err(Error::Conflict(format!(
-            "no independent reviewer is left for {}: every fallback reviewer is the person, \
-             someone they review, or a holder of the privileged group; add another fallback \
-             reviewer",
-            self.people[person].email.as_deref().unwrap_or(person)
+            "no independent reviewer is left for the person with id {person}: every fallback \
+             reviewer is the person, someone they review, or a holder of the privileged group; \
+             add another fallback reviewer"
         )))
     }
 
