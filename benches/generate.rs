@@ -232,6 +232,7 @@ impl Decider {
                         DecisionOutcome::Revoke
                     },
                     comment: None,
+                    approved_until: None,
                 };
                 approve = !approve;
                 let auth = AuthContext {

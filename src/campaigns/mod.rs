@@ -5,6 +5,7 @@
 //! `decisions/`.
 
 pub mod closing;
+pub mod delegation;
 mod freeze;
 pub mod generate;
 mod generation_guard;

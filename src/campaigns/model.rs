@@ -81,6 +81,10 @@ pub struct ReviewItem {
     pub decided_at: Option<NaiveDateTime>,
     /// For an item nobody decided, what the no-response policy did at close.
     pub no_response_outcome: Option<String>,
+    /// An approval until this date: at the date it expires into a revocation.
+    pub approved_until: Option<NaiveDateTime>,
+    /// When an approval until a date expired (the item is then `revoked`).
+    pub expired_at: Option<NaiveDateTime>,
 }
 
 pub fn campaign(conn: &mut DbConnection, id: &str) -> Result<Campaign> {

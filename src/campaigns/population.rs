@@ -14,7 +14,7 @@ use crate::config::CampaignDefinition;
 use crate::db::DbConnection;
 use crate::db::schema::{entitlement_versions, grant_versions, identity_versions};
 use crate::directory::snapshot::names_group;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Accesses read per query.
 pub(crate) const GRANT_PAGE: i64 = 5_000;
@@ -249,69 +249,4 @@ pub(crate) fn access_page(
             first_seen_at,
         })
         .collect())
-}
-
-/// Fallback reviewers named by email or login: looked up in the snapshot for their name; an
-/// email address not in the directory is still usable. A fallback whom the directory shows
-/// disabled is skipped (reviewers must be able to act); none usable left is an error.
-pub(crate) fn resolve_fallbacks(
-    conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
-    names: &[String],
-) -> Result<Vec<Candidate>> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let found: Option<(String, String, String, Option<String>, String)> =
-            identity_versions::table
-                .filter(identity_versions::source.eq(source))
-                .filter(crate::as_of!(identity_versions, seq))
-                .filter(
-                    identity_versions::email
-                        .eq(name)
-                        .or(identity_versions::login.eq(name)),
-                )
-                .select((
-                    identity_versions::external_id,
-                    identity_versions::login,
-                    identity_versions::display_name,
-                    identity_versions::email,
-                    identity_versions::status,
-                ))
-                .first(conn)
-                .optional()?;
-        match found {
-            Some((external_id, .., status)) if status != "active" => {
-                tracing::warn!(
-                    source,
-                    identity = %external_id,
-                    "a fallback reviewer is {status} in the directory and is skipped"
-                );
-            }
-            Some((external_id, login, display_name, Some(email), _)) => out.push(Candidate {
-                external_id: Some(external_id),
-                login: Some(login),
-                email,
-                display_name,
-            }),
-            _ if name.contains('@') => out.push(Candidate {
-                external_id: None,
-                login: None,
-                email: name.clone(),
-                display_name: name.clone(),
-            }),
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "fallback reviewer `{name}` is neither an email address nor a person with an \
-                     email in the current snapshot"
-                )));
-            }
-        }
-    }
-    if out.is_empty() && !names.is_empty() {
-        return Err(Error::Conflict(
-            "every fallback reviewer is disabled in the directory; name one who can act".into(),
-        ));
-    }
-    Ok(out)
 }

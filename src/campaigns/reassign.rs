@@ -1,11 +1,13 @@
 //! Moving undecided items to another reviewer while a campaign is open: escalation when the
-//! first reviewer has not answered in time, an item the reviewer does not know about, and a
-//! reviewer who has left. Each item goes to the next one along its reviewer's chain, read
-//! from the source's current snapshot: the reviewer's manager, then the campaign's fallback
-//! reviewers (after the reviewer, when the reviewer is one of them). The independence rules of
-//! generation hold here too: nobody gets their own access, the access of someone who reviews
+//! first reviewer has not answered in time, an item the reviewer does not know about, a
+//! reviewer who has left, and a delegation by the reviewer or an admin. Each item goes to the
+//! named person, or to the next one along its reviewer's chain, read from the source's current
+//! snapshot: the reviewer's manager, then the campaign's fallback reviewers (after the
+//! reviewer, when the reviewer is one of them), never back to someone who answered "don't
+//! know" on it. The independence rules of generation hold here too, including for the moves
+//! planned in the same run: nobody gets their own access, the access of someone who reviews
 //! them, or a privileged group they hold. Moves, their events and the new reviewer's notice
-//! are one transaction.
+//! are one transaction; the caller appends the events last, after every row is written.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,10 +18,10 @@ use serde_json::json;
 
 use crate::campaigns::generate::insert_reviewers;
 use crate::campaigns::model::{ITEM_PENDING, Reviewer, campaign, reviewers_of};
-use crate::campaigns::population::resolve_fallbacks;
-use crate::campaigns::reviewers::Candidate;
-use crate::db::schema::{identity_versions, review_items, reviewers};
+use crate::campaigns::reviewers::{Candidate, available_fallbacks};
+use crate::db::schema::{decisions, identity_versions, review_items, reviewers};
 use crate::db::{DbConnection, new_id};
+use crate::decisions::DecisionOutcome;
 use crate::directory::current_sync_run;
 use crate::error::{Error, Result};
 use crate::evidence::{EventBatch, EventKind};
@@ -37,6 +39,10 @@ pub enum ReassignReason {
     DontKnow,
     /// The reviewer is disabled or gone from the directory.
     ReviewerUnavailable,
+    /// The reviewer handed their undecided items to someone else, with a reason.
+    Delegated,
+    /// An admin moved a reviewer's undecided items to someone else, with a reason.
+    AdminReassigned,
 }
 
 impl ReassignReason {
@@ -45,6 +51,8 @@ impl ReassignReason {
             ReassignReason::Escalated => "escalated",
             ReassignReason::DontKnow => "dont_know_escalated",
             ReassignReason::ReviewerUnavailable => "reviewer_unavailable",
+            ReassignReason::Delegated => "delegated",
+            ReassignReason::AdminReassigned => "reassigned_by_admin",
         }
     }
 }
@@ -69,13 +77,24 @@ pub enum Selection<'a> {
     Item(&'a str),
 }
 
+/// Where the selected items go.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// The next independent reviewer along each item's reviewer's chain.
+    Chain,
+    /// This person, for the items they may review independently.
+    Person(&'a Candidate),
+}
+
 /// A reassignment to carry out.
 #[derive(Debug, Clone, Copy)]
 pub struct Reassignment<'a> {
     pub campaign_id: &'a str,
     pub selection: Selection<'a>,
     pub reason: ReassignReason,
-    pub actor: &'a str,
+    pub target: Target<'a>,
+    /// Why, in the words of whoever asked (a delegation or an admin's move); kept in the event.
+    pub note: Option<&'a str>,
 }
 
 /// Moves the selected undecided items of the campaign along their reviewers' chains, inside
@@ -90,7 +109,8 @@ pub fn reassign(
         campaign_id,
         selection,
         reason,
-        actor,
+        target,
+        note,
     } = *job;
     let campaign = campaign(conn, campaign_id)?;
     // The fallback reviewers as the campaign was opened with (its definition may have
@@ -108,7 +128,10 @@ pub fn reassign(
     let seq = current_sync_run(conn, &campaign.source)?
         .map(|run| run.seq)
         .ok_or_else(|| Error::Conflict(format!("source {} has no snapshot", campaign.source)))?;
-    let fallbacks = resolve_fallbacks(conn, &campaign.source, seq, &fallback_names)?;
+    let fallbacks = match target {
+        Target::Chain => available_fallbacks(conn, &campaign.source, seq, &fallback_names)?,
+        Target::Person(_) => Vec::new(),
+    };
     let mut reviewers: HashMap<String, Reviewer> = reviewers_of(conn, campaign_id)?
         .into_iter()
         .map(|r| (r.id.clone(), r))
@@ -137,6 +160,7 @@ pub fn reassign(
         .map(PendingItem::from)
         .collect();
 
+    let declined = declined_by(conn, campaign_id)?;
     let mut chains: HashMap<String, Vec<Candidate>> = HashMap::new();
     let mut facts = CandidateFacts::default();
     let mut moves: HashMap<(String, String), Vec<String>> = HashMap::new();
@@ -144,17 +168,26 @@ pub fn reassign(
     for item in &pending {
         let from = reviewers[&item.reviewer_id].clone();
         if !chains.contains_key(&from.id) {
-            let chain = chain_of(conn, &campaign.source, seq, &from, &fallbacks)?;
+            let chain = match target {
+                Target::Chain => chain_of(conn, &campaign.source, seq, &from, &fallbacks)?,
+                Target::Person(person) => vec![person.clone()],
+            };
             chains.insert(from.id.clone(), chain);
         }
-        let mut target = None;
+        let mut chosen = None;
         for candidate in &chains[&from.id] {
-            if facts.independent(conn, campaign_id, candidate, item)? {
-                target = Some(candidate.clone());
+            let passed_on = declined
+                .get(&item.id)
+                .is_some_and(|emails| emails.contains(&candidate.email.to_ascii_lowercase()));
+            if !candidate.email.eq_ignore_ascii_case(&from.email)
+                && !passed_on
+                && facts.independent(conn, campaign_id, candidate, item)?
+            {
+                chosen = Some(candidate.clone());
                 break;
             }
         }
-        let Some(target) = target else {
+        let Some(target) = chosen else {
             outcome.stuck += 1;
             continue;
         };
@@ -171,6 +204,7 @@ pub fn reassign(
                 id
             }
         };
+        facts.plan(&item.holder, &target);
         moves
             .entry((from.id.clone(), to_id))
             .or_default()
@@ -210,12 +244,13 @@ pub fn reassign(
                     "from_reviewer": from,
                     "to_reviewer": to,
                     "reason": reason.as_str(),
+                    "note": note,
                     "items": chunk,
                 }),
             );
         }
         if outcome.items > 0 && notified.insert(to.clone()) {
-            enqueue_escalation(conn, now, campaign_id, &to, actor)?;
+            enqueue_escalation(conn, now, campaign_id, &to, events)?;
         }
     }
     Ok(outcome)
@@ -243,14 +278,48 @@ impl From<(String, String, String, Option<String>, String, bool)> for PendingIte
     }
 }
 
+/// For each item, the (lower-cased) addresses of the reviewers who answered "don't know" on
+/// it: it never goes back to them.
+fn declined_by(
+    conn: &mut DbConnection,
+    campaign_id: &str,
+) -> Result<HashMap<String, HashSet<String>>> {
+    let rows: Vec<(String, String)> = decisions::table
+        .inner_join(reviewers::table.on(reviewers::id.eq(decisions::reviewer_id)))
+        .filter(decisions::campaign_id.eq(campaign_id))
+        .filter(decisions::outcome.eq(DecisionOutcome::DontKnow.as_str()))
+        .select((decisions::item_id, reviewers::email))
+        .load(conn)?;
+    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+    for (item, email) in rows {
+        out.entry(item)
+            .or_default()
+            .insert(email.to_ascii_lowercase());
+    }
+    Ok(out)
+}
+
 /// What the independence rules need to know of a candidate, read once per candidate: who
-/// reviews them in this campaign, and which privileged groups under review they hold.
+/// reviews them in this campaign, and which privileged groups under review they hold; plus
+/// the moves planned so far in this run (a move makes its new reviewer a reviewer of the
+/// item's holder, which a later move must not mirror).
 #[derive(Default)]
 struct CandidateFacts {
     known: HashMap<String, (HashSet<String>, HashSet<String>)>,
+    /// Holder → the people given one of their items by this run.
+    planned: HashMap<String, HashSet<String>>,
 }
 
 impl CandidateFacts {
+    fn plan(&mut self, holder: &str, target: &Candidate) {
+        if let Some(person) = &target.external_id {
+            self.planned
+                .entry(holder.to_string())
+                .or_default()
+                .insert(person.clone());
+        }
+    }
+
     fn independent(
         &mut self,
         conn: &mut DbConnection,
@@ -287,7 +356,11 @@ impl CandidateFacts {
                 .insert(person.to_string(), (their_reviewers, privileged_held));
         }
         let (their_reviewers, privileged_held) = &self.known[person];
-        let mutual = their_reviewers.contains(&item.holder);
+        let mutual = their_reviewers.contains(&item.holder)
+            || self
+                .planned
+                .get(person)
+                .is_some_and(|planned| planned.contains(&item.holder));
         let holds_group = item.privileged && privileged_held.contains(&item.entitlement);
         Ok(!mutual && !holds_group)
     }

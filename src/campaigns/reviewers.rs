@@ -1,8 +1,14 @@
 //! The people who can review: a candidate reviewer (a person of the snapshot, or an email
-//! address named as fallback) and a person's manager as the snapshot has them. Who reviews
-//! which item is decided in `routing`.
+//! address named as fallback or delegate) and a person's manager as the snapshot has them, and
+//! how a name from config or a form (an email address or a login) is found in a snapshot. Who
+//! reviews which item is decided in `routing` and `reassign`.
 
+use diesel::prelude::*;
 use serde::Serialize;
+
+use crate::db::DbConnection;
+use crate::db::schema::identity_versions;
+use crate::error::{Error, Result};
 
 /// A person who can receive review requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,4 +24,122 @@ pub struct Candidate {
 pub struct ManagerFacts {
     pub candidate: Candidate,
     pub active: bool,
+}
+
+/// What a name (email address or login) turned out to be in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Someone who can review: an active person with an email, or an address outside the
+    /// directory.
+    Reviewer(Candidate),
+    /// A person the directory shows disabled (or otherwise not active): their external id
+    /// and status.
+    Inactive(String, String),
+    /// Neither an email address nor a person with an email.
+    Unknown,
+}
+
+/// Looks `name` up among the people of `source` as of snapshot `seq`, by email or login.
+pub fn find_person(conn: &mut DbConnection, source: &str, seq: i64, name: &str) -> Result<Found> {
+    let found: Option<(String, String, String, Option<String>, String)> = identity_versions::table
+        .filter(identity_versions::source.eq(source))
+        .filter(crate::as_of!(identity_versions, seq))
+        .filter(
+            identity_versions::email
+                .eq(name)
+                .or(identity_versions::login.eq(name)),
+        )
+        .select((
+            identity_versions::external_id,
+            identity_versions::login,
+            identity_versions::display_name,
+            identity_versions::email,
+            identity_versions::status,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(match found {
+        Some((external_id, .., status)) if status != "active" => {
+            Found::Inactive(external_id, status)
+        }
+        Some((external_id, login, display_name, Some(email), _)) if !email.is_empty() => {
+            Found::Reviewer(Candidate {
+                external_id: Some(external_id),
+                login: Some(login),
+                email,
+                display_name,
+            })
+        }
+        _ if name.contains('@') => Found::Reviewer(Candidate {
+            external_id: None,
+            login: None,
+            email: name.to_string(),
+            display_name: name.to_string(),
+        }),
+        _ => Found::Unknown,
+    })
+}
+
+/// Fallback reviewers named by email or login, for a campaign about to open: looked up in the
+/// snapshot for their name; an email address not in the directory is still usable. A fallback
+/// whom the directory shows disabled is skipped (reviewers must be able to act); a name that
+/// is nobody, or none usable left, is an error the admin must fix before the campaign opens.
+pub(crate) fn resolve_fallbacks(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    names: &[String],
+) -> Result<Vec<Candidate>> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match find_person(conn, source, seq, name)? {
+            Found::Reviewer(candidate) => out.push(candidate),
+            Found::Inactive(external_id, status) => tracing::warn!(
+                source,
+                identity = %external_id,
+                "a fallback reviewer is {status} in the directory and is skipped"
+            ),
+            Found::Unknown => {
+                return Err(Error::Conflict(format!(
+                    "fallback reviewer `{name}` is neither an email address nor a person with an \
+                     email in the current snapshot"
+                )));
+            }
+        }
+    }
+    if out.is_empty() && !names.is_empty() {
+        return Err(Error::Conflict(
+            "every fallback reviewer is disabled in the directory; name one who can act".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The fallback reviewers who can act now, for moving items of an open campaign: a name that
+/// no longer resolves is skipped with a warning rather than stopping every move.
+pub(crate) fn available_fallbacks(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    names: &[String],
+) -> Result<Vec<Candidate>> {
+    let mut out = Vec::with_capacity(names.len());
+    for (position, name) in names.iter().enumerate() {
+        match find_person(conn, source, seq, name)? {
+            Found::Reviewer(candidate) => out.push(candidate),
+            Found::Inactive(external_id, status) => tracing::warn!(
+                source,
+                identity = %external_id,
+                "a fallback reviewer is {status} in the directory and is skipped"
+            ),
+            // The name may be personal data: the log says which entry of the list it is.
+            Found::Unknown => tracing::warn!(
+                source,
+                fallback = position + 1,
+                "a fallback reviewer named by the campaign is no longer in the directory and \
+                 is skipped"
+            ),
+        }
+    }
+    Ok(out)
 }

@@ -1,6 +1,8 @@
 //! `attest campaign ...`: open, list, close (with a dry run of what the no-response policy
-//! would do) and revoke links, printed for a terminal.
+//! would do), move a reviewer's undecided accesses to someone else, and revoke links, printed
+//! for a terminal.
 
+use attest::campaigns::delegation::{DelegatedBy, Delegation, delegate, reviewer_by_email};
 use attest::campaigns::model::campaign;
 use attest::campaigns::{
     ClosePreview, CloseRules, close_campaign, list_campaigns, preview_close, start_campaign,
@@ -35,6 +37,21 @@ pub enum CampaignCommand {
         /// be revoked.
         #[arg(long)]
         confirm_revocations: bool,
+    },
+    /// Move a reviewer's undecided accesses to someone else in the directory (a reviewer on
+    /// leave, the wrong manager). Recorded with the reason; the new reviewer gets a digest.
+    Reassign {
+        /// Campaign id (see `attest campaign list`).
+        campaign: String,
+        /// The reviewer whose undecided accesses move (their email address).
+        #[arg(long, value_name = "EMAIL")]
+        from: String,
+        /// The new reviewer: an email address or login of an active person in the directory.
+        #[arg(long, value_name = "PERSON")]
+        to: String,
+        /// Why; kept in the evidence.
+        #[arg(long)]
+        reason: String,
     },
     /// Make a campaign's review links stop working (all of them, or one reviewer's).
     RevokeLinks {
@@ -140,6 +157,33 @@ pub fn run(
                 s.no_response,
                 rules.no_response.as_str()
             );
+        }
+        CampaignCommand::Reassign {
+            campaign,
+            from,
+            to,
+            reason,
+        } => {
+            let mut conn = db.conn()?;
+            let from_reviewer_id = reviewer_by_email(&mut conn, &campaign, &from)?;
+            let delegation = Delegation {
+                campaign_id: &campaign,
+                from_reviewer_id: &from_reviewer_id,
+                to: &to,
+                reason: &reason,
+                by: DelegatedBy::Admin("cli"),
+            };
+            let moved = delegate(&mut conn, clock.now(), &delegation)?;
+            println!(
+                "moved {} undecided access(es) of {from} to {to}; `attest serve` sends them a digest",
+                moved.items
+            );
+            if moved.stuck > 0 {
+                println!(
+                    "{} access(es) stayed with {from}: {to} holds them, or their holder reviews {to}",
+                    moved.stuck
+                );
+            }
         }
         CampaignCommand::RevokeLinks {
             campaign,

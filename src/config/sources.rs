@@ -227,6 +227,10 @@ pub struct GroupQuery {
     /// The group's posix `gidNumber`: people whose primary group it is are members.
     pub gid_number_attribute: String,
     pub description_attribute: String,
+    /// Attributes naming the group's owner by DN, the first one present wins (`owner` of
+    /// groupOfNames, Active Directory's `managedBy`); the owner can review the group's
+    /// members. Empty to ignore.
+    pub owner_attributes: Vec<String>,
 }
 
 impl Default for GroupQuery {
@@ -242,6 +246,7 @@ impl Default for GroupQuery {
             member_uid_attribute: "memberUid".into(),
             gid_number_attribute: "gidNumber".into(),
             description_attribute: "description".into(),
+            owner_attributes: vec!["owner".into(), "managedBy".into()],
         }
     }
 }

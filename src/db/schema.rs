@@ -172,6 +172,8 @@ diesel::table! {
         state -> Text,
         decided_at -> Nullable<Timestamp>,
         no_response_outcome -> Nullable<Text>,
+        approved_until -> Nullable<Timestamp>,
+        expired_at -> Nullable<Timestamp>,
     }
 }
 
@@ -186,6 +188,7 @@ diesel::table! {
         decided_at -> Timestamp,
         auth_method -> Text,
         auth_context -> Text,
+        approved_until -> Nullable<Timestamp>,
     }
 }
 

@@ -3,24 +3,27 @@
 //! all happen in one transaction. Sending the same decision twice records it once. "Don't
 //! know" is recorded the same way and passes the undecided item on to the next reviewer.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::campaigns::model::{
-    ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, campaign, item, reviewer,
+    ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, Reviewer, campaign, item, reviewer,
 };
-use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, reassign};
+use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target, reassign};
 use crate::db::schema::{campaigns, decisions, review_items};
-use crate::db::time::to_db;
+use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind, append};
+use crate::evidence::{EventBatch, EventKind};
 use crate::notify::links::{ensure_link_still_valid, lock_reviewer};
 
 /// Longest comment kept with a decision.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
+/// Furthest an approval until a date may reach: beyond a year, approve it outright and let
+/// the next review look again.
+pub const MAX_APPROVE_UNTIL_DAYS: i64 = 366;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,7 +57,7 @@ impl DecisionOutcome {
         }
     }
 
-    fn item_state(self) -> &'static str {
+    pub(crate) fn item_state(self) -> &'static str {
         match self {
             DecisionOutcome::Approve => ITEM_APPROVED,
             DecisionOutcome::Revoke => ITEM_REVOKED,
@@ -92,6 +95,38 @@ pub struct DecisionRequest {
     pub item_id: String,
     pub outcome: DecisionOutcome,
     pub comment: Option<String>,
+    /// With `Approve`: the approval holds until the start of this day (UTC), then expires
+    /// into a revocation.
+    pub approved_until: Option<NaiveDate>,
+}
+
+/// Checks an approval's end date against `now`; returns the instant it expires.
+pub fn approval_end(
+    outcome: DecisionOutcome,
+    until: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let Some(day) = until else {
+        return Ok(None);
+    };
+    if outcome != DecisionOutcome::Approve {
+        return Err(Error::BadRequest(
+            "only an approval can carry an end date".into(),
+        ));
+    }
+    let today = now.date_naive();
+    if day <= today {
+        return Err(Error::BadRequest(
+            "the end date of a temporary approval must be after today".into(),
+        ));
+    }
+    if day > today + Duration::days(MAX_APPROVE_UNTIL_DAYS) {
+        return Err(Error::BadRequest(format!(
+            "a temporary approval may last at most {MAX_APPROVE_UNTIL_DAYS} days; approve it \
+             without an end date instead"
+        )));
+    }
+    Ok(Some(day.and_time(NaiveTime::MIN).and_utc()))
 }
 
 /// Records the request's outcome on its item, after checking the reviewer may decide it.
@@ -107,16 +142,8 @@ pub fn record_decision(
         request.item_id.as_str(),
         request.outcome,
     );
-    let comment = request
-        .comment
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
-        return Err(Error::BadRequest(format!(
-            "comment is longer than {MAX_COMMENT_CHARS} characters"
-        )));
-    }
+    let comment = clean_comment(request.comment.as_deref())?;
+    let approved_until = approval_end(outcome, request.approved_until, now)?.map(to_db);
     write_tx(conn, |conn| {
         // PostgreSQL: hold the campaign against a concurrent close and serialise decisions on
         // the same item (SQLite's immediate transaction already serialises writers).
@@ -134,31 +161,17 @@ pub fn record_decision(
                 .first::<String>(pg)
                 .optional()?;
         }
-        // The link may have been revoked since the request was authenticated: checked again
-        // here, with the decision, so that no decision lands after its revocation (the
-        // reviewer lock orders this transaction against a revocation of that reviewer's links).
-        if let Some(jti_sha256) = &auth.link_jti_sha256 {
-            lock_reviewer(conn, reviewer_id, false)?;
-            ensure_link_still_valid(conn, jti_sha256, reviewer_id, campaign_id, now)?;
-        }
-        let campaign = campaign(conn, campaign_id)?;
-        if !campaign.is_open() {
-            return Err(Error::Conflict(
-                "this review is closed; decisions are no longer accepted".into(),
-            ));
-        }
+        let reviewer = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
         let item = item(conn, item_id)
             .map_err(|_| Error::Forbidden("this access is not in your review".into()))?;
         if item.campaign_id != campaign_id || item.reviewer_id != reviewer_id {
             return Err(Error::Forbidden("this access is not in your review".into()));
         }
-        let reviewer = reviewer(conn, reviewer_id)?;
-        if reviewer.identity_external_id.as_deref() == Some(item.identity_external_id.as_str())
-            || item
-                .identity_email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(&reviewer.email))
-        {
+        if holds(
+            &reviewer,
+            &item.identity_external_id,
+            item.identity_email.as_deref(),
+        ) {
             return Err(Error::Forbidden("you cannot review your own access".into()));
         }
         if outcome == DecisionOutcome::DontKnow && item.state != ITEM_PENDING {
@@ -166,7 +179,10 @@ pub fn record_decision(
                 "this access is already decided; change the decision to approve or revoke".into(),
             ));
         }
-        if item.state == outcome.item_state() && outcome != DecisionOutcome::DontKnow {
+        if item.state == outcome.item_state()
+            && outcome != DecisionOutcome::DontKnow
+            && item.approved_until == approved_until
+        {
             let last_comment: Option<Option<String>> = decisions::table
                 .filter(decisions::item_id.eq(item_id))
                 .order(decisions::decided_at.desc())
@@ -190,6 +206,7 @@ pub fn record_decision(
                 decisions::decided_at.eq(to_db(now)),
                 decisions::auth_method.eq(&auth.method),
                 decisions::auth_context.eq(&auth_json),
+                decisions::approved_until.eq(approved_until),
             ))
             .execute(conn)?;
         if outcome != DecisionOutcome::DontKnow {
@@ -197,31 +214,75 @@ pub fn record_decision(
                 .set((
                     review_items::state.eq(outcome.item_state()),
                     review_items::decided_at.eq(Some(to_db(now))),
+                    review_items::approved_until.eq(approved_until),
+                    review_items::expired_at.eq(None::<chrono::NaiveDateTime>),
                 ))
                 .execute(conn)?;
         }
-        append(
-            conn,
-            now,
+        // One batch appended last, after every row this decision changes (the log's lock is
+        // always the last one a transaction takes).
+        let mut events = EventBatch::default();
+        events.push(
             EventKind::DecisionRecorded,
-            &format!("reviewer:{reviewer_id}"),
             Some(campaign_id),
-            &json!({
+            json!({
                 "decision": decision_id,
                 "campaign": campaign_id,
                 "item": item_id,
                 "reviewer": reviewer_id,
                 "outcome": outcome.as_str(),
                 "previous_state": item.state,
+                "approved_until": approved_until.map(from_db),
                 "comment": comment,
                 "auth": auth,
             }),
-        )?;
+        );
         if outcome == DecisionOutcome::DontKnow {
-            pass_on(conn, now, campaign_id, item_id, reviewer_id)?;
+            pass_on(conn, now, campaign_id, item_id, &mut events)?;
         }
+        events.append_all(conn, now, &format!("reviewer:{reviewer_id}"))?;
         Ok(Recorded::New(decision_id))
     })
+}
+
+/// The checks every decision makes inside its transaction, after its row locks: the link
+/// still works (it may have been revoked since the request was authenticated; the reviewer
+/// lock orders this against a revocation of that reviewer's links) and the campaign is open.
+/// Returns the reviewer.
+pub(crate) fn check_may_decide(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    auth: &AuthContext,
+) -> Result<Reviewer> {
+    if let Some(jti_sha256) = &auth.link_jti_sha256 {
+        lock_reviewer(conn, reviewer_id, false)?;
+        ensure_link_still_valid(conn, jti_sha256, reviewer_id, campaign_id, now)?;
+    }
+    if !campaign(conn, campaign_id)?.is_open() {
+        return Err(Error::Conflict(
+            "this review is closed; decisions are no longer accepted".into(),
+        ));
+    }
+    reviewer(conn, reviewer_id)
+}
+
+/// A decision's comment, trimmed; none when blank; refused when too long.
+pub(crate) fn clean_comment(comment: Option<&str>) -> Result<Option<&str>> {
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+        return Err(Error::BadRequest(format!(
+            "comment is longer than {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    Ok(comment)
+}
+
+/// Whether the reviewer is the holder of an access (by directory id or email address).
+pub(crate) fn holds(reviewer: &Reviewer, holder: &str, holder_email: Option<&str>) -> bool {
+    reviewer.identity_external_id.as_deref() == Some(holder)
+        || holder_email.is_some_and(|e| e.eq_ignore_ascii_case(&reviewer.email))
 }
 
 /// Moves an item its reviewer does not know about to the next reviewer along their chain;
@@ -231,21 +292,20 @@ fn pass_on(
     now: DateTime<Utc>,
     campaign_id: &str,
     item_id: &str,
-    reviewer_id: &str,
+    events: &mut EventBatch,
 ) -> Result<()> {
-    let actor = format!("reviewer:{reviewer_id}");
     let job = Reassignment {
         campaign_id,
         selection: Selection::Item(item_id),
         reason: ReassignReason::DontKnow,
-        actor: &actor,
+        target: Target::Chain,
+        note: None,
     };
-    let mut events = EventBatch::default();
-    let moved = reassign(conn, now, &job, &mut events)?;
+    let moved = reassign(conn, now, &job, events)?;
     if moved.items == 0 {
         return Err(Error::Conflict(
             "nobody else can review this access; please approve or revoke it".into(),
         ));
     }
-    events.append_all(conn, now, &actor)
+    Ok(())
 }

@@ -66,6 +66,7 @@ struct NewEntitlementVersion {
     privileged: bool,
     gid_number: Option<String>,
     direct_members: i64,
+    owner_dn_norm: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -302,6 +303,13 @@ impl<'c> DirectoryImport<'c> {
             hasher.update(b":");
             hasher.update(value.as_bytes());
         }
+        // Only a group with an owner hashes one (groups without keep their earlier hash).
+        let owner_dn_norm = group.owner_dn.as_deref().map(normalize_dn);
+        if let Some(owner) = &owner_dn_norm {
+            hasher.update([2u8]);
+            hasher.update((owner.len() as u64).to_be_bytes());
+            hasher.update(owner.as_bytes());
+        }
         let sha256 = hex::encode(hasher.finalize());
         let previous = match self.groups.get_mut(&group.external_id) {
             Some(known) if known.seen => return Err(duplicate("group", &group.external_id)),
@@ -343,6 +351,7 @@ impl<'c> DirectoryImport<'c> {
             privileged,
             gid_number: group.gid_number,
             direct_members: key.members.len() as i64,
+            owner_dn_norm,
         });
         self.graph.groups.push(key);
         self.flush_if_full()

@@ -36,6 +36,10 @@ pub enum EventKind {
     LinkIssued,
     LinkRevoked,
     DecisionRecorded,
+    /// Several undecided items decided at once by one reviewer, with one comment.
+    DecisionsRecorded,
+    /// Approvals given until a date reached it and became revocations.
+    ApprovalsExpired,
     EvidenceExported,
     JobGivenUp,
 }
@@ -58,6 +62,8 @@ impl EventKind {
             EventKind::LinkIssued => "link.issued",
             EventKind::LinkRevoked => "link.revoked",
             EventKind::DecisionRecorded => "decision.recorded",
+            EventKind::DecisionsRecorded => "decisions.recorded",
+            EventKind::ApprovalsExpired => "approvals.expired",
             EventKind::EvidenceExported => "evidence.exported",
             EventKind::JobGivenUp => "job.given_up",
         }

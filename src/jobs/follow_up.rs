@@ -10,8 +10,10 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::campaigns::closing::hold_close;
-use crate::campaigns::model::{Campaign, ITEM_PENDING, STATE_OPEN, campaign, reviewers_of};
-use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, reassign};
+use crate::campaigns::model::{
+    Campaign, ITEM_PENDING, Reviewer, STATE_OPEN, campaign, reviewer, reviewers_of,
+};
+use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target, reassign};
 use crate::campaigns::{CloseRules, close_campaign, preview_close};
 use crate::config::{CampaignDefinition, Config};
 use crate::db::schema::{campaigns, identity_versions, review_items};
@@ -193,10 +195,23 @@ pub fn remind(
             .distinct()
             .order(review_items::reviewer_id.asc())
             .load(conn)?;
-        for reviewer in &waiting {
-            enqueue_reminder(conn, now, &campaign.id, reviewer, days, "scheduler")?;
+        let seq = current_sync_run(conn, &campaign.source)?.map(|run| run.seq);
+        let mut events = EventBatch::default();
+        let mut reminded = 0;
+        for reviewer_id in &waiting {
+            // A reviewer the directory now shows disabled or gone had their links revoked
+            // (`check_reviewers`); a reminder would mint them a working one again.
+            let reviewer = reviewer(conn, reviewer_id)?;
+            if let Some(seq) = seq
+                && !is_available(conn, &campaign.source, seq, &reviewer)?
+            {
+                continue;
+            }
+            enqueue_reminder(conn, now, &campaign.id, reviewer_id, days, &mut events)?;
+            reminded += 1;
         }
-        tracing::info!(campaign = %campaign.id, reviewers = waiting.len(), days_before_due = days, "reminders queued");
+        events.append_all(conn, now, "scheduler")?;
+        tracing::info!(campaign = %campaign.id, reviewers = reminded, days_before_due = days, "reminders queued");
         Ok(())
     })
 }
@@ -218,7 +233,8 @@ pub fn escalate(
             campaign_id: &campaign.id,
             selection: Selection::AllPending,
             reason: ReassignReason::Escalated,
-            actor: "scheduler",
+            target: Target::Chain,
+            note: None,
         };
         let moved = reassign(conn, now, &job, &mut events)?;
         events.append_all(conn, now, "scheduler")?;
@@ -248,17 +264,7 @@ pub fn check_reviewers(
         return Ok(());
     };
     for reviewer in reviewers_of(conn, &campaign.id)? {
-        let Some(person) = &reviewer.identity_external_id else {
-            continue;
-        };
-        let status: Option<String> = identity_versions::table
-            .filter(identity_versions::source.eq(&campaign.source))
-            .filter(identity_versions::external_id.eq(person))
-            .filter(crate::as_of!(identity_versions, run.seq))
-            .select(identity_versions::status)
-            .first(conn)
-            .optional()?;
-        if status.as_deref() == Some("active") {
+        if is_available(conn, &campaign.source, run.seq, &reviewer)? {
             continue;
         }
         let scope = LinkScope {
@@ -273,7 +279,8 @@ pub fn check_reviewers(
                 campaign_id: &campaign.id,
                 selection: Selection::PendingOf(&reviewer.id),
                 reason: ReassignReason::ReviewerUnavailable,
-                actor: "scheduler",
+                target: Target::Chain,
+                note: None,
             };
             let moved = reassign(conn, now, &job, &mut events)?;
             events.append_all(conn, now, "scheduler")?;
@@ -289,6 +296,27 @@ pub fn check_reviewers(
         );
     }
     Ok(())
+}
+
+/// Whether the reviewer can still act: active in the snapshot `seq` of the source, or an
+/// address outside the directory (a fallback named by email).
+fn is_available(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    reviewer: &Reviewer,
+) -> Result<bool> {
+    let Some(person) = &reviewer.identity_external_id else {
+        return Ok(true);
+    };
+    let status: Option<String> = identity_versions::table
+        .filter(identity_versions::source.eq(source))
+        .filter(identity_versions::external_id.eq(person))
+        .filter(crate::as_of!(identity_versions, seq))
+        .select(identity_versions::status)
+        .first(conn)
+        .optional()?;
+    Ok(status.as_deref() == Some("active"))
 }
 
 fn is_open(conn: &mut DbConnection, campaign_id: &str) -> Result<bool> {

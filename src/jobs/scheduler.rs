@@ -5,7 +5,8 @@
 //! the due jobs: an opening syncs the source if the definition asks for it and opens the
 //! campaign, marked late when the service was down across the period's start. Time comes from
 //! the injected clock. Open campaigns' reminders, escalation and close are planned and run
-//! the same way (`follow_up`).
+//! the same way (`follow_up`), and so are approvals given until a date that has come
+//! (`approval_expiry`).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::db::time::{from_db, to_db};
 use crate::db::{Database, DbConnection, write_tx};
 use crate::directory::sync_source;
 use crate::error::{Error, Result};
+use crate::jobs::approval_expiry;
 use crate::jobs::follow_up::{self, FollowUp};
 use crate::jobs::queue::{self, Job};
 
@@ -112,6 +114,7 @@ impl Scheduler {
             }
         }
         enqueued += follow_up::plan(&mut conn, &self.config, now)?;
+        enqueued += approval_expiry::plan(&mut conn, now)?;
         Ok(enqueued)
     }
 
@@ -134,6 +137,10 @@ impl Scheduler {
                 follow_up::KIND_REMIND_REVIEWERS => self.follow_up(&job, follow_up::remind),
                 follow_up::KIND_ESCALATE_ITEMS => self.follow_up(&job, follow_up::escalate),
                 follow_up::KIND_CHECK_REVIEWERS => self.follow_up(&job, follow_up::check_reviewers),
+                approval_expiry::KIND_EXPIRE_APPROVALS => self
+                    .db
+                    .conn()
+                    .and_then(|mut conn| approval_expiry::run(&mut conn, self.clock.now())),
                 other => Err(Error::Internal(format!("unknown job kind `{other}`"))),
             };
             let mut conn = self.db.conn()?;

@@ -102,14 +102,14 @@ pub fn enqueue_review_requests(
 }
 
 /// Queues the reminder `days_before_due` for one reviewer; at most one per (campaign,
-/// reviewer, days).
+/// reviewer, days). Its `mail.queued` event goes to `events`, for the caller to append last.
 pub fn enqueue_reminder(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     campaign_id: &str,
     reviewer_id: &str,
     days_before_due: u32,
-    actor: &str,
+    events: &mut EventBatch,
 ) -> Result<()> {
     let dedupe_key = format!("{KIND_REMINDER}:{campaign_id}:{reviewer_id}:{days_before_due}");
     // A reminder job run again (its worker died after committing) queues nothing twice.
@@ -125,7 +125,7 @@ pub fn enqueue_reminder(
         campaign_id,
         reviewer_id,
     };
-    enqueue(conn, now, &to, &dedupe_key, actor)
+    enqueue(conn, now, &to, &dedupe_key, events)
 }
 
 /// Queues the notice of escalated items to their new reviewer; each call queues one.
@@ -134,7 +134,7 @@ pub fn enqueue_escalation(
     now: DateTime<Utc>,
     campaign_id: &str,
     reviewer_id: &str,
-    actor: &str,
+    events: &mut EventBatch,
 ) -> Result<()> {
     let dedupe_key = format!("{KIND_ESCALATION}:{campaign_id}:{reviewer_id}:{}", new_id());
     let to = Digest {
@@ -142,7 +142,7 @@ pub fn enqueue_escalation(
         campaign_id,
         reviewer_id,
     };
-    enqueue(conn, now, &to, &dedupe_key, actor)
+    enqueue(conn, now, &to, &dedupe_key, events)
 }
 
 /// A digest to queue: its kind, campaign and reviewer.
@@ -159,7 +159,7 @@ pub fn enqueue_review_resend(
     now: DateTime<Utc>,
     campaign_id: &str,
     reviewer_id: &str,
-    actor: &str,
+    events: &mut EventBatch,
 ) -> Result<()> {
     let dedupe_key = format!(
         "{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}:resend:{}",
@@ -170,7 +170,7 @@ pub fn enqueue_review_resend(
         campaign_id,
         reviewer_id,
     };
-    enqueue(conn, now, &to, &dedupe_key, actor)
+    enqueue(conn, now, &to, &dedupe_key, events)
 }
 
 fn enqueue(
@@ -178,7 +178,7 @@ fn enqueue(
     now: DateTime<Utc>,
     to: &Digest<'_>,
     dedupe_key: &str,
-    actor: &str,
+    events: &mut EventBatch,
 ) -> Result<()> {
     let (campaign_id, reviewer_id) = (to.campaign_id, to.reviewer_id);
     let recipient: String = crate::db::schema::reviewers::table
@@ -199,14 +199,11 @@ fn enqueue(
             outbox::created_at.eq(to_db(now)),
         ))
         .execute(conn)?;
-    append(
-        conn,
-        now,
+    events.push(
         EventKind::MailQueued,
-        actor,
         Some(campaign_id),
-        &json!({ "outbox": id, "kind": to.kind, "campaign": campaign_id, "reviewer": reviewer_id }),
-    )?;
+        json!({ "outbox": id, "kind": to.kind, "campaign": campaign_id, "reviewer": reviewer_id }),
+    );
     Ok(())
 }
 

@@ -149,15 +149,21 @@ pub fn revoke_links(
                 &mut events,
             )?;
         }
-        events.append_all(conn, now, actor)?;
         if resend {
             for reviewer_id in &reviewer_ids {
                 if has_pending_items(conn, reviewer_id)? {
-                    outbox::enqueue_review_resend(conn, now, campaign_id, reviewer_id, actor)?;
+                    outbox::enqueue_review_resend(
+                        conn,
+                        now,
+                        campaign_id,
+                        reviewer_id,
+                        &mut events,
+                    )?;
                     summary.digests_queued += 1;
                 }
             }
         }
+        events.append_all(conn, now, actor)?;
         Ok(summary)
     })
 }

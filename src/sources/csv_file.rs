@@ -248,6 +248,7 @@ pub fn fetch(config: &CsvSourceConfig, sink: &mut dyn RecordSink) -> Result<Fetc
             member_dns: entitlement.members,
             member_logins: Vec::new(),
             gid_number: None,
+            owner_dn: None,
             privileged: entitlement.privileged.unwrap_or(false),
         }))?;
     }

@@ -35,7 +35,12 @@ pub(crate) fn group_attributes(q: &GroupQuery) -> Vec<String> {
         &q.gid_number_attribute,
         &q.description_attribute,
     ];
-    unique(names.into_iter().chain(q.member_attributes.iter()))
+    unique(
+        names
+            .into_iter()
+            .chain(q.member_attributes.iter())
+            .chain(q.owner_attributes.iter()),
+    )
 }
 
 fn unique<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
@@ -214,6 +219,11 @@ pub(crate) fn map_group(entry: &Entry, q: &GroupQuery, external_id: String) -> G
             .collect(),
         gid_number: entry.first(&q.gid_number_attribute).map(str::to_string),
         privileged: false,
+        owner_dn: q
+            .owner_attributes
+            .iter()
+            .find_map(|attribute| entry.first(attribute))
+            .map(str::to_string),
     }
 }
 

@@ -54,6 +54,9 @@ pub struct GroupRecord {
     /// The source itself marks the group privileged (a CSV column); `privileged_groups` in
     /// the configuration marks more.
     pub privileged: bool,
+    /// The group's owner by DN (`owner`, `managedBy`): its reviewer when a campaign's
+    /// reviewer chain names the owner.
+    pub owner_dn: Option<String>,
 }
 
 /// What a source produced, in the order the directory returned it.

@@ -340,6 +340,7 @@ fn map_group(group: &Value, user_ids: &HashSet<String>) -> Result<(GroupRecord, 
         member_dns,
         member_logins: Vec::new(),
         gid_number: None,
+        owner_dn: None,
         privileged: false,
         external_id: id,
     };

@@ -9,6 +9,7 @@ pub mod error_response;
 pub mod health;
 pub mod pages;
 pub mod review;
+pub mod review_actions;
 
 use std::sync::Arc;
 
@@ -46,7 +47,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
                 .guard(guard::Any(guard::Get()).or(guard::Head()))
                 .to(review::show),
         )
-        .route("/r/{token}/decide", web::post().to(review::decide));
+        .route("/r/{token}/decide", web::post().to(review::decide))
+        .route(
+            "/r/{token}/decide-all",
+            web::post().to(review_actions::decide_all),
+        )
+        .route(
+            "/r/{token}/delegate",
+            web::post().to(review_actions::delegate_items),
+        );
     if demo_enabled {
         cfg.route("/", web::get().to(demo::index))
             .route("/demo/mail", web::get().to(demo::mailbox))

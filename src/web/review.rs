@@ -8,10 +8,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
 use crate::campaigns::model::{
-    Campaign, ITEM_PENDING, Reviewer, campaign, items_of_reviewer, reviewer,
+    Campaign, ITEM_PENDING, ReviewItem, Reviewer, campaign, items_of_reviewer, reviewer,
 };
 use crate::db::time::from_db;
+use crate::decisions::record::MAX_APPROVE_UNTIL_DAYS;
 use crate::decisions::{AuthContext, DecisionOutcome, DecisionRequest, Recorded, record_decision};
 use crate::error::Error;
 use crate::notify::links::{ReviewClaims, ensure_link_active};
@@ -27,6 +32,11 @@ pub struct ReviewQuery {
     item: Option<String>,
     intent: Option<String>,
     done: Option<String>,
+    /// After a bulk decision: how many accesses it decided.
+    decided: Option<usize>,
+    /// After a delegation: how many accesses moved, and how many could not.
+    moved: Option<usize>,
+    stuck: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +45,8 @@ pub struct DecideForm {
     item: Option<String>,
     outcome: Option<String>,
     comment: Option<String>,
+    /// With `approve_until`: the day the approval ends (`YYYY-MM-DD`).
+    until: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +61,7 @@ struct ItemView {
     since: String,
     routing: String,
     state: String,
+    approved_until: Option<String>,
     focus: bool,
     intent: Option<&'static str>,
 }
@@ -66,6 +79,14 @@ struct ReviewerView {
     name: String,
 }
 
+/// A choice of the bulk form: whose (or which group's) undecided accesses, and how many.
+#[derive(Serialize)]
+struct BulkChoice {
+    value: String,
+    label: String,
+    count: usize,
+}
+
 #[derive(Serialize)]
 struct ReviewPage {
     campaign: CampaignView,
@@ -73,14 +94,21 @@ struct ReviewPage {
     items: Vec<ItemView>,
     csrf: String,
     action: String,
+    bulk_action: String,
+    delegate_action: String,
+    bulk_people: Vec<BulkChoice>,
+    bulk_groups: Vec<BulkChoice>,
+    /// The range a temporary approval's end date may take.
+    until_min: String,
+    until_max: String,
     total: usize,
     decided: usize,
     pending: usize,
-    flash: Option<&'static str>,
+    flash: Option<String>,
 }
 
 /// Verifies the link and loads who it belongs to; any failure is the same 401 page.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     token: &str,
 ) -> Result<(ReviewClaims, Campaign, Reviewer), Error> {
@@ -104,7 +132,7 @@ async fn authenticate(
         .await
 }
 
-fn error_page(state: &AppState, err: &Error) -> HttpResponse {
+pub(crate) fn error_page(state: &AppState, err: &Error) -> HttpResponse {
     let pages = &state.pages;
     match err {
         Error::Unauthorized => pages.message(
@@ -115,7 +143,7 @@ fn error_page(state: &AppState, err: &Error) -> HttpResponse {
         ),
         Error::Csrf => pages.message(StatusCode::FORBIDDEN, "Please try again", &err.to_string()),
         Error::Forbidden(message) => pages.message(StatusCode::FORBIDDEN, "Not allowed", message),
-        Error::Conflict(message) => pages.message(StatusCode::CONFLICT, "Review closed", message),
+        Error::Conflict(message) => pages.message(StatusCode::CONFLICT, "Not possible", message),
         Error::BadRequest(message) => {
             pages.message(StatusCode::BAD_REQUEST, "Cannot save", message)
         }
@@ -172,6 +200,8 @@ pub async fn show(
     };
     let total = items.len();
     let pending = items.iter().filter(|i| i.state == ITEM_PENDING).count();
+    let (bulk_people, bulk_groups) = bulk_choices(&items);
+    let today = state.clock.now().date_naive();
     let views = items
         .into_iter()
         .map(|i| {
@@ -189,6 +219,9 @@ pub async fn show(
                 since: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
                 routing: i.routing,
                 state: i.state,
+                approved_until: i
+                    .approved_until
+                    .map(|t| from_db(t).format("%Y-%m-%d").to_string()),
             }
         })
         .collect();
@@ -207,10 +240,16 @@ pub async fn show(
         items: views,
         csrf: csrf_token,
         action: format!("/r/{token}/decide"),
+        bulk_action: format!("/r/{token}/decide-all"),
+        delegate_action: format!("/r/{token}/delegate"),
+        bulk_people,
+        bulk_groups,
+        until_min: (today + chrono::Duration::days(1)).to_string(),
+        until_max: (today + chrono::Duration::days(MAX_APPROVE_UNTIL_DAYS)).to_string(),
         total,
         decided: total - pending,
         pending,
-        flash: query.done.as_deref().map(|_| "Saved. Thank you."),
+        flash: flash(&query),
     };
     let mut response = state.pages.render(StatusCode::OK, "review.html", page);
     if existing.is_none()
@@ -221,40 +260,102 @@ pub async fn show(
     response
 }
 
-pub async fn decide(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    token: web::Path<String>,
-    form: web::Form<DecideForm>,
-) -> HttpResponse {
-    let token = token.into_inner();
-    let (claims, campaign, reviewer) = match authenticate(&state, &token).await {
+/// What the page says after a post redirected back to it.
+fn flash(query: &ReviewQuery) -> Option<String> {
+    let plural = |n: usize| if n == 1 { "access" } else { "accesses" };
+    if let Some(moved) = query.moved {
+        let mut text = format!("{moved} {} passed on. Thank you.", plural(moved));
+        if let Some(stuck) = query.stuck.filter(|n| *n > 0) {
+            text.push_str(&format!(
+                " {stuck} {} stayed with you: that person holds them or is reviewed by their \
+                 holder.",
+                plural(stuck)
+            ));
+        }
+        return Some(text);
+    }
+    if let Some(decided) = query.decided {
+        return Some(match decided {
+            0 => "Nothing was left to decide there.".to_string(),
+            n => format!("Saved {n} {}. Thank you.", plural(n)),
+        });
+    }
+    query
+        .done
+        .as_deref()
+        .map(|_| "Saved. Thank you.".to_string())
+}
+
+/// The people and groups among the reviewer's undecided items, for the bulk form.
+fn bulk_choices(items: &[ReviewItem]) -> (Vec<BulkChoice>, Vec<BulkChoice>) {
+    let mut people: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for item in items.iter().filter(|i| i.state == ITEM_PENDING) {
+        let person = (
+            item.identity_name.clone(),
+            item.identity_external_id.clone(),
+        );
+        people
+            .entry(person)
+            .or_insert_with(|| (item.identity_login.clone(), 0))
+            .1 += 1;
+        *groups
+            .entry((
+                item.entitlement_name.clone(),
+                item.entitlement_external_id.clone(),
+            ))
+            .or_default() += 1;
+    }
+    let people = people
+        .into_iter()
+        .map(|((name, id), (login, count))| BulkChoice {
+            value: format!("person:{id}"),
+            label: format!("{name} ({login})"),
+            count,
+        })
+        .collect();
+    let groups = groups
+        .into_iter()
+        .map(|((name, id), count)| BulkChoice {
+            value: format!("group:{id}"),
+            label: name,
+            count,
+        })
+        .collect();
+    (people, groups)
+}
+
+/// A post from the review page, authenticated: the link, then the CSRF token bound to the
+/// session cookie the page set; with how the poster proved who they are.
+pub(crate) struct VerifiedPost {
+    pub(crate) campaign: Campaign,
+    pub(crate) reviewer: Reviewer,
+    pub(crate) auth: AuthContext,
+}
+
+pub(crate) async fn verify_post(
+    state: &AppState,
+    request: &HttpRequest,
+    token: &str,
+    submitted_csrf: Option<&str>,
+) -> Result<VerifiedPost, HttpResponse> {
+    let (claims, campaign, reviewer) = match authenticate(state, token).await {
         Ok(found) => found,
-        Err(e) => return error_page(&state, &e),
+        Err(e) => return Err(error_page(state, &e)),
     };
     let session_id = request
         .cookie(csrf::SESSION_COOKIE)
         .map(|c| c.value().to_string())
         .filter(|v| csrf::is_well_formed(v));
-    let csrf_ok = match (&session_id, form.csrf.as_deref()) {
+    let csrf_ok = match (&session_id, submitted_csrf) {
         (Some(session), Some(submitted)) => {
             csrf::verify(&state.csrf_key, session, &claims.jti_hash(), submitted)
         }
         _ => false,
     };
     let Some(session_id) = session_id.filter(|_| csrf_ok) else {
-        tracing::warn!(reviewer = %reviewer.id, "decision refused: missing or wrong CSRF token");
-        return error_page(&state, &Error::Csrf);
-    };
-    let (Some(item_id), Some(outcome)) = (form.item.clone(), form.outcome.as_deref()) else {
-        return error_page(
-            &state,
-            &Error::BadRequest("choose Approve or Revoke".into()),
-        );
-    };
-    let outcome = match DecisionOutcome::parse(outcome) {
-        Ok(outcome) => outcome,
-        Err(e) => return error_page(&state, &e),
+        tracing::warn!(reviewer = %reviewer.id, "post refused: missing or wrong CSRF token");
+        return Err(error_page(state, &Error::Csrf));
     };
     let auth = AuthContext {
         method: "email_link".into(),
@@ -267,12 +368,69 @@ pub async fn decide(
             .map(|v| v.chars().take(200).collect()),
         ip: request.peer_addr().map(|a| a.ip().to_string()),
     };
+    Ok(VerifiedPost {
+        campaign,
+        reviewer,
+        auth,
+    })
+}
+
+/// Reads the outcome and end date a form posted: `approve`, `revoke`, `dont_know`, or
+/// `approve_until` with `until`.
+pub(crate) fn posted_outcome(
+    outcome: Option<&str>,
+    until: Option<&str>,
+) -> Result<(DecisionOutcome, Option<NaiveDate>), Error> {
+    match outcome {
+        Some("approve_until") => {
+            let day = until
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| Error::BadRequest("choose the day the approval ends".into()))?;
+            let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+                Error::BadRequest("the end date is not a date (use YYYY-MM-DD)".into())
+            })?;
+            Ok((DecisionOutcome::Approve, Some(day)))
+        }
+        Some(outcome) => Ok((DecisionOutcome::parse(outcome)?, None)),
+        None => Err(Error::BadRequest("choose Approve or Revoke".into())),
+    }
+}
+
+pub async fn decide(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    token: web::Path<String>,
+    form: web::Form<DecideForm>,
+) -> HttpResponse {
+    let token = token.into_inner();
+    let post = match verify_post(&state, &request, &token, form.csrf.as_deref()).await {
+        Ok(post) => post,
+        Err(page) => return page,
+    };
+    let Some(item_id) = form.item.clone() else {
+        return error_page(
+            &state,
+            &Error::BadRequest("choose Approve or Revoke".into()),
+        );
+    };
+    let (outcome, approved_until) =
+        match posted_outcome(form.outcome.as_deref(), form.until.as_deref()) {
+            Ok(found) => found,
+            Err(e) => return error_page(&state, &e),
+        };
+    let VerifiedPost {
+        campaign,
+        reviewer,
+        auth,
+    } = post;
     let decision = DecisionRequest {
         campaign_id: campaign.id.clone(),
         reviewer_id: reviewer.id.clone(),
         item_id: item_id.clone(),
         outcome,
         comment: form.comment.clone(),
+        approved_until,
     };
     let now = state.clock.now();
     let recorded = state

@@ -30,6 +30,7 @@ async fn app_with_a_decision(database_url: &str, dir: &std::path::Path) -> TestA
             item_id: item.id,
             outcome: DecisionOutcome::Revoke,
             comment: Some("left the team".into()),
+            approved_until: None,
         };
         let auth = AuthContext {
             method: "test".into(),

@@ -7,137 +7,16 @@
 //! the directory mid-campaign loses their links and their undecided items (TESTPLAN A8).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use attest::campaigns::model::items_of_reviewer;
 use attest::campaigns::{CloseRules, close_campaign, preview_close};
-use attest::config::{Config, NoResponse};
-use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, Recorded, record_decision};
+use attest::config::NoResponse;
+use attest::decisions::{DecisionOutcome, DecisionRequest, Recorded, record_decision};
 use attest::evidence::EventKind;
-use attest::notify::outbox::messages_of_campaign;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
-use crate::common::{self, DEFINITION, FALLBACK, TestApp};
-
-struct Open {
-    app: TestApp,
-    /// The directory the source reads (a copy of the fixture the test may edit).
-    ldif: std::path::PathBuf,
-    campaign: String,
-    opened: DateTime<Utc>,
-    due: DateTime<Utc>,
-    _dir: tempfile::TempDir,
-}
-
-/// The fixture directory, a campaign opened by hand, and the scheduler driven by the test.
-async fn open_campaign(adjust: impl FnOnce(&mut attest::config::CampaignDefinition)) -> Open {
-    let dir = common::temp_dir();
-    let ldif = dir.path().join("directory.ldif");
-    std::fs::copy(common::fixture(), &ldif).unwrap();
-    let mut config: Config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&ldif),
-        None,
-        dir.path(),
-    );
-    let definition = config.campaigns.get_mut(DEFINITION).unwrap();
-    // Only the campaign the test opens: no quarterly one besides.
-    definition.schedule = "manual".into();
-    adjust(definition);
-    let app = TestApp::spawn_without_background_workers(config).await;
-    app.sync().await.unwrap();
-    let started = app.start_campaign().await;
-    app.worker.drain_once().await.unwrap();
-    Open {
-        campaign: started.campaign.id.clone(),
-        opened: started.campaign.opened_at.and_utc(),
-        due: started.campaign.due_at.and_utc(),
-        app,
-        ldif,
-        _dir: dir,
-    }
-}
-
-fn auth() -> AuthContext {
-    AuthContext {
-        method: "test".into(),
-        link_jti_sha256: None,
-        session_tag: None,
-        user_agent: None,
-        ip: None,
-    }
-}
-
-/// `email`'s pending items as (item id, person login, routing).
-async fn pending_of(o: &Open, email: &str) -> Vec<(String, String, String)> {
-    let reviewer = o.app.reviewer_id(&o.campaign, email).await;
-    o.app
-        .blocking(move |db, _, _| {
-            items_of_reviewer(&mut db.conn().unwrap(), &reviewer)
-                .unwrap()
-                .into_iter()
-                .filter(|i| i.state == "pending")
-                .map(|i| (i.id, i.identity_login, i.routing))
-                .collect()
-        })
-        .await
-}
-
-/// `email` decides every item they have; returns how many.
-async fn decide_all_of(o: &Open, email: &str, outcome: DecisionOutcome) -> usize {
-    let reviewer = o.app.reviewer_id(&o.campaign, email).await;
-    let campaign = o.campaign.clone();
-    o.app
-        .blocking(move |db, clock, _| {
-            let mut conn = db.conn().unwrap();
-            let items = items_of_reviewer(&mut conn, &reviewer).unwrap();
-            for item in &items {
-                let request = DecisionRequest {
-                    campaign_id: campaign.clone(),
-                    reviewer_id: reviewer.clone(),
-                    item_id: item.id.clone(),
-                    outcome,
-                    comment: None,
-                };
-                let now = attest::clock::Clock::now(clock);
-                record_decision(&mut conn, now, &request, &auth()).unwrap();
-            }
-            items.len()
-        })
-        .await
-}
-
-/// (kind, recipient, dedupe key) of the campaign's mail of `kind`.
-async fn mail_of_kind(o: &Open, kind: &'static str) -> Vec<(String, String)> {
-    let campaign = o.campaign.clone();
-    let mut rows: Vec<(String, String)> = o
-        .app
-        .blocking(move |db, _, _| {
-            messages_of_campaign(&mut db.conn().unwrap(), &campaign)
-                .unwrap()
-                .into_iter()
-                .filter(|m| m.kind == kind)
-                .map(|m| (m.recipient, m.dedupe_key))
-                .collect()
-        })
-        .await;
-    rows.sort();
-    rows
-}
-
-fn recipients(rows: &[(String, String)]) -> Vec<&str> {
-    rows.iter().map(|(to, _)| to.as_str()).collect()
-}
-
-async fn events_of(o: &Open, kind: EventKind) -> Vec<serde_json::Value> {
-    o.app
-        .blocking(move |db, _, _| {
-            attest::evidence::events::of_kind(&mut db.conn().unwrap(), kind)
-                .unwrap()
-                .into_iter()
-                .map(|e| serde_json::from_str(&e.payload).unwrap())
-                .collect()
-        })
-        .await
-}
+use crate::common::{self, FALLBACK};
+use crate::open_review::{
+    Open, auth, decide_all_of, events_of, mail_of_kind, open_campaign, pending_of, recipients,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_go_only_to_reviewers_with_undecided_items_and_once() {
@@ -261,6 +140,7 @@ async fn undecided_items_escalate_to_the_reviewers_manager_on_time() {
                 item_id: moved_item,
                 outcome: DecisionOutcome::Approve,
                 comment: None,
+                approved_until: None,
             };
             let by_bob = record_decision(&mut conn, now, &request, &auth());
             request.reviewer_id = alice_id;
@@ -411,6 +291,7 @@ async fn dont_know_passes_the_access_to_the_reviewers_manager() {
                 item_id: their_item,
                 outcome: DecisionOutcome::DontKnow,
                 comment: None,
+                approved_until: None,
             };
             let now = attest::clock::Clock::now(clock);
             record_decision(&mut db.conn().unwrap(), now, &request, &auth())

@@ -200,7 +200,9 @@ async fn a_sent_digest_revokes_older_links_when_configured() {
     app.blocking(move |db, clock, _| {
         let now = attest::clock::Clock::now(clock);
         attest::db::write_tx(&mut db.conn().unwrap(), |conn| {
-            enqueue_review_resend(conn, now, &campaign_id, &bob, "test")
+            let mut events = attest::evidence::EventBatch::default();
+            enqueue_review_resend(conn, now, &campaign_id, &bob, &mut events)?;
+            events.append_all(conn, now, "test")
         })
         .unwrap();
     })
@@ -316,6 +318,7 @@ async fn a_form_opened_before_revocation_cannot_decide_after_it() {
                 item_id: item,
                 outcome: attest::decisions::DecisionOutcome::Approve,
                 comment: None,
+                approved_until: None,
             };
             let auth = attest::decisions::AuthContext {
                 method: "email_link".into(),

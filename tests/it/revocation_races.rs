@@ -134,6 +134,7 @@ async fn revocation_and_a_decision_in_flight_neither_deadlock_nor_interleave() {
                 item_id: item,
                 outcome: DecisionOutcome::Revoke,
                 comment: None,
+                approved_until: None,
             };
             let auth = AuthContext {
                 method: "email_link".into(),
