@@ -19,7 +19,7 @@ mod campaigns;
 mod sources;
 mod validate;
 
-pub use campaigns::{CampaignDefinition, FirstPeriod, NoResponse, SchedulerConfig};
+pub use campaigns::{CampaignDefinition, ChainStep, FirstPeriod, NoResponse, SchedulerConfig};
 pub use sources::{
     CsvSourceConfig, GroupQuery, LdapSourceConfig, LdifSourceConfig, OidcSourceConfig, PeopleQuery,
     ReferralPolicy, ScimConfig, SourceConfig,

@@ -90,7 +90,10 @@ pub(crate) fn freeze_items(
                     .unwrap_or(&no_holders),
                 false => &no_holders,
             };
-            let (reviewer, routing) = snapshot.plan.reviewer_for(&access.person, group_holders)?;
+            let (reviewer, routing) =
+                snapshot
+                    .plan
+                    .reviewer_for(&access.person, &group.owner, group_holders)?;
             let key = reviewer.email.to_lowercase();
             let reviewer_id = match reviewer_ids.get(&key) {
                 Some(id) => id.clone(),

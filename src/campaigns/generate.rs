@@ -13,8 +13,8 @@ use crate::campaigns::generation_guard::GenerationGuard;
 use crate::campaigns::model::{Campaign, STATE_GENERATING, STATE_OPEN, campaign};
 use crate::campaigns::population::{Holders, Population};
 use crate::campaigns::reviewers::Candidate;
-use crate::campaigns::reviewers::resolve_fallbacks;
-use crate::campaigns::routing::RoutingPlan;
+use crate::campaigns::reviewers::{resolve_fallbacks, resolve_named};
+use crate::campaigns::routing::{ChainPeople, RoutingPlan};
 use crate::campaigns::schedule::Schedule;
 use crate::clock::Clock;
 use crate::config::{CampaignDefinition, Config};
@@ -115,13 +115,20 @@ pub fn open_campaign(
     refuse_unmatched_names(conn, &named, definition, run.seq)?;
     let population = Population::load(conn, source, run.seq, definition)?;
     let fallbacks = resolve_fallbacks(conn, source, run.seq, &definition.fallback_reviewers)?;
+    let named_reviewers = resolve_named(conn, source, run.seq, &definition.named_reviewers)?;
     let holders = Holders::read(conn, source, run.seq, &population)?;
     let people = holders
-        .people
+        .subjects
         .iter()
-        .filter_map(|id| Some((id.clone(), population.facts(id)?)))
+        .filter_map(|(id, _)| Some((id.clone(), population.facts(id)?)))
         .collect();
-    let plan = RoutingPlan::new(people, fallbacks)?;
+    let chain = ChainPeople {
+        steps: definition.reviewer_chain.clone(),
+        owners: population.owner_facts(),
+        named: named_reviewers,
+        fallbacks,
+    };
+    let plan = RoutingPlan::new(people, holders.subjects.iter().cloned(), chain)?;
 
     let claim = Claim {
         now,
@@ -197,6 +204,9 @@ impl Claim<'_> {
             "privileged_only": d.privileged_only,
             "include_service_accounts": d.include_service_accounts,
             "include_disabled": d.include_disabled,
+            "reviewer_chain": d.reviewer_chain,
+            "named_reviewers": d.named_reviewers,
+            "group_owners": d.group_owners,
             "fallback_reviewers": d.fallback_reviewers,
             "duration_days": d.duration_days,
             "entitlements": self.groups_in_scope,

@@ -9,12 +9,12 @@ use std::collections::{HashMap, HashSet};
 use diesel::prelude::*;
 
 use crate::campaigns::reviewers::{Candidate, ManagerFacts};
-use crate::campaigns::routing::PersonFacts;
+use crate::campaigns::routing::{ChainStep, GroupOwner, PersonFacts, Subject};
 use crate::config::CampaignDefinition;
 use crate::db::DbConnection;
 use crate::db::schema::{entitlement_versions, grant_versions, identity_versions};
 use crate::directory::snapshot::names_group;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Accesses read per query.
 pub(crate) const GRANT_PAGE: i64 = 5_000;
@@ -36,6 +36,8 @@ pub(crate) struct Group {
     pub(crate) name: String,
     pub(crate) dn: String,
     pub(crate) privileged: bool,
+    /// Its owner, when the reviewer chain asks for owners (`NotNamed` otherwise).
+    pub(crate) owner: GroupOwner,
 }
 
 /// One access: who has which group, directly or via which groups, since when.
@@ -104,7 +106,7 @@ impl Population {
                 },
             );
         }
-        let groups: Vec<(String, String, String, String, bool)> = entitlement_versions::table
+        let groups: Vec<GroupRow> = entitlement_versions::table
             .filter(entitlement_versions::source.eq(source))
             .filter(crate::as_of!(entitlement_versions, seq))
             .select((
@@ -113,11 +115,14 @@ impl Population {
                 entitlement_versions::name,
                 entitlement_versions::dn,
                 entitlement_versions::privileged,
+                entitlement_versions::owner_dn_norm,
             ))
             .load(conn)?;
+        let owners = ConfiguredOwners::resolve(definition, &people, &groups)?;
+        let by_owner = definition.reviewer_chain.contains(&ChainStep::Owner);
         let groups = groups
             .into_iter()
-            .filter(|(_, dn_norm, name, _, privileged)| {
+            .filter(|(_, dn_norm, name, _, privileged, _)| {
                 (definition.groups.is_empty()
                     || definition
                         .groups
@@ -125,21 +130,54 @@ impl Population {
                         .any(|w| names_group(w, dn_norm, name)))
                     && (!definition.privileged_only || *privileged)
             })
-            .map(|(id, _, name, dn, privileged)| {
-                (
-                    id,
-                    Group {
-                        name,
-                        dn,
-                        privileged,
-                    },
-                )
+            .map(|(id, dn_norm, name, dn, privileged, owner_dn)| {
+                let owner = match (by_owner, owners.of(&dn_norm, &name), owner_dn) {
+                    (false, ..) => GroupOwner::NotNamed,
+                    (true, Some(configured), _) => GroupOwner::Person(configured.to_string()),
+                    (true, None, Some(owner_dn)) => by_dn
+                        .get(&owner_dn)
+                        .map_or(GroupOwner::Missing, |id| GroupOwner::Person(id.clone())),
+                    (true, None, None) => GroupOwner::NotNamed,
+                };
+                let group = Group {
+                    name,
+                    dn,
+                    privileged,
+                    owner,
+                };
+                (id, group)
             })
             .collect();
         Ok(Population {
             people,
             by_dn,
             groups,
+        })
+    }
+
+    /// The owners of the groups in scope who are people of the snapshot, as candidates.
+    pub(crate) fn owner_facts(&self) -> HashMap<String, ManagerFacts> {
+        self.groups
+            .values()
+            .filter_map(|g| match &g.owner {
+                GroupOwner::Person(id) => Some(id),
+                GroupOwner::NotNamed | GroupOwner::Missing => None,
+            })
+            .filter_map(|id| Some((id.clone(), self.candidate_facts(id)?)))
+            .collect()
+    }
+
+    /// A person of the snapshot as a possible reviewer.
+    fn candidate_facts(&self, id: &str) -> Option<ManagerFacts> {
+        let person = self.people.get(id)?;
+        Some(ManagerFacts {
+            candidate: Candidate {
+                external_id: Some(id.to_string()),
+                login: Some(person.login.clone()),
+                email: person.email.clone().unwrap_or_default(),
+                display_name: person.name.clone(),
+            },
+            active: person.status == "active",
         })
     }
 
@@ -150,16 +188,7 @@ impl Population {
             .manager_dn
             .as_ref()
             .and_then(|dn| self.by_dn.get(dn))
-            .and_then(|id| Some((id, self.people.get(id)?)))
-            .map(|(id, m)| ManagerFacts {
-                candidate: Candidate {
-                    external_id: Some(id.clone()),
-                    login: Some(m.login.clone()),
-                    email: m.email.clone().unwrap_or_default(),
-                    display_name: m.name.clone(),
-                },
-                active: m.status == "active",
-            });
+            .and_then(|id| self.candidate_facts(id));
         Some(PersonFacts {
             external_id: person.to_string(),
             email: found.email.clone(),
@@ -169,10 +198,61 @@ impl Population {
     }
 }
 
-/// Who has an access in scope, and who holds each privileged group in scope: one pass over
-/// the accesses.
+/// A group as read: external id, normalised DN, name, DN, privileged, owner's normalised DN.
+type GroupRow = (String, String, String, String, bool, Option<String>);
+
+/// Owners named in the definition (`group_owners`), found among the snapshot's people.
+struct ConfiguredOwners<'a> {
+    /// (group name or DN as written, owner's external id).
+    owners: Vec<(&'a str, String)>,
+}
+
+impl<'a> ConfiguredOwners<'a> {
+    fn resolve(
+        definition: &'a CampaignDefinition,
+        people: &HashMap<String, Person>,
+        groups: &[GroupRow],
+    ) -> Result<Self> {
+        let mut owners = Vec::with_capacity(definition.group_owners.len());
+        for (group, owner) in &definition.group_owners {
+            if !groups
+                .iter()
+                .any(|(_, dn_norm, name, ..)| names_group(group, dn_norm, name))
+            {
+                return Err(Error::Conflict(format!(
+                    "group_owners names the group `{group}`, which the source's current \
+                     snapshot does not have"
+                )));
+            }
+            let found = people.iter().find(|(_, p)| {
+                p.login == *owner
+                    || p.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(owner))
+            });
+            let Some((id, _)) = found else {
+                return Err(Error::Conflict(format!(
+                    "group_owners names `{owner}` as the owner of `{group}`: not a person of \
+                     the source's current snapshot"
+                )));
+            };
+            owners.push((group.as_str(), id.clone()));
+        }
+        Ok(ConfiguredOwners { owners })
+    }
+
+    fn of(&self, dn_norm: &str, name: &str) -> Option<&str> {
+        self.owners
+            .iter()
+            .find(|(group, _)| names_group(group, dn_norm, name))
+            .map(|(_, id)| id.as_str())
+    }
+}
+
+/// Who has an access in scope (with the owner of the group, which their chain may depend
+/// on), and who holds each privileged group in scope: one pass over the accesses.
 pub(crate) struct Holders {
-    pub(crate) people: HashSet<String>,
+    pub(crate) subjects: HashSet<Subject>,
     pub(crate) of_privileged: HashMap<String, HashSet<String>>,
 }
 
@@ -184,7 +264,7 @@ impl Holders {
         population: &Population,
     ) -> Result<Holders> {
         let mut holders = Holders {
-            people: HashSet::new(),
+            subjects: HashSet::new(),
             of_privileged: HashMap::new(),
         };
         let mut after = 0;
@@ -210,7 +290,9 @@ impl Holders {
                         .or_default()
                         .insert(access.person.clone());
                 }
-                holders.people.insert(access.person);
+                holders
+                    .subjects
+                    .insert((access.person, group.owner.clone()));
             }
         }
         Ok(holders)

@@ -115,6 +115,34 @@ pub(crate) fn resolve_fallbacks(
     Ok(out)
 }
 
+/// Named reviewers (email or login), for a campaign about to open: a name that is nobody is
+/// an error; one the directory shows disabled is skipped (the chain goes on).
+pub(crate) fn resolve_named(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    names: &[String],
+) -> Result<Vec<Candidate>> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match find_person(conn, source, seq, name)? {
+            Found::Reviewer(candidate) => out.push(candidate),
+            Found::Inactive(external_id, status) => tracing::warn!(
+                source,
+                identity = %external_id,
+                "a named reviewer is {status} in the directory and is skipped"
+            ),
+            Found::Unknown => {
+                return Err(Error::Conflict(format!(
+                    "named reviewer `{name}` is neither an email address nor a person with an \
+                     email in the current snapshot"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The fallback reviewers who can act now, for moving items of an open campaign: a name that
 /// no longer resolves is skipped with a warning rather than stopping every move.
 pub(crate) fn available_fallbacks(

@@ -1,28 +1,38 @@
-//! Who reviews whose access, for a whole campaign at once. Each person's chain of possible
-//! reviewers is their manager, then the fallback reviewers in order. Independence rules move
-//! an item along the chain, and every move is recorded as the item's routing reason:
+//! Who reviews whose access, for a whole campaign at once. The chain of possible reviewers of
+//! an access is made of the definition's steps in order (`reviewer_chain`): the member's
+//! manager, the group's owner, the named reviewers; then the fallback reviewers. Independence
+//! rules move an item along its chain, and every move is recorded as the item's routing
+//! reason:
 //! - nobody reviews their own access (`self_review_rerouted`);
-//! - a manager who is disabled, gone from the directory or has no email is skipped
-//!   (`manager_unavailable`);
-//! - no mutual pair: when A would review B while B reviews A, one of them (the first by id)
-//!   moves on (`mutual_pair_rerouted`), repeated until no pair is left;
+//! - a manager or owner who is disabled, gone from the directory or has no email is skipped
+//!   (`manager_unavailable`, `owner_unavailable`);
+//! - no mutual pair: when A would review one of B's accesses while B reviews one of A's, the
+//!   first of the two by id moves on (`mutual_pair_rerouted`), repeated until no pair is left;
 //! - a reviewer who holds a privileged group under review does not review that group
 //!   (`privileged_holder_rerouted`).
 //!
-//! The plan is worked out once from every person with an item; it reads nothing itself.
+//! A chain depends on the person and, when the chain names the owner, on the group's owner:
+//! the plan is worked out once per (person, owner) pair with an access, not per access, and
+//! reads nothing itself.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::campaigns::reviewers::{Candidate, ManagerFacts};
+pub use crate::config::ChainStep;
 use crate::error::{Error, Result};
 
 /// Why an item went to its reviewer; stored on the item for auditors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
     Manager,
-    /// The directory names no manager.
+    /// The group's owner.
+    Owner,
+    /// One of the definition's named reviewers.
+    Named,
+    /// Nobody earlier in the chain was named (no manager, no owner).
     Fallback,
     ManagerUnavailable,
+    OwnerUnavailable,
     SelfReviewRerouted,
     MutualPairRerouted,
     PrivilegedHolderRerouted,
@@ -32,13 +42,27 @@ impl Routing {
     pub fn as_str(self) -> &'static str {
         match self {
             Routing::Manager => "manager",
+            Routing::Owner => "owner",
+            Routing::Named => "named",
             Routing::Fallback => "fallback",
             Routing::ManagerUnavailable => "manager_unavailable",
+            Routing::OwnerUnavailable => "owner_unavailable",
             Routing::SelfReviewRerouted => "self_review_rerouted",
             Routing::MutualPairRerouted => "mutual_pair_rerouted",
             Routing::PrivilegedHolderRerouted => "privileged_holder_rerouted",
         }
     }
+}
+
+/// The owner of a group as the campaign sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupOwner {
+    /// No owner is named, or the chain does not ask for one.
+    NotNamed,
+    /// An owner is named who is not a person of the snapshot.
+    Missing,
+    /// The owner: a person of the snapshot (their external id).
+    Person(String),
 }
 
 /// What routing needs to know of a person with an item.
@@ -52,45 +76,85 @@ pub struct PersonFacts {
     pub manager_named: bool,
 }
 
-/// Where a person's items go: a position in their chain and why.
+/// The reviewers a chain can draw on besides managers.
+#[derive(Debug, Clone, Default)]
+pub struct ChainPeople {
+    pub steps: Vec<ChainStep>,
+    /// Group owners by external id.
+    pub owners: HashMap<String, ManagerFacts>,
+    pub named: Vec<Candidate>,
+    pub fallbacks: Vec<Candidate>,
+}
+
+/// What a chain is worked out for: a person, and their group's owner.
+pub type Subject = (String, GroupOwner);
+
+/// Where a subject's items go: a position in their chain and why.
 #[derive(Debug, Clone, Copy)]
 struct Choice {
     position: usize,
     routing: Routing,
 }
 
+/// One position of a chain: who (if anyone usable), and the step it comes from.
+struct Slot<'a> {
+    candidate: Option<&'a Candidate>,
+    /// Why the position cannot be used when someone was named there but cannot act.
+    unavailable: Option<Routing>,
+    routing: Routing,
+    fallback: bool,
+}
+
 pub struct RoutingPlan {
     people: HashMap<String, PersonFacts>,
-    fallbacks: Vec<Candidate>,
-    choice: HashMap<String, Choice>,
+    chain: ChainPeople,
+    choice: HashMap<Subject, Choice>,
+    /// Each person's subjects (one per group owner they have an access under).
+    subjects_of: HashMap<String, Vec<Subject>>,
 }
 
 impl RoutingPlan {
-    /// Chooses every person's reviewer and resolves mutual pairs.
-    pub fn new(people: HashMap<String, PersonFacts>, fallbacks: Vec<Candidate>) -> Result<Self> {
+    /// Chooses the reviewer of every subject and resolves mutual pairs.
+    pub fn new(
+        people: HashMap<String, PersonFacts>,
+        subjects: impl IntoIterator<Item = Subject>,
+        chain: ChainPeople,
+    ) -> Result<Self> {
+        let mut ordered: Vec<Subject> = subjects
+            .into_iter()
+            .filter(|(person, _)| people.contains_key(person))
+            .collect();
+        ordered.sort();
+        ordered.dedup();
+        let mut subjects_of: HashMap<String, Vec<Subject>> = HashMap::new();
+        for subject in &ordered {
+            subjects_of
+                .entry(subject.0.clone())
+                .or_default()
+                .push(subject.clone());
+        }
         let mut plan = RoutingPlan {
             people,
-            fallbacks,
+            chain,
             choice: HashMap::new(),
+            subjects_of,
         };
-        let mut ids: Vec<String> = plan.people.keys().cloned().collect();
-        ids.sort();
-        for id in &ids {
-            let choice = plan.first_choice(id)?;
-            plan.choice.insert(id.clone(), choice);
+        for subject in &ordered {
+            let choice = plan.first_choice(subject)?;
+            plan.choice.insert(subject.clone(), choice);
         }
-        // Each round moves at least one person further along a finite chain: it ends.
+        // Each round moves at least one subject further along a finite chain: it ends.
         loop {
             let mut moved = false;
-            for id in &ids {
-                let Some(partner) = plan.mutual_partner(id) else {
+            for subject in &ordered {
+                let Some(partner) = plan.mutual_partner(subject) else {
                     continue;
                 };
-                if *id < partner {
-                    let from = plan.choice[id].position + 1;
-                    let (next, _) = plan.next_position(id, from, &HashSet::new())?;
+                if subject.0 < partner {
+                    let from = plan.choice[subject].position + 1;
+                    let (next, _) = plan.next_position(subject, from, &HashSet::new())?;
                     plan.choice.insert(
-                        id.clone(),
+                        subject.clone(),
                         Choice {
                             position: next,
                             routing: Routing::MutualPairRerouted,
@@ -105,18 +169,20 @@ impl RoutingPlan {
         }
     }
 
-    /// The reviewer of `person`'s access to `entitlement`; `holders` are the people holding
-    /// that entitlement when it is privileged (empty otherwise).
+    /// The reviewer of `person`'s access to a group owned by `owner`; `holders` are the
+    /// people holding that group when it is privileged (empty otherwise).
     pub fn reviewer_for(
         &self,
         person: &str,
+        owner: &GroupOwner,
         holders: &HashSet<String>,
     ) -> Result<(&Candidate, Routing)> {
+        let subject = (person.to_string(), owner.clone());
         let choice = self
             .choice
-            .get(person)
+            .get(&subject)
             .ok_or_else(|| Error::Internal(format!("no routing for {person}")))?;
-        let chosen = self.candidate(person, choice.position);
+        let chosen = self.slot(&subject, choice.position).candidate;
         let holds = chosen
             .and_then(|c| c.external_id.as_deref())
             .is_some_and(|id| holders.contains(id));
@@ -124,19 +190,77 @@ impl RoutingPlan {
             let reviewer = chosen.ok_or_else(|| Error::Internal("chain position lost".into()))?;
             return Ok((reviewer, choice.routing));
         }
-        let (next, _) = self.next_position(person, choice.position + 1, holders)?;
+        let (next, _) = self.next_position(&subject, choice.position + 1, holders)?;
         let reviewer = self
-            .candidate(person, next)
+            .slot(&subject, next)
+            .candidate
             .ok_or_else(|| Error::Internal("chain position lost".into()))?;
         Ok((reviewer, Routing::PrivilegedHolderRerouted))
     }
 
-    /// The chain of `person`: manager (position 0, when found), then the fallbacks.
-    fn candidate(&self, person: &str, position: usize) -> Option<&Candidate> {
-        let manager = self.people[person].manager.as_ref().map(|m| &m.candidate);
-        match position {
-            0 => manager,
-            n => self.fallbacks.get(n - 1),
+    /// How many positions a chain has: one per manager or owner step, one per named
+    /// reviewer, one per fallback.
+    fn chain_len(&self) -> usize {
+        let steps: usize = self
+            .chain
+            .steps
+            .iter()
+            .map(|step| match step {
+                ChainStep::Named => self.chain.named.len(),
+                ChainStep::Manager | ChainStep::Owner => 1,
+            })
+            .sum();
+        steps + self.chain.fallbacks.len()
+    }
+
+    /// Position `position` of the subject's chain.
+    fn slot(&self, subject: &Subject, position: usize) -> Slot<'_> {
+        let mut at = position;
+        for step in &self.chain.steps {
+            match step {
+                ChainStep::Manager if at == 0 => {
+                    let facts = &self.people[&subject.0];
+                    let manager = facts.manager.as_ref();
+                    let usable = manager.filter(|m| m.active && !m.candidate.email.is_empty());
+                    return Slot {
+                        candidate: usable.map(|m| &m.candidate),
+                        unavailable: (usable.is_none() && facts.manager_named)
+                            .then_some(Routing::ManagerUnavailable),
+                        routing: Routing::Manager,
+                        fallback: false,
+                    };
+                }
+                ChainStep::Owner if at == 0 => {
+                    let owner = match &subject.1 {
+                        GroupOwner::Person(id) => self.chain.owners.get(id),
+                        GroupOwner::NotNamed | GroupOwner::Missing => None,
+                    };
+                    let usable = owner.filter(|o| o.active && !o.candidate.email.is_empty());
+                    return Slot {
+                        candidate: usable.map(|o| &o.candidate),
+                        unavailable: (usable.is_none() && subject.1 != GroupOwner::NotNamed)
+                            .then_some(Routing::OwnerUnavailable),
+                        routing: Routing::Owner,
+                        fallback: false,
+                    };
+                }
+                ChainStep::Named if at < self.chain.named.len() => {
+                    return Slot {
+                        candidate: self.chain.named.get(at),
+                        unavailable: None,
+                        routing: Routing::Named,
+                        fallback: false,
+                    };
+                }
+                ChainStep::Manager | ChainStep::Owner => at -= 1,
+                ChainStep::Named => at -= self.chain.named.len(),
+            }
+        }
+        Slot {
+            candidate: self.chain.fallbacks.get(at),
+            unavailable: None,
+            routing: Routing::Fallback,
+            fallback: true,
         }
     }
 
@@ -149,50 +273,60 @@ impl RoutingPlan {
                 .is_some_and(|e| e.eq_ignore_ascii_case(&candidate.email))
     }
 
-    fn first_choice(&self, person: &str) -> Result<Choice> {
-        let facts = &self.people[person];
-        let mut rerouted_from_self = false;
-        if let Some(manager) = &facts.manager {
-            let usable = manager.active && !manager.candidate.email.is_empty();
-            if usable && !self.is_self(person, &manager.candidate) {
-                return Ok(Choice {
-                    position: 0,
-                    routing: Routing::Manager,
-                });
+    /// The first usable position: managers, owners and named reviewers only need to be
+    /// someone else (mutual pairs among them are resolved afterwards); a fallback must not
+    /// be reviewed by the person either.
+    fn first_choice(&self, subject: &Subject) -> Result<Choice> {
+        let mut passed_over = None;
+        for position in 0..self.chain_len() {
+            let slot = self.slot(subject, position);
+            if slot.fallback {
+                let (position, fallback_reason) =
+                    self.next_position(subject, position, &HashSet::new())?;
+                let routing = passed_over.or(fallback_reason).unwrap_or(Routing::Fallback);
+                return Ok(Choice { position, routing });
             }
-            rerouted_from_self = usable;
+            let Some(candidate) = slot.candidate else {
+                if let Some(reason) = slot.unavailable {
+                    passed_over.get_or_insert(reason);
+                }
+                continue;
+            };
+            if self.is_self(&subject.0, candidate) {
+                passed_over.get_or_insert(Routing::SelfReviewRerouted);
+                continue;
+            }
+            return Ok(Choice {
+                position,
+                routing: passed_over.unwrap_or(slot.routing),
+            });
         }
-        let (position, passed_over) = self.next_position(person, 1, &HashSet::new())?;
-        let routing = if rerouted_from_self {
-            Routing::SelfReviewRerouted
-        } else if let Some(reason) = passed_over {
-            reason
-        } else if facts.manager_named {
-            Routing::ManagerUnavailable
-        } else {
-            Routing::Fallback
-        };
-        Ok(Choice { position, routing })
+        Err(self.nobody_left(subject))
     }
 
-    /// The first fallback position from `from` that is neither the person, nor someone the
-    /// person reviews, nor a holder in `holders`; with the reason the first candidate passed
-    /// over was passed over, if any was.
+    /// The first position from `from` whose reviewer is usable and neither the person, nor
+    /// someone the person reviews, nor a holder in `holders`; with the reason the first
+    /// candidate passed over was passed over, if any was.
     fn next_position(
         &self,
-        person: &str,
+        subject: &Subject,
         from: usize,
         holders: &HashSet<String>,
     ) -> Result<(usize, Option<Routing>)> {
+        let person = subject.0.as_str();
         let mut passed_over = None;
-        for position in from.max(1)..=self.fallbacks.len() {
-            let Some(candidate) = self.candidate(person, position) else {
+        for position in from..self.chain_len() {
+            let slot = self.slot(subject, position);
+            let Some(candidate) = slot.candidate else {
+                if let Some(reason) = slot.unavailable {
+                    passed_over.get_or_insert(reason);
+                }
                 continue;
             };
             let id = candidate.external_id.as_deref();
             let reason = if self.is_self(person, candidate) {
                 Some(Routing::SelfReviewRerouted)
-            } else if id.is_some_and(|id| self.reviewer_id_of(id) == Some(person)) {
+            } else if id.is_some_and(|id| self.reviews_someone_of(person, id)) {
                 Some(Routing::MutualPairRerouted)
             } else if id.is_some_and(|id| holders.contains(id)) {
                 Some(Routing::PrivilegedHolderRerouted)
@@ -206,25 +340,41 @@ impl RoutingPlan {
                 }
             }
         }
-        Err(Error::Conflict(format!(
-            "no independent reviewer is left for the person with id {person}: every fallback \
-             reviewer is the person, someone they review, or a holder of the privileged group; \
-             add another fallback reviewer"
-        )))
+        Err(self.nobody_left(subject))
     }
 
-    /// The external id of the reviewer currently chosen for `person`, if they are a person.
-    fn reviewer_id_of(&self, person: &str) -> Option<&str> {
-        let choice = self.choice.get(person)?;
-        self.candidate(person, choice.position)?
+    fn nobody_left(&self, subject: &Subject) -> Error {
+        Error::Conflict(format!(
+            "no independent reviewer is left for the person with id {}: every reviewer in the \
+             chain is the person, someone they review, or a holder of the privileged group; \
+             add another fallback reviewer",
+            subject.0
+        ))
+    }
+
+    /// The external id of the reviewer currently chosen for `subject`, if they are a person.
+    fn reviewer_id_of(&self, subject: &Subject) -> Option<&str> {
+        let choice = self.choice.get(subject)?;
+        self.slot(subject, choice.position)
+            .candidate?
             .external_id
             .as_deref()
     }
 
-    /// The person who reviews `person` while `person` reviews them, if any.
-    fn mutual_partner(&self, person: &str) -> Option<String> {
-        let reviewer = self.reviewer_id_of(person)?;
-        (self.reviewer_id_of(reviewer) == Some(person)).then(|| reviewer.to_string())
+    /// Whether `reviewer` currently reviews one of `person`'s accesses.
+    fn reviews_someone_of(&self, reviewer: &str, person: &str) -> bool {
+        self.subjects_of.get(person).is_some_and(|subjects| {
+            subjects
+                .iter()
+                .any(|s| self.reviewer_id_of(s) == Some(reviewer))
+        })
+    }
+
+    /// The person who reviews `subject`'s person while that person reviews one of theirs.
+    fn mutual_partner(&self, subject: &Subject) -> Option<String> {
+        let reviewer = self.reviewer_id_of(subject)?;
+        self.reviews_someone_of(&subject.0, reviewer)
+            .then(|| reviewer.to_string())
     }
 }
 
@@ -257,9 +407,125 @@ mod tests {
         )
     }
 
+    /// A plan with the manager-then-fallback chain over each person's accesses.
+    fn by_manager(
+        people: HashMap<String, PersonFacts>,
+        fallbacks: Vec<Candidate>,
+    ) -> Result<RoutingPlan> {
+        let subjects: Vec<Subject> = people
+            .keys()
+            .map(|p| (p.clone(), GroupOwner::NotNamed))
+            .collect();
+        let chain = ChainPeople {
+            steps: vec![ChainStep::Manager],
+            fallbacks,
+            ..ChainPeople::default()
+        };
+        RoutingPlan::new(people, subjects, chain)
+    }
+
     fn reviewer(plan: &RoutingPlan, id: &str) -> (String, &'static str) {
-        let (who, routing) = plan.reviewer_for(id, &HashSet::new()).unwrap();
+        reviewer_of(plan, id, &GroupOwner::NotNamed)
+    }
+
+    fn reviewer_of(plan: &RoutingPlan, id: &str, owner: &GroupOwner) -> (String, &'static str) {
+        let (who, routing) = plan.reviewer_for(id, owner, &HashSet::new()).unwrap();
         (who.external_id.clone().unwrap(), routing.as_str())
+    }
+
+    fn owner(id: &str, active: bool) -> (String, ManagerFacts) {
+        (
+            id.to_string(),
+            ManagerFacts {
+                candidate: candidate(id),
+                active,
+            },
+        )
+    }
+
+    #[test]
+    fn the_owner_reviews_their_group_then_the_manager_takes_over() {
+        let people = HashMap::from([
+            person("ann", Some(("boss", true))),
+            person("olga", Some(("boss", true))),
+        ]);
+        let olga = GroupOwner::Person("olga".into());
+        let gone = GroupOwner::Person("gone".into());
+        let subjects = vec![
+            ("ann".to_string(), olga.clone()),
+            ("olga".to_string(), olga.clone()),
+            ("ann".to_string(), GroupOwner::NotNamed),
+            ("ann".to_string(), gone.clone()),
+            ("ann".to_string(), GroupOwner::Missing),
+        ];
+        let chain = ChainPeople {
+            steps: vec![ChainStep::Owner, ChainStep::Manager],
+            owners: HashMap::from([owner("olga", true), owner("gone", false)]),
+            named: vec![],
+            fallbacks: vec![candidate("ciso")],
+        };
+        let plan = RoutingPlan::new(people, subjects, chain).unwrap();
+        assert_eq!(reviewer_of(&plan, "ann", &olga), ("olga".into(), "owner"));
+        // The owner's own access goes on to her manager.
+        assert_eq!(
+            reviewer_of(&plan, "olga", &olga),
+            ("boss".into(), "self_review_rerouted")
+        );
+        // No owner named: the manager, as if the step were not there.
+        assert_eq!(
+            reviewer_of(&plan, "ann", &GroupOwner::NotNamed),
+            ("boss".into(), "manager")
+        );
+        for unusable in [&gone, &GroupOwner::Missing] {
+            assert_eq!(
+                reviewer_of(&plan, "ann", unusable),
+                ("boss".into(), "owner_unavailable")
+            );
+        }
+    }
+
+    #[test]
+    fn named_reviewers_review_everything_but_their_own_access() {
+        let people = HashMap::from([person("ann", None), person("rita", None)]);
+        let subjects: Vec<Subject> = ["ann", "rita"]
+            .iter()
+            .map(|p| (p.to_string(), GroupOwner::NotNamed))
+            .collect();
+        let chain = ChainPeople {
+            steps: vec![ChainStep::Named],
+            owners: HashMap::new(),
+            named: vec![candidate("rita")],
+            fallbacks: vec![candidate("ciso")],
+        };
+        let plan = RoutingPlan::new(people, subjects, chain).unwrap();
+        assert_eq!(reviewer(&plan, "ann"), ("rita".into(), "named"));
+        assert_eq!(
+            reviewer(&plan, "rita"),
+            ("ciso".into(), "self_review_rerouted")
+        );
+    }
+
+    #[test]
+    fn an_owner_and_a_member_who_manages_them_are_not_each_others_reviewers() {
+        // olga owns a group ann is in; ann is olga's manager.
+        let people = HashMap::from([person("ann", None), person("olga", Some(("ann", true)))]);
+        let olga = GroupOwner::Person("olga".into());
+        let subjects = vec![
+            ("ann".to_string(), olga.clone()),
+            ("olga".to_string(), GroupOwner::NotNamed),
+        ];
+        let chain = ChainPeople {
+            steps: vec![ChainStep::Owner, ChainStep::Manager],
+            owners: HashMap::from([owner("olga", true)]),
+            named: vec![],
+            fallbacks: vec![candidate("ciso")],
+        };
+        let plan = RoutingPlan::new(people, subjects, chain).unwrap();
+        assert_eq!(
+            reviewer_of(&plan, "ann", &olga),
+            ("ciso".into(), "mutual_pair_rerouted")
+        );
+        assert_eq!(reviewer(&plan, "olga"), ("ann".into(), "manager"));
     }
 
     #[test]
@@ -268,7 +534,7 @@ mod tests {
             person("ann", Some(("bob", true))),
             person("bob", Some(("ann", true))),
         ]);
-        let plan = RoutingPlan::new(people, vec![candidate("ciso")]).unwrap();
+        let plan = by_manager(people, vec![candidate("ciso")]).unwrap();
         assert_eq!(
             reviewer(&plan, "ann"),
             ("ciso".into(), "mutual_pair_rerouted")
@@ -283,7 +549,7 @@ mod tests {
             person("ciso", None),
             person("dan", None),
         ]);
-        let plan = RoutingPlan::new(people, vec![candidate("ciso"), candidate("audit")]).unwrap();
+        let plan = by_manager(people, vec![candidate("ciso"), candidate("audit")]).unwrap();
         assert_eq!(
             reviewer(&plan, "ann"),
             ("ciso".into(), "manager_unavailable")
@@ -299,7 +565,7 @@ mod tests {
     fn a_fallback_and_the_person_they_review_do_not_review_each_other() {
         // ciso has no manager (reviewed by audit); audit's manager is ciso: a pair.
         let people = HashMap::from([person("audit", Some(("ciso", true))), person("ciso", None)]);
-        let plan = RoutingPlan::new(people, vec![candidate("audit"), candidate("ext")]).unwrap();
+        let plan = by_manager(people, vec![candidate("audit"), candidate("ext")]).unwrap();
         assert_eq!(reviewer(&plan, "audit"), ("ciso".into(), "manager"));
         assert_eq!(
             reviewer(&plan, "ciso"),
@@ -310,9 +576,11 @@ mod tests {
     #[test]
     fn a_holder_of_a_privileged_group_does_not_review_it() {
         let people = HashMap::from([person("ann", Some(("boss", true)))]);
-        let plan = RoutingPlan::new(people, vec![candidate("ciso")]).unwrap();
+        let plan = by_manager(people, vec![candidate("ciso")]).unwrap();
         let holders: HashSet<String> = ["boss".to_string()].into();
-        let (who, routing) = plan.reviewer_for("ann", &holders).unwrap();
+        let (who, routing) = plan
+            .reviewer_for("ann", &GroupOwner::NotNamed, &holders)
+            .unwrap();
         assert_eq!(
             (who.email.as_str(), routing.as_str()),
             ("ciso@example.com", "privileged_holder_rerouted")
@@ -322,6 +590,6 @@ mod tests {
     #[test]
     fn no_independent_reviewer_left_is_an_error() {
         let people = HashMap::from([person("it", None)]);
-        assert!(RoutingPlan::new(people, vec![candidate("it")]).is_err());
+        assert!(by_manager(people, vec![candidate("it")]).is_err());
     }
 }

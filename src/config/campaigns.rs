@@ -2,6 +2,8 @@
 //! on which schedule; and the scheduler that opens them (`[scheduler]`). Checks are in
 //! `validate.rs`; periods are worked out in `campaigns::schedule`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What a campaign reviews, who reviews it and for how long.
@@ -26,7 +28,20 @@ pub struct CampaignDefinition {
     /// is removed).
     #[serde(default = "default_true")]
     pub include_disabled: bool,
-    /// Reviewers (email or login) used, in order, when a member has no usable manager.
+    /// Who reviews an access, tried in order before the fallback reviewers: `manager` (the
+    /// member's manager; the default), `owner` (the group's owner, from the source's `owner`
+    /// or `managedBy`, or `group_owners`), `named` (the `named_reviewers`, in order).
+    #[serde(default = "default_reviewer_chain")]
+    pub reviewer_chain: Vec<ChainStep>,
+    /// People (email or login) who review every access when `reviewer_chain` has `named`.
+    #[serde(default)]
+    pub named_reviewers: Vec<String>,
+    /// Group owners by group name or DN, over what the source says:
+    /// `{ "prod-admins" = "alice@example.com" }`.
+    #[serde(default)]
+    pub group_owners: BTreeMap<String, String>,
+    /// Reviewers (email or login) used, in order, when nobody earlier in the chain can
+    /// review an access.
     pub fallback_reviewers: Vec<String>,
     #[serde(default = "default_duration_days")]
     pub duration_days: u32,
@@ -77,6 +92,9 @@ impl CampaignDefinition {
             privileged_only: false,
             include_service_accounts: true,
             include_disabled: true,
+            reviewer_chain: default_reviewer_chain(),
+            named_reviewers: Vec::new(),
+            group_owners: BTreeMap::new(),
             fallback_reviewers,
             duration_days: default_duration_days(),
             schedule: default_schedule(),
@@ -90,6 +108,32 @@ impl CampaignDefinition {
             close_at_due: default_close_at_due(),
         }
     }
+}
+
+/// One step of a reviewer chain, before the fallback reviewers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainStep {
+    /// The member's manager.
+    Manager,
+    /// The group's owner (from the source, or `group_owners`).
+    Owner,
+    /// The definition's `named_reviewers`, in order.
+    Named,
+}
+
+impl ChainStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainStep::Manager => "manager",
+            ChainStep::Owner => "owner",
+            ChainStep::Named => "named",
+        }
+    }
+}
+
+fn default_reviewer_chain() -> Vec<ChainStep> {
+    vec![ChainStep::Manager]
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use secrecy::ExposeSecret;
 
 use super::{
-    CampaignDefinition, Config, MailTransport, SmtpSecurity, SourceConfig, redact_url_password,
-    resolve_secret,
+    CampaignDefinition, ChainStep, Config, MailTransport, SmtpSecurity, SourceConfig,
+    redact_url_password, resolve_secret,
 };
 use crate::error::{ConfigProblem, Error};
 
@@ -141,6 +141,7 @@ impl Config {
                 ));
             }
             problems.extend(follow_up_problems(&key, definition));
+            problems.extend(chain_problems(&key, definition));
         }
         problems
     }
@@ -402,10 +403,62 @@ fn follow_up_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigP
     problems
 }
 
+/// The reviewer chain of one campaign definition and the people it names.
+fn chain_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let chain = &definition.reviewer_chain;
+    for (i, step) in chain.iter().enumerate() {
+        if chain[..i].contains(step) {
+            problems.push(ConfigProblem::new(
+                &format!("{key}.reviewer_chain"),
+                format!("`{}` is named twice", step.as_str()),
+            ));
+        }
+    }
+    let names_named = chain.contains(&ChainStep::Named);
+    if names_named && definition.named_reviewers.is_empty() {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.named_reviewers"),
+            "reviewer_chain has `named` but nobody is named here",
+        ));
+    }
+    if !names_named && !definition.named_reviewers.is_empty() {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.named_reviewers"),
+            "is set but reviewer_chain has no `named`: add it where they come in the chain",
+        ));
+    }
+    if !chain.contains(&ChainStep::Owner) && !definition.group_owners.is_empty() {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.group_owners"),
+            "is set but reviewer_chain has no `owner`: add it where owners come in the chain",
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{follow_up_problems, is_loopback_bind, is_loopback_url};
-    use crate::config::CampaignDefinition;
+    use super::{chain_problems, follow_up_problems, is_loopback_bind, is_loopback_url};
+    use crate::config::{CampaignDefinition, ChainStep};
+
+    #[test]
+    fn a_reviewer_chain_and_the_people_it_needs_are_checked_together() {
+        let mut definition = CampaignDefinition::for_source("corp", vec!["it@example.com".into()]);
+        assert!(chain_problems("campaigns.q", &definition).is_empty());
+        definition.reviewer_chain = vec![ChainStep::Named, ChainStep::Manager, ChainStep::Named];
+        definition
+            .group_owners
+            .insert("prod-admins".into(), "alice".into());
+        let problems: Vec<String> = chain_problems("campaigns.q", &definition)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("campaigns.q.reviewer_chain"));
+        assert!(problems[1].starts_with("campaigns.q.named_reviewers"));
+        assert!(problems[2].starts_with("campaigns.q.group_owners"));
+    }
 
     #[test]
     fn reminders_escalation_and_share_outside_the_campaign_name_their_key() {

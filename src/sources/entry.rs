@@ -382,7 +382,9 @@ mod tests {
                 "gidNumber",
                 "description",
                 "member",
-                "uniqueMember"
+                "uniqueMember",
+                "owner",
+                "managedBy"
             ]
         );
     }

@@ -1,11 +1,12 @@
 //! Campaign generation rules on the fixture directory: scope by group, one campaign per
-//! definition and period, and the independence rules: nobody reviews their own access, no
-//! mutual pair, no holder of a privileged group reviews it.
+//! definition and period, the reviewer chain (group owners from the directory or the
+//! definition before managers), and the independence rules: nobody reviews their own access,
+//! no mutual pair, no holder of a privileged group reviews it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::campaigns::model::{items_of_reviewer, reviewers_of};
 use attest::campaigns::start_campaign;
-use attest::config::Config;
+use attest::config::{ChainStep, Config};
 
 use crate::common::{self, DEFINITION, TestApp};
 
@@ -269,5 +270,93 @@ async fn service_accounts_and_disabled_accounts_can_be_left_out() {
         !people.iter().any(|p| p == "mallory" || p == "heidi"),
         "{people:?}"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_owners_review_their_groups_before_the_members_managers() {
+    // Over real LDAP: bob owns engineering by its `owner` attribute; the definition names
+    // heidi the owner of vpn-users; the other groups have no owner.
+    let slapd = crate::support::slapd::Slapd::start();
+    let dir = common::temp_dir();
+    let mut config = common::config(
+        &common::sqlite_url(dir.path()),
+        common::ldap_source(&slapd),
+        None,
+        dir.path(),
+    );
+    let d = definition(&mut config);
+    d.reviewer_chain = vec![ChainStep::Owner, ChainStep::Manager];
+    d.group_owners.insert("vpn-users".into(), "heidi".into());
+    let app = TestApp::spawn(config).await;
+    app.sync().await.expect("LDAP sync");
+    let started = app.start_campaign().await;
+    let items = routed_items(&app, started.campaign.id.clone()).await;
+    let reviewed_by = |reviewer: &str, group: &str| -> Vec<(String, String)> {
+        items
+            .iter()
+            .filter(|(r, _, g, _)| r == reviewer && g == group)
+            .map(|(_, p, _, routing)| (p.clone(), routing.clone()))
+            .collect()
+    };
+    let owner = |people: &[&str]| -> Vec<(String, String)> {
+        people
+            .iter()
+            .map(|p| (p.to_string(), "owner".to_string()))
+            .collect()
+    };
+    assert_eq!(
+        reviewed_by("bob", "engineering"),
+        owner(&["dave", "erin", "frank", "grace"])
+    );
+    assert_eq!(
+        reviewed_by("heidi", "vpn-users"),
+        owner(&["dave", "erin", "mallory", "oscar"])
+    );
+    // An owner's own membership goes on along the chain, to their manager.
+    let route = |person: &str, group: &str| {
+        items
+            .iter()
+            .find(|(_, p, g, _)| p == person && g == group)
+            .map(|(r, _, _, routing)| (r.as_str(), routing.as_str()))
+            .unwrap()
+    };
+    assert_eq!(
+        route("bob", "engineering"),
+        ("alice", "self_review_rerouted")
+    );
+    assert_eq!(
+        route("heidi", "vpn-users"),
+        ("carol", "self_review_rerouted")
+    );
+    // No owner: the member's manager, as before.
+    assert_eq!(route("heidi", "finance"), ("carol", "manager"));
+    assert_eq!(route("dave", "prod-admins").1, "privileged_holder_rerouted");
+    // The campaign records the chain it was opened with.
+    let scope: serde_json::Value = serde_json::from_str(&started.campaign.scope).unwrap();
+    assert_eq!(
+        scope["reviewer_chain"],
+        serde_json::json!(["owner", "manager"])
+    );
+    assert_eq!(scope["group_owners"]["vpn-users"], "heidi");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_the_snapshot_does_not_have_is_refused_before_anything_is_written() {
+    let (app, _dir) = app_with(|c| {
+        let d = definition(c);
+        d.reviewer_chain = vec![ChainStep::Owner, ChainStep::Manager];
+        d.group_owners.insert("vpn-users".into(), "nobody".into());
+    })
+    .await;
+    let refused = app
+        .blocking(|db, clock, config| start_campaign(db, clock, config, DEFINITION, true, "test"))
+        .await
+        .expect_err("unknown owner")
+        .to_string();
+    assert!(refused.contains("`nobody`"), "{refused}");
+    assert_eq!(app.count("campaigns").await, 0);
+    assert_eq!(app.count("review_items").await, 0);
     app.stop().await;
 }
