@@ -19,7 +19,10 @@ mod campaigns;
 mod sources;
 mod validate;
 
-pub use campaigns::{CampaignDefinition, ChainStep, FirstPeriod, NoResponse, SchedulerConfig};
+pub use campaigns::{
+    CampaignDefinition, ChainStep, FirstPeriod, NoResponse, SchedulerConfig, StageDefinition,
+    StageOutcome,
+};
 pub use sources::{
     CsvSourceConfig, GroupQuery, LdapSourceConfig, LdifSourceConfig, OidcSourceConfig, PeopleQuery,
     ReferralPolicy, ScimConfig, SourceConfig,

@@ -123,7 +123,7 @@ pub fn open_campaign(
         .filter_map(|(id, _)| Some((id.clone(), population.facts(id)?)))
         .collect();
     let chain = ChainPeople {
-        steps: definition.reviewer_chain.clone(),
+        steps: definition.stage_chains().swap_remove(0),
         owners: population.owner_facts(),
         named: named_reviewers,
         fallbacks,
@@ -207,6 +207,8 @@ impl Claim<'_> {
             "reviewer_chain": d.reviewer_chain,
             "named_reviewers": d.named_reviewers,
             "group_owners": d.group_owners,
+            "stages": d.stages,
+            "stage_outcome": d.stage_outcome,
             "fallback_reviewers": d.fallback_reviewers,
             "duration_days": d.duration_days,
             "entitlements": self.groups_in_scope,

@@ -16,6 +16,7 @@ pub mod reassign;
 pub mod reviewers;
 pub mod routing;
 pub mod schedule;
+pub mod stages;
 
 pub use closing::{ClosePreview, CloseRules, close_campaign, preview_close};
 pub use generate::{Opening, StartedCampaign, open_campaign, start_campaign};

@@ -38,6 +38,8 @@ pub struct Campaign {
     /// The close at the due date was held: it would revoke more than the definition allows
     /// without an admin's confirmation.
     pub close_held_at: Option<NaiveDateTime>,
+    /// The stage the campaign is in (1 unless it is reviewed in stages).
+    pub stage: i64,
 }
 
 impl Campaign {

@@ -119,7 +119,7 @@ impl Population {
             ))
             .load(conn)?;
         let owners = ConfiguredOwners::resolve(definition, &people, &groups)?;
-        let by_owner = definition.reviewer_chain.contains(&ChainStep::Owner);
+        let by_owner = definition.stage_chains()[0].contains(&ChainStep::Owner);
         let groups = groups
             .into_iter()
             .filter(|(_, dn_norm, name, _, privileged, _)| {

@@ -33,6 +33,14 @@ pub struct CampaignDefinition {
     /// or `managedBy`, or `group_owners`), `named` (the `named_reviewers`, in order).
     #[serde(default = "default_reviewer_chain")]
     pub reviewer_chain: Vec<ChainStep>,
+    /// Review in stages, one after the other (the manager, then the group's owner): each
+    /// stage has its own `reviewer_chain` and, but for the last, `days`. Empty: one stage
+    /// with the definition's `reviewer_chain`.
+    #[serde(default)]
+    pub stages: Vec<StageDefinition>,
+    /// How the stages' decisions combine (with `stages`).
+    #[serde(default)]
+    pub stage_outcome: StageOutcome,
     /// People (email or login) who review every access when `reviewer_chain` has `named`.
     #[serde(default)]
     pub named_reviewers: Vec<String>,
@@ -83,6 +91,17 @@ pub struct CampaignDefinition {
 }
 
 impl CampaignDefinition {
+    /// The reviewer chain of each stage, in order (one stage when `stages` is empty).
+    pub fn stage_chains(&self) -> Vec<Vec<ChainStep>> {
+        if self.stages.is_empty() {
+            return vec![self.reviewer_chain.clone()];
+        }
+        self.stages
+            .iter()
+            .map(|s| s.reviewer_chain.clone())
+            .collect()
+    }
+
     /// A definition of `source` with every default (quarterly, UTC, 14 days).
     pub fn for_source(source: &str, fallback_reviewers: Vec<String>) -> CampaignDefinition {
         CampaignDefinition {
@@ -93,6 +112,8 @@ impl CampaignDefinition {
             include_service_accounts: true,
             include_disabled: true,
             reviewer_chain: default_reviewer_chain(),
+            stages: Vec::new(),
+            stage_outcome: StageOutcome::default(),
             named_reviewers: Vec::new(),
             group_owners: BTreeMap::new(),
             fallback_reviewers,
@@ -128,6 +149,41 @@ impl ChainStep {
             ChainStep::Manager => "manager",
             ChainStep::Owner => "owner",
             ChainStep::Named => "named",
+        }
+    }
+}
+
+/// One stage of a campaign reviewed in stages.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StageDefinition {
+    /// Who reviews in this stage, before the fallback reviewers.
+    pub reviewer_chain: Vec<ChainStep>,
+    /// How long the stage lasts; the last stage lasts until the due date and has none.
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+
+/// How the decisions of a campaign's stages make its outcome. In both, an access nobody
+/// decided in a stage goes on to the next, and the last stage's decision is the outcome of
+/// what reaches it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StageOutcome {
+    /// An access stays only if every stage approves it: approvals go on to the next stage,
+    /// a revocation is final.
+    #[default]
+    AllApprove,
+    /// An access stays if any stage approves it: revocations go on to the next stage for a
+    /// second opinion, an approval is final.
+    AnyApprove,
+}
+
+impl StageOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageOutcome::AllApprove => "all_approve",
+            StageOutcome::AnyApprove => "any_approve",
         }
     }
 }

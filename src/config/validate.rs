@@ -403,19 +403,37 @@ fn follow_up_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigP
     problems
 }
 
-/// The reviewer chain of one campaign definition and the people it names.
+/// The reviewer chains (of the definition or of each stage) and the people they name.
 fn chain_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
-    let chain = &definition.reviewer_chain;
-    for (i, step) in chain.iter().enumerate() {
-        if chain[..i].contains(step) {
-            problems.push(ConfigProblem::new(
-                &format!("{key}.reviewer_chain"),
-                format!("`{}` is named twice", step.as_str()),
-            ));
+    let chains: Vec<(String, &Vec<ChainStep>)> = if definition.stages.is_empty() {
+        vec![(format!("{key}.reviewer_chain"), &definition.reviewer_chain)]
+    } else {
+        definition
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    format!("{key}.stages[{i}].reviewer_chain"),
+                    &s.reviewer_chain,
+                )
+            })
+            .collect()
+    };
+    for (chain_key, chain) in &chains {
+        for (i, step) in chain.iter().enumerate() {
+            if chain[..i].contains(step) {
+                problems.push(ConfigProblem::new(
+                    chain_key,
+                    format!("`{}` is named twice", step.as_str()),
+                ));
+            }
         }
     }
-    let names_named = chain.contains(&ChainStep::Named);
+    problems.extend(stage_problems(key, definition));
+    let in_any = |step: ChainStep| chains.iter().any(|(_, c)| c.contains(&step));
+    let names_named = in_any(ChainStep::Named);
     if names_named && definition.named_reviewers.is_empty() {
         problems.push(ConfigProblem::new(
             &format!("{key}.named_reviewers"),
@@ -428,10 +446,51 @@ fn chain_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigProbl
             "is set but reviewer_chain has no `named`: add it where they come in the chain",
         ));
     }
-    if !chain.contains(&ChainStep::Owner) && !definition.group_owners.is_empty() {
+    if !in_any(ChainStep::Owner) && !definition.group_owners.is_empty() {
         problems.push(ConfigProblem::new(
             &format!("{key}.group_owners"),
             "is set but reviewer_chain has no `owner`: add it where owners come in the chain",
+        ));
+    }
+    problems
+}
+
+/// The stages' lengths against the campaign's.
+fn stage_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    let Some((last, earlier)) = definition.stages.split_last() else {
+        return problems;
+    };
+    if definition.reviewer_chain != vec![ChainStep::Manager] {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.reviewer_chain"),
+            "is set together with stages: give each stage its own reviewer_chain",
+        ));
+    }
+    let mut total = 0;
+    for (i, stage) in earlier.iter().enumerate() {
+        match stage.days {
+            Some(days) if days > 0 => total += days,
+            _ => problems.push(ConfigProblem::new(
+                &format!("{key}.stages[{i}].days"),
+                "how many days this stage lasts (at least 1) is needed for every stage but the \
+                 last",
+            )),
+        }
+    }
+    if last.days.is_some() {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.stages[{}].days", earlier.len()),
+            "the last stage lasts until the due date: remove its days",
+        ));
+    }
+    if total >= definition.duration_days {
+        problems.push(ConfigProblem::new(
+            &format!("{key}.stages"),
+            format!(
+                "the stages before the last take {total} days, not less than duration_days ({})",
+                definition.duration_days
+            ),
         ));
     }
     problems
@@ -441,6 +500,37 @@ fn chain_problems(key: &str, definition: &CampaignDefinition) -> Vec<ConfigProbl
 mod tests {
     use super::{chain_problems, follow_up_problems, is_loopback_bind, is_loopback_url};
     use crate::config::{CampaignDefinition, ChainStep};
+
+    #[test]
+    fn stages_need_their_days_within_the_campaign() {
+        use crate::config::StageDefinition;
+        let stage = |days: Option<u32>| StageDefinition {
+            reviewer_chain: vec![ChainStep::Manager],
+            days,
+        };
+        let mut definition = CampaignDefinition::for_source("corp", vec!["it@example.com".into()]);
+        definition.stages = vec![stage(Some(5)), stage(None)];
+        assert!(chain_problems("campaigns.q", &definition).is_empty());
+        definition.stages = vec![stage(None), stage(Some(20)), stage(Some(3))];
+        let keys: Vec<String> = chain_problems("campaigns.q", &definition)
+            .iter()
+            .map(|p| {
+                p.to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "campaigns.q.stages[0].days",
+                "campaigns.q.stages[2].days",
+                "campaigns.q.stages"
+            ]
+        );
+    }
 
     #[test]
     fn a_reviewer_chain_and_the_people_it_needs_are_checked_together() {

@@ -130,6 +130,7 @@ diesel::table! {
         state -> Text,
         late -> Bool,
         close_held_at -> Nullable<Timestamp>,
+        stage -> BigInt,
     }
 }
 

@@ -28,6 +28,10 @@ pub enum EventKind {
     /// Undecided items moved to another reviewer (escalation, "don't know", a reviewer
     /// who left), with the reason.
     ItemsReassigned,
+    /// A campaign reviewed in stages moved on to its next stage.
+    CampaignStageAdvanced,
+    /// Items that went on to the next stage, with their new reviewer.
+    ItemsAdvanced,
     MailQueued,
     MailSent,
     MailRetryScheduled,
@@ -54,6 +58,8 @@ impl EventKind {
             EventKind::CampaignClosed => "campaign.closed",
             EventKind::CampaignCloseHeld => "campaign.close_held",
             EventKind::ItemsReassigned => "items.reassigned",
+            EventKind::CampaignStageAdvanced => "campaign.stage_advanced",
+            EventKind::ItemsAdvanced => "items.advanced",
             EventKind::MailQueued => "mail.queued",
             EventKind::MailSent => "mail.sent",
             EventKind::MailRetryScheduled => "mail.retry_scheduled",

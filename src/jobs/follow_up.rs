@@ -14,6 +14,7 @@ use crate::campaigns::model::{
     Campaign, ITEM_PENDING, Reviewer, STATE_OPEN, campaign, reviewer, reviewers_of,
 };
 use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target, reassign};
+use crate::campaigns::stages::{advance_stage, stage_due};
 use crate::campaigns::{CloseRules, close_campaign, preview_close};
 use crate::config::{CampaignDefinition, Config};
 use crate::db::schema::{campaigns, identity_versions, review_items};
@@ -30,6 +31,7 @@ pub const KIND_CLOSE_CAMPAIGN: &str = "close_campaign";
 pub const KIND_REMIND_REVIEWERS: &str = "remind_reviewers";
 pub const KIND_ESCALATE_ITEMS: &str = "escalate_items";
 pub const KIND_CHECK_REVIEWERS: &str = "check_reviewers";
+pub const KIND_ADVANCE_STAGE: &str = "advance_stage";
 
 /// What a follow-up job works on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -38,6 +40,19 @@ pub struct FollowUp {
     /// For a reminder: how many days before the due date it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_before_due: Option<u32>,
+    /// For a stage's end: the stage that ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<i64>,
+}
+
+impl FollowUp {
+    fn of(campaign: &str) -> FollowUp {
+        FollowUp {
+            campaign: campaign.to_string(),
+            days_before_due: None,
+            stage: None,
+        }
+    }
 }
 
 /// Enqueues the follow-ups of open campaigns whose time has come; returns how many.
@@ -59,10 +74,7 @@ pub fn plan(conn: &mut DbConnection, config: &Config, now: DateTime<Utc>) -> Res
             due.push((
                 KIND_CHECK_REVIEWERS,
                 format!("{KIND_CHECK_REVIEWERS}:{}:{}", campaign.id, run.id),
-                FollowUp {
-                    campaign: campaign.id.clone(),
-                    days_before_due: None,
-                },
+                FollowUp::of(&campaign.id),
             ));
         }
         for (kind, key, task) in due {
@@ -90,13 +102,20 @@ fn due_follow_ups(
             out.push((
                 KIND_CLOSE_CAMPAIGN,
                 format!("{KIND_CLOSE_CAMPAIGN}:{id}"),
-                FollowUp {
-                    campaign: id.clone(),
-                    days_before_due: None,
-                },
+                FollowUp::of(id),
             ));
         }
         return out;
+    }
+    if stage_due(definition, campaign, now) {
+        out.push((
+            KIND_ADVANCE_STAGE,
+            format!("{KIND_ADVANCE_STAGE}:{id}:{}", campaign.stage),
+            FollowUp {
+                stage: Some(campaign.stage),
+                ..FollowUp::of(id)
+            },
+        ));
     }
     // Only the latest reminder whose time has come: after downtime, one reminder, not three.
     let latest_reminder = definition
@@ -113,8 +132,8 @@ fn due_follow_ups(
             KIND_REMIND_REVIEWERS,
             format!("{KIND_REMIND_REVIEWERS}:{id}:{days}"),
             FollowUp {
-                campaign: id.clone(),
                 days_before_due: Some(days),
+                ..FollowUp::of(id)
             },
         ));
     }
@@ -124,10 +143,7 @@ fn due_follow_ups(
         out.push((
             KIND_ESCALATE_ITEMS,
             format!("{KIND_ESCALATE_ITEMS}:{id}"),
-            FollowUp {
-                campaign: id.clone(),
-                days_before_due: None,
-            },
+            FollowUp::of(id),
         ));
     }
     out
@@ -171,6 +187,29 @@ pub fn close_at_due(
         Err(Error::Conflict(_)) if !is_open(conn, &campaign.id)? => Ok(()),
         Err(other) => Err(other),
     }
+}
+
+/// Moves a campaign reviewed in stages on to its next stage once a stage's time is up.
+pub fn advance(
+    conn: &mut DbConnection,
+    config: &Config,
+    now: DateTime<Utc>,
+    task: &FollowUp,
+) -> Result<()> {
+    let stage = task
+        .stage
+        .ok_or_else(|| Error::Internal("stage end without its stage".into()))?;
+    let found = campaign(conn, &task.campaign)?;
+    let definition = config.campaign_definition(&found.definition)?;
+    let advanced = advance_stage(conn, now, &found.id, stage, definition, "scheduler")?;
+    tracing::info!(
+        campaign = %found.id,
+        stage = advanced.stage,
+        items = advanced.items,
+        settled = advanced.settled,
+        "campaign moved on to its next stage"
+    );
+    Ok(())
 }
 
 /// Reminds every reviewer who still has undecided items (one mail each per reminder).

@@ -137,6 +137,7 @@ impl Scheduler {
                 follow_up::KIND_REMIND_REVIEWERS => self.follow_up(&job, follow_up::remind),
                 follow_up::KIND_ESCALATE_ITEMS => self.follow_up(&job, follow_up::escalate),
                 follow_up::KIND_CHECK_REVIEWERS => self.follow_up(&job, follow_up::check_reviewers),
+                follow_up::KIND_ADVANCE_STAGE => self.follow_up(&job, follow_up::advance),
                 approval_expiry::KIND_EXPIRE_APPROVALS => self
                     .db
                     .conn()

@@ -152,6 +152,25 @@ struct Digest<'a> {
     reviewer_id: &'a str,
 }
 
+/// Queues the digest of a reviewer of the next stage of a campaign reviewed in stages; once
+/// per (campaign, reviewer, stage).
+pub fn enqueue_stage_review(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    reviewer_id: &str,
+    stage: i64,
+    events: &mut EventBatch,
+) -> Result<()> {
+    let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}:stage-{stage}");
+    let to = Digest {
+        kind: KIND_REVIEW_REQUEST,
+        campaign_id,
+        reviewer_id,
+    };
+    enqueue(conn, now, &to, &dedupe_key, events)
+}
+
 /// Queues one more digest for a reviewer (an admin re-sent their link after revoking it);
 /// every call queues a new one.
 pub fn enqueue_review_resend(

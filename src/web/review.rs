@@ -62,6 +62,7 @@ struct ItemView {
     routing: String,
     state: String,
     approved_until: Option<String>,
+    stage: i64,
     focus: bool,
     intent: Option<&'static str>,
 }
@@ -219,6 +220,7 @@ pub async fn show(
                 since: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
                 routing: i.routing,
                 state: i.state,
+                stage: i.stage,
                 approved_until: i
                     .approved_until
                     .map(|t| from_db(t).format("%Y-%m-%d").to_string()),

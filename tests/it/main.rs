@@ -29,4 +29,5 @@ mod revocation_races;
 mod scheduling;
 mod source_cli;
 mod source_faults;
+mod stages;
 mod sync;
