@@ -18,6 +18,7 @@ use crate::error::{ConfigProblem, Error};
 mod campaigns;
 mod sources;
 mod validate;
+mod validate_campaigns;
 
 pub use campaigns::{
     CampaignDefinition, ChainStep, FirstPeriod, NoResponse, SchedulerConfig, StageDefinition,

@@ -18,10 +18,12 @@ use crate::db::schema::{campaigns, review_items};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::evidence::{EventBatch, EventKind, append};
 
 /// Accesses a preview lists by name, at most; the count is always complete.
 pub const PREVIEW_LISTED: i64 = 200;
+/// Item ids named in one `items.unanswered` event, at most.
+const IDS_PER_EVENT: usize = 1_000;
 
 /// How a close treats the items nobody decided.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,6 +163,14 @@ pub fn close_campaign(
                 before.items, rules.max_auto_revoke_share
             )));
         }
+        // Which items got the no-response outcome, by id: the evidence names each of them
+        // (a revoking policy removes access nobody looked at).
+        let unanswered_ids: Vec<String> = review_items::table
+            .filter(review_items::campaign_id.eq(campaign_id))
+            .filter(review_items::state.eq(ITEM_PENDING))
+            .order(review_items::id.asc())
+            .select(review_items::id)
+            .load(conn)?;
         let unanswered = diesel::update(
             review_items::table
                 .filter(review_items::campaign_id.eq(campaign_id))
@@ -172,13 +182,22 @@ pub fn close_campaign(
         ))
         .execute(conn)?;
         let summary = summary_of(conn, campaign_id)?;
-        append(
-            conn,
-            at,
+        let mut events = EventBatch::default();
+        for chunk in unanswered_ids.chunks(IDS_PER_EVENT) {
+            events.push(
+                EventKind::ItemsUnanswered,
+                Some(campaign_id),
+                json!({
+                    "campaign": campaign_id,
+                    "outcome": rules.no_response.as_str(),
+                    "items": chunk,
+                }),
+            );
+        }
+        events.push(
             EventKind::CampaignClosed,
-            actor,
             Some(campaign_id),
-            &json!({
+            json!({
                 "campaign": campaign_id,
                 "items": summary.items,
                 "approved": summary.approved,
@@ -186,10 +205,12 @@ pub fn close_campaign(
                 "no_response": {
                     "items": unanswered,
                     "outcome": rules.no_response.as_str(),
-                    "confirmed_above_share": would_revoke > 0 && rules.confirm_revocations,
+                    "confirmed_above_share": rules.confirm_revocations
+                        && exceeds_share(would_revoke, before.items, rules),
                 },
             }),
-        )?;
+        );
+        events.append_all(conn, at, actor)?;
         Ok(summary)
     })
 }

@@ -6,12 +6,14 @@
 //! someone who reviews them, stays where it was and is counted as not moved.
 
 use chrono::{DateTime, Utc};
+use diesel::prelude::*;
 
 use crate::campaigns::model::{campaign, reviewer, reviewers_of};
 use crate::campaigns::reassign::{
     ReassignReason, Reassigned, Reassignment, Selection, Target, reassign,
 };
 use crate::campaigns::reviewers::{Found, find_person};
+use crate::db::schema::campaigns;
 use crate::db::{DbConnection, write_tx};
 use crate::decisions::AuthContext;
 use crate::decisions::record::check_may_decide;
@@ -63,34 +65,32 @@ pub fn delegate(
     let to = delegation.to.trim();
     let (campaign_id, from) = (delegation.campaign_id, delegation.from_reviewer_id);
     write_tx(conn, |conn| {
-        let (reason_kind, actor) = match delegation.by {
-            DelegatedBy::Reviewer(auth) => {
-                check_may_decide(conn, now, campaign_id, from, auth)?;
-                (ReassignReason::Delegated, format!("reviewer:{from}"))
-            }
-            DelegatedBy::Admin(admin) => {
-                if !campaign(conn, campaign_id)?.is_open() {
-                    return Err(Error::Conflict(format!(
-                        "campaign {campaign_id} is closed; its items no longer move"
-                    )));
-                }
-                (ReassignReason::AdminReassigned, admin.to_string())
-            }
-        };
-        let source = campaign(conn, campaign_id)?.source;
-        let seq = current_sync_run(conn, &source)?
+        // Held against a close (PostgreSQL); then the items (in `reassign`), then the
+        // reviewer (in `check_may_decide`), then the log: the order every decision takes.
+        if let DbConnection::Postgres(pg) = conn {
+            campaigns::table
+                .find(campaign_id)
+                .select(campaigns::id)
+                .for_share()
+                .first::<String>(pg)
+                .optional()?;
+        }
+        let found = campaign(conn, campaign_id)?;
+        if !found.is_open() {
+            return Err(Error::Conflict(format!(
+                "campaign {campaign_id} is closed; its items no longer move"
+            )));
+        }
+        let seq = current_sync_run(conn, &found.source)?
             .map(|run| run.seq)
-            .ok_or_else(|| Error::Conflict(format!("source {source} has no snapshot")))?;
-        let target = match find_person(conn, &source, seq, to)? {
+            .ok_or_else(|| Error::Conflict(format!("source {} has no snapshot", found.source)))?;
+        // One answer for "disabled", "gone" and "never there": the form tells no more about
+        // the directory than that someone can or cannot take the accesses.
+        let target = match find_person(conn, &found.source, seq, to)? {
             Found::Reviewer(candidate) if candidate.external_id.is_some() => candidate,
-            Found::Inactive(..) => {
-                return Err(Error::BadRequest(format!(
-                    "{to} is not active in the directory; choose someone who can act"
-                )));
-            }
             _ => {
                 return Err(Error::BadRequest(format!(
-                    "{to} is not a person with an email address in the directory"
+                    "{to} is not an active person with an email address in the directory"
                 )));
             }
         };
@@ -102,6 +102,14 @@ pub fn delegate(
                 "these accesses are already yours; name someone else".into(),
             ));
         }
+        let (reason_kind, actor, auth) = match delegation.by {
+            DelegatedBy::Reviewer(auth) => (
+                ReassignReason::Delegated,
+                format!("reviewer:{from}"),
+                Some(auth),
+            ),
+            DelegatedBy::Admin(admin) => (ReassignReason::AdminReassigned, admin.to_string(), None),
+        };
         let mut events = EventBatch::default();
         let job = Reassignment {
             campaign_id,
@@ -109,8 +117,13 @@ pub fn delegate(
             reason: reason_kind,
             target: Target::Person(&target),
             note: Some(reason),
+            auth,
         };
         let moved = reassign(conn, now, &job, &mut events)?;
+        // The link still works (it may have been revoked meanwhile): checked with the move.
+        if let Some(auth) = auth {
+            check_may_decide(conn, now, campaign_id, from, auth)?;
+        }
         events.append_all(conn, now, &actor)?;
         Ok(moved)
     })

@@ -79,7 +79,7 @@ pub(crate) fn freeze_items(
             ) else {
                 continue;
             };
-            if !person.in_scope {
+            if !person.in_scope || !snapshot.population.reviews(&access) {
                 continue;
             }
             let group_holders = match group.privileged {

@@ -113,7 +113,16 @@ pub fn open_campaign(
         ))
     })?;
     refuse_unmatched_names(conn, &named, definition, run.seq)?;
-    let population = Population::load(conn, source, run.seq, definition)?;
+    let mut population = Population::load(conn, source, run.seq, definition)?;
+    let new_since = match definition.only_new_access {
+        true => {
+            let mut since = vec![definition_name];
+            since.extend(definition.new_since.as_deref());
+            reference_snapshot(conn, &since)?
+        }
+        false => None,
+    };
+    population.new_since = new_since.as_ref().map(|r| r.started_at);
     let fallbacks = resolve_fallbacks(conn, source, run.seq, &definition.fallback_reviewers)?;
     let named_reviewers = resolve_named(conn, source, run.seq, &definition.named_reviewers)?;
     let holders = Holders::read(conn, source, run.seq, &population)?;
@@ -137,6 +146,7 @@ pub fn open_campaign(
         definition,
         run: &run,
         groups_in_scope: population.groups.len(),
+        new_since: new_since.as_ref(),
     };
     let read_ms = started_at.elapsed().as_millis();
     let (campaign_id, guard) = claim_period(db, conn, &claim)?;
@@ -194,6 +204,44 @@ struct Claim<'a> {
     definition: &'a CampaignDefinition,
     run: &'a crate::directory::snapshot::SyncRun,
     groups_in_scope: usize,
+    /// An off-cycle review: the campaign whose snapshot marks "new since".
+    new_since: Option<&'a ReferenceSnapshot>,
+}
+
+/// The snapshot an off-cycle review compares with: that of the latest campaign of a
+/// definition, and when its sync started (accesses first seen later are new).
+#[derive(Debug, Clone)]
+struct ReferenceSnapshot {
+    definition: String,
+    campaign: String,
+    sync_run: String,
+    started_at: chrono::NaiveDateTime,
+}
+
+/// The latest campaign of any of `definitions` (this off-cycle one and the full review it
+/// follows; opened or closed) and its snapshot: what it covered is not reviewed again. None
+/// before the first, when every access counts as new.
+fn reference_snapshot(
+    conn: &mut DbConnection,
+    definitions: &[&str],
+) -> Result<Option<ReferenceSnapshot>> {
+    let latest: Option<(String, String, String)> = campaigns::table
+        .filter(campaigns::definition.eq_any(definitions))
+        .filter(campaigns::state.ne(STATE_GENERATING))
+        .order((campaigns::opened_at.desc(), campaigns::id.desc()))
+        .select((campaigns::definition, campaigns::id, campaigns::sync_run_id))
+        .first(conn)
+        .optional()?;
+    let Some((definition, campaign, sync_run_id)) = latest else {
+        return Ok(None);
+    };
+    let run = crate::directory::snapshot::sync_run(conn, &sync_run_id)?;
+    Ok(Some(ReferenceSnapshot {
+        definition,
+        campaign,
+        sync_run: sync_run_id,
+        started_at: run.started_at,
+    }))
 }
 
 impl Claim<'_> {
@@ -207,6 +255,13 @@ impl Claim<'_> {
             "reviewer_chain": d.reviewer_chain,
             "named_reviewers": d.named_reviewers,
             "group_owners": d.group_owners,
+            "only_new_access": d.only_new_access,
+            "new_since": self.new_since.map(|r| json!({
+                "definition": r.definition,
+                "campaign": r.campaign,
+                "sync_run": r.sync_run,
+                "first_seen_after": crate::db::time::from_db(r.started_at),
+            })),
             "stages": d.stages,
             "stage_outcome": d.stage_outcome,
             "fallback_reviewers": d.fallback_reviewers,

@@ -55,6 +55,8 @@ pub(crate) struct Population {
     /// Normalised DN -> external id, to find managers.
     by_dn: HashMap<String, String>,
     pub(crate) groups: HashMap<String, Group>,
+    /// An off-cycle review: only accesses first seen after this instant are reviewed.
+    pub(crate) new_since: Option<chrono::NaiveDateTime>,
 }
 
 impl Population {
@@ -152,7 +154,15 @@ impl Population {
             people,
             by_dn,
             groups,
+            new_since: None,
         })
+    }
+
+    /// Whether the campaign reviews this access (of a person and a group in scope): all of
+    /// them, or for an off-cycle review those that appeared since its reference snapshot.
+    pub(crate) fn reviews(&self, access: &Access) -> bool {
+        self.new_since
+            .is_none_or(|since| access.first_seen_at > since)
     }
 
     /// The owners of the groups in scope who are people of the snapshot, as candidates.
@@ -231,9 +241,10 @@ impl<'a> ConfiguredOwners<'a> {
                         .is_some_and(|e| e.eq_ignore_ascii_case(owner))
             });
             let Some((id, _)) = found else {
+                // The owner's name may be an address: the message names the key only.
                 return Err(Error::Conflict(format!(
-                    "group_owners names `{owner}` as the owner of `{group}`: not a person of \
-                     the source's current snapshot"
+                    "group_owners: the owner named for `{group}` is not a person of the \
+                     source's current snapshot"
                 )));
             };
             owners.push((group.as_str(), id.clone()));
@@ -283,6 +294,7 @@ impl Holders {
                 {
                     continue;
                 }
+                let reviewed = population.reviews(&access);
                 if group.privileged {
                     holders
                         .of_privileged
@@ -290,9 +302,13 @@ impl Holders {
                         .or_default()
                         .insert(access.person.clone());
                 }
-                holders
-                    .subjects
-                    .insert((access.person, group.owner.clone()));
+                // Every holder counts for the independence rule; only new access is reviewed
+                // by an off-cycle review.
+                if reviewed {
+                    holders
+                        .subjects
+                        .insert((access.person, group.owner.clone()));
+                }
             }
         }
         Ok(holders)

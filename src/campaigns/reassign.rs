@@ -21,7 +21,7 @@ use crate::campaigns::model::{ITEM_PENDING, Reviewer, campaign, reviewers_of};
 use crate::campaigns::reviewers::{Candidate, available_fallbacks};
 use crate::db::schema::{decisions, identity_versions, review_items, reviewers};
 use crate::db::{DbConnection, new_id};
-use crate::decisions::DecisionOutcome;
+use crate::decisions::{AuthContext, DecisionOutcome};
 use crate::directory::current_sync_run;
 use crate::error::{Error, Result};
 use crate::evidence::{EventBatch, EventKind};
@@ -95,6 +95,8 @@ pub struct Reassignment<'a> {
     pub target: Target<'a>,
     /// Why, in the words of whoever asked (a delegation or an admin's move); kept in the event.
     pub note: Option<&'a str>,
+    /// How a reviewer who asked for the move proved who they are (a delegation).
+    pub auth: Option<&'a AuthContext>,
 }
 
 /// Moves the selected undecided items of the campaign along their reviewers' chains, inside
@@ -111,26 +113,32 @@ pub fn reassign(
         reason,
         target,
         note,
+        auth,
     } = *job;
     let campaign = campaign(conn, campaign_id)?;
     // The fallback reviewers as the campaign was opened with (its definition may have
     // changed or gone since).
     let scope: serde_json::Value = serde_json::from_str(&campaign.scope)?;
-    let fallback_names: Vec<String> = scope["fallback_reviewers"]
-        .as_array()
-        .map(|names| {
-            names
-                .iter()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = |key: &str| -> Vec<String> {
+        scope[key]
+            .as_array()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let seq = current_sync_run(conn, &campaign.source)?
         .map(|run| run.seq)
         .ok_or_else(|| Error::Conflict(format!("source {} has no snapshot", campaign.source)))?;
-    let fallbacks = match target {
-        Target::Chain => available_fallbacks(conn, &campaign.source, seq, &fallback_names)?,
-        Target::Person(_) => Vec::new(),
+    let (named, fallbacks) = match target {
+        Target::Chain => (
+            available_fallbacks(conn, &campaign.source, seq, &names("named_reviewers"))?,
+            available_fallbacks(conn, &campaign.source, seq, &names("fallback_reviewers"))?,
+        ),
+        Target::Person(_) => (Vec::new(), Vec::new()),
     };
     let mut reviewers: HashMap<String, Reviewer> = reviewers_of(conn, campaign_id)?
         .into_iter()
@@ -153,12 +161,32 @@ pub fn reassign(
         Selection::PendingOf(reviewer) => query.filter(review_items::reviewer_id.eq(reviewer)),
         Selection::Item(item) => query.filter(review_items::id.eq(item)),
     };
-    let pending: Vec<PendingItem> = query
+    let mut pending: Vec<PendingItem> = query
         .order(review_items::id.asc())
         .load::<(String, String, String, Option<String>, String, bool)>(conn)?
         .into_iter()
         .map(PendingItem::from)
         .collect();
+    // PostgreSQL: lock the rows in id order (the order every writer of several items takes
+    // them in) and keep those still undecided with the reviewer they were read with; a
+    // decision or another move may have landed since the read. SQLite's immediate
+    // transaction holds them already.
+    if let DbConnection::Postgres(pg) = conn {
+        let ids: Vec<&String> = pending.iter().map(|p| &p.id).collect();
+        let mut locked: HashSet<(String, String)> = HashSet::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_EVENT) {
+            locked.extend(
+                review_items::table
+                    .filter(review_items::id.eq_any(chunk))
+                    .filter(review_items::state.eq(ITEM_PENDING))
+                    .select((review_items::id, review_items::reviewer_id))
+                    .order(review_items::id.asc())
+                    .for_update()
+                    .load::<(String, String)>(pg)?,
+            );
+        }
+        pending.retain(|p| locked.contains(&(p.id.clone(), p.reviewer_id.clone())));
+    }
 
     let declined = declined_by(conn, campaign_id)?;
     let mut chains: HashMap<String, Vec<Candidate>> = HashMap::new();
@@ -169,7 +197,10 @@ pub fn reassign(
         let from = reviewers[&item.reviewer_id].clone();
         if !chains.contains_key(&from.id) {
             let chain = match target {
-                Target::Chain => chain_of(conn, &campaign.source, seq, &from, &fallbacks)?,
+                Target::Chain => {
+                    let lists = [named.as_slice(), fallbacks.as_slice()];
+                    chain_of(conn, &campaign.source, seq, &from, &lists)?
+                }
                 Target::Person(person) => vec![person.clone()],
             };
             chains.insert(from.id.clone(), chain);
@@ -216,20 +247,7 @@ pub fn reassign(
     let mut notified = HashSet::new();
     for ((from, to), ids) in ordered {
         for chunk in ids.chunks(IDS_PER_EVENT) {
-            // Only what is still undecided now: on PostgreSQL a decision or a close may have
-            // landed since the read (the rows are locked here until commit).
-            let still_pending = review_items::table
-                .filter(review_items::id.eq_any(chunk))
-                .filter(review_items::state.eq(ITEM_PENDING))
-                .select(review_items::id);
-            let chunk: Vec<String> = match conn {
-                DbConnection::Postgres(pg) => still_pending.for_update().load(pg)?,
-                DbConnection::Sqlite(sqlite) => still_pending.load(sqlite)?,
-            };
-            if chunk.is_empty() {
-                continue;
-            }
-            diesel::update(review_items::table.filter(review_items::id.eq_any(&chunk)))
+            diesel::update(review_items::table.filter(review_items::id.eq_any(chunk)))
                 .set((
                     review_items::reviewer_id.eq(&to),
                     review_items::routing.eq(reason.as_str()),
@@ -245,11 +263,12 @@ pub fn reassign(
                     "to_reviewer": to,
                     "reason": reason.as_str(),
                     "note": note,
+                    "auth": auth,
                     "items": chunk,
                 }),
             );
         }
-        if outcome.items > 0 && notified.insert(to.clone()) {
+        if !ids.is_empty() && notified.insert(to.clone()) {
             enqueue_escalation(conn, now, campaign_id, &to, events)?;
         }
     }
@@ -367,13 +386,14 @@ impl CandidateFacts {
 }
 
 /// The chain after `from`: their manager in the current snapshot (active, with an email),
-/// then the fallbacks (after `from` when `from` is one of them); never `from` again.
+/// then the named reviewers and the fallbacks (`lists`, in chain order), starting after
+/// `from` when `from` is on one of them; never `from` again.
 fn chain_of(
     conn: &mut DbConnection,
     source: &str,
     seq: i64,
     from: &Reviewer,
-    fallbacks: &[Candidate],
+    lists: &[&[Candidate]],
 ) -> Result<Vec<Candidate>> {
     let mut chain = Vec::new();
     if let Some(person) = &from.identity_external_id
@@ -381,11 +401,12 @@ fn chain_of(
     {
         chain.push(manager);
     }
-    let after = fallbacks
+    let later: Vec<&Candidate> = lists.iter().flat_map(|list| list.iter()).collect();
+    let after = later
         .iter()
-        .position(|f| f.email.eq_ignore_ascii_case(&from.email))
+        .rposition(|c| c.email.eq_ignore_ascii_case(&from.email))
         .map_or(0, |i| i + 1);
-    chain.extend(fallbacks[after..].iter().cloned());
+    chain.extend(later[after..].iter().map(|c| (*c).clone()));
     chain.retain(|c| !c.email.eq_ignore_ascii_case(&from.email));
     Ok(chain)
 }

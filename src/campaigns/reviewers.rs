@@ -39,25 +39,36 @@ pub enum Found {
     Unknown,
 }
 
-/// Looks `name` up among the people of `source` as of snapshot `seq`, by email or login.
+/// Looks `name` up among the people of `source` as of snapshot `seq`: by email address
+/// first, then by login (an address that is also someone's login means the address's owner).
 pub fn find_person(conn: &mut DbConnection, source: &str, seq: i64, name: &str) -> Result<Found> {
-    let found: Option<(String, String, String, Option<String>, String)> = identity_versions::table
+    type PersonRow = (String, String, String, Option<String>, String);
+    let columns = (
+        identity_versions::external_id,
+        identity_versions::login,
+        identity_versions::display_name,
+        identity_versions::email,
+        identity_versions::status,
+    );
+    let by_email: Option<PersonRow> = identity_versions::table
         .filter(identity_versions::source.eq(source))
         .filter(crate::as_of!(identity_versions, seq))
-        .filter(
-            identity_versions::email
-                .eq(name)
-                .or(identity_versions::login.eq(name)),
-        )
-        .select((
-            identity_versions::external_id,
-            identity_versions::login,
-            identity_versions::display_name,
-            identity_versions::email,
-            identity_versions::status,
-        ))
+        .filter(identity_versions::email.eq(name))
+        .order(identity_versions::external_id.asc())
+        .select(columns)
         .first(conn)
         .optional()?;
+    let found = match by_email {
+        Some(row) => Some(row),
+        None => identity_versions::table
+            .filter(identity_versions::source.eq(source))
+            .filter(crate::as_of!(identity_versions, seq))
+            .filter(identity_versions::login.eq(name))
+            .order(identity_versions::external_id.asc())
+            .select(columns)
+            .first::<PersonRow>(conn)
+            .optional()?,
+    };
     Ok(match found {
         Some((external_id, .., status)) if status != "active" => {
             Found::Inactive(external_id, status)
@@ -91,7 +102,7 @@ pub(crate) fn resolve_fallbacks(
     names: &[String],
 ) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    for (position, name) in names.iter().enumerate() {
         match find_person(conn, source, seq, name)? {
             Found::Reviewer(candidate) => out.push(candidate),
             Found::Inactive(external_id, status) => tracing::warn!(
@@ -101,8 +112,8 @@ pub(crate) fn resolve_fallbacks(
             ),
             Found::Unknown => {
                 return Err(Error::Conflict(format!(
-                    "fallback reviewer `{name}` is neither an email address nor a person with an \
-                     email in the current snapshot"
+                    "fallback_reviewers[{position}] is neither an email address nor a person \
+                     with an email in the current snapshot"
                 )));
             }
         }
@@ -124,7 +135,7 @@ pub(crate) fn resolve_named(
     names: &[String],
 ) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    for (position, name) in names.iter().enumerate() {
         match find_person(conn, source, seq, name)? {
             Found::Reviewer(candidate) => out.push(candidate),
             Found::Inactive(external_id, status) => tracing::warn!(
@@ -134,8 +145,8 @@ pub(crate) fn resolve_named(
             ),
             Found::Unknown => {
                 return Err(Error::Conflict(format!(
-                    "named reviewer `{name}` is neither an email address nor a person with an \
-                     email in the current snapshot"
+                    "named_reviewers[{position}] is neither an email address nor a person \
+                     with an email in the current snapshot"
                 )));
             }
         }

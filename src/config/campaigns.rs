@@ -28,6 +28,15 @@ pub struct CampaignDefinition {
     /// is removed).
     #[serde(default = "default_true")]
     pub include_disabled: bool,
+    /// An off-cycle follow-up review: only the accesses that appeared (joiners, movers) since
+    /// the snapshot of the latest campaign of this definition or of `new_since`, so that
+    /// access granted between two full reviews is reviewed too.
+    #[serde(default)]
+    pub only_new_access: bool,
+    /// With `only_new_access`: the full review it follows (e.g. `quarterly`): what that
+    /// reviewed is not reviewed again.
+    #[serde(default)]
+    pub new_since: Option<String>,
     /// Who reviews an access, tried in order before the fallback reviewers: `manager` (the
     /// member's manager; the default), `owner` (the group's owner, from the source's `owner`
     /// or `managedBy`, or `group_owners`), `named` (the `named_reviewers`, in order).
@@ -111,6 +120,8 @@ impl CampaignDefinition {
             privileged_only: false,
             include_service_accounts: true,
             include_disabled: true,
+            only_new_access: false,
+            new_since: None,
             reviewer_chain: default_reviewer_chain(),
             stages: Vec::new(),
             stage_outcome: StageOutcome::default(),

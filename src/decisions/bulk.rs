@@ -96,7 +96,6 @@ pub fn record_bulk(
                 .first::<String>(pg)
                 .optional()?;
         }
-        let reviewer = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
         let mut query = review_items::table
             .filter(review_items::campaign_id.eq(campaign_id))
             .filter(review_items::reviewer_id.eq(reviewer_id))
@@ -113,17 +112,14 @@ pub fn record_bulk(
             BulkScope::Person(id) => query.filter(review_items::identity_external_id.eq(id)),
             BulkScope::Group(id) => query.filter(review_items::entitlement_external_id.eq(id)),
         };
-        let rows: Vec<(String, String, Option<String>)> = query.load(conn)?;
-        let mut items: Vec<String> = rows
-            .into_iter()
-            .filter(|(_, holder, email)| !holds(&reviewer, holder, email.as_deref()))
-            .map(|(id, ..)| id)
-            .collect();
-        // On PostgreSQL, lock the rows and keep those still undecided and still this
-        // reviewer's (a concurrent decision or move may have landed since the read).
+        let mut rows: Vec<(String, String, Option<String>)> = query.load(conn)?;
+        // PostgreSQL: lock the rows in id order (as every writer of several items does) and
+        // keep those still undecided and still this reviewer's; SQLite's immediate
+        // transaction holds them already. Rows first, then the reviewer, then the log.
         if let DbConnection::Postgres(pg) = conn {
-            let mut locked = Vec::with_capacity(items.len());
-            for chunk in items.chunks(ITEMS_PER_EVENT) {
+            let ids: Vec<&String> = rows.iter().map(|(id, ..)| id).collect();
+            let mut locked = std::collections::HashSet::with_capacity(ids.len());
+            for chunk in ids.chunks(ITEMS_PER_EVENT) {
                 locked.extend(
                     review_items::table
                         .filter(review_items::id.eq_any(chunk))
@@ -135,8 +131,14 @@ pub fn record_bulk(
                         .load::<String>(pg)?,
                 );
             }
-            items = locked;
+            rows.retain(|(id, ..)| locked.contains(id));
         }
+        let reviewer = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
+        let items: Vec<String> = rows
+            .into_iter()
+            .filter(|(_, holder, email)| !holds(&reviewer, holder, email.as_deref()))
+            .map(|(id, ..)| id)
+            .collect();
         let mut events = EventBatch::default();
         for chunk in items.chunks(ITEMS_PER_EVENT) {
             let decided: Vec<(String, &String)> = chunk.iter().map(|i| (new_id(), i)).collect();

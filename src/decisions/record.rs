@@ -300,6 +300,7 @@ fn pass_on(
         reason: ReassignReason::DontKnow,
         target: Target::Chain,
         note: None,
+        auth: None,
     };
     let moved = reassign(conn, now, &job, events)?;
     if moved.items == 0 {

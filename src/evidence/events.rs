@@ -28,6 +28,8 @@ pub enum EventKind {
     /// Undecided items moved to another reviewer (escalation, "don't know", a reviewer
     /// who left), with the reason.
     ItemsReassigned,
+    /// At close, the items nobody decided, with the no-response outcome they got.
+    ItemsUnanswered,
     /// A campaign reviewed in stages moved on to its next stage.
     CampaignStageAdvanced,
     /// Items that went on to the next stage, with their new reviewer.
@@ -58,6 +60,7 @@ impl EventKind {
             EventKind::CampaignClosed => "campaign.closed",
             EventKind::CampaignCloseHeld => "campaign.close_held",
             EventKind::ItemsReassigned => "items.reassigned",
+            EventKind::ItemsUnanswered => "items.unanswered",
             EventKind::CampaignStageAdvanced => "campaign.stage_advanced",
             EventKind::ItemsAdvanced => "items.advanced",
             EventKind::MailQueued => "mail.queued",

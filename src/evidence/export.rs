@@ -47,9 +47,13 @@ pub struct DecisionRecord {
     pub privileged: bool,
     pub auth_method: String,
     pub auth_context: serde_json::Value,
+    /// An approval until this date (RFC 3339): it expires into a revocation then.
+    pub approved_until: Option<String>,
+    /// When the item's approval until a date expired (the item is now revoked).
+    pub item_expired_at: Option<String>,
 }
 
-pub const CSV_HEADER: [&str; 15] = [
+pub const CSV_HEADER: [&str; 17] = [
     "decision_id",
     "decided_at",
     "campaign_id",
@@ -65,6 +69,8 @@ pub const CSV_HEADER: [&str; 15] = [
     "group_dn",
     "privileged",
     "auth_method",
+    "approved_until",
+    "item_expired_at",
 ];
 
 impl DecisionRecord {
@@ -85,6 +91,8 @@ impl DecisionRecord {
             self.group_dn.as_str(),
             if self.privileged { "true" } else { "false" },
             self.auth_method.as_str(),
+            self.approved_until.as_deref().unwrap_or(""),
+            self.item_expired_at.as_deref().unwrap_or(""),
         ]
         .into_iter()
         .map(neutralize_csv_cell)
@@ -340,8 +348,17 @@ type DecisionColumns = (
         Option<String>,
         String,
         String,
+        Option<NaiveDateTime>,
     ),
-    (String, String, Option<String>, String, String, bool),
+    (
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        bool,
+        Option<NaiveDateTime>,
+    ),
     (String, String),
 );
 
@@ -378,6 +395,7 @@ fn for_each_decision(
                     decisions::comment,
                     decisions::auth_method,
                     decisions::auth_context,
+                    decisions::approved_until,
                 ),
                 (
                     review_items::identity_login,
@@ -386,6 +404,7 @@ fn for_each_decision(
                     review_items::entitlement_name,
                     review_items::entitlement_dn,
                     review_items::privileged,
+                    review_items::expired_at,
                 ),
                 (reviewers::email, reviewers::display_name),
             ))
@@ -402,6 +421,8 @@ fn for_each_decision(
                 comment: d.5,
                 auth_method: d.6,
                 auth_context: serde_json::from_str(&d.7).unwrap_or(serde_json::Value::Null),
+                approved_until: d.8.map(rfc3339),
+                item_expired_at: item.6.map(rfc3339),
                 person_login: item.0,
                 person_name: item.1,
                 person_email: item.2,

@@ -274,6 +274,7 @@ pub fn escalate(
             reason: ReassignReason::Escalated,
             target: Target::Chain,
             note: None,
+            auth: None,
         };
         let moved = reassign(conn, now, &job, &mut events)?;
         events.append_all(conn, now, "scheduler")?;
@@ -320,6 +321,7 @@ pub fn check_reviewers(
                 reason: ReassignReason::ReviewerUnavailable,
                 target: Target::Chain,
                 note: None,
+                auth: None,
             };
             let moved = reassign(conn, now, &job, &mut events)?;
             events.append_all(conn, now, "scheduler")?;

@@ -13,7 +13,9 @@ use attest::evidence::EventKind;
 use chrono::{Duration, NaiveDate};
 
 use crate::common::{self, FALLBACK};
-use crate::open_review::{Open, auth, events_of, mail_of_kind, open_campaign, recipients};
+use crate::open_review::{
+    Open, auth, events_of, mail_of_kind, open_campaign, open_campaign_on_postgres, recipients,
+};
 
 /// Every item of `email`'s, sorted by person then group.
 async fn items_of(o: &Open, email: &str) -> Vec<ReviewItem> {
@@ -154,6 +156,20 @@ async fn an_approval_until_a_date_expires_into_a_revocation_after_close() {
     let mut page = page;
     page.reload().await;
     assert!(page.html.contains(&format!("Approved until {ends_text}")));
+    // Two more approvals that must outlive it: one until a later day, one for good.
+    let later = (ends + Duration::days(20)).to_string();
+    let (second, third) = {
+        let items = items_of(&o, "bob@example.com").await;
+        (items[1].id.clone(), items[2].id.clone())
+    };
+    let fields = [
+        ("item", second.as_str()),
+        ("outcome", "approve_until"),
+        ("until", later.as_str()),
+    ];
+    assert_eq!(page.post("decide", &fields).await, 303);
+    let fields = [("item", third.as_str()), ("outcome", "approve")];
+    assert_eq!(page.post("decide", &fields).await, 303);
 
     // The campaign closes at its due date; the approval still holds.
     o.app.tick_at(o.due).await;
@@ -172,15 +188,30 @@ async fn an_approval_until_a_date_expires_into_a_revocation_after_close() {
     let events = events_of(&o, EventKind::ApprovalsExpired).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["items"], serde_json::json!([item]));
-    // The other approvals (none here) and undecided items were left alone.
+    // The later and the open-ended approvals hold; the undecided items kept their close.
     let others = items_of(&o, "bob@example.com").await;
-    assert!(others[1..].iter().all(|i| i.state == "no_response"));
+    assert_eq!(
+        (others[1].state.as_str(), others[2].state.as_str()),
+        ("approved", "approved")
+    );
+    assert!(others[3..].iter().all(|i| i.state == "no_response"));
     o.app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_decisions_cover_the_undecided_accesses_in_scope_with_one_comment() {
-    let o = open_campaign(|_| {}).await;
+async fn bulk_decisions_cover_the_undecided_accesses_in_scope_on_sqlite() {
+    bulk_decisions_cover_the_undecided_accesses_in_scope(open_campaign(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_decisions_cover_the_undecided_accesses_in_scope_on_postgres() {
+    bulk_decisions_cover_the_undecided_accesses_in_scope(open_campaign_on_postgres(|_| {}).await)
+        .await;
+}
+
+/// All undecided accesses of one person, then of one group until a date, then all that
+/// remain, each with one comment; what was decided one by one stays as it was.
+async fn bulk_decisions_cover_the_undecided_accesses_in_scope(o: Open) {
     let mut page = open_page(&o, "bob@example.com").await;
     let before = items_of(&o, "bob@example.com").await;
     let dave: Vec<&ReviewItem> = before
@@ -237,8 +268,31 @@ async fn bulk_decisions_cover_the_undecided_accesses_in_scope_with_one_comment()
         dave.len() - 1
     );
 
+    // Everyone still undecided in engineering, approved until a date.
+    let ends = (o.opened + Duration::days(60)).date_naive().to_string();
+    let in_engineering = page.bulk_option("Everyone in engineering");
+    let fields = [
+        ("scope", in_engineering.as_str()),
+        ("outcome", "approve_until"),
+        ("until", ends.as_str()),
+    ];
+    assert_eq!(page.post("decide-all", &fields).await, 303);
+    let engineering: Vec<ReviewItem> = items_of(&o, "bob@example.com")
+        .await
+        .into_iter()
+        .filter(|i| i.entitlement_name == "engineering" && i.identity_login != "dave")
+        .collect();
+    assert!(!engineering.is_empty());
+    for item in &engineering {
+        assert_eq!(item.state, "approved");
+        assert_eq!(item.approved_until.unwrap().date().to_string(), ends);
+    }
+
     // All that remain, revoked; then nothing is left and a second post decides nothing.
-    let remaining = before.iter().filter(|i| i.identity_login != "dave").count();
+    let remaining = before
+        .iter()
+        .filter(|i| i.identity_login != "dave" && i.entitlement_name != "engineering")
+        .count();
     let fields = [("scope", "remaining"), ("outcome", "revoke")];
     assert_eq!(page.post("decide-all", &fields).await, 303);
     let done = items_of(&o, "bob@example.com").await;
@@ -248,7 +302,7 @@ async fn bulk_decisions_cover_the_undecided_accesses_in_scope_with_one_comment()
     );
     assert_eq!(page.post("decide-all", &fields).await, 303);
     let bulk = events_of(&o, EventKind::DecisionsRecorded).await;
-    assert_eq!(bulk.len(), 2, "the empty second post wrote nothing");
+    assert_eq!(bulk.len(), 3, "the empty last post wrote nothing");
     // Every item still has one decision row per decision made.
     let decisions: i64 = o
         .app
@@ -266,8 +320,19 @@ async fn bulk_decisions_cover_the_undecided_accesses_in_scope_with_one_comment()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason() {
-    let o = open_campaign(|_| {}).await;
+async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason_on_sqlite() {
+    a_reviewer_passes_their_undecided_accesses_on_with_a_reason(open_campaign(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason_on_postgres() {
+    let o = open_campaign_on_postgres(|_| {}).await;
+    a_reviewer_passes_their_undecided_accesses_on_with_a_reason(o).await;
+}
+
+/// bob passes his undecided accesses to dave (who cannot take his own), then an admin moves
+/// the rest to carol; after close nothing moves.
+async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason(o: Open) {
     let mut page = open_page(&o, "bob@example.com").await;
     let before = items_of(&o, "bob@example.com").await;
     let daves = before.iter().filter(|i| i.identity_login == "dave").count();

@@ -335,6 +335,13 @@ async fn revocation_of_unanswered_items_within_the_share_happens_at_close() {
         no_response_outcomes(&o).await,
         vec![("revoke".to_string(), 2)]
     );
+    // The evidence names each unanswered access and what the policy did to it.
+    let unanswered = events_of(&o, EventKind::ItemsUnanswered).await;
+    assert_eq!(unanswered.len(), 1, "{unanswered:?}");
+    assert_eq!(unanswered[0]["outcome"], "revoke");
+    assert_eq!(unanswered[0]["items"].as_array().unwrap().len(), 2);
+    let closed = events_of(&o, EventKind::CampaignClosed).await;
+    assert_eq!(closed[0]["no_response"]["confirmed_above_share"], false);
     o.app.stop().await;
 }
 

@@ -21,6 +21,7 @@ mod end_to_end;
 mod follow_up;
 mod generation_faults;
 mod link_revocation;
+mod off_cycle;
 mod oidc_source;
 mod open_review;
 mod outbox;

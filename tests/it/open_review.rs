@@ -11,6 +11,7 @@ use attest::notify::outbox::messages_of_campaign;
 use chrono::{DateTime, Utc};
 
 use crate::common::{self, DEFINITION, TestApp};
+use crate::support::postgres::{self, PgDatabase};
 
 pub struct Open {
     pub app: TestApp,
@@ -20,19 +21,34 @@ pub struct Open {
     pub opened: DateTime<Utc>,
     pub due: DateTime<Utc>,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL database the app runs on, if not SQLite (dropped last).
+    _postgres: Option<PgDatabase>,
 }
 
 /// The fixture directory, a campaign opened by hand, and the scheduler driven by the test.
 pub async fn open_campaign(adjust: impl FnOnce(&mut attest::config::CampaignDefinition)) -> Open {
+    open_campaign_on(None, adjust).await
+}
+
+/// The same on a fresh PostgreSQL database.
+pub async fn open_campaign_on_postgres(
+    adjust: impl FnOnce(&mut attest::config::CampaignDefinition),
+) -> Open {
+    open_campaign_on(Some(postgres::database()), adjust).await
+}
+
+async fn open_campaign_on(
+    postgres: Option<PgDatabase>,
+    adjust: impl FnOnce(&mut attest::config::CampaignDefinition),
+) -> Open {
     let dir = common::temp_dir();
     let ldif = dir.path().join("directory.ldif");
     std::fs::copy(common::fixture(), &ldif).unwrap();
-    let mut config: Config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&ldif),
-        None,
-        dir.path(),
-    );
+    let url = match &postgres {
+        Some(database) => database.url.clone(),
+        None => common::sqlite_url(dir.path()),
+    };
+    let mut config: Config = common::config(&url, common::ldif_source(&ldif), None, dir.path());
     let definition = config.campaigns.get_mut(DEFINITION).unwrap();
     // Only the campaign the test opens: no quarterly one besides.
     definition.schedule = "manual".into();
@@ -48,6 +64,7 @@ pub async fn open_campaign(adjust: impl FnOnce(&mut attest::config::CampaignDefi
         app,
         ldif,
         _dir: dir,
+        _postgres: postgres,
     }
 }
 
