@@ -1,45 +1,27 @@
-//! Freezing a campaign's items: the accesses in scope, read page by page by their id, each
-//! routed to its reviewer and written with the person and group as the snapshot has them.
-//! Each page is one short write transaction (a few thousand rows), so that decisions on
-//! other campaigns keep being answered on SQLite while a large campaign generates; each
-//! first checks that the campaign is still this generation's.
+//! Freezing a campaign's items. Routing is worked out in memory once per (person, group
+//! owner), not per access: each route, the groups in scope and the few accesses a privileged
+//! group's rule sends elsewhere go to staging tables, and the database then copies the
+//! accesses into items itself (`INSERT ... SELECT`), a range of access ids per short write
+//! transaction, so that decisions on other campaigns keep being answered on SQLite while a
+//! large campaign generates. Each transaction first checks that the campaign is still this
+//! generation's.
 
 use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 
 use crate::campaigns::generate::insert_reviewers;
-use crate::campaigns::model::{ITEM_PENDING, STATE_GENERATING};
-use crate::campaigns::population::{Holders, Population, access_page};
-use crate::campaigns::routing::RoutingPlan;
-use crate::db::schema::{campaigns, review_items};
+use crate::campaigns::model::STATE_GENERATING;
+use crate::campaigns::population::{Holders, Population};
+use crate::campaigns::reviewers::Candidate;
+use crate::campaigns::routing::{GroupOwner, Routing, RoutingPlan};
+use crate::campaigns::staging::{self, CopyRange, ExceptionRow, GroupRow, RouteRow};
+use crate::db::schema::{campaigns, grant_versions, review_items, reviewers};
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
 
-/// Rows per INSERT statement (18 columns: well under SQLite's bind-parameter limit).
-const ROWS_PER_INSERT: usize = 500;
-
-/// `None` is written as NULL (not DEFAULT), which lets SQLite take many rows per INSERT.
-#[derive(Insertable)]
-#[diesel(table_name = review_items, treat_none_as_default_value = false)]
-pub(crate) struct NewReviewItem {
-    id: String,
-    campaign_id: String,
-    reviewer_id: String,
-    routing: String,
-    identity_external_id: String,
-    identity_login: String,
-    identity_name: String,
-    identity_email: Option<String>,
-    identity_status: String,
-    entitlement_external_id: String,
-    entitlement_name: String,
-    entitlement_dn: String,
-    privileged: bool,
-    via: Option<String>,
-    granted_since: chrono::NaiveDateTime,
-    state: String,
-}
+/// Access ids per copy transaction (ids of one source are close to dense).
+const IDS_PER_COPY: i64 = 10_000;
 
 /// What items are frozen from.
 pub(crate) struct FrozenSnapshot<'a> {
@@ -57,98 +39,200 @@ pub(crate) struct Frozen {
     pub(crate) reviewer_ids: Vec<String>,
 }
 
+/// How routes name a group's owner in the staging tables.
+fn owner_key(owner: &GroupOwner) -> String {
+    match owner {
+        GroupOwner::NotNamed => String::new(),
+        GroupOwner::Missing => "?".to_string(),
+        GroupOwner::Person(id) => format!("p:{id}"),
+    }
+}
+
 pub(crate) fn freeze_items(
     conn: &mut DbConnection,
     campaign_id: &str,
     snapshot: &FrozenSnapshot<'_>,
 ) -> Result<Frozen> {
-    let no_holders = HashSet::new();
-    let mut reviewer_ids: HashMap<String, String> = HashMap::new();
-    let mut items_written = 0i64;
-    let mut after = 0;
-    loop {
-        let page = access_page(conn, snapshot.source, snapshot.seq, after)?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        let mut items = Vec::with_capacity(page.len());
-        let mut new_reviewers = Vec::new();
-        for access in page {
-            let (Some(group), Some(person)) = (
-                snapshot.population.groups.get(&access.group),
-                snapshot.population.people.get(&access.person),
-            ) else {
-                continue;
-            };
-            if !person.in_scope || !snapshot.population.reviews(&access) {
-                continue;
-            }
-            let group_holders = match group.privileged {
-                true => snapshot
-                    .holders
-                    .of_privileged
-                    .get(&access.group)
-                    .unwrap_or(&no_holders),
-                false => &no_holders,
-            };
-            let (reviewer, routing) =
-                snapshot
-                    .plan
-                    .reviewer_for(&access.person, &group.owner, group_holders)?;
-            let key = reviewer.email.to_lowercase();
-            let reviewer_id = match reviewer_ids.get(&key) {
-                Some(id) => id.clone(),
-                None => {
-                    let id = new_id();
-                    reviewer_ids.insert(key, id.clone());
-                    new_reviewers.push((id.clone(), reviewer.clone()));
-                    id
-                }
-            };
-            items.push(NewReviewItem {
-                id: new_id(),
-                campaign_id: campaign_id.to_string(),
-                reviewer_id,
-                routing: routing.as_str().to_string(),
-                identity_external_id: access.person,
-                identity_login: person.login.clone(),
-                identity_name: person.name.clone(),
-                identity_email: person.email.clone(),
-                identity_status: person.status.clone(),
-                entitlement_external_id: access.group,
-                entitlement_name: group.name.clone(),
-                entitlement_dn: group.dn.clone(),
-                privileged: group.privileged,
-                via: access.via,
-                granted_since: access.first_seen_at,
-                state: ITEM_PENDING.to_string(),
-            });
-        }
-        if items.is_empty() {
-            continue;
-        }
-        write_tx(conn, |conn| {
-            let ours = campaigns::table
-                .find(campaign_id)
-                .filter(campaigns::state.eq(STATE_GENERATING))
-                .count()
-                .get_result::<i64>(conn)?;
-            if ours != 1 {
-                return Err(Error::Conflict(format!(
-                    "campaign {campaign_id} was removed while it generated"
-                )));
-            }
-            insert_reviewers(conn, campaign_id, &new_reviewers)?;
-            for chunk in items.chunks(ROWS_PER_INSERT) {
-                crate::insert_rows!(conn, review_items::table, chunk)?;
-            }
-            Ok(())
-        })?;
-        items_written += items.len() as i64;
+    staging::create(conn)?;
+    let frozen = stage_and_copy(conn, campaign_id, snapshot);
+    // Best effort: a pooled connection's left-overs are dropped by the next generation.
+    if let Err(e) = staging::drop_all(conn) {
+        tracing::warn!(error = %e, "staging tables not dropped");
     }
-    let mut ids: Vec<String> = reviewer_ids.into_values().collect();
-    ids.sort();
+    frozen
+}
+
+fn stage_and_copy(
+    conn: &mut DbConnection,
+    campaign_id: &str,
+    snapshot: &FrozenSnapshot<'_>,
+) -> Result<Frozen> {
+    let staged = Staged::route(snapshot)?;
+    staging::insert_groups(conn, &staged.groups)?;
+    staging::insert_routes(conn, &staged.routes)?;
+    staging::insert_exceptions(conn, &staged.exceptions)?;
+    let bounds: (Option<i64>, Option<i64>) = grant_versions::table
+        .filter(grant_versions::source.eq(snapshot.source))
+        .filter(crate::as_of!(grant_versions, snapshot.seq))
+        .select((
+            diesel::dsl::min(grant_versions::id),
+            diesel::dsl::max(grant_versions::id),
+        ))
+        .first(conn)?;
+    let id_prefix: String = new_id().chars().take(19).collect();
+    let mut items = 0i64;
+    // The reviewers are written with the first range of items (or alone when there is none).
+    let mut reviewers_pending = Some(&staged.reviewers);
+    if let (Some(first), Some(last)) = bounds {
+        let mut after = first - 1;
+        while after < last {
+            let up_to = (after + IDS_PER_COPY).min(last);
+            let range = CopyRange {
+                campaign_id,
+                id_prefix: &id_prefix,
+                source: snapshot.source,
+                seq: snapshot.seq,
+                after,
+                up_to,
+                new_since: snapshot.population.new_since,
+            };
+            items += write_tx(conn, |conn| {
+                ensure_generating(conn, campaign_id)?;
+                if let Some(new_reviewers) = reviewers_pending {
+                    insert_reviewers(conn, campaign_id, new_reviewers)?;
+                }
+                staging::copy_items(conn, &range)
+            })? as i64;
+            reviewers_pending = None;
+            after = up_to;
+        }
+    }
+
+    // A route's reviewer whose every access went elsewhere (a privileged group's rule) has
+    // nothing to review: no row, no mail.
+    let reviewer_ids = write_tx(conn, |conn| {
+        if let Some(new_reviewers) = reviewers_pending {
+            ensure_generating(conn, campaign_id)?;
+            insert_reviewers(conn, campaign_id, new_reviewers)?;
+        }
+        diesel::delete(
+            reviewers::table
+                .filter(reviewers::campaign_id.eq(campaign_id))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    review_items::table.filter(review_items::reviewer_id.eq(reviewers::id)),
+                ))),
+        )
+        .execute(conn)?;
+        Ok(reviewers::table
+            .filter(reviewers::campaign_id.eq(campaign_id))
+            .select(reviewers::id)
+            .order(reviewers::id.asc())
+            .load::<String>(conn)?)
+    })?;
     Ok(Frozen {
-        items: items_written,
-        reviewer_ids: ids,
+        items,
+        reviewer_ids,
     })
+}
+
+fn ensure_generating(conn: &mut DbConnection, campaign_id: &str) -> Result<()> {
+    let ours = campaigns::table
+        .find(campaign_id)
+        .filter(campaigns::state.eq(STATE_GENERATING))
+        .count()
+        .get_result::<i64>(conn)?;
+    if ours != 1 {
+        return Err(Error::Conflict(format!(
+            "campaign {campaign_id} was removed while it generated"
+        )));
+    }
+    Ok(())
+}
+
+/// The rows a generation stages: reviewers, groups in scope, routes and exceptions.
+struct Staged {
+    reviewers: Vec<(String, Candidate)>,
+    groups: Vec<GroupRow>,
+    routes: Vec<RouteRow>,
+    exceptions: Vec<ExceptionRow>,
+}
+
+impl Staged {
+    fn route(snapshot: &FrozenSnapshot<'_>) -> Result<Staged> {
+        let (population, holders, plan) = (snapshot.population, snapshot.holders, snapshot.plan);
+        let mut staged = Staged {
+            reviewers: Vec::new(),
+            groups: Vec::with_capacity(population.groups.len()),
+            routes: Vec::with_capacity(holders.subjects.len()),
+            exceptions: Vec::new(),
+        };
+        let mut reviewer_ids: HashMap<String, String> = HashMap::new();
+        let mut reviewer_id = |candidate: &Candidate, staged: &mut Vec<(String, Candidate)>| {
+            let key = candidate.email.to_lowercase();
+            reviewer_ids
+                .entry(key)
+                .or_insert_with(|| {
+                    let id = new_id();
+                    staged.push((id.clone(), candidate.clone()));
+                    id
+                })
+                .clone()
+        };
+        for (id, group) in &population.groups {
+            staged.groups.push((
+                id.clone(),
+                owner_key(&group.owner),
+                group.name.clone(),
+                group.dn.clone(),
+                group.privileged,
+            ));
+        }
+        let no_holders = HashSet::new();
+        let mut subjects: Vec<_> = holders.subjects.iter().collect();
+        subjects.sort();
+        for (person_id, owner) in subjects {
+            let Some(person) = population.people.get(person_id) else {
+                continue;
+            };
+            let (reviewer, routing) = plan.reviewer_for(person_id, owner, &no_holders)?;
+            staged.routes.push((
+                person_id.clone(),
+                owner_key(owner),
+                reviewer_id(reviewer, &mut staged.reviewers),
+                routing.as_str().to_string(),
+                person.login.clone(),
+                person.name.clone(),
+                person.email.clone(),
+                person.status.clone(),
+            ));
+        }
+        let mut privileged: Vec<_> = holders.of_privileged.iter().collect();
+        privileged.sort_by(|a, b| a.0.cmp(b.0));
+        for (group_id, group_holders) in privileged {
+            let Some(group) = population.groups.get(group_id) else {
+                continue;
+            };
+            let mut members: Vec<&String> = group_holders.iter().collect();
+            members.sort();
+            for person_id in members {
+                if !holders
+                    .subjects
+                    .contains(&(person_id.clone(), group.owner.clone()))
+                {
+                    continue;
+                }
+                let (reviewer, routing) =
+                    plan.reviewer_for(person_id, &group.owner, group_holders)?;
+                if routing == Routing::PrivilegedHolderRerouted {
+                    staged.exceptions.push((
+                        person_id.clone(),
+                        group_id.clone(),
+                        reviewer_id(reviewer, &mut staged.reviewers),
+                        routing.as_str().to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(staged)
+    }
 }

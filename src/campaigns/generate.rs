@@ -323,7 +323,16 @@ fn claim_period(
                 campaigns::state.eq(STATE_GENERATING),
                 campaigns::late.eq(claim.opening.late),
             ))
-            .execute(conn)?;
+            .execute(conn)
+            .map_err(|e| match Error::from(e) {
+                // Another instance claimed the period between the read above and this insert
+                // (PostgreSQL; SQLite's write lock serialises the two).
+                Error::Conflict(_) => Error::Conflict(format!(
+                    "a `{definition_name}` campaign for the period starting {} already exists",
+                    period_start.format("%Y-%m-%d")
+                )),
+                other => other,
+            })?;
         // Taken before the row is committed: whoever sees it sees it guarded.
         let guard = GenerationGuard::try_take(db, conn, &campaign_id)?
             .ok_or_else(|| Error::Internal("a new campaign's guard is taken".into()))?;

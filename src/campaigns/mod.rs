@@ -17,6 +17,7 @@ pub mod reviewers;
 pub mod routing;
 pub mod schedule;
 pub mod stages;
+mod staging;
 
 pub use closing::{ClosePreview, CloseRules, close_campaign, preview_close};
 pub use generate::{Opening, StartedCampaign, open_campaign, start_campaign};

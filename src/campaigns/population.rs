@@ -40,12 +40,11 @@ pub(crate) struct Group {
     pub(crate) owner: GroupOwner,
 }
 
-/// One access: who has which group, directly or via which groups, since when.
+/// One access: who has which group, since when.
 pub(crate) struct Access {
     pub(crate) id: i64,
     pub(crate) person: String,
     pub(crate) group: String,
-    pub(crate) via: Option<String>,
     pub(crate) first_seen_at: chrono::NaiveDateTime,
 }
 
@@ -322,28 +321,25 @@ pub(crate) fn access_page(
     seq: i64,
     after: i64,
 ) -> Result<Vec<Access>> {
-    let rows: Vec<(i64, String, String, Option<String>, chrono::NaiveDateTime)> =
-        grant_versions::table
-            .filter(grant_versions::source.eq(source))
-            .filter(grant_versions::id.gt(after))
-            .filter(crate::as_of!(grant_versions, seq))
-            .order(grant_versions::id.asc())
-            .limit(GRANT_PAGE)
-            .select((
-                grant_versions::id,
-                grant_versions::identity_external_id,
-                grant_versions::entitlement_external_id,
-                grant_versions::via,
-                grant_versions::first_seen_at,
-            ))
-            .load(conn)?;
+    let rows: Vec<(i64, String, String, chrono::NaiveDateTime)> = grant_versions::table
+        .filter(grant_versions::source.eq(source))
+        .filter(grant_versions::id.gt(after))
+        .filter(crate::as_of!(grant_versions, seq))
+        .order(grant_versions::id.asc())
+        .limit(GRANT_PAGE)
+        .select((
+            grant_versions::id,
+            grant_versions::identity_external_id,
+            grant_versions::entitlement_external_id,
+            grant_versions::first_seen_at,
+        ))
+        .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, person, group, via, first_seen_at)| Access {
+        .map(|(id, person, group, first_seen_at)| Access {
             id,
             person,
             group,
-            via,
             first_seen_at,
         })
         .collect())

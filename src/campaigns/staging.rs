@@ -1,0 +1,259 @@
+//! The staging tables a generation writes its routing into before the database copies the
+//! items itself: `INSERT ... SELECT` from the snapshot's accesses joined to the groups in
+//! scope, one route per (person, group owner) and the few accesses a privileged-group rule
+//! sends elsewhere. They are temporary tables of the generating connection (never seen by
+//! another one), created empty at the start and dropped at the end.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamp};
+
+use crate::db::DbConnection;
+use crate::error::Result;
+
+diesel::table! {
+    /// Groups in the campaign's scope, with the key of their owner as routes name it.
+    attest_gen_groups (grp) {
+        grp -> Text,
+        owner_key -> Text,
+        name -> Text,
+        dn -> Text,
+        privileged -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Where a person's accesses to groups with one owner go, and the person as frozen.
+    attest_gen_routes (person, owner_key) {
+        person -> Text,
+        owner_key -> Text,
+        reviewer_id -> Text,
+        routing -> Text,
+        login -> Text,
+        name -> Text,
+        email -> Nullable<Text>,
+        status -> Text,
+    }
+}
+
+diesel::table! {
+    /// Accesses to a privileged group whose route's reviewer holds that group.
+    attest_gen_exceptions (person, grp) {
+        person -> Text,
+        grp -> Text,
+        reviewer_id -> Text,
+        routing -> Text,
+    }
+}
+
+const TABLES: [&str; 3] = [
+    "attest_gen_groups",
+    "attest_gen_routes",
+    "attest_gen_exceptions",
+];
+
+/// Rows per INSERT into a staging table.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Creates the staging tables empty on this connection (left over ones are dropped first).
+pub(crate) fn create(conn: &mut DbConnection) -> Result<()> {
+    drop_all(conn)?;
+    let boolean = match conn {
+        DbConnection::Postgres(_) => "BOOLEAN",
+        DbConnection::Sqlite(_) => "INTEGER",
+    };
+    let ddl = [
+        format!(
+            "CREATE TEMPORARY TABLE attest_gen_groups (grp TEXT PRIMARY KEY, owner_key TEXT \
+             NOT NULL, name TEXT NOT NULL, dn TEXT NOT NULL, privileged {boolean} NOT NULL)"
+        ),
+        "CREATE TEMPORARY TABLE attest_gen_routes (person TEXT NOT NULL, owner_key TEXT NOT \
+         NULL, reviewer_id TEXT NOT NULL, routing TEXT NOT NULL, login TEXT NOT NULL, name TEXT \
+         NOT NULL, email TEXT, status TEXT NOT NULL, PRIMARY KEY (person, owner_key))"
+            .to_string(),
+        "CREATE TEMPORARY TABLE attest_gen_exceptions (person TEXT NOT NULL, grp TEXT NOT \
+         NULL, reviewer_id TEXT NOT NULL, routing TEXT NOT NULL, PRIMARY KEY (person, grp))"
+            .to_string(),
+    ];
+    for statement in ddl {
+        execute(conn, &statement)?;
+    }
+    Ok(())
+}
+
+/// Drops the staging tables of this connection, if any.
+pub(crate) fn drop_all(conn: &mut DbConnection) -> Result<()> {
+    for table in TABLES {
+        execute(conn, &format!("DROP TABLE IF EXISTS {table}"))?;
+    }
+    Ok(())
+}
+
+fn execute(conn: &mut DbConnection, statement: &str) -> Result<()> {
+    match conn {
+        DbConnection::Postgres(pg) => diesel::sql_query(statement).execute(pg)?,
+        DbConnection::Sqlite(sqlite) => diesel::sql_query(statement).execute(sqlite)?,
+    };
+    Ok(())
+}
+
+/// A group row: (id, owner key, name, DN, privileged).
+pub(crate) type GroupRow = (String, String, String, String, bool);
+/// A route row: (person, owner key, reviewer id, routing, login, name, email, status).
+pub(crate) type RouteRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+/// An exception row: (person, group, reviewer id, routing).
+pub(crate) type ExceptionRow = (String, String, String, String);
+
+pub(crate) fn insert_groups(conn: &mut DbConnection, rows: &[GroupRow]) -> Result<()> {
+    use attest_gen_groups as g;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|r| {
+                (
+                    g::grp.eq(&r.0),
+                    g::owner_key.eq(&r.1),
+                    g::name.eq(&r.2),
+                    g::dn.eq(&r.3),
+                    g::privileged.eq(r.4),
+                )
+            })
+            .collect();
+        crate::insert_rows!(conn, g::table, &values)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_routes(conn: &mut DbConnection, rows: &[RouteRow]) -> Result<()> {
+    use attest_gen_routes as r;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|row| {
+                (
+                    r::person.eq(&row.0),
+                    r::owner_key.eq(&row.1),
+                    r::reviewer_id.eq(&row.2),
+                    r::routing.eq(&row.3),
+                    r::login.eq(&row.4),
+                    r::name.eq(&row.5),
+                    r::email.eq(&row.6),
+                    r::status.eq(&row.7),
+                )
+            })
+            .collect();
+        crate::insert_rows!(conn, r::table, &values)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_exceptions(conn: &mut DbConnection, rows: &[ExceptionRow]) -> Result<()> {
+    use attest_gen_exceptions as x;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|row| {
+                (
+                    x::person.eq(&row.0),
+                    x::grp.eq(&row.1),
+                    x::reviewer_id.eq(&row.2),
+                    x::routing.eq(&row.3),
+                )
+            })
+            .collect();
+        crate::insert_rows!(conn, x::table, &values)?;
+    }
+    Ok(())
+}
+
+/// Which accesses one copy takes: the snapshot `seq` of `source`, access ids in
+/// (`after`, `up_to`], and for an off-cycle review only those first seen after `new_since`.
+pub(crate) struct CopyRange<'a> {
+    pub(crate) campaign_id: &'a str,
+    /// The first 19 characters of a fresh UUID v7 (`xxxxxxxx-xxxx-7xxx-`): item ids are this
+    /// prefix and the access id, so that they are unique, valid and in insertion order.
+    pub(crate) id_prefix: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) seq: i64,
+    pub(crate) after: i64,
+    pub(crate) up_to: i64,
+    pub(crate) new_since: Option<NaiveDateTime>,
+}
+
+/// Copies one range of accesses into review items; returns how many it wrote.
+pub(crate) fn copy_items(conn: &mut DbConnection, range: &CopyRange<'_>) -> Result<usize> {
+    let postgres = matches!(conn, DbConnection::Postgres(_));
+    // $n placeholders on PostgreSQL, ? on SQLite, bound in the same order.
+    let mut n = 0;
+    let mut p = || {
+        n += 1;
+        if postgres {
+            format!("${n}")
+        } else {
+            "?".to_string()
+        }
+    };
+    let (prefix, campaign) = (p(), p());
+    let item_id = if postgres {
+        format!(
+            "{prefix} || lpad(to_hex(32768 + ((g.id >> 48) & 16383)), 4, '0') || '-' || \
+             lpad(to_hex(g.id & 281474976710655), 12, '0')"
+        )
+    } else {
+        format!(
+            "printf('%s%04x-%012x', {prefix}, 32768 + ((g.id >> 48) & 16383), g.id & 281474976710655)"
+        )
+    };
+    let (source, seq_from, seq_to, after, up_to) = (p(), p(), p(), p(), p());
+    let new_since = match range.new_since {
+        Some(_) => format!(" AND g.first_seen_at > {}", p()),
+        None => String::new(),
+    };
+    let sql = format!(
+        "INSERT INTO review_items (id, campaign_id, reviewer_id, routing, identity_external_id, \
+         identity_login, identity_name, identity_email, identity_status, \
+         entitlement_external_id, entitlement_name, entitlement_dn, privileged, via, \
+         granted_since, state) \
+         SELECT {item_id}, {campaign}, COALESCE(x.reviewer_id, r.reviewer_id), \
+         COALESCE(x.routing, r.routing), g.identity_external_id, r.login, r.name, r.email, \
+         r.status, g.entitlement_external_id, e.name, e.dn, e.privileged, g.via, \
+         g.first_seen_at, 'pending' \
+         FROM grant_versions g \
+         JOIN attest_gen_groups e ON e.grp = g.entitlement_external_id \
+         JOIN attest_gen_routes r ON r.person = g.identity_external_id \
+         AND r.owner_key = e.owner_key \
+         LEFT JOIN attest_gen_exceptions x ON x.person = g.identity_external_id \
+         AND x.grp = g.entitlement_external_id \
+         WHERE g.source = {source} AND g.valid_from <= {seq_from} \
+         AND (g.valid_to IS NULL OR g.valid_to > {seq_to}) \
+         AND g.id > {after} AND g.id <= {up_to}{new_since}"
+    );
+    let query = diesel::sql_query(sql)
+        .bind::<Text, _>(range.id_prefix)
+        .bind::<Text, _>(range.campaign_id)
+        .bind::<Text, _>(range.source)
+        .bind::<BigInt, _>(range.seq)
+        .bind::<BigInt, _>(range.seq)
+        .bind::<BigInt, _>(range.after)
+        .bind::<BigInt, _>(range.up_to);
+    let written = match (range.new_since, conn) {
+        (Some(since), DbConnection::Postgres(pg)) => {
+            query.bind::<Timestamp, _>(since).execute(pg)?
+        }
+        (Some(since), DbConnection::Sqlite(sqlite)) => {
+            query.bind::<Timestamp, _>(since).execute(sqlite)?
+        }
+        (None, DbConnection::Postgres(pg)) => query.execute(pg)?,
+        (None, DbConnection::Sqlite(sqlite)) => query.execute(sqlite)?,
+    };
+    Ok(written)
+}
