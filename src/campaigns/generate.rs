@@ -460,7 +460,10 @@ pub(crate) fn insert_reviewers(
             )
         })
         .collect();
-    crate::insert_rows!(conn, reviewers::table, rows)?;
+    // 6 columns a row: well under either database's limit of bound values per statement.
+    for chunk in rows.chunks(1_000) {
+        crate::insert_rows!(conn, reviewers::table, chunk)?;
+    }
     Ok(())
 }
 

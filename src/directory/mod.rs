@@ -7,6 +7,7 @@
 //! server itself (see `sources/`).
 
 pub mod effective;
+mod failed_runs;
 mod grants;
 mod import;
 pub mod preview;

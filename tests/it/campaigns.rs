@@ -367,3 +367,37 @@ async fn an_owner_the_snapshot_does_not_have_is_refused_before_anything_is_writt
     assert_eq!(app.count("review_items").await, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_with_more_reviewers_than_one_statement_can_bind_opens() {
+    // 6,000 managers with one report each: 6,000 reviewers (SQLite binds at most 32,766
+    // values per statement; a reviewer row has 6).
+    let dir = common::temp_dir();
+    let csv = dir.path().join("access.csv");
+    let mut text = String::from("person_id,login,email,manager,entitlement,privileged\n");
+    for i in 0..6_000 {
+        text.push_str(&format!(
+            "m{i},mgr{i},mgr{i}@example.com,,team-{},false\n",
+            i % 50
+        ));
+        text.push_str(&format!(
+            "r{i},rep{i},rep{i}@example.com,m{i},team-{},false\n",
+            i % 50
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let source = attest::config::SourceConfig::Csv(attest::config::CsvSourceConfig {
+        path: csv,
+        privileged_groups: Vec::new(),
+    });
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.expect("CSV sync");
+    let started = app.start_campaign().await;
+    assert_eq!(started.items, 12_000);
+    assert_eq!(
+        started.reviewers, 6_001,
+        "each manager, and the fallback for them"
+    );
+    app.stop().await;
+}
