@@ -13,6 +13,7 @@ use crate::campaigns::lifecycle::{CampaignSummary, summarize};
 use crate::campaigns::model::{
     Campaign, ITEM_NO_RESPONSE, ITEM_PENDING, STATE_CLOSED, STATE_OPEN, campaign,
 };
+use crate::campaigns::stages::stages_of;
 use crate::config::{Config, NoResponse};
 use crate::db::schema::{campaigns, review_items};
 use crate::db::time::to_db;
@@ -132,7 +133,10 @@ pub fn close_campaign(
     actor: &str,
 ) -> Result<CampaignSummary> {
     write_tx(conn, |conn| {
-        campaign(conn, campaign_id)?;
+        let found = campaign(conn, campaign_id)?;
+        // A campaign reviewed in stages may close before its last (the scheduler was down
+        // past a stage's end): the event says in which stage it closed.
+        let stages = stages_of(&found)?.0.len().max(1);
         // The state test in the UPDATE makes two concurrent closes produce one close.
         let closed_now = diesel::update(
             campaigns::table
@@ -202,6 +206,8 @@ pub fn close_campaign(
                 "items": summary.items,
                 "approved": summary.approved,
                 "revoked": summary.revoked,
+                "stage": found.stage,
+                "stages": stages,
                 "no_response": {
                     "items": unanswered,
                     "outcome": rules.no_response.as_str(),

@@ -20,6 +20,7 @@ use crate::decisions::record::check_may_decide;
 use crate::directory::current_sync_run;
 use crate::error::{Error, Result};
 use crate::evidence::EventBatch;
+use crate::notify::links::ensure_link_still_valid;
 
 /// Longest reason kept with a delegation.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -80,6 +81,13 @@ pub fn delegate(
             return Err(Error::Conflict(format!(
                 "campaign {campaign_id} is closed; its items no longer move"
             )));
+        }
+        // A revoked link learns nothing of the directory: checked before any lookup (and
+        // again, under the reviewer's lock, with the move).
+        if let DelegatedBy::Reviewer(auth) = delegation.by
+            && let Some(jti_sha256) = &auth.link_jti_sha256
+        {
+            ensure_link_still_valid(conn, jti_sha256, from, campaign_id, now)?;
         }
         let seq = current_sync_run(conn, &found.source)?
             .map(|run| run.seq)

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
+use rand::RngCore;
 
 use crate::campaigns::generate::insert_reviewers;
 use crate::campaigns::model::STATE_GENERATING;
@@ -20,11 +21,15 @@ use crate::db::schema::{campaigns, grant_versions, review_items, reviewers};
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
 
-/// Access ids per copy transaction (ids of one source are close to dense).
-const IDS_PER_COPY: i64 = 10_000;
+/// Access ids per copy transaction (ids of one source are close to dense): about a hundredth
+/// of the snapshot's range, within these bounds.
+const MIN_IDS_PER_COPY: i64 = 500;
+const MAX_IDS_PER_COPY: i64 = 10_000;
 
 /// What items are frozen from.
 pub(crate) struct FrozenSnapshot<'a> {
+    /// When the generation started (the time part of item ids).
+    pub(crate) now: chrono::DateTime<chrono::Utc>,
     pub(crate) source: &'a str,
     pub(crate) seq: i64,
     pub(crate) population: &'a Population,
@@ -79,14 +84,15 @@ fn stage_and_copy(
             diesel::dsl::max(grant_versions::id),
         ))
         .first(conn)?;
-    let id_prefix: String = new_id().chars().take(19).collect();
+    let id_prefix = unused_id_prefix(conn, snapshot.now)?;
     let mut items = 0i64;
     // The reviewers are written with the first range of items (or alone when there is none).
     let mut reviewers_pending = Some(&staged.reviewers);
     if let (Some(first), Some(last)) = bounds {
+        let width = ((last - first + 1) / 100).clamp(MIN_IDS_PER_COPY, MAX_IDS_PER_COPY);
         let mut after = first - 1;
         while after < last {
-            let up_to = (after + IDS_PER_COPY).min(last);
+            let up_to = (after + width).min(last);
             let range = CopyRange {
                 campaign_id,
                 id_prefix: &id_prefix,
@@ -133,6 +139,34 @@ fn stage_and_copy(
         items,
         reviewer_ids,
     })
+}
+
+/// The first 19 characters of a new UUID v7 (time and 12 random bits) that no item id starts
+/// with yet: item ids are this prefix and the access id (see `staging::copy_items`).
+fn unused_id_prefix(
+    conn: &mut DbConnection,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    for _ in 0..8 {
+        let mut random = [0u8; 10];
+        rand::rng().fill_bytes(&mut random);
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &random)
+            .into_uuid()
+            .to_string();
+        let prefix = id[..19].to_string();
+        // Every id with this prefix sorts between it and the prefix with '.' for its last '-'.
+        let upper = format!("{}.", &prefix[..18]);
+        let taken: i64 = review_items::table
+            .filter(review_items::id.ge(&prefix))
+            .filter(review_items::id.lt(&upper))
+            .count()
+            .get_result(conn)?;
+        if taken == 0 {
+            return Ok(prefix);
+        }
+    }
+    Err(Error::Internal("no unused item id prefix found".into()))
 }
 
 fn ensure_generating(conn: &mut DbConnection, campaign_id: &str) -> Result<()> {

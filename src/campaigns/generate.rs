@@ -151,6 +151,7 @@ pub fn open_campaign(
     let read_ms = started_at.elapsed().as_millis();
     let (campaign_id, guard) = claim_period(db, conn, &claim)?;
     let snapshot = FrozenSnapshot {
+        now,
         source,
         seq: run.seq,
         population: &population,

@@ -1,8 +1,10 @@
 //! Campaigns reviewed in stages (`stages` in the definition): when a stage's time is up, the
 //! accesses that go on (by `stage_outcome`: approvals, or revocations, and those nobody
 //! decided) move to the next stage's reviewers, routed by that stage's chain over the
-//! campaign's frozen snapshot with the same independence rules as at opening; the others keep
-//! their decision as final. The items, the campaign's stage, their events and the new
+//! campaign's frozen snapshot with the same independence rules as at opening, and to someone
+//! other than the earlier stage's reviewer whenever the chain has someone else; the others
+//! keep their decision as final (a later decision on them is refused). The stages are those
+//! the campaign was opened with, as its scope records them. The items, the campaign's stage, their events and the new
 //! reviewers' digests are one transaction; earlier decisions stay in the decision history.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -18,8 +20,8 @@ use crate::campaigns::model::{
 };
 use crate::campaigns::population::{Holders, Population};
 use crate::campaigns::reviewers::{available_fallbacks, resolve_named};
-use crate::campaigns::routing::{ChainPeople, RoutingPlan};
-use crate::config::{CampaignDefinition, StageOutcome};
+use crate::campaigns::routing::{ChainPeople, Routing, RoutingPlan};
+use crate::config::{CampaignDefinition, StageDefinition, StageOutcome};
 use crate::db::schema::{campaigns, review_items};
 use crate::db::time::from_db;
 use crate::db::{DbConnection, new_id, write_tx};
@@ -42,14 +44,28 @@ pub struct Advanced {
     pub settled: usize,
 }
 
+/// The stages a campaign was opened with and how their outcomes combine, as its scope
+/// records them (the definition may have changed since): none for a one-stage campaign.
+pub fn stages_of(found: &Campaign) -> Result<(Vec<StageDefinition>, StageOutcome)> {
+    let scope: serde_json::Value = serde_json::from_str(&found.scope)?;
+    let stages = match scope.get("stages") {
+        Some(stages) if !stages.is_null() => serde_json::from_value(stages.clone())?,
+        _ => Vec::new(),
+    };
+    let outcome = match scope.get("stage_outcome") {
+        Some(outcome) if !outcome.is_null() => serde_json::from_value(outcome.clone())?,
+        _ => StageOutcome::default(),
+    };
+    Ok((stages, outcome))
+}
+
 /// When stage `stage` (1-based) of a campaign opened at `opened` ends; none for the last
 /// stage (it lasts until the due date) or a campaign without stages.
 pub fn stage_end(
-    definition: &CampaignDefinition,
+    stages: &[StageDefinition],
     opened: DateTime<Utc>,
     stage: i64,
 ) -> Option<DateTime<Utc>> {
-    let stages = &definition.stages;
     let index = usize::try_from(stage).ok()?.checked_sub(1)?;
     if index + 1 >= stages.len() {
         return None;
@@ -58,34 +74,25 @@ pub fn stage_end(
     Some(opened + Duration::days(i64::from(days)))
 }
 
-/// Moves the campaign from stage `from` to the next one; nothing when it is closed or has
-/// moved on already (another instance, a job run twice).
+/// Moves the campaign from stage `from` to the next one, under the stages and scope it was
+/// opened with; nothing when it is closed or has moved on already (another instance, a job
+/// run twice).
 pub fn advance_stage(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     campaign_id: &str,
     from: i64,
-    definition: &CampaignDefinition,
     actor: &str,
 ) -> Result<Advanced> {
-    let chains = definition.stage_chains();
     let found = campaign(conn, campaign_id)?;
+    let (stages, stage_outcome) = stages_of(&found)?;
     let to = from + 1;
-    if !found.is_open() || found.stage != from || to as usize > chains.len() {
+    if !found.is_open() || found.stage != from || to as usize > stages.len() {
         return Ok(Advanced {
             stage: found.stage,
             ..Advanced::default()
         });
     }
-    // The next stage as a one-stage definition, over every group (its items are in scope).
-    let mut next = definition.clone();
-    next.reviewer_chain = chains[to as usize - 1].clone();
-    next.stages.clear();
-    next.groups.clear();
-    next.privileged_only = false;
-    let seq = sync_run(conn, &found.sync_run_id)?.seq;
-    let population = Population::load(conn, &found.source, seq, &next)?;
-    let holders = Holders::read(conn, &found.source, seq, &population)?;
     let scope: serde_json::Value = serde_json::from_str(&found.scope)?;
     let names = |key: &str| -> Vec<String> {
         scope[key]
@@ -97,13 +104,28 @@ pub fn advance_stage(
             })
             .unwrap_or_default()
     };
+    // The next stage as a one-stage definition of the scope, over every group (the items
+    // it moves are in scope already).
+    let mut next = CampaignDefinition::for_source(&found.source, names("fallback_reviewers"));
+    next.reviewer_chain = stages[to as usize - 1].reviewer_chain.clone();
+    next.include_service_accounts = scope["include_service_accounts"].as_bool().unwrap_or(true);
+    next.include_disabled = scope["include_disabled"].as_bool().unwrap_or(true);
+    if let Some(owners) = scope["group_owners"].as_object() {
+        next.group_owners = owners
+            .iter()
+            .filter_map(|(group, owner)| Some((group.clone(), owner.as_str()?.to_string())))
+            .collect();
+    }
+    let seq = sync_run(conn, &found.sync_run_id)?.seq;
+    let population = Population::load(conn, &found.source, seq, &next)?;
+    let holders = Holders::read(conn, &found.source, seq, &population)?;
     let chain = ChainPeople {
         steps: next.reviewer_chain.clone(),
         owners: population.owner_facts(),
         named: resolve_named(conn, &found.source, seq, &names("named_reviewers"))?,
-        fallbacks: available_fallbacks(conn, &found.source, seq, &names("fallback_reviewers"))?,
+        fallbacks: available_fallbacks(conn, &found.source, seq, &next.fallback_reviewers)?,
     };
-    let going_on = match definition.stage_outcome {
+    let going_on = match stage_outcome {
         StageOutcome::AllApprove => [ITEM_PENDING, ITEM_APPROVED],
         StageOutcome::AnyApprove => [ITEM_PENDING, ITEM_REVOKED],
     };
@@ -119,13 +141,15 @@ pub fn advance_stage(
         let query = review_items::table
             .filter(review_items::campaign_id.eq(campaign_id))
             .filter(review_items::stage.eq(from))
+            .order(review_items::id.asc())
             .select((
                 review_items::id,
                 review_items::identity_external_id,
                 review_items::entitlement_external_id,
+                review_items::reviewer_id,
                 review_items::state,
             ));
-        let rows: Vec<(String, String, String, String)> = match conn {
+        let rows: Vec<(String, String, String, String, String)> = match conn {
             DbConnection::Postgres(pg) => query.for_update().load(pg)?,
             DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
         };
@@ -136,25 +160,43 @@ pub fn advance_stage(
         let owner_of = |group: &str| population.groups.get(group).map_or(&no_owner, |g| &g.owner);
         let subjects: Vec<_> = moving
             .iter()
-            .map(|(_, person, group, _)| (person.clone(), owner_of(group).clone()))
+            .map(|(_, person, group, ..)| (person.clone(), owner_of(group).clone()))
             .collect();
         let people = subjects
             .iter()
             .filter_map(|(id, _)| Some((id.clone(), population.facts(id)?)))
             .collect();
         let plan = RoutingPlan::new(people, subjects, chain.clone())?;
-        let mut reviewer_ids: HashMap<String, String> = reviewers_of(conn, campaign_id)?
+        let current = reviewers_of(conn, campaign_id)?;
+        // The earlier stage's reviewers by row id: a later stage is someone else's look.
+        let earlier: HashMap<String, Option<String>> = current
+            .iter()
+            .map(|r| (r.id.clone(), r.identity_external_id.clone()))
+            .collect();
+        let mut reviewer_ids: HashMap<String, String> = current
             .into_iter()
             .map(|r| (r.email.to_lowercase(), r.id))
             .collect();
         let no_holders = HashSet::new();
         let mut moves: BTreeMap<(String, &'static str), Vec<String>> = BTreeMap::new();
-        for (item, person, group, _) in &moving {
+        for (item, person, group, earlier_reviewer, _) in &moving {
             let holders = match population.groups.get(group) {
                 Some(g) if g.privileged => holders.of_privileged.get(group).unwrap_or(&no_holders),
                 _ => &no_holders,
             };
-            let (reviewer, routing) = plan.reviewer_for(person, owner_of(group), holders)?;
+            let owner = owner_of(group);
+            let (mut reviewer, mut routing) = plan.reviewer_for(person, owner, holders)?;
+            if let Some(Some(earlier_id)) = earlier.get(earlier_reviewer)
+                && reviewer.external_id.as_ref() == Some(earlier_id)
+            {
+                let mut excluded = holders.clone();
+                excluded.insert(earlier_id.clone());
+                let reason = Routing::EarlierStageReviewerRerouted;
+                // Nobody else in the chain: the same person looks again rather than nobody.
+                if let Ok(other) = plan.reviewer_excluding(person, owner, &excluded, reason) {
+                    (reviewer, routing) = other;
+                }
+            }
             let key = reviewer.email.to_lowercase();
             let reviewer_id = match reviewer_ids.get(&key) {
                 Some(id) => id.clone(),
@@ -215,7 +257,7 @@ pub fn advance_stage(
                 "campaign": campaign_id,
                 "from_stage": from,
                 "to_stage": to,
-                "stage_outcome": definition.stage_outcome.as_str(),
+                "stage_outcome": stage_outcome.as_str(),
                 "items_advanced": advanced.items,
                 "items_settled": advanced.settled,
                 "reviewers": notified.len(),
@@ -227,8 +269,16 @@ pub fn advance_stage(
 }
 
 /// Whether the campaign's current stage has ended by `now` (it is then due to advance).
-pub fn stage_due(definition: &CampaignDefinition, found: &Campaign, now: DateTime<Utc>) -> bool {
-    stage_end(definition, from_db(found.opened_at), found.stage).is_some_and(|end| now >= end)
+pub fn stage_due(found: &Campaign, now: DateTime<Utc>) -> bool {
+    match stages_of(found) {
+        Ok((stages, _)) => {
+            stage_end(&stages, from_db(found.opened_at), found.stage).is_some_and(|end| now >= end)
+        }
+        Err(e) => {
+            tracing::error!(campaign = %found.id, error = %e, "the campaign's stages cannot be read");
+            false
+        }
+    }
 }
 
 /// Holds the campaign row against a concurrent close or decision batch (PostgreSQL).

@@ -96,6 +96,8 @@ pub fn record_bulk(
                 .first::<String>(pg)
                 .optional()?;
         }
+        // Undecided items are all in the campaign's current stage (an advance takes every
+        // undecided one along), so no settled item of an earlier stage is in scope.
         let mut query = review_items::table
             .filter(review_items::campaign_id.eq(campaign_id))
             .filter(review_items::reviewer_id.eq(reviewer_id))

@@ -37,7 +37,8 @@ pub fn expire_due(conn: &mut DbConnection, now: DateTime<Utc>, actor: &str) -> R
             let query = review_items::table
                 .filter(review_items::state.eq(ITEM_APPROVED))
                 .filter(review_items::approved_until.le(to_db(now)))
-                .order(review_items::approved_until.asc())
+                // Locked in id order, as every writer of several items locks them.
+                .order(review_items::id.asc())
                 .limit(EXPIRY_BATCH)
                 .select((review_items::id, review_items::campaign_id));
             // On PostgreSQL the rows stay locked against a changed decision until commit.

@@ -174,6 +174,14 @@ pub fn record_decision(
         ) {
             return Err(Error::Forbidden("you cannot review your own access".into()));
         }
+        // A campaign reviewed in stages: what an earlier stage settled is final.
+        if item.stage < campaign(conn, campaign_id)?.stage {
+            return Err(Error::Conflict(
+                "this access was settled in an earlier stage of the review; its decision is \
+                 final"
+                    .into(),
+            ));
+        }
         if outcome == DecisionOutcome::DontKnow && item.state != ITEM_PENDING {
             return Err(Error::Conflict(
                 "this access is already decided; change the decision to approve or revoke".into(),

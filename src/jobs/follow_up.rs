@@ -107,7 +107,7 @@ fn due_follow_ups(
         }
         return out;
     }
-    if stage_due(definition, campaign, now) {
+    if stage_due(campaign, now) {
         out.push((
             KIND_ADVANCE_STAGE,
             format!("{KIND_ADVANCE_STAGE}:{id}:{}", campaign.stage),
@@ -192,7 +192,7 @@ pub fn close_at_due(
 /// Moves a campaign reviewed in stages on to its next stage once a stage's time is up.
 pub fn advance(
     conn: &mut DbConnection,
-    config: &Config,
+    _config: &Config,
     now: DateTime<Utc>,
     task: &FollowUp,
 ) -> Result<()> {
@@ -200,8 +200,7 @@ pub fn advance(
         .stage
         .ok_or_else(|| Error::Internal("stage end without its stage".into()))?;
     let found = campaign(conn, &task.campaign)?;
-    let definition = config.campaign_definition(&found.definition)?;
-    let advanced = advance_stage(conn, now, &found.id, stage, definition, "scheduler")?;
+    let advanced = advance_stage(conn, now, &found.id, stage, "scheduler")?;
     tracing::info!(
         campaign = %found.id,
         stage = advanced.stage,

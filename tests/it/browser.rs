@@ -1,6 +1,7 @@
 //! A reviewer's clicks in real headless Chromium: from the demo mailbox into a digest, from
-//! the digest into the review page, then a revoke with a reason. The decision is recorded with
-//! the browser's own cookie and CSRF token, and the page shows it.
+//! the digest into the review page, then a revoke with a reason, then every access still
+//! undecided approved at once. The decisions are recorded with the browser's own cookie and
+//! CSRF token, and the page shows them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fantoccini::Locator;
@@ -60,12 +61,75 @@ async fn reviewer_clicks_from_mail_to_a_recorded_revoke() {
     assert_eq!(saved.text().await.unwrap(), "Saved. Thank you.");
     let decided = c.wait().for_element(Locator::Id(&item_id)).await.unwrap();
     assert!(decided.text().await.unwrap().contains("Revoke requested"));
+    let left = c
+        .find(Locator::Css(".progress"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let pending: usize = left
+        .split(", ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no undecided count in {left:?}"));
+
+    // Everything still undecided, approved at once with one reason.
+    c.find(Locator::Css("details.several summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let bulk = c.find(Locator::Css("form.bulk")).await.unwrap();
+    bulk.find(Locator::Css("textarea[name=comment]"))
+        .await
+        .unwrap()
+        .send_keys("team still needs these")
+        .await
+        .unwrap();
+    bulk.find(Locator::Css("button[value=approve]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let saved = c
+        .wait()
+        .for_element(Locator::Css(".notice.ok"))
+        .await
+        .unwrap();
+    let plural = if pending == 1 { "access" } else { "accesses" };
+    assert_eq!(
+        saved.text().await.unwrap(),
+        format!("Saved {pending} {plural}. Thank you.")
+    );
+    let progress = c
+        .find(Locator::Css(".progress"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!progress.contains("left"), "{progress}");
+    assert!(
+        c.find(Locator::Id(&item_id))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("Revoke requested"),
+        "the revoke made one by one stands"
+    );
 
     let (comment, auth) = tokio::task::spawn_blocking(move || {
         use attest::db::schema::decisions;
         use diesel::prelude::*;
         let mut conn = db.conn().unwrap();
         decisions::table
+            .filter(decisions::outcome.eq("revoke"))
             .select((decisions::comment, decisions::auth_context))
             .first::<(Option<String>, String)>(&mut *conn)
             .unwrap()

@@ -81,8 +81,9 @@ async fn generation_failing_after_a_batch_leaves_no_half_campaign_on_sqlite() {
     assert_eq!(app.sync().await.unwrap().grants, ITEMS);
     let events_before = app.count("events").await;
 
-    // The database fails the insert that would go past the first batch of items: the campaign
-    // row, its reviewers and 500 items are already written in the transaction by then.
+    // The database fails the insert that would go past the first range of items: the
+    // campaign row, its reviewers and the first range (at most 500 accesses) are committed by
+    // then, and must be removed.
     execute(
         &app,
         "CREATE TRIGGER fail_after_first_batch BEFORE INSERT ON review_items \
@@ -219,8 +220,9 @@ fn sqlite_number(db: &Path, sql: &str) -> i64 {
 
 #[test]
 fn a_generation_killed_between_chunks_is_removed_by_the_next_start_on_sqlite() {
-    // 60,000 items: a dozen committed chunks, so the process dies with some of them written.
-    let (people, groups) = (3_000, 20);
+    // 100,000 items: about a hundred committed ranges, so the process dies with some of them
+    // written (the check below looks every few milliseconds).
+    let (people, groups) = (5_000, 20);
     let dir = common::temp_dir();
     let ldif = dir.path().join("directory.ldif");
     write_directory_of(&ldif, people, groups);
@@ -242,17 +244,18 @@ fn a_generation_killed_between_chunks_is_removed_by_the_next_start_on_sqlite() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_until(
-        "generation to commit its first chunk",
-        Duration::from_secs(120),
-        || {
-            if let Some(status) = generating.try_wait().unwrap() {
-                panic!("generation ended early ({status}):\n{}", log_tail(&log, 20));
-            }
-            (sqlite_number(&db, "SELECT count(*) FROM review_items") > 0).then_some(())
-        },
-        || log_tail(&log, 20),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while sqlite_number(&db, "SELECT count(*) FROM review_items") == 0 {
+        if let Some(status) = generating.try_wait().unwrap() {
+            panic!("generation ended early ({status}):\n{}", log_tail(&log, 20));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for generation to commit its first range:\n{}",
+            log_tail(&log, 20)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     kill_and_reap(&mut generating);
     let written = sqlite_number(&db, "SELECT count(*) FROM review_items");
     assert!(

@@ -36,16 +36,23 @@ async fn reviewed(app: &TestApp, campaign_id: &str) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follow_up_review_covers_only_what_appeared_since_the_latest_review() {
+async fn a_follow_up_review_covers_only_what_appeared_since_the_latest_review_on_sqlite() {
     let dir = common::temp_dir();
-    let ldif = dir.path().join("directory.ldif");
+    let url = common::sqlite_url(dir.path());
+    follow_up_reviews_cover_only_new_access(&url, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_review_covers_only_what_appeared_since_the_latest_review_on_postgres() {
+    let dir = common::temp_dir();
+    let database = crate::support::postgres::database();
+    follow_up_reviews_cover_only_new_access(&database.url, dir.path()).await;
+}
+
+async fn follow_up_reviews_cover_only_new_access(database_url: &str, dir: &std::path::Path) {
+    let ldif = dir.join("directory.ldif");
     std::fs::copy(common::fixture(), &ldif).unwrap();
-    let mut config = common::config(
-        &common::sqlite_url(dir.path()),
-        common::ldif_source(&ldif),
-        None,
-        dir.path(),
-    );
+    let mut config = common::config(database_url, common::ldif_source(&ldif), None, dir);
     config.campaigns.insert(
         FOLLOW_UP.into(),
         CampaignDefinition {

@@ -12,7 +12,9 @@ use attest::evidence::EventKind;
 use chrono::Duration;
 
 use crate::common::FALLBACK;
-use crate::open_review::{Open, auth, events_of, mail_of_kind, open_campaign};
+use crate::open_review::{
+    Open, auth, events_of, mail_of_kind, open_campaign, open_campaign_on_postgres,
+};
 
 fn two_stages(outcome: StageOutcome) -> impl FnOnce(&mut attest::config::CampaignDefinition) {
     move |d| {
@@ -94,8 +96,21 @@ async fn campaign_stage(o: &Open) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approvals_and_undecided_accesses_go_on_to_the_owners_and_revocations_are_final() {
-    let o = open_campaign(two_stages(StageOutcome::AllApprove)).await;
+async fn approvals_and_undecided_accesses_go_on_and_revocations_are_final_on_sqlite() {
+    approvals_and_undecided_accesses_go_on(
+        open_campaign(two_stages(StageOutcome::AllApprove)).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_and_undecided_accesses_go_on_and_revocations_are_final_on_postgres() {
+    let o = open_campaign_on_postgres(two_stages(StageOutcome::AllApprove)).await;
+    approvals_and_undecided_accesses_go_on(o).await;
+}
+
+/// Stage one's approvals and undecided accesses go on to the owners; its revocation is final.
+async fn approvals_and_undecided_accesses_go_on(o: Open) {
     let total = all_items(&o).await.len();
     assert!(all_items(&o).await.iter().all(|(_, i)| i.stage == 1));
     let bob = "bob@example.com";
@@ -137,10 +152,14 @@ async fn approvals_and_undecided_accesses_go_on_to_the_owners_and_revocations_ar
         ),
         ("heidi@example.com", 2, "pending", "owner")
     );
-    // What nobody decided goes on too: engineering to bob, its owner in the directory; a
-    // group without an owner to the fallback; the owner's own access past her.
+    // What nobody decided goes on too. Engineering's owner is bob, who had it in the first
+    // stage: the second look is someone else's (the fallback). A group without an owner
+    // goes to the fallback; the owner's own access past her.
     let (reviewer, frank) = item_of(&o, "frank", "engineering").await;
-    assert_eq!((reviewer.as_str(), frank.stage), (bob, 2));
+    assert_eq!(
+        (reviewer.as_str(), frank.stage, frank.routing.as_str()),
+        (FALLBACK, 2, "earlier_stage_reviewer_rerouted")
+    );
     let (reviewer, alice) = item_of(&o, "alice", "prod-admins").await;
     assert_eq!(
         (reviewer.as_str(), alice.routing.as_str()),
@@ -166,9 +185,16 @@ async fn approvals_and_undecided_accesses_go_on_to_the_owners_and_revocations_ar
         "{stage_mail:?}"
     );
 
-    // bob can no longer decide what went on; heidi decides it.
+    // bob can no longer decide what went on, nor overturn what his stage settled; heidi
+    // decides what went on.
     let refused = decide(&o, bob, "dave", "vpn-users", DecisionOutcome::Revoke).await;
     assert!(refused.is_err());
+    let settled = decide(&o, bob, "erin", "vpn-users", DecisionOutcome::Approve).await;
+    assert!(
+        settled.unwrap_err().to_string().contains("earlier stage"),
+        "a settled decision is final"
+    );
+    assert_eq!(item_of(&o, "erin", "vpn-users").await.1.state, "revoked");
     decide(
         &o,
         "heidi@example.com",
@@ -192,6 +218,11 @@ async fn approvals_and_undecided_accesses_go_on_to_the_owners_and_revocations_ar
     assert_eq!(
         events_of(&o, EventKind::CampaignStageAdvanced).await.len(),
         1
+    );
+    let closed = events_of(&o, EventKind::CampaignClosed).await;
+    assert_eq!(
+        (closed[0]["stage"].as_i64(), closed[0]["stages"].as_i64()),
+        (Some(2), Some(2))
     );
     o.app.stop().await;
 }
