@@ -143,10 +143,7 @@ fn stage_and_copy(
 
 /// The first 19 characters of a new UUID v7 (time and 12 random bits) that no item id starts
 /// with yet: item ids are this prefix and the access id (see `staging::copy_items`).
-fn unused_id_prefix(
-    conn: &mut DbConnection,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<String> {
+fn unused_id_prefix(conn: &mut DbConnection, now: chrono::DateTime<chrono::Utc>) -> Result<String> {
     let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     for _ in 0..8 {
         let mut random = [0u8; 10];

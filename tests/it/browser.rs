@@ -95,6 +95,15 @@ async fn reviewer_clicks_from_mail_to_a_recorded_revoke() {
         .click()
         .await
         .unwrap();
+    // The page before still shows the first notice: wait for the one the bulk post leads to.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !c.current_url().await.unwrap().as_str().contains("decided=") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bulk post did not lead back to the page"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let saved = c
         .wait()
         .for_element(Locator::Css(".notice.ok"))
