@@ -228,8 +228,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut conn = db.conn()?;
             let summary = export_campaign(&mut conn, clock.now(), &campaign, &out, "cli")?;
             println!(
-                "wrote {} ({} decisions, {} files)",
+                "wrote {} ({} review items, {} decisions, {} files)",
                 out.display(),
+                summary.items,
                 summary.decisions,
                 summary.files.len() + 1
             );

@@ -23,6 +23,7 @@ use crate::db::time::from_db;
 use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::directory::snapshot::{problems_of, sync_run};
 use crate::error::{Error, Result};
+use crate::evidence::item_records::{for_each_item, write_items_csv};
 use crate::evidence::{EventKind, append};
 
 const PAGE: i64 = 1_000;
@@ -118,6 +119,8 @@ pub struct ManifestEntry {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ExportSummary {
+    /// Review items listed (every one of the campaign).
+    pub items: u64,
     pub decisions: u64,
     pub files: Vec<ManifestEntry>,
 }
@@ -184,7 +187,12 @@ pub fn export_campaign(
             EventKind::EvidenceExported,
             actor,
             Some(campaign_id),
-            &json!({ "campaign": campaign_id, "decisions": summary.decisions, "files": summary.files }),
+            &json!({
+                "campaign": campaign_id,
+                "items": summary.items,
+                "decisions": summary.decisions,
+                "files": summary.files,
+            }),
         )
     })?;
     Ok(summary)
@@ -221,6 +229,28 @@ fn write_pack(
         Ok(())
     })?;
     files.push(finish_entry("decisions.jsonl", jsonl));
+
+    // Every item, decided or not: the population an auditor reconciles.
+    zip.start_file("items.csv", options).map_err(zip_error)?;
+    let mut items_csv = HashingWriter {
+        inner: &mut zip,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let items = write_items_csv(conn, campaign_id, &mut items_csv)?;
+    files.push(finish_entry("items.csv", items_csv));
+    zip.start_file("items.jsonl", options).map_err(zip_error)?;
+    let mut items_jsonl = HashingWriter {
+        inner: &mut zip,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    for_each_item(conn, campaign_id, |record| {
+        serde_json::to_writer(&mut items_jsonl, record)?;
+        items_jsonl.write_all(b"\n")?;
+        Ok(())
+    })?;
+    files.push(finish_entry("items.jsonl", items_jsonl));
 
     let run = sync_run(conn, &campaign.sync_run_id)?;
     let problems = problems_of(conn, &run.id)?;
@@ -273,6 +303,8 @@ fn write_pack(
             "approved": counts.approved,
             "revoked": counts.revoked,
             "pending": counts.pending,
+            "no_response": counts.no_response,
+            "items_listed": items,
             "decisions": decisions,
         },
     });
@@ -302,7 +334,11 @@ fn write_pack(
         .get_ref()
         .sync_all()
         .map_err(|e| Error::Io(format!("cannot sync {}: {e}", path.display())))?;
-    Ok(ExportSummary { decisions, files })
+    Ok(ExportSummary {
+        items,
+        decisions,
+        files,
+    })
 }
 
 fn finish_entry<W: Write>(name: &str, writer: HashingWriter<W>) -> ManifestEntry {

@@ -3,5 +3,6 @@
 
 pub mod events;
 pub mod export;
+pub mod item_records;
 
 pub use events::{EventBatch, EventKind, append};

@@ -182,7 +182,7 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
             .unwrap()
         })
         .await;
-    assert_eq!(summary.decisions, 2);
+    assert_eq!((summary.items, summary.decisions), (18, 2));
     let decided = app
         .blocking(|db, _, _| {
             use attest::db::schema::decisions;
@@ -220,7 +220,13 @@ fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(Str
     let names: BTreeSet<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["decisions.csv", "decisions.jsonl", "population.json"])
+        BTreeSet::from([
+            "decisions.csv",
+            "decisions.jsonl",
+            "items.csv",
+            "items.jsonl",
+            "population.json"
+        ])
     );
     for file in files {
         let bytes = read_entry(&mut archive, file["name"].as_str().unwrap());
@@ -266,9 +272,45 @@ fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(Str
             .any(|r| r["comment"] == "=HYPERLINK(\"x\") left the team")
     );
 
+    // One row per item, decided or not: the two decisions, and what nobody answered with
+    // what the no-response policy did (the default flags them).
+    let items_bytes = read_entry(&mut archive, "items.csv");
+    let mut reader = csv::Reader::from_reader(items_bytes.as_slice());
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let items: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(items.len(), 18);
+    for item in &items {
+        let id = &item[column("item_id")];
+        let outcome = &item[column("outcome")];
+        match decided.iter().find(|(decided_id, _)| decided_id == id) {
+            Some((_, decision)) => {
+                let expected = if decision == "approve" {
+                    "approved"
+                } else {
+                    "revoked"
+                };
+                assert_eq!(outcome, expected, "{item:?}");
+                assert_eq!(&item[column("last_auth_method")], "email_link");
+                assert!(!item[column("last_decision_id")].is_empty());
+            }
+            None => {
+                assert_eq!(outcome, "no_response", "{item:?}");
+                assert_eq!(&item[column("no_response_outcome")], "flag");
+                assert!(item[column("last_decision_id")].is_empty());
+            }
+        }
+        assert!(!item[column("reviewer_email")].is_empty());
+        assert!(!item[column("routing")].is_empty());
+    }
+    let items_jsonl = String::from_utf8(read_entry(&mut archive, "items.jsonl")).unwrap();
+    assert_eq!(items_jsonl.lines().count(), 18);
+
     let population: serde_json::Value =
         serde_json::from_slice(&read_entry(&mut archive, "population.json")).unwrap();
     assert_eq!(population["counts"]["review_items"], 18);
+    assert_eq!(population["counts"]["items_listed"], 18);
+    assert_eq!(population["counts"]["no_response"], 16);
     assert_eq!(population["sync_run"]["identities"], 12);
     assert_eq!(population["sync_run"]["status"], "succeeded");
     assert!(
