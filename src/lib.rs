@@ -13,6 +13,7 @@ pub mod directory;
 pub mod error;
 pub mod evidence;
 pub mod jobs;
+pub mod ledger;
 pub mod notify;
 pub mod sources;
 pub mod web;

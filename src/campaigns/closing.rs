@@ -19,7 +19,7 @@ use crate::db::schema::{campaigns, review_items};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind, append};
+use crate::ledger::{EventBatch, EventKind, append};
 
 /// Accesses a preview lists by name, at most; the count is always complete.
 pub const PREVIEW_LISTED: i64 = 200;

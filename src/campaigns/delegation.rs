@@ -19,7 +19,7 @@ use crate::decisions::AuthContext;
 use crate::decisions::record::check_may_decide;
 use crate::directory::current_sync_run;
 use crate::error::{Error, Result};
-use crate::evidence::EventBatch;
+use crate::ledger::EventBatch;
 use crate::notify::links::ensure_link_still_valid;
 
 /// Longest reason kept with a delegation.

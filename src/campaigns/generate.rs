@@ -24,7 +24,7 @@ use crate::db::{Database, DbConnection, new_id, write_tx};
 use crate::directory::current_sync_run;
 use crate::directory::snapshot::unmatched_group_names;
 use crate::error::{ConfigProblem, Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::ledger::{EventKind, append};
 use crate::notify::outbox;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use crate::db::{DbConnection, new_id};
 use crate::decisions::{AuthContext, DecisionOutcome};
 use crate::directory::current_sync_run;
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind};
+use crate::ledger::{EventBatch, EventKind};
 use crate::notify::outbox::enqueue_escalation;
 
 /// Item ids named in one `items.reassigned` event, at most.

@@ -27,7 +27,7 @@ use crate::db::time::from_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::directory::snapshot::sync_run;
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind};
+use crate::ledger::{EventBatch, EventKind};
 use crate::notify::outbox::enqueue_stage_review;
 
 /// Item ids named in one `items.advanced` event, at most.

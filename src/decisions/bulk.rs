@@ -17,7 +17,7 @@ use crate::decisions::record::{
     AuthContext, DecisionOutcome, approval_end, check_may_decide, clean_comment, holds,
 };
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind};
+use crate::ledger::{EventBatch, EventKind};
 
 /// Items named in one `decisions.recorded` event, at most.
 const ITEMS_PER_EVENT: usize = 1_000;

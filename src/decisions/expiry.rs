@@ -14,7 +14,7 @@ use crate::db::schema::review_items;
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::error::Result;
-use crate::evidence::{EventBatch, EventKind};
+use crate::ledger::{EventBatch, EventKind};
 
 /// Items expired per transaction.
 const EXPIRY_BATCH: i64 = 1_000;

@@ -16,7 +16,7 @@ use crate::db::schema::{campaigns, decisions, review_items};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind};
+use crate::ledger::{EventBatch, EventKind};
 use crate::notify::links::{ensure_link_still_valid, lock_reviewer};
 
 /// Longest comment kept with a decision.

@@ -15,7 +15,7 @@ use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::directory::snapshot::{STATUS_FAILED, STATUS_RUNNING};
 use crate::error::Result;
-use crate::evidence::{EventKind, append};
+use crate::ledger::{EventKind, append};
 
 /// A running sync that has shown no sign of life for this long belongs to a dead process.
 pub(crate) const ABANDONED_AFTER_MINUTES: i64 = 15;

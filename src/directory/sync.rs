@@ -21,7 +21,7 @@ use crate::directory::snapshot::{
     STATUS_RUNNING, STATUS_SUCCEEDED, SyncDiff, SyncRun, current_sync_run, names_group,
 };
 use crate::error::{Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::ledger::{EventKind, append};
 use crate::sources::{FetchReport, fetch, server_of};
 
 /// Problem kind of a `privileged_groups` name that matches no synced group.

@@ -24,7 +24,7 @@ use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::directory::snapshot::{problems_of, sync_run};
 use crate::error::{Error, Result};
 use crate::evidence::item_records::{for_each_item, write_items_csv};
-use crate::evidence::{EventKind, append};
+use crate::ledger::{EventKind, append};
 
 const PAGE: i64 = 1_000;
 pub const PACK_FORMAT: &str = "attest-evidence/1";

@@ -1,8 +1,6 @@
-//! Evidence: the append-only event log every state change writes to, and the export pack an
-//! auditor downloads for a campaign. Nothing here changes review state; it records and reads.
+//! Evidence: the pack an auditor downloads for a campaign (`export`), with one record per
+//! review item (`item_records`). It reads the spine and the ledger and changes no review
+//! state; the event log itself is `ledger/`.
 
-pub mod events;
 pub mod export;
 pub mod item_records;
-
-pub use events::{EventBatch, EventKind, append};

@@ -22,8 +22,8 @@ use crate::db::time::from_db;
 use crate::db::{DbConnection, write_tx};
 use crate::directory::current_sync_run;
 use crate::error::{Error, Result};
-use crate::evidence::EventBatch;
 use crate::jobs::queue;
+use crate::ledger::EventBatch;
 use crate::notify::outbox::enqueue_reminder;
 use crate::notify::revocation::{LinkScope, RevocationReason, revoke_links};
 

@@ -13,7 +13,7 @@ use crate::db::schema::jobs;
 use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::Result;
-use crate::evidence::{EventKind, append};
+use crate::ledger::{EventKind, append};
 
 pub const STATE_PENDING: &str = "pending";
 pub const STATE_RUNNING: &str = "running";

@@ -20,7 +20,7 @@ use crate::db::DbConnection;
 use crate::db::schema::{link_tokens, reviewers};
 use crate::db::time::{from_db, to_db};
 use crate::error::{ConfigProblem, Error, Result};
-use crate::evidence::{EventKind, append};
+use crate::ledger::{EventKind, append};
 
 /// The audience of review links; a token minted for any other purpose is refused here.
 pub const REVIEW_AUDIENCE: &str = "attest:review";

@@ -14,7 +14,7 @@ use crate::db::schema::outbox;
 use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::Result;
-use crate::evidence::{EventBatch, EventKind, append};
+use crate::ledger::{EventBatch, EventKind, append};
 use crate::notify::links::lock_reviewer;
 use crate::notify::revocation::revoke_superseded;
 

@@ -18,7 +18,7 @@ use crate::db::schema::{link_tokens, review_items, reviewers};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::{EventBatch, EventKind};
+use crate::ledger::{EventBatch, EventKind};
 use crate::notify::links::lock_reviewer;
 use crate::notify::outbox;
 

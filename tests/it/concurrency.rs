@@ -5,8 +5,8 @@
 
 use attest::campaigns::model::reviewers_of;
 use attest::campaigns::start_campaign;
-use attest::evidence::EventKind;
-use attest::evidence::events::of_kind;
+use attest::ledger::EventKind;
+use attest::ledger::events::of_kind;
 use chrono::Duration;
 
 use crate::common::{self, DEFINITION, TestApp, form_values, http_client, post_form};

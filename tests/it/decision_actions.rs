@@ -9,7 +9,7 @@ use attest::campaigns::ReviewItem;
 use attest::campaigns::delegation::{DelegatedBy, Delegation, delegate};
 use attest::campaigns::model::items_of_reviewer;
 use attest::decisions::{DecisionOutcome, DecisionRequest, record_decision};
-use attest::evidence::EventKind;
+use attest::ledger::EventKind;
 use chrono::{Duration, NaiveDate};
 
 use crate::common::{self, FALLBACK};

@@ -131,12 +131,9 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
     let decision_events = app
         .blocking(|db, _, _| {
             let mut conn = db.conn().unwrap();
-            attest::evidence::events::of_kind(
-                &mut conn,
-                attest::evidence::EventKind::DecisionRecorded,
-            )
-            .unwrap()
-            .len()
+            attest::ledger::events::of_kind(&mut conn, attest::ledger::EventKind::DecisionRecorded)
+                .unwrap()
+                .len()
         })
         .await;
     assert_eq!(decision_events, 2, "one event per accepted decision");

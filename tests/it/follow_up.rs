@@ -10,7 +10,7 @@
 use attest::campaigns::{CloseRules, close_campaign, preview_close};
 use attest::config::NoResponse;
 use attest::decisions::{DecisionOutcome, DecisionRequest, Recorded, record_decision};
-use attest::evidence::EventKind;
+use attest::ledger::EventKind;
 use chrono::Duration;
 
 use crate::common::{self, FALLBACK};

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use attest::evidence::EventKind;
-use attest::evidence::events::of_kind;
+use attest::ledger::EventKind;
+use attest::ledger::events::of_kind;
 use attest::notify::outbox::enqueue_review_resend;
 use attest::notify::revocation::revoke_campaign_links;
 
@@ -200,7 +200,7 @@ async fn a_sent_digest_revokes_older_links_when_configured() {
     app.blocking(move |db, clock, _| {
         let now = attest::clock::Clock::now(clock);
         attest::db::write_tx(&mut db.conn().unwrap(), |conn| {
-            let mut events = attest::evidence::EventBatch::default();
+            let mut events = attest::ledger::EventBatch::default();
             enqueue_review_resend(conn, now, &campaign_id, &bob, &mut events)?;
             events.append_all(conn, now, "test")
         })

@@ -6,7 +6,7 @@
 use attest::campaigns::model::items_of_reviewer;
 use attest::config::Config;
 use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
-use attest::evidence::EventKind;
+use attest::ledger::EventKind;
 use attest::notify::outbox::messages_of_campaign;
 use chrono::{DateTime, Utc};
 
@@ -143,7 +143,7 @@ pub fn recipients(rows: &[(String, String)]) -> Vec<&str> {
 pub async fn events_of(o: &Open, kind: EventKind) -> Vec<serde_json::Value> {
     o.app
         .blocking(move |db, _, _| {
-            attest::evidence::events::of_kind(&mut db.conn().unwrap(), kind)
+            attest::ledger::events::of_kind(&mut db.conn().unwrap(), kind)
                 .unwrap()
                 .into_iter()
                 .map(|e| serde_json::from_str(&e.payload).unwrap())

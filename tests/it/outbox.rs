@@ -119,9 +119,9 @@ async fn permanent_smtp_refusal_dead_letters_with_the_error() {
     assert_eq!(server.recipients_refused(), 4);
     let dead_events = app
         .blocking(|db, _, _| {
-            attest::evidence::events::of_kind(
+            attest::ledger::events::of_kind(
                 &mut db.conn().unwrap(),
-                attest::evidence::EventKind::MailDeadLettered,
+                attest::ledger::EventKind::MailDeadLettered,
             )
             .unwrap()
             .len()

@@ -171,8 +171,8 @@ async fn revocation_and_a_decision_in_flight_neither_deadlock_nor_interleave() {
     let kinds = f
         .app
         .blocking(|db, _, _| {
-            use attest::evidence::EventKind;
-            use attest::evidence::events::of_kind;
+            use attest::ledger::EventKind;
+            use attest::ledger::events::of_kind;
             let mut conn = db.conn().unwrap();
             let decided = of_kind(&mut conn, EventKind::DecisionRecorded).unwrap();
             let revoked = of_kind(&mut conn, EventKind::LinkRevoked).unwrap();

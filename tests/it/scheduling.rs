@@ -129,9 +129,9 @@ async fn a_service_down_across_a_boundary_opens_the_campaign_late() {
     );
     let opened = app
         .blocking(|db, _, _| {
-            attest::evidence::events::of_kind(
+            attest::ledger::events::of_kind(
                 &mut db.conn().unwrap(),
-                attest::evidence::EventKind::CampaignOpened,
+                attest::ledger::EventKind::CampaignOpened,
             )
             .unwrap()
         })

@@ -8,7 +8,7 @@ use attest::campaigns::ReviewItem;
 use attest::campaigns::model::campaign;
 use attest::config::{ChainStep, StageDefinition, StageOutcome};
 use attest::decisions::{DecisionOutcome, DecisionRequest, record_decision};
-use attest::evidence::EventKind;
+use attest::ledger::EventKind;
 use chrono::Duration;
 
 use crate::common::FALLBACK;
