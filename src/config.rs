@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ConfigProblem, Error};
 
 mod campaigns;
+mod evidence;
 mod sources;
 mod validate;
 mod validate_campaigns;
@@ -24,6 +25,7 @@ pub use campaigns::{
     CampaignDefinition, ChainStep, FirstPeriod, NoResponse, SchedulerConfig, StageDefinition,
     StageOutcome,
 };
+pub use evidence::EvidenceConfig;
 pub use sources::{
     CsvSourceConfig, GroupQuery, LdapSourceConfig, LdifSourceConfig, OidcSourceConfig, PeopleQuery,
     ReferralPolicy, ScimConfig, SourceConfig,
@@ -40,6 +42,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub demo: DemoConfig,
     pub scheduler: SchedulerConfig,
+    pub evidence: EvidenceConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub campaigns: BTreeMap<String, CampaignDefinition>,
 }

@@ -32,12 +32,14 @@ pub fn demo_config(overrides: Option<&Path>) -> Result<Config> {
 }
 
 /// Prepares the demo data and returns the app, ready to serve, with the mail delivered.
-pub async fn prepare(config: Config, clock: SharedClock) -> Result<App> {
+pub async fn prepare(mut config: Config, clock: SharedClock) -> Result<App> {
     let directory_file = demo_directory_file(&config)?;
     let folder = match directory_file.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The demo signs its evidence with a key of its own, in its own folder.
+    config.evidence.signing_key_file = folder.join("evidence-signing.key");
     let mut problems = self_containment_problems(&config, &folder);
     problems.extend(config.problems());
     if !problems.is_empty() {
@@ -132,6 +134,7 @@ fn demo_file_names(config: &Config) -> Vec<String> {
             .as_deref()
             .and_then(Path::file_name),
         config.mail.file_dir.file_name(),
+        config.evidence.signing_key_file.file_name(),
         database,
     ];
     if let Some(SourceConfig::Ldif(ldif)) = config.sources.get(DEMO_SOURCE) {

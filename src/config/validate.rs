@@ -171,6 +171,19 @@ impl Config {
                 )),
             }
         }
+        let evidence_key = &self.evidence.signing_key_file;
+        if !evidence_key.exists()
+            && (!self.evidence.generate_missing_key || self.database.url.starts_with("postgres"))
+        {
+            problems.push(ConfigProblem::new(
+                "evidence.signing_key_file",
+                format!(
+                    "{} does not exist; create it with 32 random bytes in hex (`openssl rand \
+                     -hex 32`) and give every instance sharing this database the same file",
+                    evidence_key.display()
+                ),
+            ));
+        }
         match (&links.signing_key, &links.signing_key_file) {
             (Some(key), _) => {
                 if key.expose_secret().len() < 32 {

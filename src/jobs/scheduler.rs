@@ -25,9 +25,9 @@ use crate::db::time::{from_db, to_db};
 use crate::db::{Database, DbConnection, write_tx};
 use crate::directory::sync_source;
 use crate::error::{Error, Result};
-use crate::jobs::approval_expiry;
 use crate::jobs::follow_up::{self, FollowUp};
 use crate::jobs::queue::{self, Job};
+use crate::jobs::{approval_expiry, checkpoints};
 
 pub const KIND_OPEN_CAMPAIGN: &str = "open_campaign";
 
@@ -60,10 +60,17 @@ impl Scheduler {
         Scheduler { db, clock, config }
     }
 
-    /// Plans and runs what is due now. Blocking.
+    /// Plans and runs what is due now, then signs a checkpoint of the event log if one is
+    /// due (a failure there is logged; the jobs have run). Returns how many jobs ran.
+    /// Blocking.
     pub fn tick(&self) -> Result<usize> {
         self.plan()?;
-        self.run_due()
+        let ran = self.run_due()?;
+        let mut conn = self.db.conn()?;
+        if let Err(e) = checkpoints::sign_if_due(&mut conn, &self.config, self.clock.now()) {
+            tracing::error!(error = %e, code = e.code(), "cannot sign a checkpoint of the event log");
+        }
+        Ok(ran)
     }
 
     /// Enqueues the opening of each definition's current period that has no campaign yet;

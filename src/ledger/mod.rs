@@ -1,8 +1,9 @@
 //! The ledger: the append-only event log that every state change of the spine writes in the
 //! same transaction as the change (`events`), and the RFC 6962 Merkle tree over its entries
-//! (`merkle`) on which signed checkpoints and inclusion proofs are built. It is a foundation:
+//! (`merkle`) with its signed checkpoints (`checkpoint`) and inclusion proofs. It is a foundation:
 //! it imports no other module of the spine, and the evidence pack (`evidence/`) reads it.
 
+pub mod checkpoint;
 pub mod events;
 pub mod merkle;
 

@@ -174,6 +174,9 @@ pub fn write_config(
     let database = database_url
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("attest.db").display()));
+    // The evidence key exists, as it must for instances sharing a PostgreSQL database.
+    let evidence_key = dir.join("evidence-signing.key");
+    std::fs::write(&evidence_key, format!("{}\n", "42".repeat(32))).unwrap();
     let text = format!(
         r#"
 [server]
@@ -185,6 +188,9 @@ url = "{database}"
 
 [links]
 signing_key = "binary-test-signing-key-0123456789-abcdef"
+
+[evidence]
+signing_key_file = "{evidence_key}"
 
 [mail]
 transport = "file"
@@ -211,6 +217,7 @@ fallback_reviewers = ["security@example.com"]
 {extra}
 "#,
         mail = dir.join("mail").display(),
+        evidence_key = evidence_key.display(),
         ldif = ldif
             .map_or_else(crate::common::fixture, Path::to_path_buf)
             .display(),

@@ -85,6 +85,13 @@ pub fn config(
         "test-signing-key-0123456789-abcdefghijklmnop",
     ));
     config.links.signing_key_file = None;
+    // A fixed evidence key, present as instances sharing PostgreSQL need it.
+    config.evidence.signing_key_file = dir.join("evidence-signing.key");
+    std::fs::write(
+        &config.evidence.signing_key_file,
+        format!("{}\n", "17".repeat(32)),
+    )
+    .unwrap();
     config.mail.from = "attest <attest@example.com>".into();
     config.mail.poll_interval_ms = 50;
     config.mail.retry_base_seconds = 1;
@@ -396,6 +403,7 @@ pub async fn run_demo(folder: &Path) -> RunningDemo {
     let mut config = attest::demo::demo_config(None).unwrap();
     config.database.url = format!("sqlite://{}", folder.join("attest.db").display());
     config.links.signing_key_file = Some(folder.join("link.key"));
+    config.evidence.signing_key_file = folder.join("evidence.key");
     config.mail.file_dir = folder.join("mail");
     config.server.bind = "127.0.0.1:0".into();
     config.server.public_url = String::new();

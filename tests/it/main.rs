@@ -10,6 +10,7 @@ mod append_only;
 mod binary;
 mod browser;
 mod campaigns;
+mod checkpoints;
 mod common;
 mod concurrency;
 mod config_cli;

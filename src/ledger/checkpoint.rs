@@ -1,0 +1,290 @@
+//! Signed checkpoints of the event log: the tree head of its first N events, signed with the
+//! instance's Ed25519 key as a C2SP signed note (`origin`, size and base64 tree head, then a
+//! signature line naming the key), stored in `checkpoints` and recorded as an event. Anyone
+//! with the public key can check offline that a checkpoint is genuine and, with an inclusion
+//! proof, that an event is in the log it fixes.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use rand::RngCore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::config::EvidenceConfig;
+use crate::db::schema::{checkpoints, events};
+use crate::db::time::to_db;
+use crate::db::{DbConnection, write_tx};
+use crate::error::{ConfigProblem, Error, Result};
+use crate::ledger::events::{EventKind, append, lock_log_and_next_seq};
+use crate::ledger::merkle::{Hash, root};
+
+/// The key that signs checkpoints, with the log's name.
+pub struct CheckpointKey {
+    signing: SigningKey,
+    origin: String,
+}
+
+impl std::fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointKey")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointKey {
+    /// Reads the key file, creating it (mode 0600) with a random key when allowed.
+    pub fn from_config(config: &EvidenceConfig) -> Result<CheckpointKey> {
+        let path = &config.signing_key_file;
+        if !path.exists() && config.generate_missing_key {
+            create_key_file(path)?;
+        }
+        let problem = |detail: String| {
+            Error::Config(vec![ConfigProblem::new(
+                "evidence.signing_key_file",
+                detail,
+            )])
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+        let bytes: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| problem(format!("{} does not hold 32 hex bytes", path.display())))?;
+        Ok(CheckpointKey {
+            signing: SigningKey::from_bytes(&bytes),
+            origin: config.origin.clone(),
+        })
+    }
+
+    /// A key from its 32 bytes (tests).
+    pub fn from_bytes(bytes: &[u8; 32], origin: &str) -> CheckpointKey {
+        CheckpointKey {
+            signing: SigningKey::from_bytes(bytes),
+            origin: origin.to_string(),
+        }
+    }
+
+    /// The C2SP note verifier key: `origin+keyid+base64(0x01 || public key)`.
+    pub fn verifier_key(&self) -> String {
+        let public = self.signing.verifying_key().to_bytes();
+        let mut encoded = vec![1u8];
+        encoded.extend_from_slice(&public);
+        format!(
+            "{}+{}+{}",
+            self.origin,
+            hex::encode(key_id(&self.origin, &public)),
+            BASE64.encode(encoded)
+        )
+    }
+
+    /// The signed note of a tree head.
+    pub fn sign(&self, size: u64, head: &Hash) -> String {
+        let body = note_body(&self.origin, size, head);
+        let signature = self.signing.sign(body.as_bytes()).to_bytes();
+        let public = self.signing.verifying_key().to_bytes();
+        let mut line = key_id(&self.origin, &public).to_vec();
+        line.extend_from_slice(&signature);
+        format!("{body}\n\u{2014} {} {}\n", self.origin, BASE64.encode(line))
+    }
+}
+
+/// The first four bytes of SHA-256(name || "\n" || 0x01 || public key) (signed-note key id).
+fn key_id(origin: &str, public: &[u8; 32]) -> [u8; 4] {
+    let mut hasher = Sha256::new();
+    hasher.update(origin.as_bytes());
+    hasher.update(b"\n");
+    hasher.update([1u8]);
+    hasher.update(public);
+    let digest = hasher.finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+fn note_body(origin: &str, size: u64, head: &Hash) -> String {
+    format!("{origin}\n{size}\n{}\n", BASE64.encode(head))
+}
+
+fn create_key_file(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
+    std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(bytes)).as_bytes())?;
+    tracing::info!(path = %path.display(), "created the evidence signing key");
+    Ok(())
+}
+
+/// A checkpoint as checked: the log's name, its size and tree head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCheckpoint {
+    pub origin: String,
+    pub size: u64,
+    pub head: Hash,
+}
+
+/// Checks a signed note against a verifier key; returns what it fixes.
+pub fn verify_note(note: &str, verifier_key: &str) -> Result<VerifiedCheckpoint> {
+    let bad = |what: &str| Error::BadRequest(format!("checkpoint refused: {what}"));
+    let mut parts = verifier_key.splitn(3, '+');
+    let (origin, id, key) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(o), Some(i), Some(k)) => (o, i, k),
+        _ => return Err(bad("the verifier key is not name+id+key")),
+    };
+    let key = BASE64
+        .decode(key)
+        .map_err(|_| bad("the verifier key is not base64"))?;
+    let public: [u8; 32] = match key.as_slice() {
+        [1, rest @ ..] => rest.try_into().map_err(|_| bad("not an Ed25519 key"))?,
+        _ => return Err(bad("not an Ed25519 key")),
+    };
+    if hex::encode(key_id(origin, &public)) != id {
+        return Err(bad("the verifier key's id does not match its key"));
+    }
+    let (body, signatures) = note
+        .split_once("\n\n")
+        .ok_or_else(|| bad("no signature block"))?;
+    let body = format!("{body}\n");
+    let verifying = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an Ed25519 key"))?;
+    let signed = signatures.lines().any(|line| {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else {
+            return false;
+        };
+        let Some((name, encoded)) = rest.split_once(' ') else {
+            return false;
+        };
+        let Ok(raw) = BASE64.decode(encoded) else {
+            return false;
+        };
+        name == origin
+            && raw.len() == 68
+            && raw[..4] == key_id(origin, &public)
+            && <[u8; 64]>::try_from(&raw[4..]).is_ok_and(|sig| {
+                verifying
+                    .verify(body.as_bytes(), &Signature::from_bytes(&sig))
+                    .is_ok()
+            })
+    });
+    if !signed {
+        return Err(bad("no valid signature by this key"));
+    }
+    let mut lines = body.lines();
+    let (Some(name), Some(size), Some(head)) = (lines.next(), lines.next(), lines.next()) else {
+        return Err(bad("the body is not origin, size and tree head"));
+    };
+    let head: Hash = BASE64
+        .decode(head)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| bad("the tree head is not 32 base64 bytes"))?;
+    Ok(VerifiedCheckpoint {
+        origin: name.to_string(),
+        size: size.parse().map_err(|_| bad("the size is not a number"))?,
+        head,
+    })
+}
+
+/// Every leaf hash of the log's first `size` events, in order.
+pub fn leaf_hashes(conn: &mut DbConnection, size: i64) -> Result<Vec<Hash>> {
+    let stored: Vec<String> = events::table
+        .filter(events::seq.le(size))
+        .order(events::seq.asc())
+        .select(events::leaf_hash)
+        .load(conn)?;
+    stored
+        .iter()
+        .map(|text| {
+            hex::decode(text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Error::Internal("an event's leaf hash is not 32 hex bytes".into()))
+        })
+        .collect()
+}
+
+/// Signs a checkpoint of the whole log as it is now, unless one of that size exists; returns
+/// its size. The log's lock is held meanwhile, so the size is the log's.
+pub fn write_checkpoint(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    key: &CheckpointKey,
+    actor: &str,
+) -> Result<Option<i64>> {
+    write_tx(conn, |conn| {
+        let size = lock_log_and_next_seq(conn)? - 1;
+        let known: i64 = checkpoints::table
+            .filter(checkpoints::size.eq(size))
+            .count()
+            .get_result(conn)?;
+        if size == 0 || known > 0 {
+            return Ok(None);
+        }
+        let leaves = leaf_hashes(conn, size)?;
+        if leaves.len() as i64 != size {
+            return Err(Error::Internal(format!(
+                "the event log has {} events up to number {size}",
+                leaves.len()
+            )));
+        }
+        let head = root(&leaves);
+        let note = key.sign(size as u64, &head);
+        let public = key.signing.verifying_key().to_bytes();
+        diesel::insert_into(checkpoints::table)
+            .values((
+                checkpoints::size.eq(size),
+                checkpoints::root_hash.eq(hex::encode(head)),
+                checkpoints::key_id.eq(hex::encode(key_id(&key.origin, &public))),
+                checkpoints::signature.eq(&note),
+                checkpoints::created_at.eq(to_db(now)),
+            ))
+            .execute(conn)?;
+        append(
+            conn,
+            now,
+            EventKind::LedgerCheckpoint,
+            actor,
+            None,
+            &json!({ "size": size, "root_hash": hex::encode(head) }),
+        )?;
+        Ok(Some(size))
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_note_verifies_with_its_key_and_not_with_another() {
+        let key = CheckpointKey::from_bytes(&[7u8; 32], "attest.test");
+        let head = [9u8; 32];
+        let note = key.sign(42, &head);
+        assert!(note.starts_with("attest.test\n42\n"), "{note}");
+        let checked = verify_note(&note, &key.verifier_key()).unwrap();
+        assert_eq!(
+            checked,
+            VerifiedCheckpoint {
+                origin: "attest.test".into(),
+                size: 42,
+                head
+            }
+        );
+        let other = CheckpointKey::from_bytes(&[8u8; 32], "attest.test");
+        assert!(verify_note(&note, &other.verifier_key()).is_err());
+        let edited = note.replacen("\n42\n", "\n43\n", 1);
+        assert!(verify_note(&edited, &key.verifier_key()).is_err());
+    }
+}
