@@ -61,11 +61,20 @@ enum Command {
         #[command(subcommand)]
         action: cli::campaign::CampaignCommand,
     },
-    /// Write a campaign's evidence pack (zip).
+    /// Write a campaign's evidence pack (zip), signed with the evidence key.
     Export {
         campaign: String,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Check an evidence pack offline (no configuration, no database): signatures, file
+    /// hashes, every event's inclusion proof, and that the counts reconcile.
+    Verify {
+        pack: PathBuf,
+        /// The verifier key to trust (a file holding `origin+id+key`) instead of the one in
+        /// the pack.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -162,6 +171,28 @@ fn init_logging(config: &Config, force_json: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Verify { pack, public_key } = &cli.command {
+        let trusted = match public_key {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let verified = attest::evidence::verify::verify_pack(pack, trusted.as_deref())?;
+        println!(
+            "OK: {} (campaign {}): {} review items, {} decisions, {} events proved against a \
+             checkpoint of {} events signed by {}",
+            pack.display(),
+            verified.campaign,
+            verified.items,
+            verified.decisions,
+            verified.events,
+            verified.checkpoint_size,
+            verified.key
+        );
+        return Ok(());
+    }
     if matches!(cli.command, Command::Demo) {
         let config = attest::demo::demo_config(cli.config.as_deref())?;
         init_logging(&config, cli.log_json);
@@ -226,7 +257,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { campaign, out } => {
             let db = open_database(&config)?;
             let mut conn = db.conn()?;
-            let summary = export_campaign(&mut conn, clock.now(), &campaign, &out, "cli")?;
+            let key = attest::ledger::checkpoint::CheckpointKey::from_config(&config.evidence)?;
+            let summary = export_campaign(&mut conn, clock.now(), &campaign, &out, &key, "cli")?;
             println!(
                 "wrote {} ({} review items, {} decisions, {} files)",
                 out.display(),
@@ -236,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo | Command::CheckConfig => Ok(()),
+        Command::Demo | Command::CheckConfig | Command::Verify { .. } => Ok(()),
     }
 }
 

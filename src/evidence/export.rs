@@ -24,6 +24,8 @@ use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::directory::snapshot::{problems_of, sync_run};
 use crate::error::{Error, Result};
 use crate::evidence::item_records::{for_each_item, write_items_csv};
+use crate::evidence::proofs::{campaign_events, latest_checkpoint};
+use crate::ledger::checkpoint::{CheckpointKey, write_checkpoint};
 use crate::ledger::{EventKind, append};
 
 const PAGE: i64 = 1_000;
@@ -159,8 +161,12 @@ pub fn export_campaign(
     now: DateTime<Utc>,
     campaign_id: &str,
     out: &Path,
+    key: &CheckpointKey,
     actor: &str,
 ) -> Result<ExportSummary> {
+    campaign(conn, campaign_id)?;
+    // The log signed as it is now, so that the pack's events are covered by a checkpoint.
+    write_checkpoint(conn, now, key, actor)?;
     let partial = out.with_extension("zip.partial");
     // One read transaction: every file of the pack describes the same moment even while
     // reviewers keep deciding.
@@ -169,7 +175,7 @@ pub fn export_campaign(
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(conn)?;
         }
-        write_pack(conn, now, campaign_id, &partial)
+        write_pack(conn, now, campaign_id, &partial, key)
     });
     let summary = match written {
         Ok(summary) => summary,
@@ -203,6 +209,7 @@ fn write_pack(
     now: DateTime<Utc>,
     campaign_id: &str,
     path: &Path,
+    key: &CheckpointKey,
 ) -> Result<ExportSummary> {
     let campaign = campaign(conn, campaign_id)?;
     let file = File::create(path)
@@ -251,6 +258,36 @@ fn write_pack(
         Ok(())
     })?;
     files.push(finish_entry("items.jsonl", items_jsonl));
+
+    // The campaign's events with their proofs, the checkpoint they are proved against, and
+    // the key that signed it and this pack's manifest.
+    let (size, note) = latest_checkpoint(conn)?
+        .ok_or_else(|| Error::Internal("no checkpoint of the event log".into()))?;
+    let (proven, events_after) = campaign_events(conn, campaign_id, size)?;
+    zip.start_file("events.jsonl", options).map_err(zip_error)?;
+    let mut events_jsonl = HashingWriter {
+        inner: &mut zip,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    for event in &proven {
+        serde_json::to_writer(&mut events_jsonl, event)?;
+        events_jsonl.write_all(b"\n")?;
+    }
+    files.push(finish_entry("events.jsonl", events_jsonl));
+    for (name, text) in [
+        ("checkpoint.txt", note),
+        ("public-key.txt", format!("{}\n", key.verifier_key())),
+    ] {
+        zip.start_file(name, options).map_err(zip_error)?;
+        let mut writer = HashingWriter {
+            inner: &mut zip,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        writer.write_all(text.as_bytes())?;
+        files.push(finish_entry(name, writer));
+    }
 
     let run = sync_run(conn, &campaign.sync_run_id)?;
     let problems = problems_of(conn, &run.id)?;
@@ -306,6 +343,8 @@ fn write_pack(
             "no_response": counts.no_response,
             "items_listed": items,
             "decisions": decisions,
+            "events_listed": proven.len(),
+            "events_after_checkpoint": events_after,
         },
     });
     zip.start_file("population.json", options)
@@ -325,9 +364,17 @@ fn write_pack(
         "hash": "sha256",
         "files": files,
     });
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
     zip.start_file("manifest.json", options)
         .map_err(zip_error)?;
-    serde_json::to_writer_pretty(&mut zip, &manifest)?;
+    zip.write_all(&manifest_bytes)?;
+    // The manifest's hash, signed: every file's hash is fixed by the instance's key.
+    zip.start_file("manifest.sig", options).map_err(zip_error)?;
+    let signed = key.sign_body(&manifest_note_body(
+        key.origin(),
+        &hex::encode(Sha256::digest(&manifest_bytes)),
+    ));
+    zip.write_all(signed.as_bytes())?;
     let mut inner = zip.finish().map_err(zip_error)?;
     inner.flush()?;
     inner
@@ -339,6 +386,11 @@ fn write_pack(
         decisions,
         files,
     })
+}
+
+/// The body of the manifest's signed note: `<origin>/manifest` and the manifest's SHA-256.
+pub fn manifest_note_body(origin: &str, manifest_sha256: &str) -> String {
+    format!("{origin}/manifest\n{manifest_sha256}\n")
 }
 
 fn finish_entry<W: Write>(name: &str, writer: HashingWriter<W>) -> ManifestEntry {

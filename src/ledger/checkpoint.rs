@@ -70,6 +70,11 @@ impl CheckpointKey {
         }
     }
 
+    /// The log's name in its notes.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// The C2SP note verifier key: `origin+keyid+base64(0x01 || public key)`.
     pub fn verifier_key(&self) -> String {
         let public = self.signing.verifying_key().to_bytes();
@@ -85,7 +90,11 @@ impl CheckpointKey {
 
     /// The signed note of a tree head.
     pub fn sign(&self, size: u64, head: &Hash) -> String {
-        let body = note_body(&self.origin, size, head);
+        self.sign_body(&note_body(&self.origin, size, head))
+    }
+
+    /// A signed note of any body (lines ending in a newline), e.g. a pack's manifest hash.
+    pub fn sign_body(&self, body: &str) -> String {
         let signature = self.signing.sign(body.as_bytes()).to_bytes();
         let public = self.signing.verifying_key().to_bytes();
         let mut line = key_id(&self.origin, &public).to_vec();
@@ -135,9 +144,30 @@ pub struct VerifiedCheckpoint {
     pub head: Hash,
 }
 
-/// Checks a signed note against a verifier key; returns what it fixes.
+/// Checks a signed checkpoint against a verifier key; returns what it fixes.
 pub fn verify_note(note: &str, verifier_key: &str) -> Result<VerifiedCheckpoint> {
     let bad = |what: &str| Error::BadRequest(format!("checkpoint refused: {what}"));
+    let body = verify_signed(note, verifier_key)?;
+    let mut lines = body.lines();
+    let (Some(name), Some(size), Some(head)) = (lines.next(), lines.next(), lines.next()) else {
+        return Err(bad("the body is not origin, size and tree head"));
+    };
+    let head: Hash = BASE64
+        .decode(head)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| bad("the tree head is not 32 base64 bytes"))?;
+    Ok(VerifiedCheckpoint {
+        origin: name.to_string(),
+        size: size.parse().map_err(|_| bad("the size is not a number"))?,
+        head,
+    })
+}
+
+/// Checks that a signed note carries a valid signature of the verifier key; returns its
+/// body (with its final newline).
+pub fn verify_signed(note: &str, verifier_key: &str) -> Result<String> {
+    let bad = |what: &str| Error::BadRequest(format!("signed note refused: {what}"));
     let mut parts = verifier_key.splitn(3, '+');
     let (origin, id, key) = match (parts.next(), parts.next(), parts.next()) {
         (Some(o), Some(i), Some(k)) => (o, i, k),
@@ -180,20 +210,7 @@ pub fn verify_note(note: &str, verifier_key: &str) -> Result<VerifiedCheckpoint>
     if !signed {
         return Err(bad("no valid signature by this key"));
     }
-    let mut lines = body.lines();
-    let (Some(name), Some(size), Some(head)) = (lines.next(), lines.next(), lines.next()) else {
-        return Err(bad("the body is not origin, size and tree head"));
-    };
-    let head: Hash = BASE64
-        .decode(head)
-        .ok()
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| bad("the tree head is not 32 base64 bytes"))?;
-    Ok(VerifiedCheckpoint {
-        origin: name.to_string(),
-        size: size.parse().map_err(|_| bad("the size is not a number"))?,
-        head,
-    })
+    Ok(body)
 }
 
 /// Every leaf hash of the log's first `size` events, in order.

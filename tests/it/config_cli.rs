@@ -205,8 +205,23 @@ no_response = "revoke"
         .to_string();
     assert!(cli(&["campaign", "list"]).contains(&id));
     let exported = cli(&["export", &id, "--out", "pack.zip"]);
-    assert!(exported.contains("0 decisions"), "{exported}");
+    assert!(
+        exported.contains("18 review items, 0 decisions"),
+        "{exported}"
+    );
     assert!(dir.path().join("pack.zip").exists());
+    // Checked offline: no configuration, no database.
+    let (ok, verified) = run(attest(dir.path()).args(["verify", "pack.zip"]));
+    assert!(ok, "{verified}");
+    assert!(verified.starts_with("OK: pack.zip"), "{verified}");
+    assert!(
+        verified.contains("18 review items, 0 decisions"),
+        "{verified}"
+    );
+    std::fs::write(dir.path().join("stranger.pub"), "attest+00000000+AQ==\n").unwrap();
+    let (ok, refused) =
+        run(attest(dir.path()).args(["verify", "pack.zip", "--public-key", "stranger.pub"]));
+    assert!(!ok && refused.contains("manifest.sig"), "{refused}");
     let close = |extra: &[&str]| {
         run(attest(dir.path())
             .arg("--config")

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use attest::campaigns::close_campaign;
 use attest::evidence::export::export_campaign;
+use attest::evidence::verify::verify_pack;
+use attest::ledger::checkpoint::CheckpointKey;
 use sha2::{Digest, Sha256};
 
 use crate::common::{self, FALLBACK, TestApp, count_rows, form_values, http_client, review_url};
@@ -167,19 +169,22 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
     let out = pack.clone();
     let id = campaign_id.clone();
     let summary = app
-        .blocking(move |db, clock, _| {
+        .blocking(move |db, clock, config| {
             let mut conn = db.conn().unwrap();
+            let key = CheckpointKey::from_config(&config.evidence).unwrap();
             export_campaign(
                 &mut conn,
                 attest::clock::Clock::now(clock),
                 &id,
                 &out,
+                &key,
                 "test",
             )
             .unwrap()
         })
         .await;
     assert_eq!((summary.items, summary.decisions), (18, 2));
+    check_verification(&pack, &app.config, dir);
     let decided = app
         .blocking(|db, _, _| {
             use attest::db::schema::decisions;
@@ -196,6 +201,65 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
     check_pack(&pack, &campaign_id, &decided);
     assert!(count_rows(&app.db, "events") > events_before);
     app.stop().await;
+}
+
+/// The pack verifies offline with its own key and with the instance's; a changed file, an
+/// unsigned manifest or another key is refused, naming what failed.
+fn check_verification(
+    pack: &std::path::Path,
+    config: &attest::config::Config,
+    dir: &std::path::Path,
+) {
+    let verified = verify_pack(pack, None).unwrap();
+    assert_eq!((verified.items, verified.decisions), (18, 2));
+    assert!(verified.events >= 3, "{verified:?}");
+    let trusted = CheckpointKey::from_config(&config.evidence)
+        .unwrap()
+        .verifier_key();
+    assert_eq!(verify_pack(pack, Some(&trusted)).unwrap(), verified);
+    let stranger = CheckpointKey::from_bytes(&[3u8; 32], "attest").verifier_key();
+    let refused = verify_pack(pack, Some(&stranger)).unwrap_err().to_string();
+    assert!(refused.contains("manifest.sig"), "{refused}");
+
+    // The same pack with one file changed (its manifest entry left as it was).
+    let tampered = dir.join("tampered.zip");
+    rewrite_pack(pack, &tampered, |name, bytes| {
+        if name == "items.csv" {
+            bytes.extend_from_slice(b"forged,row\n");
+        }
+    });
+    let refused = verify_pack(&tampered, None).unwrap_err().to_string();
+    assert!(refused.contains("items.csv"), "{refused}");
+    // The manifest rewritten to match, but its signature is then for another manifest.
+    let resigned = dir.join("resigned.zip");
+    rewrite_pack(pack, &resigned, |name, bytes| {
+        if name == "manifest.json" {
+            let text = String::from_utf8(bytes.clone())
+                .unwrap()
+                .replace("attest-evidence", "x");
+            *bytes = text.into_bytes();
+        }
+    });
+    let refused = verify_pack(&resigned, None).unwrap_err().to_string();
+    assert!(refused.contains("manifest.sig"), "{refused}");
+}
+
+/// Copies a pack entry by entry, letting `change` edit each entry's bytes.
+fn rewrite_pack(from: &std::path::Path, to: &std::path::Path, change: impl Fn(&str, &mut Vec<u8>)) {
+    use std::io::Write as _;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let names: Vec<String> = (0..archive.len())
+        .map(|i| archive.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    for name in names {
+        let mut bytes = read_entry(&mut archive, &name);
+        change(&name, &mut bytes);
+        out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    out.finish().unwrap();
 }
 
 fn read_entry(archive: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Vec<u8> {
@@ -218,11 +282,14 @@ fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(Str
     assert_eq!(
         names,
         BTreeSet::from([
+            "checkpoint.txt",
             "decisions.csv",
             "decisions.jsonl",
+            "events.jsonl",
             "items.csv",
             "items.jsonl",
-            "population.json"
+            "population.json",
+            "public-key.txt"
         ])
     );
     for file in files {
