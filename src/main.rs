@@ -180,6 +180,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             None => None,
         };
         let verified = attest::evidence::verify::verify_pack(pack, trusted.as_deref())?;
+        if trusted.is_none() {
+            eprintln!(
+                "warning: checked with the public key inside the pack; anyone can make a pack \
+                 that checks with its own key. Pass --public-key with the organisation's key \
+                 (from the administrator, or an earlier pack you trust)."
+            );
+        }
         println!(
             "OK: {} (campaign {}): {} review items, {} decisions, {} events proved against a \
              checkpoint of {} events signed by {}",

@@ -171,6 +171,14 @@ impl Config {
                 )),
             }
         }
+        let origin = &self.evidence.origin;
+        if origin.is_empty() || origin.contains(|c: char| c == '+' || c.is_whitespace()) {
+            problems.push(ConfigProblem::new(
+                "evidence.origin",
+                "must be a non-empty name without spaces or '+' (it names the log in signed \
+                 checkpoints)",
+            ));
+        }
         let evidence_key = &self.evidence.signing_key_file;
         if !evidence_key.exists()
             && (!self.evidence.generate_missing_key || self.database.url.starts_with("postgres"))

@@ -123,6 +123,8 @@ pub struct ManifestEntry {
 pub struct ExportSummary {
     /// Review items listed (every one of the campaign).
     pub items: u64,
+    /// The campaign's events later than the pack's checkpoint (not proved; 0 in a pack).
+    pub events_after_checkpoint: i64,
     pub decisions: u64,
     pub files: Vec<ManifestEntry>,
 }
@@ -165,23 +167,38 @@ pub fn export_campaign(
     actor: &str,
 ) -> Result<ExportSummary> {
     campaign(conn, campaign_id)?;
-    // The log signed as it is now, so that the pack's events are covered by a checkpoint.
-    write_checkpoint(conn, now, key, actor)?;
     let partial = out.with_extension("zip.partial");
-    // One read transaction: every file of the pack describes the same moment even while
-    // reviewers keep deciding.
-    let written = conn.transaction(|conn| {
-        if is_postgres(conn) {
-            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(conn)?;
-        }
-        write_pack(conn, now, campaign_id, &partial, key)
-    });
-    let summary = match written {
-        Ok(summary) => summary,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
+    let mut attempt = 0;
+    let summary = loop {
+        attempt += 1;
+        // The log signed as it is now, so that the pack's events are covered by a checkpoint.
+        write_checkpoint(conn, now, key, actor)?;
+        // One read transaction: every file of the pack describes the same moment even while
+        // reviewers keep deciding.
+        let written = conn.transaction(|conn| {
+            if is_postgres(conn) {
+                diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(conn)?;
+            }
+            write_pack(conn, now, campaign_id, &partial, key)
+        });
+        match written {
+            // Every event of the campaign the pack saw is proved by its checkpoint.
+            Ok(summary) if summary.events_after_checkpoint == 0 => break summary,
+            // A decision came in between the checkpoint and the read: sign again.
+            Ok(_) if attempt < 3 => continue,
+            Ok(_) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(Error::Conflict(
+                    "the campaign's events keep changing while the pack is written; export \
+                     again in a quieter moment"
+                        .into(),
+                ));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
         }
     };
     std::fs::rename(&partial, out)
@@ -261,8 +278,8 @@ fn write_pack(
 
     // The campaign's events with their proofs, the checkpoint they are proved against, and
     // the key that signed it and this pack's manifest.
-    let (size, note) = latest_checkpoint(conn)?
-        .ok_or_else(|| Error::Internal("no checkpoint of the event log".into()))?;
+    let (size, note) = latest_checkpoint(conn, &key.key_id_hex())?
+        .ok_or_else(|| Error::Internal("no checkpoint of the event log by this key".into()))?;
     let (proven, events_after) = campaign_events(conn, campaign_id, size)?;
     zip.start_file("events.jsonl", options).map_err(zip_error)?;
     let mut events_jsonl = HashingWriter {
@@ -383,6 +400,7 @@ fn write_pack(
         .map_err(|e| Error::Io(format!("cannot sync {}: {e}", path.display())))?;
     Ok(ExportSummary {
         items,
+        events_after_checkpoint: events_after,
         decisions,
         files,
     })

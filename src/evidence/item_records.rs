@@ -10,7 +10,7 @@ use std::io::Write;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::campaigns::model::ReviewItem;
 use crate::db::DbConnection;
@@ -23,7 +23,7 @@ use crate::evidence::export::neutralize_csv_cell;
 const PAGE: i64 = 1_000;
 
 /// One review item as the pack shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ItemRecord {
     pub item_id: String,
     pub person_id: String,

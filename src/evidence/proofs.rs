@@ -12,7 +12,7 @@ use crate::db::time::from_db;
 use crate::error::{Error, Result};
 use crate::ledger::checkpoint::leaf_hashes;
 use crate::ledger::events::Event;
-use crate::ledger::merkle::inclusion_proof;
+use crate::ledger::merkle::Tree;
 
 /// One event of the campaign with its proof.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,9 +29,10 @@ pub struct ProvenEvent {
     pub proof: Vec<String>,
 }
 
-/// The latest signed checkpoint: (size, signed note).
-pub fn latest_checkpoint(conn: &mut DbConnection) -> Result<Option<(i64, String)>> {
+/// The latest checkpoint signed by the key with this id: (size, signed note).
+pub fn latest_checkpoint(conn: &mut DbConnection, key_id: &str) -> Result<Option<(i64, String)>> {
     Ok(checkpoints::table
+        .filter(checkpoints::key_id.eq(key_id))
         .order(checkpoints::size.desc())
         .select((checkpoints::size, checkpoints::signature))
         .first(conn)
@@ -51,12 +52,13 @@ pub fn campaign_events(
         .select(Event::as_select())
         .load(conn)?;
     let later = all.iter().filter(|e| e.seq > size).count() as i64;
-    let leaves = leaf_hashes(conn, size)?;
+    let tree = Tree::new(leaf_hashes(conn, size)?);
     let mut proven = Vec::with_capacity(all.len());
     for event in all.into_iter().filter(|e| e.seq <= size) {
         let index = usize::try_from(event.seq - 1)
             .map_err(|_| Error::Internal("an event numbered below 1".into()))?;
-        let proof = inclusion_proof(&leaves, index)
+        let proof = tree
+            .proof(index)
             .ok_or_else(|| Error::Internal(format!("event {} is not in the tree", event.seq)))?;
         proven.push(ProvenEvent {
             seq: event.seq,

@@ -5,7 +5,7 @@
 //! are the population, and every decision listed is proved by an event. The first failure is
 //! named (file, row or event); nothing else is trusted.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
+use crate::evidence::item_records::ItemRecord;
 use crate::evidence::proofs::ProvenEvent;
 use crate::ledger::checkpoint::{verify_note, verify_signed};
 use crate::ledger::merkle::{Hash, verify_inclusion};
@@ -111,22 +112,37 @@ pub fn verify_pack(path: &Path, public_key: Option<&str>) -> Result<Verified> {
 
     let checkpoint = verify_note(&pack.text("checkpoint.txt")?, &key)
         .map_err(|e| failed(format!("checkpoint.txt: {e}")))?;
-    let mut proved_decisions = HashSet::new();
+    let campaign = manifest["campaign"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // What each proved decision event says: decision id -> its fields.
+    let mut proved: HashMap<String, ProvedDecision> = HashMap::new();
+    let mut opened_items = None;
     let events_text = pack.text("events.jsonl")?;
     let mut events = 0u64;
     for (line, text) in events_text.lines().enumerate() {
-        let event: ProvenEvent = serde_json::from_str(text)
-            .map_err(|e| failed(format!("events.jsonl line {}: {e}", line + 1)))?;
-        check_event(&event, checkpoint.size, &checkpoint.head)
-            .map_err(|what| failed(format!("events.jsonl line {}: {what}", line + 1)))?;
-        let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap_or_default();
+        let at_line = |what: String| failed(format!("events.jsonl line {}: {what}", line + 1));
+        let event: ProvenEvent = serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
+        check_event(&event, checkpoint.size, &checkpoint.head).map_err(at_line)?;
+        if event.subject.as_deref() != Some(campaign.as_str()) {
+            return Err(at_line(format!(
+                "event {} is not about campaign {campaign}",
+                event.seq
+            )));
+        }
+        let payload: serde_json::Value = serde_json::from_str(&event.payload)
+            .map_err(|e| at_line(format!("event {}: {e}", event.seq)))?;
         match event.kind.as_str() {
+            "campaign.opened" => opened_items = payload["items"].as_u64(),
             "decision.recorded" => {
-                proved_decisions.extend(payload["decision"].as_str().map(str::to_string));
+                let id = payload["decision"].as_str().unwrap_or_default().to_string();
+                proved.insert(id, ProvedDecision::of(&payload, &payload["item"]));
             }
             "decisions.recorded" => {
                 for pair in payload["decisions"].as_array().into_iter().flatten() {
-                    proved_decisions.extend(pair["decision"].as_str().map(str::to_string));
+                    let id = pair["decision"].as_str().unwrap_or_default().to_string();
+                    proved.insert(id, ProvedDecision::of(&payload, &pair["item"]));
                 }
             }
             _ => {}
@@ -137,30 +153,34 @@ pub fn verify_pack(path: &Path, public_key: Option<&str>) -> Result<Verified> {
     let population: serde_json::Value = serde_json::from_slice(&pack.read("population.json")?)
         .map_err(|e| failed(format!("population.json: {e}")))?;
     let counts = &population["counts"];
-    let items_csv = pack.read("items.csv")?;
-    let items = csv::Reader::from_reader(items_csv.as_slice())
-        .records()
-        .count() as u64;
-    let items_jsonl = pack.text("items.jsonl")?.lines().count() as u64;
-    if Some(items) != counts["review_items"].as_u64() || items_jsonl != items {
+    let items = reconcile_items(&mut pack)?;
+    if Some(items) != counts["review_items"].as_u64() || opened_items != Some(items) {
         return Err(failed(format!(
-            "items.csv has {items} rows and items.jsonl {items_jsonl}, population.json counts \
-             {} review items",
-            counts["review_items"]
+            "items.csv lists {items} items; population.json counts {} review items and the \
+             proved campaign.opened event {}",
+            counts["review_items"],
+            opened_items.map_or("is missing".to_string(), |n| format!("says {n}"))
         )));
     }
     let decisions_text = pack.text("decisions.jsonl")?;
     let mut decisions = 0u64;
+    let mut seen = HashSet::new();
     for (line, text) in decisions_text.lines().enumerate() {
-        let decision: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| failed(format!("decisions.jsonl line {}: {e}", line + 1)))?;
+        let at_line = |what: String| failed(format!("decisions.jsonl line {}: {what}", line + 1));
+        let decision: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
         let id = decision["decision_id"].as_str().unwrap_or_default();
-        if !proved_decisions.contains(id) {
-            return Err(failed(format!(
-                "decisions.jsonl line {}: decision {id} is not proved by any event of the pack",
-                line + 1
-            )));
+        if !seen.insert(id.to_string()) {
+            return Err(at_line(format!("decision {id} is listed twice")));
         }
+        let event = proved.get(id).ok_or_else(|| {
+            at_line(format!(
+                "decision {id} is not proved by any event of the pack"
+            ))
+        })?;
+        event.matches(&decision, &campaign).map_err(|field| {
+            at_line(format!("decision {id}: its {field} differs from its event"))
+        })?;
         decisions += 1;
     }
     if Some(decisions) != counts["decisions"].as_u64() {
@@ -180,6 +200,126 @@ pub fn verify_pack(path: &Path, public_key: Option<&str>) -> Result<Verified> {
         checkpoint_size: checkpoint.size,
         key,
     })
+}
+
+/// What a proved decision event says of one decision.
+struct ProvedDecision {
+    item: Option<String>,
+    outcome: Option<String>,
+    comment: Option<String>,
+    approved_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ProvedDecision {
+    fn of(payload: &serde_json::Value, item: &serde_json::Value) -> ProvedDecision {
+        ProvedDecision {
+            item: item.as_str().map(str::to_string),
+            outcome: payload["outcome"].as_str().map(str::to_string),
+            comment: payload["comment"].as_str().map(str::to_string),
+            approved_until: instant(&payload["approved_until"]),
+        }
+    }
+
+    /// The first field of the listed decision that differs from the event, if any.
+    fn matches(
+        &self,
+        listed: &serde_json::Value,
+        campaign: &str,
+    ) -> std::result::Result<(), &'static str> {
+        let text = |key: &str| listed[key].as_str().map(str::to_string);
+        if listed["campaign_id"].as_str() != Some(campaign) {
+            return Err("campaign");
+        }
+        if text("item_id") != self.item {
+            return Err("item");
+        }
+        if text("outcome") != self.outcome {
+            return Err("outcome");
+        }
+        if text("comment") != self.comment {
+            return Err("comment");
+        }
+        if instant(&listed["approved_until"]) != self.approved_until {
+            return Err("approved_until");
+        }
+        Ok(())
+    }
+}
+
+fn instant(value: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    value
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// `items.csv` and `items.jsonl` list the same items with the same outcome, reviewer and
+/// latest decision, each item once; returns how many.
+fn reconcile_items(pack: &mut Pack) -> Result<u64> {
+    let csv_bytes = pack.read("items.csv")?;
+    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
+    let header = reader
+        .headers()
+        .map_err(|e| failed(format!("items.csv: {e}")))?
+        .clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| failed(format!("items.csv has no column {name}")))
+    };
+    let (id, outcome, reviewer, last) = (
+        column("item_id")?,
+        column("outcome")?,
+        column("reviewer_email")?,
+        column("last_decision_id")?,
+    );
+    let mut from_csv = HashMap::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| failed(format!("items.csv row {}: {e}", row + 2)))?;
+        let key = record.get(id).unwrap_or_default().to_string();
+        let fields: Vec<String> = [outcome, reviewer, last]
+            .iter()
+            .map(|c| {
+                record
+                    .get(*c)
+                    .unwrap_or_default()
+                    .trim_start_matches('\'')
+                    .to_string()
+            })
+            .collect();
+        if from_csv.insert(key.clone(), fields).is_some() {
+            return Err(failed(format!(
+                "items.csv row {}: item {key} is listed twice",
+                row + 2
+            )));
+        }
+    }
+    let jsonl = pack.text("items.jsonl")?;
+    let mut count = 0u64;
+    for (line, text) in jsonl.lines().enumerate() {
+        let item: ItemRecord = serde_json::from_str(text)
+            .map_err(|e| failed(format!("items.jsonl line {}: {e}", line + 1)))?;
+        let expected = vec![
+            item.outcome.clone(),
+            item.reviewer_email.clone(),
+            item.last_decision_id.clone().unwrap_or_default(),
+        ];
+        if from_csv.remove(&item.item_id) != Some(expected) {
+            return Err(failed(format!(
+                "items.jsonl line {}: item {} differs from items.csv",
+                line + 1,
+                item.item_id
+            )));
+        }
+        count += 1;
+    }
+    if let Some(extra) = from_csv.keys().next() {
+        return Err(failed(format!(
+            "items.csv lists item {extra}, items.jsonl does not"
+        )));
+    }
+    Ok(count)
 }
 
 /// An event's leaf hash recomputed from its fields, and its proof against the checkpoint.

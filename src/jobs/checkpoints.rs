@@ -1,43 +1,51 @@
 //! Signing checkpoints of the event log from the scheduler: after each tick's jobs, when
-//! events came in since the latest checkpoint and either `evidence.checkpoint_minutes` have
-//! passed or a campaign closed since (its close is then covered by a signed tree head at
-//! once). Several instances may try at once: a checkpoint of a given size is written once.
+//! events (other than checkpoints' own) came in since the latest checkpoint and either
+//! `evidence.checkpoint_minutes` have passed or one of them closed a campaign (its close is
+//! then covered by a signed tree head at once). An idle log is not signed again. Several
+//! instances may try at once: a checkpoint of a given size is written once.
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 
 use crate::config::Config;
 use crate::db::DbConnection;
-use crate::db::schema::{campaigns, checkpoints, events};
+use crate::db::schema::{checkpoints, events};
 use crate::db::time::from_db;
 use crate::error::Result;
+use crate::ledger::EventKind;
 use crate::ledger::checkpoint::{CheckpointKey, write_checkpoint};
 
-/// Whether a checkpoint is due at `now`.
+/// Whether a checkpoint is due at `now`: events other than checkpoints' own came in since
+/// the latest one, and either the interval has passed or one of them is a campaign's close.
 fn due(conn: &mut DbConnection, config: &Config, now: DateTime<Utc>) -> Result<bool> {
-    let size: Option<i64> = events::table
-        .select(diesel::dsl::max(events::seq))
-        .first(conn)?;
-    let Some(size) = size else {
-        return Ok(false);
-    };
     let latest: Option<(i64, chrono::NaiveDateTime)> = checkpoints::table
         .order(checkpoints::size.desc())
         .select((checkpoints::size, checkpoints::created_at))
         .first(conn)
         .optional()?;
-    Ok(match latest {
-        None => true,
-        Some((signed, _)) if signed >= size => false,
-        Some((_, at)) => {
-            let interval = Duration::minutes(config.evidence.checkpoint_minutes as i64);
-            let closed_since: i64 = campaigns::table
-                .filter(campaigns::closed_at.gt(at))
-                .count()
-                .get_result(conn)?;
-            now - from_db(at) >= interval || closed_since > 0
+    let (signed, at) = match latest {
+        Some((size, at)) => (size, Some(at)),
+        None => (0, None),
+    };
+    let since = |conn: &mut DbConnection, kind: Option<EventKind>| -> Result<bool> {
+        let mut query = events::table
+            .filter(events::seq.gt(signed))
+            .filter(events::kind.ne(EventKind::LedgerCheckpoint.as_str()))
+            .select(events::seq)
+            .into_boxed();
+        if let Some(kind) = kind {
+            query = query.filter(events::kind.eq(kind.as_str()));
         }
-    })
+        Ok(query.first::<i64>(conn).optional()?.is_some())
+    };
+    if !since(conn, None)? {
+        return Ok(false);
+    }
+    let Some(at) = at else {
+        return Ok(true);
+    };
+    let interval = Duration::minutes(config.evidence.checkpoint_minutes as i64);
+    Ok(now - from_db(at) >= interval || since(conn, Some(EventKind::CampaignClosed))?)
 }
 
 /// Signs a checkpoint of the log as it is now when one is due; returns its size.

@@ -20,7 +20,7 @@ use crate::db::schema::{checkpoints, events};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
 use crate::error::{ConfigProblem, Error, Result};
-use crate::ledger::events::{EventKind, append, lock_log_and_next_seq};
+use crate::ledger::events::{EventKind, append};
 use crate::ledger::merkle::{Hash, root};
 
 /// The key that signs checkpoints, with the log's name.
@@ -68,6 +68,14 @@ impl CheckpointKey {
             signing: SigningKey::from_bytes(bytes),
             origin: origin.to_string(),
         }
+    }
+
+    /// The key's id as checkpoints record it (hex).
+    pub fn key_id_hex(&self) -> String {
+        hex::encode(key_id(
+            &self.origin,
+            &self.signing.verifying_key().to_bytes(),
+        ))
     }
 
     /// The log's name in its notes.
@@ -118,22 +126,41 @@ fn note_body(origin: &str, size: u64, head: &Hash) -> String {
     format!("{origin}\n{size}\n{}\n", BASE64.encode(head))
 }
 
+/// Writes a new random key to a temporary file (mode 0600, synced), then links it into
+/// place: two instances starting together never see a half-written key, and the second keeps
+/// the first one's.
 fn create_key_file(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
+    let mut suffix = [0u8; 8];
+    rand::rng().fill_bytes(&mut suffix);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", hex::encode(suffix)));
+    let temporary = path.with_file_name(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
-    std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(bytes)).as_bytes())?;
-    tracing::info!(path = %path.display(), "created the evidence signing key");
-    Ok(())
+    let written = options
+        .open(&temporary)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(bytes)).as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    match written {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created the evidence signing key");
+            Ok(())
+        }
+        // Another instance created it first: theirs is the key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Io(format!("cannot create {}: {e}", path.display()))),
+    }
 }
 
 /// A checkpoint as checked: the log's name, its size and tree head.
@@ -152,6 +179,9 @@ pub fn verify_note(note: &str, verifier_key: &str) -> Result<VerifiedCheckpoint>
     let (Some(name), Some(size), Some(head)) = (lines.next(), lines.next(), lines.next()) else {
         return Err(bad("the body is not origin, size and tree head"));
     };
+    if Some(name) != verifier_key.split('+').next() {
+        return Err(bad("the checkpoint names another log than its key"));
+    }
     let head: Hash = BASE64
         .decode(head)
         .ok()
@@ -183,8 +213,12 @@ pub fn verify_signed(note: &str, verifier_key: &str) -> Result<String> {
     if hex::encode(key_id(origin, &public)) != id {
         return Err(bad("the verifier key's id does not match its key"));
     }
+    // The signature block follows the last blank line and ends with a newline.
+    if !note.ends_with('\n') {
+        return Err(bad("the note does not end with a newline"));
+    }
     let (body, signatures) = note
-        .split_once("\n\n")
+        .rsplit_once("\n\n")
         .ok_or_else(|| bad("no signature block"))?;
     let body = format!("{body}\n");
     let verifying = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an Ed25519 key"))?;
@@ -231,38 +265,73 @@ pub fn leaf_hashes(conn: &mut DbConnection, size: i64) -> Result<Vec<Hash>> {
         .collect()
 }
 
-/// Signs a checkpoint of the whole log as it is now, unless one of that size exists; returns
-/// its size. The log's lock is held meanwhile, so the size is the log's.
+/// Signs a checkpoint of the log's committed events, unless one of that size exists; returns
+/// its size. Events commit in the order of their numbers (each append holds the log's lock
+/// until its commit), so the events up to the highest committed number are a gap-free
+/// prefix: they are read and hashed without holding the lock. A checkpoint extends the
+/// previous one: its first events must still hash to the previous tree head, under the same
+/// key; otherwise nothing is signed and the error says why.
 pub fn write_checkpoint(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     key: &CheckpointKey,
     actor: &str,
 ) -> Result<Option<i64>> {
-    write_tx(conn, |conn| {
-        let size = lock_log_and_next_seq(conn)? - 1;
-        let known: i64 = checkpoints::table
-            .filter(checkpoints::size.eq(size))
-            .count()
-            .get_result(conn)?;
-        if size == 0 || known > 0 {
-            return Ok(None);
-        }
-        let leaves = leaf_hashes(conn, size)?;
-        if leaves.len() as i64 != size {
-            return Err(Error::Internal(format!(
-                "the event log has {} events up to number {size}",
-                leaves.len()
+    let size: i64 = events::table
+        .select(diesel::dsl::max(events::seq))
+        .first::<Option<i64>>(conn)?
+        .unwrap_or(0);
+    let previous: Option<(i64, String, String)> = checkpoints::table
+        .order(checkpoints::size.desc())
+        .select((
+            checkpoints::size,
+            checkpoints::root_hash,
+            checkpoints::key_id,
+        ))
+        .first(conn)
+        .optional()?;
+    if size == 0 || previous.as_ref().is_some_and(|p| p.0 >= size) {
+        return Ok(None);
+    }
+    let leaves = leaf_hashes(conn, size)?;
+    if leaves.len() as i64 != size {
+        return Err(Error::Internal(format!(
+            "the event log has {} events up to number {size}",
+            leaves.len()
+        )));
+    }
+    let public = key.signing.verifying_key().to_bytes();
+    let id = hex::encode(key_id(&key.origin, &public));
+    if let Some((previous_size, previous_root, previous_key)) = &previous {
+        if *previous_key != id {
+            return Err(Error::Conflict(format!(
+                "the evidence key changed: the log's checkpoints are signed by key {previous_key}, \
+                 evidence.signing_key_file holds key {id}"
             )));
         }
-        let head = root(&leaves);
-        let note = key.sign(size as u64, &head);
-        let public = key.signing.verifying_key().to_bytes();
+        let prefix = usize::try_from(*previous_size).unwrap_or(usize::MAX);
+        if hex::encode(root(&leaves[..prefix.min(leaves.len())])) != *previous_root {
+            return Err(Error::Conflict(format!(
+                "the first {previous_size} events no longer hash to the signed checkpoint of \
+                 that size: the log was altered; nothing is signed"
+            )));
+        }
+    }
+    let head = root(&leaves);
+    let note = key.sign(size as u64, &head);
+    write_tx(conn, |conn| {
+        let known: i64 = checkpoints::table
+            .filter(checkpoints::size.ge(size))
+            .count()
+            .get_result(conn)?;
+        if known > 0 {
+            return Ok(None);
+        }
         diesel::insert_into(checkpoints::table)
             .values((
                 checkpoints::size.eq(size),
                 checkpoints::root_hash.eq(hex::encode(head)),
-                checkpoints::key_id.eq(hex::encode(key_id(&key.origin, &public))),
+                checkpoints::key_id.eq(&id),
                 checkpoints::signature.eq(&note),
                 checkpoints::created_at.eq(to_db(now)),
             ))
@@ -283,6 +352,35 @@ pub fn write_checkpoint(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_key_file_is_created_private_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EvidenceConfig {
+            signing_key_file: dir.path().join("keys").join("evidence.key"),
+            ..EvidenceConfig::default()
+        };
+        let first = CheckpointKey::from_config(&config).unwrap();
+        let again = CheckpointKey::from_config(&config).unwrap();
+        assert_eq!(first.verifier_key(), again.verifier_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&config.signing_key_file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers = std::fs::read_dir(dir.path().join("keys")).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
+        let refused = EvidenceConfig {
+            signing_key_file: dir.path().join("absent.key"),
+            generate_missing_key: false,
+            ..EvidenceConfig::default()
+        };
+        assert!(CheckpointKey::from_config(&refused).is_err());
+    }
 
     #[test]
     fn a_signed_note_verifies_with_its_key_and_not_with_another() {

@@ -124,7 +124,7 @@ const EVENT_LOG_LOCK: i64 = 0x6174_7465_7374_0001;
 
 /// Takes the event log's lock (PostgreSQL: until commit; SQLite's write lock already holds it)
 /// and returns the next sequence number.
-pub(crate) fn lock_log_and_next_seq(conn: &mut DbConnection) -> Result<i64> {
+fn lock_log_and_next_seq(conn: &mut DbConnection) -> Result<i64> {
     if is_postgres(conn) {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<BigInt, _>(EVENT_LOG_LOCK)

@@ -82,6 +82,61 @@ fn path(leaves: &[Hash], index: usize, proof: &mut Vec<Hash>) {
     }
 }
 
+/// A whole tree kept level by level (leaves first), for many proofs: built once in linear
+/// time, each proof then costs log2(N) lookups.
+pub struct Tree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    pub fn new(leaves: Vec<Hash>) -> Tree {
+        let mut levels = vec![leaves];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let above = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [left, right] => node_hash(left, right),
+                    [odd] => *odd,
+                    _ => unreachable!("chunks of two"),
+                })
+                .collect();
+            levels.push(above);
+        }
+        Tree { levels }
+    }
+
+    pub fn size(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    /// The tree head (as `root`).
+    pub fn head(&self) -> Hash {
+        match self.levels.last().and_then(|top| top.first()) {
+            Some(head) if self.size() > 0 => *head,
+            _ => root(&[]),
+        }
+    }
+
+    /// The inclusion proof of leaf `index` (as `inclusion_proof`): at each level the sibling,
+    /// when there is one (a last odd node is carried up without one).
+    pub fn proof(&self, index: usize) -> Option<Vec<Hash>> {
+        if index >= self.size() {
+            return None;
+        }
+        let mut proof = Vec::new();
+        let mut at = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            let sibling = at ^ 1;
+            if sibling < level.len() {
+                proof.push(level[sibling]);
+            }
+            at /= 2;
+        }
+        Some(proof)
+    }
+}
+
 /// Whether `proof` shows `leaf` at `index` in a tree of `size` leaves whose head is `head`
 /// (RFC 9162 section 2.1.3.2).
 pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], head: &Hash) -> bool {
@@ -198,6 +253,12 @@ mod tests {
                 assert!(!verify_inclusion(&tree[index], i, n + 1, &proof, &longer));
             }
             assert!(inclusion_proof(&tree, size).is_none());
+            // The level-by-level tree gives the same head and the same proofs.
+            let levels = Tree::new(tree.clone());
+            assert_eq!(levels.head(), head);
+            for index in 0..size {
+                assert_eq!(levels.proof(index), inclusion_proof(&tree, index));
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Signed checkpoints of the event log, written by the scheduler (the injected clock drives
-//! it): the first tick signs the log as it is; nothing new, nothing signed; a campaign's close
-//! is covered at once. Each checkpoint verifies with the instance's public key, fixes the
+//! it): the first tick signs the log as it is; a campaign's close is covered at once; an idle
+//! log is not signed again. Each checkpoint verifies with the instance's public key, fixes the
 //! tree head of exactly its first events, and proves any of them included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,11 +59,8 @@ async fn the_scheduler_signs_checkpoints_that_prove_the_log() {
     let forged = note.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size - 1), 1);
     assert!(verify_note(&forged, &verifier).is_err());
 
-    // Within the interval and with only the checkpoint's own event since: nothing new.
-    o.app.tick_at(o.opened + Duration::minutes(2)).await;
-    assert_eq!(checkpoints(&o).await.len(), 1);
-
-    // A close is covered at once, without waiting for the interval.
+    // A close ten minutes later is covered at once, well within the interval.
+    o.app.clock.set(o.opened + Duration::minutes(10));
     let campaign = o.campaign.clone();
     o.app
         .blocking(move |db, clock, _| {
@@ -78,10 +75,15 @@ async fn the_scheduler_signs_checkpoints_that_prove_the_log() {
             .unwrap();
         })
         .await;
-    o.app.tick_at(o.opened + Duration::minutes(3)).await;
+    o.app.tick_at(o.opened + Duration::minutes(11)).await;
     let after = checkpoints(&o).await;
     assert_eq!(after.len(), 2, "{after:?}");
     let later = verify_note(&after[1].1, &verifier).unwrap();
     assert!(later.size > checked.size);
+
+    // Hours later, with only the checkpoint's own event since: an idle log is not signed
+    // again.
+    o.app.tick_at(o.opened + Duration::hours(3)).await;
+    assert_eq!(checkpoints(&o).await.len(), 2);
     o.app.stop().await;
 }

@@ -218,7 +218,12 @@ no_response = "revoke"
         verified.contains("18 review items, 0 decisions"),
         "{verified}"
     );
-    std::fs::write(dir.path().join("stranger.pub"), "attest+00000000+AQ==\n").unwrap();
+    let stranger = attest::ledger::checkpoint::CheckpointKey::from_bytes(&[9u8; 32], "attest");
+    std::fs::write(
+        dir.path().join("stranger.pub"),
+        format!("{}\n", stranger.verifier_key()),
+    )
+    .unwrap();
     let (ok, refused) =
         run(attest(dir.path()).args(["verify", "pack.zip", "--public-key", "stranger.pub"]));
     assert!(!ok && refused.contains("manifest.sig"), "{refused}");

@@ -230,6 +230,33 @@ fn check_verification(
     });
     let refused = verify_pack(&tampered, None).unwrap_err().to_string();
     assert!(refused.contains("items.csv"), "{refused}");
+    // A decision's outcome changed, and the pack sealed again with the real key: the
+    // decision no longer matches the event that proves it.
+    let key = CheckpointKey::from_config(&config.evidence).unwrap();
+    let edited = dir.join("edited.zip");
+    reseal(pack, &edited, &key, |name, bytes| {
+        if name == "decisions.jsonl" {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            *bytes = text
+                .replacen("\"outcome\":\"revoke\"", "\"outcome\":\"approve\"", 1)
+                .into_bytes();
+        }
+    });
+    let refused = verify_pack(&edited, None).unwrap_err().to_string();
+    assert!(
+        refused.contains("outcome differs from its event"),
+        "{refused}"
+    );
+    // Sealed by someone else with their own key in the pack: it checks with that key, and
+    // is refused with the organisation's.
+    let impostor = CheckpointKey::from_bytes(&[5u8; 32], "attest");
+    let swapped = dir.join("swapped.zip");
+    reseal(pack, &swapped, &impostor, |_, _| {});
+    assert!(verify_pack(&swapped, None).is_ok(), "resealed consistently");
+    let refused = verify_pack(&swapped, Some(&trusted))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("manifest.sig"), "{refused}");
     // The manifest rewritten to match, but its signature is then for another manifest.
     let resigned = dir.join("resigned.zip");
     rewrite_pack(pack, &resigned, |name, bytes| {
@@ -242,6 +269,59 @@ fn check_verification(
     });
     let refused = verify_pack(&resigned, None).unwrap_err().to_string();
     assert!(refused.contains("manifest.sig"), "{refused}");
+}
+
+/// Copies a pack with `change` applied, then recomputes its manifest and signs it with `key`
+/// (whose verifier key replaces the pack's, and which also re-signs the checkpoint): what
+/// someone holding a key would do.
+fn reseal(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    key: &CheckpointKey,
+    change: impl Fn(&str, &mut Vec<u8>),
+) {
+    use std::io::Write as _;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_entry(&mut archive, "manifest.json")).unwrap();
+    let checkpoint = String::from_utf8(read_entry(&mut archive, "checkpoint.txt")).unwrap();
+    let mut lines = checkpoint.lines();
+    let (_, size, head) = (lines.next(), lines.next().unwrap(), lines.next().unwrap());
+    let head: [u8; 32] = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, head)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    let mut files = Vec::new();
+    for file in manifest["files"].as_array().unwrap() {
+        let name = file["name"].as_str().unwrap();
+        let mut bytes = match name {
+            "public-key.txt" => format!("{}\n", key.verifier_key()).into_bytes(),
+            "checkpoint.txt" => key.sign(size.parse().unwrap(), &head).into_bytes(),
+            _ => read_entry(&mut archive, name),
+        };
+        change(name, &mut bytes);
+        out.start_file(name, options).unwrap();
+        out.write_all(&bytes).unwrap();
+        files.push(serde_json::json!({
+            "name": name,
+            "sha256": hex::encode(Sha256::digest(&bytes)),
+            "bytes": bytes.len(),
+        }));
+    }
+    let mut resealed = manifest.clone();
+    resealed["files"] = serde_json::Value::Array(files);
+    let manifest_bytes = serde_json::to_vec_pretty(&resealed).unwrap();
+    out.start_file("manifest.json", options).unwrap();
+    out.write_all(&manifest_bytes).unwrap();
+    out.start_file("manifest.sig", options).unwrap();
+    let body = attest::evidence::export::manifest_note_body(
+        key.origin(),
+        &hex::encode(Sha256::digest(&manifest_bytes)),
+    );
+    out.write_all(key.sign_body(&body).as_bytes()).unwrap();
+    out.finish().unwrap();
 }
 
 /// Copies a pack entry by entry, letting `change` edit each entry's bytes.
