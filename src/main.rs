@@ -75,6 +75,9 @@ enum Command {
         /// the pack.
         #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
+        /// An earlier pack's `checkpoint.txt`: check that the log only grew since.
+        #[arg(long, value_name = "FILE")]
+        previous_checkpoint: Option<PathBuf>,
     },
 }
 
@@ -171,15 +174,23 @@ fn init_logging(config: &Config, force_json: bool) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Verify { pack, public_key } = &cli.command {
-        let trusted = match public_key {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-            ),
-            None => None,
+    if let Command::Verify {
+        pack,
+        public_key,
+        previous_checkpoint,
+    } = &cli.command
+    {
+        let read = |path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))
+                })
+                .transpose()
         };
-        let verified = attest::evidence::verify::verify_pack(pack, trusted.as_deref())?;
+        let (trusted, previous) = (read(public_key)?, read(previous_checkpoint)?);
+        let verified =
+            attest::evidence::verify::verify_pack(pack, trusted.as_deref(), previous.as_deref())?;
         if trusted.is_none() {
             eprintln!(
                 "warning: checked with the public key inside the pack; anyone can make a pack \

@@ -24,7 +24,9 @@ use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::directory::snapshot::{problems_of, sync_run};
 use crate::error::{Error, Result};
 use crate::evidence::item_records::{for_each_item, write_items_csv};
-use crate::evidence::proofs::{campaign_events, latest_checkpoint};
+use crate::evidence::proofs::{
+    campaign_events, consistency_from_earlier_packs, latest_checkpoint, tree_of,
+};
 use crate::ledger::checkpoint::{CheckpointKey, write_checkpoint};
 use crate::ledger::{EventKind, append};
 
@@ -125,6 +127,8 @@ pub struct ExportSummary {
     pub items: u64,
     /// The campaign's events later than the pack's checkpoint (not proved; 0 in a pack).
     pub events_after_checkpoint: i64,
+    /// The size of the signed checkpoint the pack proves its events against.
+    pub checkpoint_size: i64,
     pub decisions: u64,
     pub files: Vec<ManifestEntry>,
 }
@@ -214,6 +218,7 @@ pub fn export_campaign(
                 "campaign": campaign_id,
                 "items": summary.items,
                 "decisions": summary.decisions,
+                "checkpoint_size": summary.checkpoint_size,
                 "files": summary.files,
             }),
         )
@@ -280,7 +285,10 @@ fn write_pack(
     // the key that signed it and this pack's manifest.
     let (size, note) = latest_checkpoint(conn, &key.key_id_hex())?
         .ok_or_else(|| Error::Internal("no checkpoint of the event log by this key".into()))?;
-    let (proven, events_after) = campaign_events(conn, campaign_id, size)?;
+    let tree = tree_of(conn, size)?;
+    let (proven, events_after) = campaign_events(conn, campaign_id, &tree)?;
+    let consistency = consistency_from_earlier_packs(conn, &tree)?;
+    drop(tree);
     zip.start_file("events.jsonl", options).map_err(zip_error)?;
     let mut events_jsonl = HashingWriter {
         inner: &mut zip,
@@ -292,6 +300,18 @@ fn write_pack(
         events_jsonl.write_all(b"\n")?;
     }
     files.push(finish_entry("events.jsonl", events_jsonl));
+    zip.start_file("consistency.jsonl", options)
+        .map_err(zip_error)?;
+    let mut consistency_jsonl = HashingWriter {
+        inner: &mut zip,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    for line in &consistency {
+        serde_json::to_writer(&mut consistency_jsonl, line)?;
+        consistency_jsonl.write_all(b"\n")?;
+    }
+    files.push(finish_entry("consistency.jsonl", consistency_jsonl));
     for (name, text) in [
         ("checkpoint.txt", note),
         ("public-key.txt", format!("{}\n", key.verifier_key())),
@@ -401,6 +421,7 @@ fn write_pack(
     Ok(ExportSummary {
         items,
         events_after_checkpoint: events_after,
+        checkpoint_size: size,
         decisions,
         files,
     })

@@ -10,9 +10,10 @@ use crate::db::DbConnection;
 use crate::db::schema::{checkpoints, events};
 use crate::db::time::from_db;
 use crate::error::{Error, Result};
+use crate::ledger::EventKind;
 use crate::ledger::checkpoint::leaf_hashes;
 use crate::ledger::events::Event;
-use crate::ledger::merkle::Tree;
+use crate::ledger::merkle::{Tree, consistency_proof, root};
 
 /// One event of the campaign with its proof.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -39,20 +40,25 @@ pub fn latest_checkpoint(conn: &mut DbConnection, key_id: &str) -> Result<Option
         .optional()?)
 }
 
-/// The campaign's events within the first `size` of the log, with their proofs, and how many
-/// of its events come later.
+/// The log's first `size` events as a tree.
+pub fn tree_of(conn: &mut DbConnection, size: i64) -> Result<Tree> {
+    Ok(Tree::new(leaf_hashes(conn, size)?))
+}
+
+/// The campaign's events within `tree` (the log's first events), with their proofs, and how
+/// many of its events come later.
 pub fn campaign_events(
     conn: &mut DbConnection,
     campaign_id: &str,
-    size: i64,
+    tree: &Tree,
 ) -> Result<(Vec<ProvenEvent>, i64)> {
+    let size = tree.size() as i64;
     let all: Vec<Event> = events::table
         .filter(events::subject.eq(campaign_id))
         .order(events::seq.asc())
         .select(Event::as_select())
         .load(conn)?;
     let later = all.iter().filter(|e| e.seq > size).count() as i64;
-    let tree = Tree::new(leaf_hashes(conn, size)?);
     let mut proven = Vec::with_capacity(all.len());
     for event in all.into_iter().filter(|e| e.seq <= size) {
         let index = usize::try_from(event.seq - 1)
@@ -73,4 +79,48 @@ pub fn campaign_events(
         });
     }
     Ok((proven, later))
+}
+
+/// A proof that an earlier checkpoint's log is a prefix of the pack's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsistencyLine {
+    pub from_size: i64,
+    /// The earlier checkpoint's tree head (hex).
+    pub from_head: String,
+    /// Hashes (hex) of the RFC 6962 consistency proof to the pack's checkpoint.
+    pub proof: Vec<String>,
+}
+
+/// Consistency proofs from the checkpoints earlier packs were built on (their exports record
+/// them) to `tree`: an auditor holding an earlier pack checks that the log only grew.
+pub fn consistency_from_earlier_packs(
+    conn: &mut DbConnection,
+    tree: &Tree,
+) -> Result<Vec<ConsistencyLine>> {
+    let payloads: Vec<String> = events::table
+        .filter(events::kind.eq(EventKind::EvidenceExported.as_str()))
+        .select(events::payload)
+        .load(conn)?;
+    let mut sizes: Vec<i64> = payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter_map(|p| p["checkpoint_size"].as_i64())
+        .filter(|size| *size > 0 && *size <= tree.size() as i64)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let leaves = tree.leaves();
+    sizes
+        .into_iter()
+        .map(|size| {
+            let old = usize::try_from(size).unwrap_or(0);
+            let proof = consistency_proof(leaves, old)
+                .ok_or_else(|| Error::Internal(format!("no consistency proof from {size}")))?;
+            Ok(ConsistencyLine {
+                from_size: size,
+                from_head: hex::encode(root(&leaves[..old])),
+                proof: proof.iter().map(hex::encode).collect(),
+            })
+        })
+        .collect()
 }

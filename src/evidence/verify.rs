@@ -2,8 +2,9 @@
 //! database. The manifest's signature (by the key in the pack, or one the auditor supplies),
 //! every file against the manifest, the signed checkpoint, every event's leaf hash and its
 //! inclusion proof against that checkpoint, and that the counts reconcile: the items listed
-//! are the population, and every decision listed is proved by an event. The first failure is
-//! named (file, row or event); nothing else is trusted.
+//! are the population, and every decision listed is proved by an event. Given an earlier
+//! pack's checkpoint, that the log only grew since (a consistency proof). The first failure
+//! is named (file, row or event); nothing else is trusted.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
@@ -15,9 +16,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
 use crate::evidence::item_records::ItemRecord;
-use crate::evidence::proofs::ProvenEvent;
+use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
 use crate::ledger::checkpoint::{verify_note, verify_signed};
-use crate::ledger::merkle::{Hash, verify_inclusion};
+use crate::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
 
 /// What a pack that verified holds.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -55,8 +56,13 @@ impl Pack {
     }
 }
 
-/// Checks the pack at `path`; with `public_key` (a verifier key) instead of the pack's own.
-pub fn verify_pack(path: &Path, public_key: Option<&str>) -> Result<Verified> {
+/// Checks the pack at `path`; with `public_key` (a verifier key) instead of the pack's own,
+/// and with `previous` (an earlier pack's signed checkpoint) that the log only grew since.
+pub fn verify_pack(
+    path: &Path,
+    public_key: Option<&str>,
+    previous: Option<&str>,
+) -> Result<Verified> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
     let archive = zip::ZipArchive::new(file)
@@ -112,6 +118,9 @@ pub fn verify_pack(path: &Path, public_key: Option<&str>) -> Result<Verified> {
 
     let checkpoint = verify_note(&pack.text("checkpoint.txt")?, &key)
         .map_err(|e| failed(format!("checkpoint.txt: {e}")))?;
+    if let Some(previous) = previous {
+        check_consistency(&mut pack, previous, &key, &checkpoint)?;
+    }
     let campaign = manifest["campaign"]
         .as_str()
         .unwrap_or_default()
@@ -200,6 +209,53 @@ pub fn verify_pack(path: &Path, public_key: Option<&str>) -> Result<Verified> {
         checkpoint_size: checkpoint.size,
         key,
     })
+}
+
+/// The earlier checkpoint is signed by the same key and its log is a prefix of the pack's.
+fn check_consistency(
+    pack: &mut Pack,
+    previous: &str,
+    key: &str,
+    now: &crate::ledger::checkpoint::VerifiedCheckpoint,
+) -> Result<()> {
+    let earlier =
+        verify_note(previous, key).map_err(|e| failed(format!("the previous checkpoint: {e}")))?;
+    if earlier.size == now.size {
+        return if earlier.head == now.head {
+            Ok(())
+        } else {
+            Err(failed(
+                "the previous checkpoint has the same size but another tree head: the log \
+                 was rewritten"
+                    .into(),
+            ))
+        };
+    }
+    let text = pack.text("consistency.jsonl")?;
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<ConsistencyLine>(l).ok())
+        .find(|l| l.from_size as u64 == earlier.size)
+        .ok_or_else(|| {
+            failed(format!(
+                "consistency.jsonl has no proof from a checkpoint of {} events",
+                earlier.size
+            ))
+        })?;
+    let proof = line
+        .proof
+        .iter()
+        .map(|h| hex::decode(h).ok().and_then(|b| <Hash>::try_from(b).ok()))
+        .collect::<Option<Vec<Hash>>>()
+        .ok_or_else(|| failed("consistency.jsonl: a hash is not 32 hex bytes".into()))?;
+    if !verify_consistency(earlier.size, now.size, &earlier.head, &now.head, &proof) {
+        return Err(failed(format!(
+            "the log of the previous checkpoint ({} events) is not a prefix of the pack's ({} \
+             events): the log was rewritten",
+            earlier.size, now.size
+        )));
+    }
+    Ok(())
 }
 
 /// What a proved decision event says of one decision.

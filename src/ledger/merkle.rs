@@ -82,6 +82,86 @@ fn path(leaves: &[Hash], index: usize, proof: &mut Vec<Hash>) {
     }
 }
 
+/// The consistency proof that the tree of the first `old_size` leaves is a prefix of the
+/// tree of all `leaves` (RFC 6962 PROOF); `None` unless 0 < old_size <= leaves.len().
+pub fn consistency_proof(leaves: &[Hash], old_size: usize) -> Option<Vec<Hash>> {
+    if old_size == 0 || old_size > leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    subproof(old_size, leaves, true, &mut proof);
+    Some(proof)
+}
+
+fn subproof(m: usize, leaves: &[Hash], whole: bool, proof: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !whole {
+            proof.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &leaves[..k], whole, proof);
+        proof.push(root(&leaves[k..]));
+    } else {
+        subproof(m - k, &leaves[k..], false, proof);
+        proof.push(root(&leaves[..k]));
+    }
+}
+
+/// Whether `proof` shows the tree of `old_size` leaves with head `old_head` to be a prefix of
+/// the tree of `new_size` leaves with head `new_head` (RFC 9162 section 2.1.4.2).
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_head: &Hash,
+    new_head: &Hash,
+    proof: &[Hash],
+) -> bool {
+    if old_size == 0 || old_size > new_size {
+        return false;
+    }
+    if old_size == new_size {
+        return proof.is_empty() && old_head == new_head;
+    }
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if old_size.is_power_of_two() {
+        path.push(*old_head);
+    }
+    path.extend_from_slice(proof);
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let (mut fn_, mut sn) = (old_size - 1, new_size - 1);
+    while fn_ & 1 == 1 {
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fn_ & 1 == 0 {
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    fr == *old_head && sr == *new_head && sn == 0
+}
+
 /// A whole tree kept level by level (leaves first), for many proofs: built once in linear
 /// time, each proof then costs log2(N) lookups.
 pub struct Tree {
@@ -108,6 +188,10 @@ impl Tree {
 
     pub fn size(&self) -> usize {
         self.levels[0].len()
+    }
+
+    pub fn leaves(&self) -> &[Hash] {
+        &self.levels[0]
     }
 
     /// The tree head (as `root`).
@@ -204,6 +288,36 @@ mod tests {
     /// `n` distinct leaves.
     fn numbered(n: usize) -> Vec<Hash> {
         (0..n as u64).map(|i| leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    #[test]
+    fn every_older_tree_is_proved_a_prefix_of_a_newer_one() {
+        let all = numbered(40);
+        for new_size in 1..=40usize {
+            let new_head = root(&all[..new_size]);
+            for old_size in 1..=new_size {
+                let old_head = root(&all[..old_size]);
+                let proof = consistency_proof(&all[..new_size], old_size).unwrap();
+                let (m, n) = (old_size as u64, new_size as u64);
+                assert!(
+                    verify_consistency(m, n, &old_head, &new_head, &proof),
+                    "{old_size} -> {new_size}"
+                );
+                // Another old head (a rewritten history), or a bent proof: refused.
+                let rewritten = root(&numbered(old_size + 1)[1..]);
+                assert!(!verify_consistency(m, n, &rewritten, &new_head, &proof));
+                if let Some(first) = proof.first() {
+                    let mut bent = proof.clone();
+                    bent[0] = node_hash(first, first);
+                    assert!(!verify_consistency(m, n, &old_head, &new_head, &bent));
+                }
+            }
+        }
+        // The reference proofs' sizes: 1 -> 8 needs 3 hashes, 6 -> 8 needs 3, 2 -> 5 needs 2.
+        let vectors = leaves(8);
+        assert_eq!(consistency_proof(&vectors, 1).unwrap().len(), 3);
+        assert_eq!(consistency_proof(&vectors, 6).unwrap().len(), 3);
+        assert_eq!(consistency_proof(&vectors[..5], 2).unwrap().len(), 2);
     }
 
     #[test]

@@ -200,6 +200,26 @@ async fn full_review(database_url: &str, dir: &std::path::Path) {
         .await;
     check_pack(&pack, &campaign_id, &decided);
     assert!(count_rows(&app.db, "events") > events_before);
+
+    // A later pack proves that the log only grew since the first pack's checkpoint.
+    let later = dir.join("later.zip");
+    let (out, id) = (later.clone(), campaign_id.clone());
+    app.blocking(move |db, clock, config| {
+        let key = CheckpointKey::from_config(&config.evidence).unwrap();
+        let now = attest::clock::Clock::now(clock);
+        export_campaign(&mut db.conn().unwrap(), now, &id, &out, &key, "test").unwrap()
+    })
+    .await;
+    let mut first = zip::ZipArchive::new(std::fs::File::open(&pack).unwrap()).unwrap();
+    let earlier = String::from_utf8(read_entry(&mut first, "checkpoint.txt")).unwrap();
+    let grown = verify_pack(&later, None, Some(&earlier)).unwrap();
+    assert!(grown.checkpoint_size > verify_pack(&pack, None, None).unwrap().checkpoint_size);
+    // A checkpoint of another log (another key) is refused.
+    let other = CheckpointKey::from_bytes(&[6u8; 32], "attest").sign(3, &[1u8; 32]);
+    let refused = verify_pack(&later, None, Some(&other))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("previous checkpoint"), "{refused}");
     app.stop().await;
 }
 
@@ -210,15 +230,17 @@ fn check_verification(
     config: &attest::config::Config,
     dir: &std::path::Path,
 ) {
-    let verified = verify_pack(pack, None).unwrap();
+    let verified = verify_pack(pack, None, None).unwrap();
     assert_eq!((verified.items, verified.decisions), (18, 2));
     assert!(verified.events >= 3, "{verified:?}");
     let trusted = CheckpointKey::from_config(&config.evidence)
         .unwrap()
         .verifier_key();
-    assert_eq!(verify_pack(pack, Some(&trusted)).unwrap(), verified);
+    assert_eq!(verify_pack(pack, Some(&trusted), None).unwrap(), verified);
     let stranger = CheckpointKey::from_bytes(&[3u8; 32], "attest").verifier_key();
-    let refused = verify_pack(pack, Some(&stranger)).unwrap_err().to_string();
+    let refused = verify_pack(pack, Some(&stranger), None)
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains("manifest.sig"), "{refused}");
 
     // The same pack with one file changed (its manifest entry left as it was).
@@ -228,7 +250,7 @@ fn check_verification(
             bytes.extend_from_slice(b"forged,row\n");
         }
     });
-    let refused = verify_pack(&tampered, None).unwrap_err().to_string();
+    let refused = verify_pack(&tampered, None, None).unwrap_err().to_string();
     assert!(refused.contains("items.csv"), "{refused}");
     // A decision's outcome changed, and the pack sealed again with the real key: the
     // decision no longer matches the event that proves it.
@@ -242,7 +264,7 @@ fn check_verification(
                 .into_bytes();
         }
     });
-    let refused = verify_pack(&edited, None).unwrap_err().to_string();
+    let refused = verify_pack(&edited, None, None).unwrap_err().to_string();
     assert!(
         refused.contains("outcome differs from its event"),
         "{refused}"
@@ -252,8 +274,11 @@ fn check_verification(
     let impostor = CheckpointKey::from_bytes(&[5u8; 32], "attest");
     let swapped = dir.join("swapped.zip");
     reseal(pack, &swapped, &impostor, |_, _| {});
-    assert!(verify_pack(&swapped, None).is_ok(), "resealed consistently");
-    let refused = verify_pack(&swapped, Some(&trusted))
+    assert!(
+        verify_pack(&swapped, None, None).is_ok(),
+        "resealed consistently"
+    );
+    let refused = verify_pack(&swapped, Some(&trusted), None)
         .unwrap_err()
         .to_string();
     assert!(refused.contains("manifest.sig"), "{refused}");
@@ -267,7 +292,7 @@ fn check_verification(
             *bytes = text.into_bytes();
         }
     });
-    let refused = verify_pack(&resigned, None).unwrap_err().to_string();
+    let refused = verify_pack(&resigned, None, None).unwrap_err().to_string();
     assert!(refused.contains("manifest.sig"), "{refused}");
 }
 
@@ -363,6 +388,7 @@ fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(Str
         names,
         BTreeSet::from([
             "checkpoint.txt",
+            "consistency.jsonl",
             "decisions.csv",
             "decisions.jsonl",
             "events.jsonl",
