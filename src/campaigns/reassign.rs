@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::campaigns::generate::insert_reviewers;
 use crate::campaigns::model::{ITEM_PENDING, Reviewer, campaign, reviewers_of};
-use crate::campaigns::reviewers::{Candidate, available_fallbacks};
+use crate::campaigns::reviewers::{Candidate, available_people};
 use crate::db::schema::{decisions, identity_versions, review_items, reviewers};
 use crate::db::{DbConnection, new_id};
 use crate::decisions::{AuthContext, DecisionOutcome};
@@ -135,8 +135,20 @@ pub fn reassign(
         .ok_or_else(|| Error::Conflict(format!("source {} has no snapshot", campaign.source)))?;
     let (named, fallbacks) = match target {
         Target::Chain => (
-            available_fallbacks(conn, &campaign.source, seq, &names("named_reviewers"))?,
-            available_fallbacks(conn, &campaign.source, seq, &names("fallback_reviewers"))?,
+            available_people(
+                conn,
+                &campaign.source,
+                seq,
+                "named_reviewers",
+                &names("named_reviewers"),
+            )?,
+            available_people(
+                conn,
+                &campaign.source,
+                seq,
+                "fallback_reviewers",
+                &names("fallback_reviewers"),
+            )?,
         ),
         Target::Person(_) => (Vec::new(), Vec::new()),
     };

@@ -91,15 +91,25 @@ pub fn find_person(conn: &mut DbConnection, source: &str, seq: i64, name: &str) 
     })
 }
 
-/// Fallback reviewers named by email or login, for a campaign about to open: looked up in the
-/// snapshot for their name; an email address not in the directory is still usable. A fallback
-/// whom the directory shows disabled is skipped (reviewers must be able to act); a name that
-/// is nobody, or none usable left, is an error the admin must fix before the campaign opens.
-pub(crate) fn resolve_fallbacks(
+/// What to do with a listed name that is nobody in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfUnknown {
+    /// Refuse: a campaign about to open needs its configuration fixed first.
+    Refuse,
+    /// Skip with a warning: moving items of an open campaign must not stop for it.
+    Skip,
+}
+
+/// The people of a configured list (`list` names it in messages: `fallback_reviewers`,
+/// `named_reviewers`) who can review: found by email or login in the snapshot, or an address
+/// outside the directory. A person the directory shows disabled is skipped with a warning.
+/// Messages name an entry by its position, never by the name (it may be an address).
+fn resolve_list(
     conn: &mut DbConnection,
-    source: &str,
-    seq: i64,
+    (source, seq): (&str, i64),
+    list: &str,
     names: &[String],
+    if_unknown: IfUnknown,
 ) -> Result<Vec<Candidate>> {
     let mut out = Vec::with_capacity(names.len());
     for (position, name) in names.iter().enumerate() {
@@ -108,16 +118,38 @@ pub(crate) fn resolve_fallbacks(
             Found::Inactive(external_id, status) => tracing::warn!(
                 source,
                 identity = %external_id,
-                "a fallback reviewer is {status} in the directory and is skipped"
+                "{list}[{position}] is {status} in the directory and is skipped"
+            ),
+            Found::Unknown if if_unknown == IfUnknown::Skip => tracing::warn!(
+                source,
+                "{list}[{position}] is no longer in the directory and is skipped"
             ),
             Found::Unknown => {
                 return Err(Error::Conflict(format!(
-                    "fallback_reviewers[{position}] is neither an email address nor a person \
-                     with an email in the current snapshot"
+                    "{list}[{position}] is neither an email address nor a person with an \
+                     email in the current snapshot"
                 )));
             }
         }
     }
+    Ok(out)
+}
+
+/// Fallback reviewers for a campaign about to open: a name that is nobody, or none usable
+/// left, is an error the admin must fix before the campaign opens.
+pub(crate) fn resolve_fallbacks(
+    conn: &mut DbConnection,
+    source: &str,
+    seq: i64,
+    names: &[String],
+) -> Result<Vec<Candidate>> {
+    let out = resolve_list(
+        conn,
+        (source, seq),
+        "fallback_reviewers",
+        names,
+        IfUnknown::Refuse,
+    )?;
     if out.is_empty() && !names.is_empty() {
         return Err(Error::Conflict(
             "every fallback reviewer is disabled in the directory; name one who can act".into(),
@@ -126,59 +158,31 @@ pub(crate) fn resolve_fallbacks(
     Ok(out)
 }
 
-/// Named reviewers (email or login), for a campaign about to open: a name that is nobody is
-/// an error; one the directory shows disabled is skipped (the chain goes on).
+/// Named reviewers for a campaign about to open or moving on to its next stage: a name that
+/// is nobody is an error; one the directory shows disabled is skipped (the chain goes on).
 pub(crate) fn resolve_named(
     conn: &mut DbConnection,
     source: &str,
     seq: i64,
     names: &[String],
 ) -> Result<Vec<Candidate>> {
-    let mut out = Vec::with_capacity(names.len());
-    for (position, name) in names.iter().enumerate() {
-        match find_person(conn, source, seq, name)? {
-            Found::Reviewer(candidate) => out.push(candidate),
-            Found::Inactive(external_id, status) => tracing::warn!(
-                source,
-                identity = %external_id,
-                "a named reviewer is {status} in the directory and is skipped"
-            ),
-            Found::Unknown => {
-                return Err(Error::Conflict(format!(
-                    "named_reviewers[{position}] is neither an email address nor a person \
-                     with an email in the current snapshot"
-                )));
-            }
-        }
-    }
-    Ok(out)
+    resolve_list(
+        conn,
+        (source, seq),
+        "named_reviewers",
+        names,
+        IfUnknown::Refuse,
+    )
 }
 
-/// The fallback reviewers who can act now, for moving items of an open campaign: a name that
+/// The people of `list` who can act now, for moving items of an open campaign: a name that
 /// no longer resolves is skipped with a warning rather than stopping every move.
-pub(crate) fn available_fallbacks(
+pub(crate) fn available_people(
     conn: &mut DbConnection,
     source: &str,
     seq: i64,
+    list: &str,
     names: &[String],
 ) -> Result<Vec<Candidate>> {
-    let mut out = Vec::with_capacity(names.len());
-    for (position, name) in names.iter().enumerate() {
-        match find_person(conn, source, seq, name)? {
-            Found::Reviewer(candidate) => out.push(candidate),
-            Found::Inactive(external_id, status) => tracing::warn!(
-                source,
-                identity = %external_id,
-                "a fallback reviewer is {status} in the directory and is skipped"
-            ),
-            // The name may be personal data: the log says which entry of the list it is.
-            Found::Unknown => tracing::warn!(
-                source,
-                fallback = position + 1,
-                "a fallback reviewer named by the campaign is no longer in the directory and \
-                 is skipped"
-            ),
-        }
-    }
-    Ok(out)
+    resolve_list(conn, (source, seq), list, names, IfUnknown::Skip)
 }

@@ -19,7 +19,7 @@ use crate::campaigns::model::{
     Campaign, ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, campaign, reviewers_of,
 };
 use crate::campaigns::population::{Holders, Population};
-use crate::campaigns::reviewers::{available_fallbacks, resolve_named};
+use crate::campaigns::reviewers::{available_people, resolve_named};
 use crate::campaigns::routing::{ChainPeople, Routing, RoutingPlan};
 use crate::config::{CampaignDefinition, StageDefinition, StageOutcome};
 use crate::db::schema::{campaigns, review_items};
@@ -123,7 +123,13 @@ pub fn advance_stage(
         steps: next.reviewer_chain.clone(),
         owners: population.owner_facts(),
         named: resolve_named(conn, &found.source, seq, &names("named_reviewers"))?,
-        fallbacks: available_fallbacks(conn, &found.source, seq, &next.fallback_reviewers)?,
+        fallbacks: available_people(
+            conn,
+            &found.source,
+            seq,
+            "fallback_reviewers",
+            &next.fallback_reviewers,
+        )?,
     };
     let going_on = match stage_outcome {
         StageOutcome::AllApprove => [ITEM_PENDING, ITEM_APPROVED],

@@ -135,7 +135,7 @@ pub fn record_bulk(
             }
             rows.retain(|(id, ..)| locked.contains(id));
         }
-        let reviewer = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
+        let (_, reviewer) = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
         let items: Vec<String> = rows
             .into_iter()
             .filter(|(_, holder, email)| !holds(&reviewer, holder, email.as_deref()))

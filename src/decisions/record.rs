@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::campaigns::model::{
-    ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, Reviewer, campaign, item, reviewer,
+    Campaign, ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, Reviewer, campaign, item, reviewer,
 };
 use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target, reassign};
 use crate::db::schema::{campaigns, decisions, review_items};
@@ -161,7 +161,8 @@ pub fn record_decision(
                 .first::<String>(pg)
                 .optional()?;
         }
-        let reviewer = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
+        let (open_campaign, reviewer) =
+            check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
         let item = item(conn, item_id)
             .map_err(|_| Error::Forbidden("this access is not in your review".into()))?;
         if item.campaign_id != campaign_id || item.reviewer_id != reviewer_id {
@@ -175,7 +176,7 @@ pub fn record_decision(
             return Err(Error::Forbidden("you cannot review your own access".into()));
         }
         // A campaign reviewed in stages: what an earlier stage settled is final.
-        if item.stage < campaign(conn, campaign_id)?.stage {
+        if item.stage < open_campaign.stage {
             return Err(Error::Conflict(
                 "this access was settled in an earlier stage of the review; its decision is \
                  final"
@@ -256,24 +257,25 @@ pub fn record_decision(
 /// The checks every decision makes inside its transaction, after its row locks: the link
 /// still works (it may have been revoked since the request was authenticated; the reviewer
 /// lock orders this against a revocation of that reviewer's links) and the campaign is open.
-/// Returns the reviewer.
+/// Returns the campaign and the reviewer.
 pub(crate) fn check_may_decide(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     campaign_id: &str,
     reviewer_id: &str,
     auth: &AuthContext,
-) -> Result<Reviewer> {
+) -> Result<(Campaign, Reviewer)> {
     if let Some(jti_sha256) = &auth.link_jti_sha256 {
         lock_reviewer(conn, reviewer_id, false)?;
         ensure_link_still_valid(conn, jti_sha256, reviewer_id, campaign_id, now)?;
     }
-    if !campaign(conn, campaign_id)?.is_open() {
+    let found = campaign(conn, campaign_id)?;
+    if !found.is_open() {
         return Err(Error::Conflict(
             "this review is closed; decisions are no longer accepted".into(),
         ));
     }
-    reviewer(conn, reviewer_id)
+    Ok((found, reviewer(conn, reviewer_id)?))
 }
 
 /// A decision's comment, trimmed; none when blank; refused when too long.

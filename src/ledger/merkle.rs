@@ -35,25 +35,29 @@ fn split(n: usize) -> usize {
     k
 }
 
-/// The tree head of `leaves` (leaf hashes): SHA-256 of nothing for no leaves. Works bottom
-/// up, one level at a time, with the odd last node carried up unchanged (which is what the
-/// recursive definition gives).
+/// The tree head of `leaves` (leaf hashes): SHA-256 of nothing for no leaves.
 pub fn root(leaves: &[Hash]) -> Hash {
     if leaves.is_empty() {
         return Sha256::digest([]).into();
     }
     let mut level: Vec<Hash> = leaves.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [left, right] => node_hash(left, right),
-                [odd] => *odd,
-                _ => unreachable!("chunks of two"),
-            })
-            .collect();
+        level = level_above(&level);
     }
     level[0]
+}
+
+/// The level above `below`, bottom up: pairs hashed, a last odd node carried up unchanged
+/// (which is what the recursive definition of RFC 6962 gives).
+fn level_above(below: &[Hash]) -> Vec<Hash> {
+    below
+        .chunks(2)
+        .map(|pair| match pair {
+            [left, right] => node_hash(left, right),
+            [odd] => *odd,
+            _ => unreachable!("chunks of two"),
+        })
+        .collect()
 }
 
 /// The inclusion proof of leaf `index` in the tree of `leaves` (RFC 6962 PATH), from the leaf
@@ -171,16 +175,8 @@ pub struct Tree {
 impl Tree {
     pub fn new(leaves: Vec<Hash>) -> Tree {
         let mut levels = vec![leaves];
-        while levels.last().is_some_and(|level| level.len() > 1) {
-            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
-            let above = below
-                .chunks(2)
-                .map(|pair| match pair {
-                    [left, right] => node_hash(left, right),
-                    [odd] => *odd,
-                    _ => unreachable!("chunks of two"),
-                })
-                .collect();
+        while let Some(below) = levels.last().filter(|level| level.len() > 1) {
+            let above = level_above(below);
             levels.push(above);
         }
         Tree { levels }
