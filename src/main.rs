@@ -14,7 +14,7 @@ use attest::db::Database;
 use attest::directory::preview::preview_source;
 use attest::directory::sync_source_observed;
 use attest::error::Error;
-use attest::evidence::export::export_campaign;
+use attest::evidence::export::{PackSettings, export_campaign};
 use attest::web::access_log;
 use clap::{Parser, Subcommand};
 
@@ -276,7 +276,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let db = open_database(&config)?;
             let mut conn = db.conn()?;
             let key = attest::ledger::checkpoint::CheckpointKey::from_config(&config.evidence)?;
-            let summary = export_campaign(&mut conn, clock.now(), &campaign, &out, &key, "cli")?;
+            let settings = PackSettings {
+                key: &key,
+                retention_years: config.evidence.retention_years,
+            };
+            let summary =
+                export_campaign(&mut conn, clock.now(), &campaign, &out, settings, "cli")?;
             println!(
                 "wrote {} ({} review items, {} decisions, {} files)",
                 out.display(),

@@ -1,5 +1,5 @@
-//! `[evidence]`: the key that signs the event log's checkpoints, and how often they are
-//! written. Checks are in `validate.rs`.
+//! `[evidence]`: the key that signs the event log's checkpoints, how often they are
+//! written, and how long evidence is kept. Checks are in `validate.rs`.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,9 @@ pub struct EvidenceConfig {
     pub origin: String,
     /// Minutes between two checkpoints while events keep coming (and one at every close).
     pub checkpoint_minutes: u64,
+    /// Years the evidence of a campaign is kept after it closes; nothing of it is removed
+    /// before (and attest removes none of it itself). Stated in every pack.
+    pub retention_years: u32,
 }
 
 impl Default for EvidenceConfig {
@@ -27,6 +30,7 @@ impl Default for EvidenceConfig {
             generate_missing_key: true,
             origin: "attest".into(),
             checkpoint_minutes: 60,
+            retention_years: 7,
         }
     }
 }

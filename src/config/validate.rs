@@ -179,6 +179,13 @@ impl Config {
                  checkpoints)",
             ));
         }
+        if !(1..=100).contains(&self.evidence.retention_years) {
+            problems.push(ConfigProblem::new(
+                "evidence.retention_years",
+                "must be between 1 and 100 (years the evidence of a campaign is kept after it \
+                 closes; SOC 2 auditors commonly expect at least one audit period)",
+            ));
+        }
         let evidence_key = &self.evidence.signing_key_file;
         if !evidence_key.exists()
             && (!self.evidence.generate_missing_key || self.database.url.starts_with("postgres"))

@@ -17,7 +17,7 @@ use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::from_db;
 use crate::error::{Error, Result};
-use crate::evidence::export::neutralize_csv_cell;
+use crate::evidence::spreadsheet::neutralize_csv_cell;
 
 /// Items read per query.
 const PAGE: i64 = 1_000;

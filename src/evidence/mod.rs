@@ -1,9 +1,22 @@
-//! Evidence: the pack an auditor downloads for a campaign (`export`), with one record per
-//! review item (`item_records`) and the campaign's events with their inclusion proofs against
-//! a signed checkpoint (`proofs`), and the offline check of such a pack (`verify`). It reads
-//! the spine and the ledger and changes no review state; the event log itself is `ledger/`.
+//! Evidence: the pack an auditor downloads for a campaign (`export`) and the offline check
+//! of such a pack (`verify`, counting with `reconcile`). The pack's files each have their module: one record per review
+//! item (`item_records`) and per decision (`decision_records`), the exceptions
+//! (`exceptions`), the figures (`summary`), how the population was extracted (`population`),
+//! the SOC 2 mapping (`soc2`), the report for a person (`report`, drawing `charts`), and the
+//! campaign's events with their inclusion proofs against a signed checkpoint (`proofs`). It
+//! reads the spine and the ledger and changes no review state; the event log itself is
+//! `ledger/`.
 
+pub mod charts;
+pub mod decision_records;
+pub mod exceptions;
 pub mod export;
 pub mod item_records;
+pub mod population;
 pub mod proofs;
+pub mod reconcile;
+pub mod report;
+pub mod soc2;
+pub mod spreadsheet;
+pub mod summary;
 pub mod verify;

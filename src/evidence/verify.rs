@@ -2,11 +2,12 @@
 //! database. The manifest's signature (by the key in the pack, or one the auditor supplies),
 //! every file against the manifest, the signed checkpoint, every event's leaf hash and its
 //! inclusion proof against that checkpoint, and that the counts reconcile: the items listed
-//! are the population, and every decision listed is proved by an event. Given an earlier
+//! are the population, the summary and the exceptions are what the items say
+//! (`reconcile`), and every decision listed is proved by an event. Given an earlier
 //! pack's checkpoint, that the log only grew since (a consistency proof). The first failure
 //! is named (file, row or event); nothing else is trusted.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -15,8 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
-use crate::evidence::item_records::ItemRecord;
 use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
+use crate::evidence::reconcile::{DecisionTally, reconcile};
+use crate::evidence::summary::Summary;
 use crate::ledger::checkpoint::{verify_note, verify_signed};
 use crate::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
 
@@ -130,10 +132,21 @@ pub fn verify_pack(
     let mut opened_items = None;
     let events_text = pack.text("events.jsonl")?;
     let mut events = 0u64;
+    let mut events_by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_seq: Option<i64> = None;
     for (line, text) in events_text.lines().enumerate() {
         let at_line = |what: String| failed(format!("events.jsonl line {}: {what}", line + 1));
         let event: ProvenEvent = serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
         check_event(&event, checkpoint.size, &checkpoint.head).map_err(at_line)?;
+        // In log order, each once: a reordered or repeated line is an edit.
+        if last_seq.is_some_and(|last| event.seq <= last) {
+            return Err(at_line(format!(
+                "event {} is out of log order (after event {})",
+                event.seq,
+                last_seq.unwrap_or_default()
+            )));
+        }
+        last_seq = Some(event.seq);
         if event.subject.as_deref() != Some(campaign.as_str()) {
             return Err(at_line(format!(
                 "event {} is not about campaign {campaign}",
@@ -156,13 +169,33 @@ pub fn verify_pack(
             }
             _ => {}
         }
+        *events_by_kind.entry(event.kind.clone()).or_insert(0) += 1;
         events += 1;
     }
 
     let population: serde_json::Value = serde_json::from_slice(&pack.read("population.json")?)
         .map_err(|e| failed(format!("population.json: {e}")))?;
     let counts = &population["counts"];
-    let items = reconcile_items(&mut pack)?;
+    let summary: Summary = serde_json::from_slice(&pack.read("summary.json")?)
+        .map_err(|e| failed(format!("summary.json: {e}")))?;
+    if summary.campaign != campaign {
+        return Err(failed(format!(
+            "summary.json is about campaign {}, the pack about {campaign}",
+            summary.campaign
+        )));
+    }
+    if summary.events_by_kind != events_by_kind {
+        return Err(failed(format!(
+            "summary.json counts the events {:?}, events.jsonl holds {events_by_kind:?}",
+            summary.events_by_kind
+        )));
+    }
+    let items = reconcile(
+        &pack.read("items.csv")?,
+        &pack.text("items.jsonl")?,
+        &summary,
+        &pack.read("exceptions.csv")?,
+    )?;
     if Some(items) != counts["review_items"].as_u64() || opened_items != Some(items) {
         return Err(failed(format!(
             "items.csv lists {items} items; population.json counts {} review items and the \
@@ -173,6 +206,8 @@ pub fn verify_pack(
     }
     let decisions_text = pack.text("decisions.jsonl")?;
     let mut decisions = 0u64;
+    let mut timeliness = DecisionTally::default();
+    let due_at = instant(&serde_json::Value::from(summary.timeliness.due_at.as_str()));
     let mut seen = HashSet::new();
     for (line, text) in decisions_text.lines().enumerate() {
         let at_line = |what: String| failed(format!("decisions.jsonl line {}: {what}", line + 1));
@@ -190,8 +225,12 @@ pub fn verify_pack(
         event.matches(&decision, &campaign).map_err(|field| {
             at_line(format!("decision {id}: its {field} differs from its event"))
         })?;
+        if let Some(due_at) = due_at {
+            timeliness.add(&decision, due_at);
+        }
         decisions += 1;
     }
+    timeliness.check(&summary)?;
     if Some(decisions) != counts["decisions"].as_u64() {
         return Err(failed(format!(
             "decisions.jsonl has {decisions} decisions, population.json counts {}",
@@ -307,75 +346,6 @@ fn instant(value: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
-}
-
-/// `items.csv` and `items.jsonl` list the same items with the same outcome, reviewer and
-/// latest decision, each item once; returns how many.
-fn reconcile_items(pack: &mut Pack) -> Result<u64> {
-    let csv_bytes = pack.read("items.csv")?;
-    let mut reader = csv::Reader::from_reader(csv_bytes.as_slice());
-    let header = reader
-        .headers()
-        .map_err(|e| failed(format!("items.csv: {e}")))?
-        .clone();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| failed(format!("items.csv has no column {name}")))
-    };
-    let (id, outcome, reviewer, last) = (
-        column("item_id")?,
-        column("outcome")?,
-        column("reviewer_email")?,
-        column("last_decision_id")?,
-    );
-    let mut from_csv = HashMap::new();
-    for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| failed(format!("items.csv row {}: {e}", row + 2)))?;
-        let key = record.get(id).unwrap_or_default().to_string();
-        let fields: Vec<String> = [outcome, reviewer, last]
-            .iter()
-            .map(|c| {
-                record
-                    .get(*c)
-                    .unwrap_or_default()
-                    .trim_start_matches('\'')
-                    .to_string()
-            })
-            .collect();
-        if from_csv.insert(key.clone(), fields).is_some() {
-            return Err(failed(format!(
-                "items.csv row {}: item {key} is listed twice",
-                row + 2
-            )));
-        }
-    }
-    let jsonl = pack.text("items.jsonl")?;
-    let mut count = 0u64;
-    for (line, text) in jsonl.lines().enumerate() {
-        let item: ItemRecord = serde_json::from_str(text)
-            .map_err(|e| failed(format!("items.jsonl line {}: {e}", line + 1)))?;
-        let expected = vec![
-            item.outcome.clone(),
-            item.reviewer_email.clone(),
-            item.last_decision_id.clone().unwrap_or_default(),
-        ];
-        if from_csv.remove(&item.item_id) != Some(expected) {
-            return Err(failed(format!(
-                "items.jsonl line {}: item {} differs from items.csv",
-                line + 1,
-                item.item_id
-            )));
-        }
-        count += 1;
-    }
-    if let Some(extra) = from_csv.keys().next() {
-        return Err(failed(format!(
-            "items.csv lists item {extra}, items.jsonl does not"
-        )));
-    }
-    Ok(count)
 }
 
 /// An event's leaf hash recomputed from its fields, and its proof against the checkpoint.

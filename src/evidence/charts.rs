@@ -1,0 +1,224 @@
+//! The geometry of the two charts of `report.html` (inline SVG, no external assets): the
+//! campaign's progress over time (items decided so far, day by day, against the due date)
+//! and outcomes by group (one bar per group, split by outcome). Only numbers are computed
+//! here; the report's template draws them and escapes every label.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::evidence::summary::{GroupSummary, Outcomes, Summary};
+
+/// Chart area in SVG units.
+const PLOT_WIDTH: f64 = 600.0;
+const PLOT_HEIGHT: f64 = 200.0;
+/// Groups drawn one by one; the rest share one bar.
+pub const GROUP_BARS: usize = 20;
+const BAR_HEIGHT: f64 = 18.0;
+const BAR_GAP: f64 = 6.0;
+const BAR_WIDTH: f64 = 360.0;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProgressChart {
+    pub width: f64,
+    pub height: f64,
+    /// `x,y x,y ...` of the line of items decided so far.
+    pub points: String,
+    /// Where the due date falls, when it is within the drawn days.
+    pub due_x: Option<f64>,
+    pub first_day: String,
+    pub last_day: String,
+    pub due_day: String,
+    pub decided: u64,
+    pub items: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Segment {
+    pub outcome: &'static str,
+    pub x: f64,
+    pub width: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupBar {
+    pub label: String,
+    /// The label cut to fit beside the bar.
+    pub short_label: String,
+    pub privileged: bool,
+    pub y: f64,
+    pub items: u64,
+    pub segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GroupChart {
+    pub height: f64,
+    pub bar_height: f64,
+    pub bar_width: f64,
+    pub bars: Vec<GroupBar>,
+}
+
+fn day_of(text: &str) -> Option<NaiveDate> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc).date_naive())
+}
+
+/// Items decided so far from the opening day to the close (or the last decision, or the due
+/// date, whichever comes last).
+pub fn progress_chart(summary: &Summary) -> ProgressChart {
+    let t = &summary.timeliness;
+    let opened = day_of(&t.opened_at).unwrap_or_default();
+    let due = day_of(&t.due_at).unwrap_or(opened);
+    let mut last = t.closed_at.as_deref().and_then(day_of).unwrap_or(due);
+    let progress: Vec<(NaiveDate, u64)> = summary
+        .progress
+        .iter()
+        .filter_map(|d| Some((d.day.parse::<NaiveDate>().ok()?, d.items_decided_so_far)))
+        .collect();
+    if let Some((day, _)) = progress.last() {
+        last = last.max(*day);
+    }
+    let first = progress.first().map_or(opened, |(day, _)| opened.min(*day));
+    let span = (last - first).num_days().max(1) as f64;
+    let items = summary.totals.items.max(1) as f64;
+    let x_of = |day: NaiveDate| ((day - first).num_days() as f64 / span * PLOT_WIDTH).round();
+    let y_of = |decided: u64| (PLOT_HEIGHT - decided as f64 / items * PLOT_HEIGHT).round();
+    // A step line: flat until a day's decisions, then up to the day's total.
+    let mut points = vec![format!("0,{}", PLOT_HEIGHT)];
+    let mut so_far = 0;
+    for (day, decided) in &progress {
+        points.push(format!("{},{}", x_of(*day), y_of(so_far)));
+        points.push(format!("{},{}", x_of(*day), y_of(*decided)));
+        so_far = *decided;
+    }
+    points.push(format!("{},{}", PLOT_WIDTH, y_of(so_far)));
+    ProgressChart {
+        width: PLOT_WIDTH,
+        height: PLOT_HEIGHT,
+        points: points.join(" "),
+        due_x: (due >= first && due <= last).then(|| x_of(due)),
+        first_day: first.to_string(),
+        last_day: last.to_string(),
+        due_day: due.to_string(),
+        decided: so_far,
+        items: summary.totals.items,
+    }
+}
+
+fn segments(outcomes: &Outcomes) -> Vec<Segment> {
+    let total = outcomes.items.max(1) as f64;
+    let mut x = 0.0;
+    [
+        ("approved", outcomes.approved),
+        ("revoked", outcomes.revoked),
+        ("no_response", outcomes.no_response),
+        ("pending", outcomes.pending),
+    ]
+    .into_iter()
+    .filter(|(_, count)| *count > 0)
+    .map(|(outcome, count)| {
+        let width = (count as f64 / total * BAR_WIDTH * 10.0).round() / 10.0;
+        let segment = Segment {
+            outcome,
+            x,
+            width,
+            count,
+        };
+        x += width;
+        segment
+    })
+    .collect()
+}
+
+fn shorten(label: &str) -> String {
+    const MAX: usize = 30;
+    if label.chars().count() <= MAX {
+        label.to_string()
+    } else {
+        format!("{}…", label.chars().take(MAX - 1).collect::<String>())
+    }
+}
+
+/// The largest groups (privileged first), one bar each, and one bar for the rest.
+pub fn group_chart(groups: &[GroupSummary]) -> GroupChart {
+    let mut order: Vec<&GroupSummary> = groups.iter().collect();
+    order.sort_by(|a, b| {
+        b.privileged
+            .cmp(&a.privileged)
+            .then(b.outcomes.items.cmp(&a.outcomes.items))
+            .then(a.group_name.cmp(&b.group_name))
+    });
+    let mut bars: Vec<(String, bool, Outcomes)> = order
+        .iter()
+        .take(GROUP_BARS)
+        .map(|g| (g.group_name.clone(), g.privileged, g.outcomes.clone()))
+        .collect();
+    let rest = &order[order.len().min(GROUP_BARS)..];
+    if !rest.is_empty() {
+        let mut outcomes = Outcomes::default();
+        for group in rest {
+            outcomes.items += group.outcomes.items;
+            outcomes.approved += group.outcomes.approved;
+            outcomes.revoked += group.outcomes.revoked;
+            outcomes.no_response += group.outcomes.no_response;
+            outcomes.pending += group.outcomes.pending;
+        }
+        bars.push((format!("{} other groups", rest.len()), false, outcomes));
+    }
+    let step = BAR_HEIGHT + BAR_GAP;
+    GroupChart {
+        height: (bars.len() as f64 * step).max(step),
+        bar_height: BAR_HEIGHT,
+        bar_width: BAR_WIDTH,
+        bars: bars
+            .into_iter()
+            .enumerate()
+            .map(|(i, (label, privileged, outcomes))| GroupBar {
+                short_label: shorten(&label),
+                label,
+                privileged,
+                y: i as f64 * step,
+                items: outcomes.items,
+                segments: segments(&outcomes),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(name: &str, privileged: bool, approved: u64, revoked: u64) -> GroupSummary {
+        let mut outcomes = Outcomes::default();
+        outcomes.add("approved", approved);
+        outcomes.add("revoked", revoked);
+        GroupSummary {
+            group_id: name.into(),
+            group_name: name.into(),
+            privileged,
+            outcomes,
+        }
+    }
+
+    #[test]
+    fn bars_put_privileged_groups_first_and_share_the_rest() {
+        let mut groups = vec![group("admins", true, 1, 1)];
+        for i in 0..25 {
+            groups.push(group(&format!("g{i:02}"), false, 10 + i, 0));
+        }
+        let chart = group_chart(&groups);
+        assert_eq!(chart.bars.len(), GROUP_BARS + 1);
+        assert_eq!(chart.bars[0].label, "admins");
+        assert_eq!(chart.bars[1].label, "g24");
+        assert_eq!(chart.bars[GROUP_BARS].label, "6 other groups");
+        // The rest's bar holds exactly the groups not drawn: g00..g05.
+        assert_eq!(chart.bars[GROUP_BARS].items, (10..16).sum::<u64>());
+        let halves = &chart.bars[0].segments;
+        assert_eq!(halves.len(), 2);
+        assert_eq!(halves[1].x, halves[0].width);
+        assert_eq!(halves[0].width + halves[1].width, BAR_WIDTH);
+    }
+}

@@ -1,0 +1,71 @@
+//! `report.html`: the pack read by a person. One self-contained page (no external assets,
+//! prints cleanly) with the campaign's result, timeliness, the two charts, exceptions, the
+//! reviewers, the SOC 2 mapping and how to verify the pack offline. The template escapes
+//! every value that comes from the directory or a reviewer.
+
+use minijinja::{AutoEscape, Environment, context};
+use serde::Serialize;
+
+use crate::campaigns::model::Campaign;
+use crate::error::{Error, Result};
+use crate::evidence::charts::{group_chart, progress_chart};
+use crate::evidence::soc2::Soc2Mapping;
+use crate::evidence::summary::{ReviewerSummary, Summary};
+
+const TEMPLATE: &str = include_str!("templates/report.html");
+/// Reviewers listed in the report; all of them are in `summary.json`.
+const REVIEWER_ROWS: usize = 50;
+
+/// What the report shows besides the figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportContext<'a> {
+    pub generated_at: String,
+    pub verifier_key: &'a str,
+    pub checkpoint_size: i64,
+    /// The signed checkpoint's text (origin, size, root hash and signature).
+    pub checkpoint_note: &'a str,
+    /// The pack's other files, as the manifest lists them.
+    pub files: Vec<String>,
+}
+
+/// Renders the report of `campaign`.
+pub fn render_report(
+    campaign: &Campaign,
+    summary: &Summary,
+    soc2: &Soc2Mapping,
+    pack: &ReportContext,
+) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_template("report.html", TEMPLATE)
+        .map_err(|e| Error::Internal(format!("report template: {e}")))?;
+    let mut reviewers: Vec<&ReviewerSummary> = summary.by_reviewer.iter().collect();
+    reviewers.sort_by(|a, b| {
+        b.outcomes
+            .items
+            .cmp(&a.outcomes.items)
+            .then(a.reviewer_email.cmp(&b.reviewer_email))
+    });
+    let percent = |part: u64| {
+        if summary.totals.items == 0 {
+            "0".to_string()
+        } else {
+            format!("{:.1}", part as f64 * 100.0 / summary.totals.items as f64)
+        }
+    };
+    env.get_template("report.html")
+        .and_then(|t| {
+            t.render(context! {
+                campaign,
+                summary,
+                soc2,
+                pack,
+                decided_percent => percent(summary.totals.decided()),
+                reviewers => reviewers.iter().take(REVIEWER_ROWS).collect::<Vec<_>>(),
+                reviewers_left_out => reviewers.len().saturating_sub(REVIEWER_ROWS),
+                progress => progress_chart(summary),
+                groups => group_chart(&summary.by_group),
+            })
+        })
+        .map_err(|e| Error::Internal(format!("cannot render report.html: {e}")))
+}

@@ -1,0 +1,411 @@
+//! The evidence pack of a campaign that went every way: approvals, a change of mind, items
+//! delegated to another reviewer, an item rerouted by an independence rule, a decision after
+//! the due date and items nobody answered. Its summary, exceptions, SOC 2 mapping and report
+//! say what the database holds, it verifies the same way on SQLite and PostgreSQL, and each
+//! edit of TESTPLAN A9 (a CSV cell, a JSONL line, reordered or dropped events, another
+//! checkpoint, a stripped signature) is refused naming the place, even when the editor
+//! re-signs the pack with the real key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use attest::campaigns::delegation::{DelegatedBy, Delegation, delegate};
+use attest::decisions::{DecisionOutcome, DecisionRequest, record_decision};
+use attest::evidence::export::{PackSettings, export_campaign};
+use attest::evidence::verify::verify_pack;
+use attest::ledger::checkpoint::CheckpointKey;
+use chrono::{Datelike, Duration};
+use diesel::prelude::*;
+
+use crate::open_review::{
+    Open, auth, decide_all_of, open_campaign, open_campaign_on_postgres, pending_of,
+};
+use crate::pack_files::{read_entry, reseal, without_entry};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_of_every_kind_of_item_reconciles_on_sqlite() {
+    let o = open_campaign(|_| {}).await;
+    let pack = review_every_way_and_export(&o).await;
+    check_tampering(&o, &pack).await;
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_of_every_kind_of_item_reconciles_on_postgres() {
+    let o = open_campaign_on_postgres(|_| {}).await;
+    review_every_way_and_export(&o).await;
+    o.app.stop().await;
+}
+
+async fn decide(o: &Open, email: &str, item: &str, outcome: DecisionOutcome, comment: &str) {
+    let reviewer = o.app.reviewer_id(&o.campaign, email).await;
+    let request = DecisionRequest {
+        campaign_id: o.campaign.clone(),
+        reviewer_id: reviewer,
+        item_id: item.to_string(),
+        outcome,
+        comment: Some(comment.to_string()),
+        approved_until: None,
+    };
+    o.app
+        .blocking(move |db, clock, _| {
+            let now = attest::clock::Clock::now(clock);
+            record_decision(&mut db.conn().unwrap(), now, &request, &auth()).unwrap();
+        })
+        .await;
+}
+
+async fn export(o: &Open, name: &str) -> PathBuf {
+    let out = o.ldif.with_file_name(name);
+    let (id, path) = (o.campaign.clone(), out.clone());
+    o.app
+        .blocking(move |db, clock, config| {
+            let key = CheckpointKey::from_config(&config.evidence).unwrap();
+            let settings = PackSettings {
+                key: &key,
+                retention_years: 7,
+            };
+            let now = attest::clock::Clock::now(clock);
+            export_campaign(&mut db.conn().unwrap(), now, &id, &path, settings, "test").unwrap()
+        })
+        .await;
+    out
+}
+
+/// (state, reviewer email, group id) of every item, as the database holds them.
+async fn items_in_database(o: &Open) -> Vec<(String, String, String)> {
+    let campaign = o.campaign.clone();
+    o.app
+        .blocking(move |db, _, _| {
+            use attest::db::schema::{review_items, reviewers};
+            review_items::table
+                .inner_join(reviewers::table)
+                .filter(review_items::campaign_id.eq(&campaign))
+                .select((
+                    review_items::state,
+                    reviewers::email,
+                    review_items::entitlement_external_id,
+                ))
+                .load(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await
+}
+
+fn json_entry(pack: &Path, name: &str) -> serde_json::Value {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(pack).unwrap()).unwrap();
+    serde_json::from_slice(&read_entry(&mut archive, name)).unwrap()
+}
+
+fn text_entry(pack: &Path, name: &str) -> String {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(pack).unwrap()).unwrap();
+    String::from_utf8(read_entry(&mut archive, name)).unwrap()
+}
+
+async fn review_every_way_and_export(o: &Open) -> PathBuf {
+    let approved_by_alice = decide_all_of(o, "alice@example.com", DecisionOutcome::Approve).await;
+    // bob approves one access, then changes his mind; the rest he hands to carol.
+    let bobs = pending_of(o, "bob@example.com").await;
+    let changed = bobs[0].0.clone();
+    decide(
+        o,
+        "bob@example.com",
+        &changed,
+        DecisionOutcome::Approve,
+        "fine",
+    )
+    .await;
+    decide(
+        o,
+        "bob@example.com",
+        &changed,
+        DecisionOutcome::Revoke,
+        "left the team",
+    )
+    .await;
+    let (campaign, bob) = (
+        o.campaign.clone(),
+        o.app.reviewer_id(&o.campaign, "bob@example.com").await,
+    );
+    let moved = o
+        .app
+        .blocking(move |db, clock, _| {
+            let delegation = Delegation {
+                campaign_id: &campaign,
+                from_reviewer_id: &bob,
+                to: "carol",
+                reason: "bob is on leave",
+                by: DelegatedBy::Admin("cli"),
+            };
+            let now = attest::clock::Clock::now(clock);
+            delegate(&mut db.conn().unwrap(), now, &delegation).unwrap()
+        })
+        .await;
+    assert_eq!(moved.items, bobs.len() - 1);
+    // carol decides one delegated access after the due date, before the close.
+    o.app.clock.set(o.due + Duration::minutes(1));
+    let carols = pending_of(o, "carol@example.com").await;
+    let late = carols
+        .iter()
+        .find(|(_, _, routing)| routing == "reassigned_by_admin")
+        .unwrap()
+        .0
+        .clone();
+    decide(
+        o,
+        "carol@example.com",
+        &late,
+        DecisionOutcome::Approve,
+        "still needed",
+    )
+    .await;
+    o.app.tick_at(o.due + Duration::minutes(2)).await;
+    let pack = export(o, "pack.zip").await;
+
+    let verified = verify_pack(&pack, None, None).unwrap();
+    let items = items_in_database(o).await;
+    assert_eq!(verified.items, items.len() as u64);
+    assert_eq!(verified.decisions, approved_by_alice as u64 + 3);
+
+    // The summary counts what the database holds, in total, per reviewer and per group.
+    let summary = json_entry(&pack, "summary.json");
+    let count = |state: &str| items.iter().filter(|i| i.0 == state).count() as u64;
+    let totals = &summary["totals"];
+    assert_eq!(totals["items"], items.len() as u64);
+    assert_eq!(totals["approved"], count("approved"));
+    assert_eq!(totals["approved"], approved_by_alice as u64 + 1);
+    assert_eq!(totals["revoked"], 1);
+    assert_eq!(totals["no_response"], count("no_response"));
+    assert_eq!(totals["pending"], 0);
+    let mut per_reviewer: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, email, _) in &items {
+        *per_reviewer.entry(email.as_str()).or_default() += 1;
+    }
+    let said: BTreeMap<&str, u64> = summary["by_reviewer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let email = r["reviewer_email"].as_str().unwrap();
+            (email, r["outcomes"]["items"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(said, per_reviewer);
+    let bob = summary["by_reviewer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reviewer_email"] == "bob@example.com")
+        .unwrap();
+    assert_eq!(bob["outcomes"]["items"], 1, "only the changed item stayed");
+    assert_eq!(bob["outcomes"]["revoked"], 1);
+    let group_items: u64 = summary["by_group"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["outcomes"]["items"].as_u64().unwrap())
+        .sum();
+    assert_eq!(group_items, items.len() as u64);
+    let timeliness = &summary["timeliness"];
+    assert_eq!(timeliness["decisions_after_due"], 1);
+    assert_eq!(timeliness["items_decided_after_due"], 1);
+    assert_eq!(timeliness["closed_after_due"], true);
+    assert_eq!(timeliness["items_without_decision"], count("no_response"));
+    let progress = summary["progress"].as_array().unwrap();
+    assert_eq!(
+        progress.last().unwrap()["items_decided_so_far"],
+        approved_by_alice as u64 + 2,
+        "the change of mind is one item decided"
+    );
+    assert_eq!(summary["no_response_policy"]["flag"], count("no_response"));
+
+    // One exception row per item and kind; the summary counts them.
+    let exceptions = text_entry(&pack, "exceptions.csv");
+    let mut reader = csv::Reader::from_reader(exceptions.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let of_kind = |kind: &str| rows.iter().filter(|r| &r[6] == kind).count() as u64;
+    assert_eq!(of_kind("reassigned"), moved.items as u64);
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == *late && &r[6] == "decided_after_due")
+    );
+    assert!(
+        rows.iter()
+            .any(|r| &r[6] == "rerouted" && &r[7] == "privileged_holder_rerouted"),
+        "dave's prod-admins went past bob, who holds it"
+    );
+    assert_eq!(of_kind("no_response"), count("no_response"));
+    for kind in ["reassigned", "no_response", "decided_after_due", "rerouted"] {
+        assert_eq!(summary["exceptions"][kind], of_kind(kind), "{kind}");
+    }
+
+    // The history keeps the change of mind; the item's row has the final outcome.
+    let history = text_entry(&pack, "decisions.jsonl");
+    assert_eq!(history.matches(&changed).count(), 2);
+    let items_jsonl = text_entry(&pack, "items.jsonl");
+    let row: serde_json::Value = items_jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["item_id"] == *changed)
+        .unwrap();
+    assert_eq!(
+        (row["outcome"].as_str(), row["last_comment"].as_str()),
+        (Some("revoked"), Some("left the team"))
+    );
+
+    let soc2 = json_entry(&pack, "soc2.json");
+    let ids: Vec<&str> = soc2["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["CC6.1", "CC6.2", "CC6.3", "C1.1"]);
+    assert_eq!(soc2["retention_years"], 7);
+    let closed = (o.due + Duration::minutes(2)).date_naive();
+    assert_eq!(
+        soc2["keep_until"],
+        closed.with_year(closed.year() + 7).unwrap().to_string()
+    );
+
+    // The report stands alone: no script, no external asset; it carries the key to check.
+    let report = text_entry(&pack, "report.html");
+    assert!(report.contains("<svg") && report.contains("<polyline"));
+    assert!(!report.contains("<script") && !report.contains("src=\"http"));
+    assert!(!report.contains("href=\"http"));
+    assert!(report.contains(&verified.key));
+    assert!(report.contains("attest verify PACK.zip --public-key"));
+    assert!(report.contains("CC6.3") && report.contains("prod-admins"));
+    pack
+}
+
+/// Each edit is refused naming the place, even re-signed with the real key.
+async fn check_tampering(o: &Open, pack: &Path) {
+    let key = o
+        .app
+        .blocking(|_, _, config| CheckpointKey::from_config(&config.evidence).unwrap())
+        .await;
+    let dir = pack.parent().unwrap();
+    let refusal = |name: &str, change: &dyn Fn(&str, &mut Vec<u8>)| {
+        let edited = dir.join(format!("edited-{name}.zip"));
+        reseal(pack, &edited, &key, change);
+        verify_pack(&edited, None, None).unwrap_err().to_string()
+    };
+    let edit_text = |bytes: &mut Vec<u8>, edit: &dyn Fn(&str) -> String| {
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        *bytes = edit(&text).into_bytes();
+    };
+    let drop_line = |text: &str, index: usize| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(index);
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+    };
+
+    // One cell of items.csv: an unanswered access shown as approved.
+    let refused = refusal("cell", &|name, bytes| {
+        if name == "items.csv" {
+            edit_text(bytes, &|t| t.replacen(",no_response,", ",approved,", 1));
+        }
+    });
+    assert!(
+        refused.contains("items.jsonl line") && refused.contains("items.csv"),
+        "{refused}"
+    );
+    // One item deleted from both item files: the summary no longer adds up.
+    let refused = refusal("item", &|name, bytes| match name {
+        "items.csv" => edit_text(bytes, &|t| drop_line(t, 1)),
+        "items.jsonl" => edit_text(bytes, &|t| drop_line(t, 0)),
+        _ => {}
+    });
+    assert!(refused.contains("summary.json"), "{refused}");
+    // One decision deleted.
+    let refused = refusal("decision", &|name, bytes| {
+        if name == "decisions.jsonl" {
+            edit_text(bytes, &|t| drop_line(t, 0));
+        }
+    });
+    assert!(refused.contains("decisions.jsonl has"), "{refused}");
+    // Two events swapped, and one event dropped.
+    let refused = refusal("reordered", &|name, bytes| {
+        if name == "events.jsonl" {
+            edit_text(bytes, &|t| {
+                let mut lines: Vec<&str> = t.lines().collect();
+                lines.swap(1, 2);
+                lines.iter().map(|l| format!("{l}\n")).collect()
+            });
+        }
+    });
+    assert!(
+        refused.contains("events.jsonl line 3") && refused.contains("out of log order"),
+        "{refused}"
+    );
+    let refused = refusal("dropped", &|name, bytes| {
+        if name == "events.jsonl" {
+            edit_text(bytes, &|t| {
+                let keep: Vec<&str> = t
+                    .lines()
+                    .filter(|l| !l.contains("items.reassigned"))
+                    .collect();
+                keep.iter().map(|l| format!("{l}\n")).collect()
+            });
+        }
+    });
+    assert!(
+        refused.contains("summary.json counts the events"),
+        "{refused}"
+    );
+    // An exception hidden.
+    let refused = refusal("exception", &|name, bytes| {
+        if name == "exceptions.csv" {
+            edit_text(bytes, &|t| drop_line(t, 1));
+        }
+    });
+    assert!(
+        refused.contains("exceptions.csv does not list"),
+        "{refused}"
+    );
+    // The late decision hidden from the timeliness figures, in total or for its reviewer.
+    let refused = refusal("timeliness", &|name, bytes| {
+        if name == "summary.json" {
+            let mut summary: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            summary["timeliness"]["decisions_after_due"] = 0.into();
+            *bytes = serde_json::to_vec_pretty(&summary).unwrap();
+        }
+    });
+    assert!(
+        refused.contains("decisions after the due date"),
+        "{refused}"
+    );
+    let refused = refusal("reviewer-timeliness", &|name, bytes| {
+        if name == "summary.json" {
+            let mut summary: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            for reviewer in summary["by_reviewer"].as_array_mut().unwrap() {
+                reviewer["decisions_after_due"] = 0.into();
+            }
+            *bytes = serde_json::to_vec_pretty(&summary).unwrap();
+        }
+    });
+    assert!(
+        refused.contains("reviewer carol@example.com's decisions"),
+        "{refused}"
+    );
+    // Another checkpoint of the same log (a later one, signed by the real key).
+    let later = export(o, "later.zip").await;
+    let other = text_entry(&later, "checkpoint.txt");
+    assert_ne!(other, text_entry(pack, "checkpoint.txt"));
+    let refused = refusal("checkpoint", &|name, bytes| {
+        if name == "checkpoint.txt" {
+            *bytes = other.clone().into_bytes();
+        }
+    });
+    assert!(
+        refused.contains("events.jsonl line 1") && refused.contains("not in the log"),
+        "{refused}"
+    );
+    // The signature stripped.
+    let stripped = dir.join("stripped.zip");
+    without_entry(pack, &stripped, "manifest.sig");
+    let refused = verify_pack(&stripped, None, None).unwrap_err().to_string();
+    assert!(refused.contains("manifest.sig is missing"), "{refused}");
+}
