@@ -7,13 +7,19 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::{App as ActixApp, HttpServer, dev::ServerHandle, middleware, web};
+use chrono::{DateTime, Utc};
+use serde_json::json;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::db::Database;
+use crate::config::governing::{fingerprint, governing_settings};
+use crate::db::{Database, DbConnection, write_tx};
 use crate::error::{Error, Result};
 use crate::jobs::Scheduler;
+use crate::ledger::checkpoint::CheckpointKey;
+use crate::ledger::events::last_of_kind;
+use crate::ledger::{EventKind, append};
 use crate::notify::{LinkSigner, MailTemplates, OutboxWorker};
 use crate::web::{AppState, access_log, pages::Pages, routes};
 
@@ -36,14 +42,46 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// Records the settings this instance starts with, and whether they differ from the last
+/// instance's.
+fn record_config_loaded(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    settings: &serde_json::Value,
+) -> Result<()> {
+    let fingerprint = fingerprint(settings);
+    write_tx(conn, |conn| {
+        let previous = last_of_kind(conn, EventKind::ConfigLoaded)?
+            .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.payload).ok())
+            .and_then(|p| p["fingerprint"].as_str().map(str::to_string));
+        append(
+            conn,
+            now,
+            EventKind::ConfigLoaded,
+            "serve",
+            None,
+            &json!({
+                "fingerprint": fingerprint,
+                "changed": previous.as_deref() != Some(fingerprint.as_str()),
+                "version": env!("CARGO_PKG_VERSION"),
+                "settings": settings,
+            }),
+        )?;
+        Ok(())
+    })
+}
+
 impl App {
     /// Validates the config, connects and migrates the database, and binds the listener.
     pub async fn build(mut config: Config, clock: SharedClock) -> Result<App> {
         config.validate()?;
         let db_config = config.database.clone();
+        let settings = governing_settings(&config);
+        let started_at = clock.now();
         let db = tokio::task::spawn_blocking(move || -> Result<Database> {
             let db = Database::connect(&db_config)?;
             db.migrate()?;
+            record_config_loaded(&mut *db.conn()?, started_at, &settings)?;
             Ok(db)
         })
         .await
@@ -62,6 +100,7 @@ impl App {
         let public_url = config.server.public_url.trim_end_matches('/').to_string();
 
         let signer = Arc::new(LinkSigner::from_config(&config.links)?);
+        let evidence_key = Arc::new(CheckpointKey::from_config(&config.evidence)?);
         let templates = Arc::new(MailTemplates::load(&config.mail.templates_dir)?);
         let worker = OutboxWorker::new(
             &config,
@@ -82,6 +121,7 @@ impl App {
             clock,
             signer,
             pages: Pages::new().map_err(|e| Error::Template(e.to_string()))?,
+            evidence_key,
         });
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
         let server = HttpServer::new(move || {

@@ -17,6 +17,7 @@ use crate::error::{ConfigProblem, Error};
 
 mod campaigns;
 mod evidence;
+pub mod governing;
 mod sources;
 mod validate;
 mod validate_campaigns;

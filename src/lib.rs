@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and calls in here.
 
 pub mod app;
+pub mod auth;
 pub mod campaigns;
 pub mod clock;
 pub mod config;

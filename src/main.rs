@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         action: cli::campaign::CampaignCommand,
     },
+    /// Issue, list and revoke API tokens for staff (auditors, admins).
+    Token {
+        #[command(subcommand)]
+        action: cli::token::TokenCommand,
+    },
     /// Write a campaign's evidence pack (zip), signed with the evidence key.
     Export {
         campaign: String,
@@ -271,6 +276,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Campaign { action } => {
             let db = open_database(&config)?;
             cli::campaign::run(&config, &db, clock.as_ref(), action)
+        }
+        Command::Token { action } => {
+            let db = open_database(&config)?;
+            cli::token::run(&db, clock.as_ref(), action)
         }
         Command::Export { campaign, out } => {
             let db = open_database(&config)?;

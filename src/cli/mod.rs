@@ -1,7 +1,8 @@
 //! Pieces of the command line that are about the terminal, not about attest: the campaign
-//! commands' output, progress display and the printing of a source test. Only `main.rs` uses
-//! them.
+//! and token commands' output, progress display and the printing of a source test. Only
+//! `main.rs` uses them.
 
 pub mod campaign;
 pub mod progress;
 pub mod source_test;
+pub mod token;

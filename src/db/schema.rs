@@ -318,6 +318,7 @@ diesel::joinable!(review_items -> campaigns (campaign_id));
 diesel::joinable!(review_items -> reviewers (reviewer_id));
 diesel::joinable!(reviewers -> campaigns (campaign_id));
 diesel::joinable!(decisions -> review_items (item_id));
+diesel::joinable!(api_tokens -> staff_users (staff_user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     sources,

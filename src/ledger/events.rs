@@ -50,6 +50,11 @@ pub enum EventKind {
     JobGivenUp,
     /// A signed checkpoint of the log was written (its size and tree head).
     LedgerCheckpoint,
+    /// An instance started with a configuration (its fingerprint, and whether it changed).
+    ConfigLoaded,
+    /// An API token was issued to a staff member, with its role and expiry (never the secret).
+    ApiTokenCreated,
+    ApiTokenRevoked,
 }
 
 impl EventKind {
@@ -78,6 +83,9 @@ impl EventKind {
             EventKind::EvidenceExported => "evidence.exported",
             EventKind::JobGivenUp => "job.given_up",
             EventKind::LedgerCheckpoint => "ledger.checkpoint",
+            EventKind::ConfigLoaded => "config.loaded",
+            EventKind::ApiTokenCreated => "api_token.created",
+            EventKind::ApiTokenRevoked => "api_token.revoked",
         }
     }
 }
@@ -272,6 +280,16 @@ pub fn of_kind(conn: &mut DbConnection, kind: EventKind) -> Result<Vec<Event>> {
         .order(events::seq.asc())
         .select(Event::as_select())
         .load(conn)?)
+}
+
+/// The latest event of `kind`, if any.
+pub fn last_of_kind(conn: &mut DbConnection, kind: EventKind) -> Result<Option<Event>> {
+    Ok(events::table
+        .filter(events::kind.eq(kind.as_str()))
+        .order(events::seq.desc())
+        .select(Event::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 #[cfg(test)]

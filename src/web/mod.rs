@@ -3,6 +3,7 @@
 //! result; the spine never imports this module.
 
 pub mod access_log;
+pub mod api;
 pub mod csrf;
 pub mod demo;
 pub mod error_response;
@@ -10,6 +11,7 @@ pub mod health;
 pub mod pages;
 pub mod review;
 pub mod review_actions;
+pub mod staff;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use actix_web::{guard, web};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::db::Database;
+use crate::ledger::checkpoint::CheckpointKey;
 use crate::notify::LinkSigner;
 use crate::web::pages::Pages;
 
@@ -32,6 +35,8 @@ pub struct AppState {
     pub signer: Arc<LinkSigner>,
     pub csrf_key: [u8; 32],
     pub pages: Pages,
+    /// Signs evidence packs built for download; its public half is served.
+    pub evidence_key: Arc<CheckpointKey>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
@@ -40,6 +45,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/static/app.css", web::get().to(health::app_css))
+        .route(
+            "/api/v1/evidence/public-key",
+            web::get().to(api::public_key),
+        )
+        .route("/api/v1/campaigns", web::get().to(api::campaigns))
+        .route(
+            "/api/v1/campaigns/{id}/evidence",
+            web::get().to(api::evidence),
+        )
         // HEAD is answered like GET (link checkers and prefetchers send it); neither writes.
         .route(
             "/r/{token}",

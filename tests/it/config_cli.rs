@@ -248,3 +248,41 @@ no_response = "revoke"
     let (ok, text) = close(&[]);
     assert!(!ok && text.contains("already closed"), "{text}");
 }
+
+#[test]
+fn cli_issues_lists_and_revokes_api_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attest.toml");
+    std::fs::write(&file, "[database]\nurl = \"sqlite://var/attest.db\"\n").unwrap();
+    let cli = |args: &[&str]| run(attest(dir.path()).arg("--config").arg(&file).args(args));
+    let (ok, issued) = cli(&[
+        "token",
+        "create",
+        "--role",
+        "auditor",
+        "--email",
+        "auditor@example.com",
+        "--name",
+        "FY2026 audit",
+    ]);
+    assert!(ok, "{issued}");
+    let secret = issued
+        .lines()
+        .find(|l| l.starts_with("attest_at_"))
+        .unwrap_or_else(|| panic!("no token printed:\n{issued}"));
+    let id = issued.split_whitespace().nth(3).unwrap().to_string();
+    let (ok, listed) = cli(&["token", "list"]);
+    assert!(
+        ok && listed.contains(&id) && listed.contains("auditor@example.com"),
+        "{listed}"
+    );
+    assert!(!listed.contains(secret), "the secret is shown once only");
+    let (ok, revoked) = cli(&["token", "revoke", &id]);
+    assert!(ok && revoked.contains("revoked token"), "{revoked}");
+    let (ok, listed) = cli(&["token", "list"]);
+    assert!(ok && listed.contains("revoked 20"), "{listed}");
+    let (ok, refused) = cli(&[
+        "token", "create", "--role", "root", "--email", "a@b.c", "--name", "x",
+    ]);
+    assert!(!ok && refused.contains("unknown role"), "{refused}");
+}

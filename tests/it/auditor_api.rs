@@ -1,0 +1,211 @@
+//! Auditor access over HTTP with an API token: list the campaigns, download a campaign's
+//! evidence pack and check it offline against the public key the service publishes (not
+//! the one in the pack). Refused with the same 401 without a token, with an unknown,
+//! expired or revoked one, with a review link's token, and a token never opens a review
+//! page. Issuing and revoking are events; the secret is stored only as a hash.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::auth::{NewToken, Role, issue, revoke};
+use attest::evidence::verify::verify_pack;
+use attest::ledger::EventKind;
+use chrono::Duration;
+use secrecy::ExposeSecret;
+
+use crate::common::http_client;
+use crate::open_review::{Open, events_of, open_campaign};
+
+async fn issue_token(o: &Open, role: Role, days: i64) -> (String, String) {
+    o.app
+        .blocking(move |db, clock, _| {
+            let request = NewToken {
+                name: "FY2026 SOC 2 audit",
+                role,
+                email: "Auditor@Example.com",
+                days,
+            };
+            let now = attest::clock::Clock::now(clock);
+            let issued = issue(&mut db.conn().unwrap(), now, &request, "test").unwrap();
+            (issued.id, issued.secret.expose_secret().to_string())
+        })
+        .await
+}
+
+async fn get(o: &Open, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = http_client().get(format!("{}{path}", o.app.base_url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_downloads_a_pack_that_verifies_with_the_published_key() {
+    let o = open_campaign(|_| {}).await;
+    let (token_id, secret) = issue_token(&o, Role::Auditor, 30).await;
+    assert!(secret.starts_with("attest_at_"));
+    // Only the hash is stored, and the event does not carry the secret.
+    let stored: Vec<String> = o
+        .app
+        .blocking(|db, _, _| {
+            use attest::db::schema::api_tokens;
+            use diesel::prelude::*;
+            api_tokens::table
+                .select(api_tokens::token_hash)
+                .load(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].contains(&secret[10..]));
+    let created = events_of(&o, EventKind::ApiTokenCreated).await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["role"], "auditor");
+    assert!(!created[0].to_string().contains(&secret[10..]));
+
+    let listed = get(&o, "/api/v1/campaigns", Some(&secret)).await;
+    assert_eq!(listed.status(), 200);
+    let listed: serde_json::Value = listed.json().await.unwrap();
+    let campaign = &listed["campaigns"][0];
+    assert_eq!(campaign["id"], o.campaign.as_str());
+    assert_eq!(campaign["items"], 18);
+
+    // Anyone may fetch the public key; the auditor checks the pack against it.
+    let key = get(&o, "/api/v1/evidence/public-key", None).await;
+    assert_eq!(key.status(), 200);
+    let key = key.text().await.unwrap();
+    let evidence_path = campaign["evidence"].as_str().unwrap();
+    let pack = get(&o, evidence_path, Some(&secret)).await;
+    assert_eq!(pack.status(), 200);
+    assert_eq!(pack.headers()["content-type"], "application/zip");
+    let disposition = pack.headers()["content-disposition"].to_str().unwrap();
+    assert!(disposition.contains(&o.campaign), "{disposition}");
+    let bytes = pack.bytes().await.unwrap();
+    let file = o.ldif.with_file_name("downloaded.zip");
+    std::fs::write(&file, &bytes).unwrap();
+    let verified = verify_pack(&file, Some(key.trim()), None).unwrap();
+    assert_eq!(verified.items, 18);
+    assert_eq!(verified.key, key.trim());
+    // The export is recorded as the token's.
+    let exported = o
+        .app
+        .blocking(|db, _, _| {
+            attest::ledger::events::of_kind(&mut db.conn().unwrap(), EventKind::EvidenceExported)
+                .unwrap()
+        })
+        .await;
+    assert_eq!(exported.len(), 1);
+    assert_eq!(exported[0].actor, format!("api_token:{token_id}"));
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_wrong_expired_or_revoked_token_gets_the_same_401() {
+    let o = open_campaign(|_| {}).await;
+    let (token_id, secret) = issue_token(&o, Role::Auditor, 1).await;
+    let evidence = format!("/api/v1/campaigns/{}/evidence", o.campaign);
+    let refused = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().contains_key("www-authenticate"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "unauthorized");
+        body["message"].as_str().unwrap().to_string()
+    };
+    let without = refused(get(&o, &evidence, None).await).await;
+    let mut forged = secret.clone();
+    forged.pop();
+    forged.push(if secret.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        refused(get(&o, &evidence, Some(&forged)).await).await,
+        without
+    );
+    assert_eq!(
+        refused(get(&o, "/api/v1/campaigns", Some("Basic x")).await).await,
+        without
+    );
+    // A review link's token is not an API token, and an API token opens no review page.
+    let reviewer = o.app.reviewer_id(&o.campaign, "bob@example.com").await;
+    let link = o
+        .app
+        .mint_link(&o.campaign, &reviewer, Duration::days(7))
+        .await;
+    let link_token = link.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        refused(get(&o, &evidence, Some(&link_token)).await).await,
+        without
+    );
+    let page = get(&o, &format!("/r/{secret}"), None).await;
+    assert!(page.status().is_client_error(), "{}", page.status());
+    // Valid now; not after it expires; not once revoked.
+    assert_eq!(get(&o, &evidence, Some(&secret)).await.status(), 200);
+    o.app.clock.advance(Duration::days(1));
+    assert_eq!(
+        refused(get(&o, &evidence, Some(&secret)).await).await,
+        without
+    );
+    let (second_id, second) = issue_token(&o, Role::Auditor, 30).await;
+    assert_eq!(
+        get(&o, "/api/v1/campaigns", Some(&second)).await.status(),
+        200
+    );
+    let id = second_id.clone();
+    let revoked = o
+        .app
+        .blocking(move |db, clock, _| {
+            let now = attest::clock::Clock::now(clock);
+            let mut conn = db.conn().unwrap();
+            (
+                revoke(&mut conn, now, &id, "test").unwrap(),
+                revoke(&mut conn, now, &id, "test").unwrap(),
+            )
+        })
+        .await;
+    assert_eq!(revoked, (true, false), "a second revoke changes nothing");
+    assert_eq!(
+        refused(get(&o, "/api/v1/campaigns", Some(&second)).await).await,
+        without
+    );
+    let events = events_of(&o, EventKind::ApiTokenRevoked).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["token"], second_id.as_str());
+    assert_ne!(token_id, second_id);
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_issued_only_within_their_rules() {
+    let o = open_campaign(|_| {}).await;
+    let refusal = |name: &'static str, email: &'static str, role: Role, days: i64| {
+        o.app.blocking(move |db, clock, _| {
+            let request = NewToken {
+                name,
+                role,
+                email,
+                days,
+            };
+            let now = attest::clock::Clock::now(clock);
+            issue(&mut db.conn().unwrap(), now, &request, "test")
+                .unwrap_err()
+                .to_string()
+        })
+    };
+    assert!(
+        refusal(" ", "a@example.com", Role::Auditor, 30)
+            .await
+            .contains("name")
+    );
+    assert!(
+        refusal("x", "nobody", Role::Auditor, 30)
+            .await
+            .contains("email")
+    );
+    assert!(
+        refusal("x", "a@example.com", Role::Auditor, 367)
+            .await
+            .contains("366")
+    );
+    // One staff member, one role: an auditor's address cannot be given an admin token.
+    issue_token(&o, Role::Auditor, 30).await;
+    let refused = refusal("x", "auditor@example.com", Role::Admin, 30).await;
+    assert!(refused.contains("auditor"), "{refused}");
+    o.app.stop().await;
+}
