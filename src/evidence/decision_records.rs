@@ -7,7 +7,7 @@ use std::io::Write;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
@@ -19,7 +19,7 @@ use crate::evidence::spreadsheet::neutralize_csv_cell;
 const PAGE: i64 = 1_000;
 
 /// One exported decision with the context an auditor needs to read it alone.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DecisionRecord {
     pub decision_id: String,
     pub decided_at: String,
@@ -27,6 +27,8 @@ pub struct DecisionRecord {
     pub item_id: String,
     pub outcome: String,
     pub comment: Option<String>,
+    /// The reviewer's id in the campaign, as the decision's event names them.
+    pub reviewer_id: String,
     pub reviewer_email: String,
     pub reviewer_name: String,
     pub person_login: String,
@@ -64,7 +66,7 @@ pub const CSV_HEADER: [&str; 17] = [
 ];
 
 impl DecisionRecord {
-    fn csv_row(&self) -> Vec<String> {
+    pub fn csv_row(&self) -> Vec<String> {
         [
             self.decision_id.as_str(),
             self.decided_at.as_str(),
@@ -130,7 +132,7 @@ type DecisionColumns = (
         bool,
         Option<NaiveDateTime>,
     ),
-    (String, String),
+    (String, String, String),
 );
 
 /// Calls `visit` for every decision of the campaign in decision order, a page at a time.
@@ -177,7 +179,7 @@ pub fn for_each_decision(
                     review_items::privileged,
                     review_items::expired_at,
                 ),
-                (reviewers::email, reviewers::display_name),
+                (reviewers::id, reviewers::email, reviewers::display_name),
             ))
             .load(conn)?;
         let Some(last) = rows.last() else { break };
@@ -200,8 +202,9 @@ pub fn for_each_decision(
                 group_name: item.3,
                 group_dn: item.4,
                 privileged: item.5,
-                reviewer_email: reviewer.0,
-                reviewer_name: reviewer.1,
+                reviewer_id: reviewer.0,
+                reviewer_email: reviewer.1,
+                reviewer_name: reviewer.2,
             };
             visit(&record)?;
         }

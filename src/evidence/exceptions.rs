@@ -76,6 +76,15 @@ pub fn exceptions_of(
     found
 }
 
+/// One row of `exceptions.csv`: the item's id, person login and name, group name,
+/// privileged marker and reviewer email, then the exception; spreadsheet-safe.
+pub fn exception_row(item: [&str; 6], kind: &str, detail: &str) -> Vec<String> {
+    item.into_iter()
+        .chain([kind, detail])
+        .map(neutralize_csv_cell)
+        .collect()
+}
+
 /// Writes `exceptions.csv` for the campaign to `out`; returns the count of each kind.
 pub fn write_exceptions_csv<W: Write>(
     conn: &mut DbConnection,
@@ -128,18 +137,19 @@ pub fn write_exceptions_csv<W: Write>(
                 .unwrap_or_default();
             for (kind, detail) in found {
                 *counts.entry(kind.to_string()).or_insert(0) += 1;
-                let row = [
-                    item.id.as_str(),
-                    item.identity_login.as_str(),
-                    item.identity_name.as_str(),
-                    item.entitlement_name.as_str(),
-                    if item.privileged { "true" } else { "false" },
-                    reviewer,
+                let row = exception_row(
+                    [
+                        item.id.as_str(),
+                        item.identity_login.as_str(),
+                        item.identity_name.as_str(),
+                        item.entitlement_name.as_str(),
+                        if item.privileged { "true" } else { "false" },
+                        reviewer,
+                    ],
                     kind,
-                    detail.as_str(),
-                ];
-                csv.write_record(row.map(neutralize_csv_cell))
-                    .map_err(csv_error)?;
+                    &detail,
+                );
+                csv.write_record(row).map_err(csv_error)?;
             }
         }
     }

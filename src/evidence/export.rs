@@ -269,14 +269,12 @@ fn write_pack(
     let by_kind = events_by_kind(conn, campaign_id, size)?;
     let summary = summarize_campaign(conn, &campaign, exceptions, by_kind)?;
     pack.add_json("summary.json", &summary)?;
-    let end = from_db(campaign.closed_at.unwrap_or(campaign.due_at));
-    let soc2 = soc2_mapping(
-        &summary,
-        settings.retention_years,
-        keep_until(end, settings.retention_years)
+    let kept_until = campaign.closed_at.map(|closed| {
+        keep_until(from_db(closed), settings.retention_years)
             .date_naive()
-            .to_string(),
-    );
+            .to_string()
+    });
+    let soc2 = soc2_mapping(&summary, settings.retention_years, kept_until);
     pack.add_json("soc2.json", &soc2)?;
     let generated_at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut files: Vec<String> = pack.files.iter().map(|f| f.name.clone()).collect();

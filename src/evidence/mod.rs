@@ -1,5 +1,5 @@
 //! Evidence: the pack an auditor downloads for a campaign (`export`) and the offline check
-//! of such a pack (`verify`, counting with `reconcile`). The pack's files each have their module: one record per review
+//! of such a pack (`verify`, with `verify_decisions` and `reconcile`). The pack's files each have their module: one record per review
 //! item (`item_records`) and per decision (`decision_records`), the exceptions
 //! (`exceptions`), the figures (`summary`), how the population was extracted (`population`),
 //! the SOC 2 mapping (`soc2`), the report for a person (`report`, drawing `charts`), and the
@@ -20,3 +20,4 @@ pub mod soc2;
 pub mod spreadsheet;
 pub mod summary;
 pub mod verify;
+pub mod verify_decisions;

@@ -3,32 +3,19 @@
 //! per reviewer and per group) and says what the items say; `exceptions.csv` holds exactly
 //! the exceptions the items imply. The first difference is named by file and row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::campaigns::model::{ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_PENDING, ITEM_REVOKED};
 use crate::error::{Error, Result};
-use crate::evidence::exceptions::exceptions_of;
-use crate::evidence::item_records::ItemRecord;
+use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_row, exceptions_of};
+use crate::evidence::item_records::{ITEM_CSV_HEADER, ItemRecord};
 use crate::evidence::summary::{Outcomes, Summary};
+use crate::evidence::verify_decisions::{ListedDecisions, instant};
 
 fn failed(what: String) -> Error {
     Error::BadRequest(what)
-}
-
-fn instant(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// A cell as written, without the quote that made it spreadsheet-safe.
-fn cell(record: &csv::StringRecord, column: usize) -> String {
-    record
-        .get(column)
-        .unwrap_or_default()
-        .trim_start_matches('\'')
-        .to_string()
 }
 
 /// What the items add up to.
@@ -40,31 +27,18 @@ struct Tally {
     by_group: BTreeMap<String, Outcomes>,
     /// Items whose final decision came after the due date.
     decided_after_due: u64,
-    /// (item, kind, detail) -> how many times.
-    exceptions: HashMap<(String, String, String), u64>,
+    /// For unanswered items: what the no-response policy did, and how often.
+    no_response_policy: BTreeMap<String, u64>,
+    /// Each expected row of `exceptions.csv` -> how many times.
+    exceptions: HashMap<Vec<String>, u64>,
 }
 
-/// The column index of each name in a CSV header.
-fn columns<const N: usize>(
-    file: &str,
-    header: &csv::StringRecord,
-    names: [&str; N],
-) -> Result<[usize; N]> {
-    let mut found = [0; N];
-    for (slot, name) in found.iter_mut().zip(names) {
-        *slot = header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| failed(format!("{file} has no column {name}")))?;
-    }
-    Ok(found)
-}
-
-/// Checks the items against each other, the summary and the exceptions; returns how many
-/// items there are.
+/// Checks the items against each other, the decisions, the summary and the exceptions;
+/// returns how many items there are.
 pub fn reconcile(
     items_csv: &[u8],
     items_jsonl: &str,
+    decisions: &ListedDecisions,
     summary: &Summary,
     exceptions_csv: &[u8],
 ) -> Result<u64> {
@@ -73,57 +47,110 @@ pub fn reconcile(
     let mut reader = csv::Reader::from_reader(items_csv);
     let header = reader
         .headers()
-        .map_err(|e| failed(format!("items.csv: {e}")))?
-        .clone();
-    let [id, outcome, reviewer, last] = columns(
-        "items.csv",
-        &header,
-        ["item_id", "outcome", "reviewer_email", "last_decision_id"],
-    )?;
-    let mut from_csv = HashMap::new();
-    for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| failed(format!("items.csv row {}: {e}", row + 2)))?;
-        let key = cell(&record, id);
-        let fields = vec![
-            cell(&record, outcome),
-            cell(&record, reviewer),
-            cell(&record, last),
-        ];
-        if from_csv.insert(key.clone(), fields).is_some() {
-            return Err(failed(format!(
-                "items.csv row {}: item {key} is listed twice",
-                row + 2
-            )));
-        }
+        .map_err(|e| failed(format!("items.csv: {e}")))?;
+    if header.iter().ne(ITEM_CSV_HEADER) {
+        return Err(failed(
+            "items.csv: its header is not the pack format's".into(),
+        ));
     }
+    let mut rows = reader.records();
     let mut tally = Tally::default();
+    let mut seen = HashSet::new();
     let mut count = 0u64;
     for (line, text) in items_jsonl.lines().enumerate() {
-        let item: ItemRecord = serde_json::from_str(text)
-            .map_err(|e| failed(format!("items.jsonl line {}: {e}", line + 1)))?;
-        let expected = vec![
-            item.outcome.clone(),
-            item.reviewer_email.clone(),
-            item.last_decision_id.clone().unwrap_or_default(),
-        ];
-        if from_csv.remove(&item.item_id) != Some(expected) {
+        let at_line = |what: String| failed(format!("items.jsonl line {}: {what}", line + 1));
+        let item: ItemRecord = serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
+        if !seen.insert(item.item_id.clone()) {
+            return Err(at_line(format!("item {} is listed twice", item.item_id)));
+        }
+        let row = rows
+            .next()
+            .transpose()
+            .map_err(|e| failed(format!("items.csv row {}: {e}", line + 2)))?;
+        if row
+            .as_ref()
+            .map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
+            != Some(item.csv_row())
+        {
             return Err(failed(format!(
-                "items.jsonl line {}: item {} differs from items.csv",
-                line + 1,
-                item.item_id
+                "items.csv row {}: item {} differs from items.jsonl line {}",
+                line + 2,
+                item.item_id,
+                line + 1
             )));
         }
+        check_outcome(&item, decisions)
+            .map_err(|what| at_line(format!("item {}: {what}", item.item_id)))?;
         tally.add(&item, due_at);
         count += 1;
     }
-    if let Some(extra) = from_csv.keys().next() {
+    if rows.next().is_some() {
+        return Err(failed("items.csv has more rows than items.jsonl".into()));
+    }
+    if let Some((item, (_, decision))) = decisions
+        .latest_of_item
+        .iter()
+        .find(|(item, _)| !seen.contains(*item))
+    {
         return Err(failed(format!(
-            "items.csv lists item {extra}, items.jsonl does not"
+            "decisions.jsonl lists decision {decision} of item {item}, which items.jsonl does \
+             not list"
         )));
     }
     check_summary(summary, &tally)?;
     check_exceptions(exceptions_csv, summary, tally.exceptions)?;
     Ok(count)
+}
+
+/// The item's outcome is what its latest listed decision made of it.
+fn check_outcome(
+    item: &ItemRecord,
+    decisions: &ListedDecisions,
+) -> std::result::Result<(), String> {
+    let decided_at = item.decided_at.as_deref().and_then(instant);
+    let latest = decisions.latest_of_item.get(&item.item_id);
+    let last = match (&item.last_decision_id, latest) {
+        (None, None) => None,
+        (Some(id), Some((_, latest))) if id == latest => decisions.by_id.get(id),
+        (Some(id), _) => {
+            return Err(format!(
+                "its last decision {id} is not its latest listed decision"
+            ));
+        }
+        (None, Some((_, latest))) => {
+            return Err(format!(
+                "decision {latest} of it is listed, the item names none"
+            ));
+        }
+    };
+    let settled_by = |outcome: &str| {
+        last.is_some_and(|d| d.outcome == outcome && d.at.is_some() && d.at == decided_at)
+    };
+    let consistent = match item.outcome.as_str() {
+        ITEM_APPROVED => settled_by("approve"),
+        // Revoked, or approved until a date that has passed.
+        ITEM_REVOKED => {
+            settled_by("revoke") || (settled_by("approve") && item.approval_expired_at.is_some())
+        }
+        // Undecided: no decision, "don't know", or one of an earlier stage.
+        ITEM_PENDING | ITEM_NO_RESPONSE => {
+            decided_at.is_none()
+                && (last.is_none_or(|d| d.outcome == "dont_know") || item.stage > 1)
+        }
+        other => {
+            return Err(format!(
+                "its outcome `{other}` is not one the pack format knows"
+            ));
+        }
+    };
+    if consistent {
+        Ok(())
+    } else {
+        Err(format!(
+            "its outcome {} and decision time do not follow from its latest decision",
+            item.outcome
+        ))
+    }
 }
 
 impl Tally {
@@ -144,6 +171,14 @@ impl Tally {
         if decided_at.is_some_and(|at| at > due_at) {
             self.decided_after_due += 1;
         }
+        if item.outcome == ITEM_NO_RESPONSE {
+            let outcome = item.no_response_outcome.as_deref().unwrap_or("none");
+            *self
+                .no_response_policy
+                .entry(outcome.to_string())
+                .or_insert(0) += 1;
+        }
+        let privileged = item.privileged.to_string();
         for (kind, detail) in exceptions_of(
             &item.routing,
             &item.outcome,
@@ -151,10 +186,19 @@ impl Tally {
             decided_at,
             due_at,
         ) {
-            *self
-                .exceptions
-                .entry((item.item_id.clone(), kind.to_string(), detail))
-                .or_insert(0) += 1;
+            let row = exception_row(
+                [
+                    &item.item_id,
+                    &item.person_login,
+                    &item.person_name,
+                    &item.group_name,
+                    &privileged,
+                    &item.reviewer_email,
+                ],
+                kind,
+                &detail,
+            );
+            *self.exceptions.entry(row).or_insert(0) += 1;
         }
     }
 }
@@ -237,6 +281,12 @@ fn check_summary(summary: &Summary, tally: &Tally) -> Result<()> {
             summary.timeliness.items_without_decision
         )));
     }
+    if summary.no_response_policy != tally.no_response_policy {
+        return Err(failed(format!(
+            "summary.json: the no-response policy's outcomes {:?} differ from the items' {:?}",
+            summary.no_response_policy, tally.no_response_policy
+        )));
+    }
     if summary.timeliness.items_decided_after_due != tally.decided_after_due {
         return Err(failed(format!(
             "summary.json: timeliness counts {} items decided after the due date, the items {}",
@@ -250,11 +300,12 @@ fn check_summary(summary: &Summary, tally: &Tally) -> Result<()> {
 fn check_exceptions(
     exceptions_csv: &[u8],
     summary: &Summary,
-    mut expected: HashMap<(String, String, String), u64>,
+    mut expected: HashMap<Vec<String>, u64>,
 ) -> Result<()> {
+    const KIND: usize = 6;
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
-    for ((_, kind, _), n) in &expected {
-        *by_kind.entry(kind.clone()).or_insert(0) += n;
+    for (row, n) in &expected {
+        *by_kind.entry(row[KIND].clone()).or_insert(0) += n;
     }
     if by_kind != summary.exceptions {
         return Err(failed(format!(
@@ -265,102 +316,31 @@ fn check_exceptions(
     let mut reader = csv::Reader::from_reader(exceptions_csv);
     let header = reader
         .headers()
-        .map_err(|e| failed(format!("exceptions.csv: {e}")))?
-        .clone();
-    let [item, kind, detail] = columns(
-        "exceptions.csv",
-        &header,
-        ["item_id", "exception", "detail"],
-    )?;
+        .map_err(|e| failed(format!("exceptions.csv: {e}")))?;
+    if header.iter().ne(EXCEPTIONS_CSV_HEADER) {
+        return Err(failed(
+            "exceptions.csv: its header is not the pack format's".into(),
+        ));
+    }
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(|e| failed(format!("exceptions.csv row {}: {e}", row + 2)))?;
-        let key = (
-            cell(&record, item),
-            cell(&record, kind),
-            cell(&record, detail),
-        );
-        match expected.get_mut(&key) {
+        let cells: Vec<String> = record.iter().map(str::to_string).collect();
+        match expected.get_mut(&cells) {
             Some(n) if *n > 0 => *n -= 1,
             _ => {
                 return Err(failed(format!(
-                    "exceptions.csv row {}: item {} has no exception {} ({}) in items.jsonl",
+                    "exceptions.csv row {}: item {} has no such exception in items.jsonl",
                     row + 2,
-                    key.0,
-                    key.1,
-                    key.2
+                    cells.first().map_or("", String::as_str),
                 )));
             }
         }
     }
-    if let Some(((item, kind, _), _)) = expected.iter().find(|(_, n)| **n > 0) {
+    if let Some((row, _)) = expected.iter().find(|(_, n)| **n > 0) {
         return Err(failed(format!(
-            "exceptions.csv does not list the {kind} exception of item {item}"
+            "exceptions.csv does not list the {} exception of item {}",
+            row[KIND], row[0]
         )));
     }
     Ok(())
-}
-
-/// What `decisions.jsonl` says per reviewer: decisions after the due date, first and last.
-#[derive(Default)]
-pub struct DecisionTally {
-    per_reviewer: BTreeMap<String, ReviewerDecisions>,
-    after_due: u64,
-}
-
-#[derive(Default, PartialEq, Eq, Debug)]
-struct ReviewerDecisions {
-    after_due: u64,
-    first: Option<DateTime<Utc>>,
-    last: Option<DateTime<Utc>>,
-}
-
-impl DecisionTally {
-    /// Counts one listed decision of a campaign due at `due_at`.
-    pub fn add(&mut self, decision: &serde_json::Value, due_at: DateTime<Utc>) {
-        let email = decision["reviewer_email"].as_str().unwrap_or_default();
-        let at = decision["decided_at"].as_str().and_then(instant);
-        let reviewer = self.per_reviewer.entry(email.to_string()).or_default();
-        if at.is_some_and(|at| at > due_at) {
-            reviewer.after_due += 1;
-            self.after_due += 1;
-        }
-        if let Some(at) = at {
-            reviewer.first = Some(reviewer.first.map_or(at, |first| first.min(at)));
-            reviewer.last = Some(reviewer.last.map_or(at, |last| last.max(at)));
-        }
-    }
-
-    /// The summary's timeliness says what the decisions say, in total and per reviewer.
-    pub fn check(mut self, summary: &Summary) -> Result<()> {
-        if self.after_due != summary.timeliness.decisions_after_due {
-            return Err(failed(format!(
-                "summary.json counts {} decisions after the due date, decisions.jsonl has {}",
-                summary.timeliness.decisions_after_due, self.after_due
-            )));
-        }
-        for r in &summary.by_reviewer {
-            let said = ReviewerDecisions {
-                after_due: r.decisions_after_due,
-                first: r.first_decision_at.as_deref().and_then(instant),
-                last: r.last_decision_at.as_deref().and_then(instant),
-            };
-            let listed = self
-                .per_reviewer
-                .remove(&r.reviewer_email)
-                .unwrap_or_default();
-            if said != listed {
-                return Err(failed(format!(
-                    "summary.json: reviewer {}'s decisions (after the due date, first, last) \
-                     differ from decisions.jsonl",
-                    r.reviewer_email
-                )));
-            }
-        }
-        if let Some(email) = self.per_reviewer.keys().next() {
-            return Err(failed(format!(
-                "decisions.jsonl lists decisions of {email}, whom summary.json does not list"
-            )));
-        }
-        Ok(())
-    }
 }

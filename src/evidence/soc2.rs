@@ -32,8 +32,8 @@ pub struct Soc2Mapping {
     /// Where remediation of revoked access stands (not tracked by this pack format yet).
     pub remediation: &'static str,
     pub retention_years: u32,
-    /// The earliest date this campaign's evidence may be removed.
-    pub keep_until: String,
+    /// The earliest date this campaign's evidence may be removed (once it has closed).
+    pub keep_until: Option<String>,
 }
 
 fn file(file: &'static str, shows: impl Into<String>) -> EvidenceFile {
@@ -44,10 +44,24 @@ fn file(file: &'static str, shows: impl Into<String>) -> EvidenceFile {
 }
 
 /// The mapping for a campaign with these figures.
-pub fn soc2_mapping(summary: &Summary, retention_years: u32, keep_until: String) -> Soc2Mapping {
+pub fn soc2_mapping(
+    summary: &Summary,
+    retention_years: u32,
+    keep_until: Option<String>,
+) -> Soc2Mapping {
     let t = &summary.totals;
     let rerouted = summary.exceptions.get("rerouted").copied().unwrap_or(0);
     let reassigned = summary.exceptions.get("reassigned").copied().unwrap_or(0);
+    let asked = summary
+        .by_reviewer
+        .iter()
+        .filter(|r| r.outcomes.items > 0)
+        .count();
+    let deciding = summary
+        .by_reviewer
+        .iter()
+        .filter(|r| r.last_decision_at.is_some())
+        .count();
     let criteria = vec![
         Criterion {
             id: "CC6.1",
@@ -83,14 +97,20 @@ pub fn soc2_mapping(summary: &Summary, retention_years: u32, keep_until: String)
             id: "CC6.2",
             topic: "Access is authorised by a responsible person and removed when it is no \
                     longer authorised.",
-            answer: format!(
-                "{} accesses were approved and {} revoked by {} reviewers; {} received no \
-                 decision, handled by the no-response policy.",
-                t.approved,
-                t.revoked,
-                summary.by_reviewer.len(),
-                t.no_response + t.pending
-            ),
+            answer: if summary.timeliness.closed_at.is_some() {
+                format!(
+                    "{} accesses were approved and {} revoked; {deciding} of {asked} reviewers \
+                     decided; {} received no decision by the close and got the no-response \
+                     policy's outcome.",
+                    t.approved, t.revoked, t.no_response
+                )
+            } else {
+                format!(
+                    "The campaign is open: {} accesses approved and {} revoked so far by \
+                     {deciding} of {asked} reviewers; {} still pending.",
+                    t.approved, t.revoked, t.pending
+                )
+            },
             evidence: vec![
                 file(
                     "items.csv",
@@ -112,9 +132,10 @@ pub fn soc2_mapping(summary: &Summary, retention_years: u32, keep_until: String)
             topic: "Access is granted, changed and removed according to roles and \
                     responsibilities, with least privilege and segregation of duties.",
             answer: format!(
-                "Nobody reviewed their own access or a mutual pair's: {rerouted} items were \
-                 rerouted by an independence rule or to the fallback and {reassigned} \
-                 reassigned, each with its reason."
+                "The reviewer chain's independence rules (nobody reviews their own access, no \
+                 mutual pair, no holder of a privileged group reviews it) and unavailable \
+                 reviewers rerouted {rerouted} items, and {reassigned} moved after opening \
+                 (escalation, delegation, an admin); each is listed with its reason."
             ),
             evidence: vec![
                 file(

@@ -305,15 +305,23 @@ struct DayCount {
 /// Per UTC day: decisions made ("don't know" included), and items approved or revoked for
 /// the first time.
 fn progress(conn: &mut DbConnection, campaign_id: &str) -> Result<Vec<DayProgress>> {
-    let param = if is_postgres(conn) { "$1" } else { "?" };
+    // The day as YYYY-MM-DD whatever the server's date style.
+    let (param, day_of) = if is_postgres(conn) {
+        ("$1", "to_char({}, 'YYYY-MM-DD')")
+    } else {
+        ("?", "strftime('%Y-%m-%d', {})")
+    };
+    let day = |column: &str| day_of.replace("{}", column);
     let decisions_sql = format!(
-        "SELECT CAST(date(decided_at) AS TEXT) AS day, COUNT(*) AS n FROM decisions \
-         WHERE campaign_id = {param} GROUP BY 1 ORDER BY 1"
+        "SELECT {} AS day, COUNT(*) AS n FROM decisions WHERE campaign_id = {param} \
+         GROUP BY 1 ORDER BY 1",
+        day("decided_at")
     );
     let first_sql = format!(
-        "SELECT CAST(date(first_at) AS TEXT) AS day, COUNT(*) AS n FROM \
+        "SELECT {} AS day, COUNT(*) AS n FROM \
          (SELECT MIN(decided_at) AS first_at FROM decisions WHERE campaign_id = {param} \
-         AND outcome <> 'dont_know' GROUP BY item_id) firsts GROUP BY 1 ORDER BY 1"
+         AND outcome <> 'dont_know' GROUP BY item_id) firsts GROUP BY 1 ORDER BY 1",
+        day("first_at")
     );
     let per_day = |conn: &mut DbConnection, sql: &str| -> Result<Vec<DayCount>> {
         let query = diesel::sql_query(sql).bind::<Text, _>(campaign_id);

@@ -7,7 +7,7 @@
 //! pack's checkpoint, that the log only grew since (a consistency proof). The first failure
 //! is named (file, row or event); nothing else is trusted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::Path;
 
@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
 use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
-use crate::evidence::reconcile::{DecisionTally, reconcile};
+use crate::evidence::reconcile::reconcile;
 use crate::evidence::summary::Summary;
+use crate::evidence::verify_decisions::{ProvedDecision, check_decisions, instant};
 use crate::ledger::checkpoint::{verify_note, verify_signed};
 use crate::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
 
@@ -130,6 +131,8 @@ pub fn verify_pack(
     // What each proved decision event says: decision id -> its fields.
     let mut proved: HashMap<String, ProvedDecision> = HashMap::new();
     let mut opened_items = None;
+    let mut opened_due = None;
+    let mut closed_at = None;
     let events_text = pack.text("events.jsonl")?;
     let mut events = 0u64;
     let mut events_by_kind: BTreeMap<String, u64> = BTreeMap::new();
@@ -156,15 +159,21 @@ pub fn verify_pack(
         let payload: serde_json::Value = serde_json::from_str(&event.payload)
             .map_err(|e| at_line(format!("event {}: {e}", event.seq)))?;
         match event.kind.as_str() {
-            "campaign.opened" => opened_items = payload["items"].as_u64(),
+            "campaign.opened" => {
+                opened_items = payload["items"].as_u64();
+                opened_due = payload["due_at"].as_str().and_then(instant);
+            }
+            "campaign.closed" => closed_at = instant(&event.occurred_at),
             "decision.recorded" => {
                 let id = payload["decision"].as_str().unwrap_or_default().to_string();
-                proved.insert(id, ProvedDecision::of(&payload, &payload["item"]));
+                let proof = ProvedDecision::of(&payload, &payload["item"], &event.occurred_at);
+                proved.insert(id, proof);
             }
             "decisions.recorded" => {
                 for pair in payload["decisions"].as_array().into_iter().flatten() {
                     let id = pair["decision"].as_str().unwrap_or_default().to_string();
-                    proved.insert(id, ProvedDecision::of(&payload, &pair["item"]));
+                    let proof = ProvedDecision::of(&payload, &pair["item"], &event.occurred_at);
+                    proved.insert(id, proof);
                 }
             }
             _ => {}
@@ -190,12 +199,51 @@ pub fn verify_pack(
             summary.events_by_kind
         )));
     }
+    // The dates the timeliness is judged by are the proved events', not the summary's word.
+    let due_at = opened_due.ok_or_else(|| {
+        failed("events.jsonl has no proved campaign.opened event with its due date".into())
+    })?;
+    if instant(&summary.timeliness.due_at) != Some(due_at) {
+        return Err(failed(format!(
+            "summary.json: the due date {} is not the one the campaign.opened event proves",
+            summary.timeliness.due_at
+        )));
+    }
+    if summary.timeliness.closed_at.as_deref().and_then(instant) != closed_at {
+        return Err(failed(
+            "summary.json: the close time is not the one the campaign.closed event proves".into(),
+        ));
+    }
+    let totals = &summary.totals;
+    for (name, said) in [
+        ("review_items", totals.items),
+        ("approved", totals.approved),
+        ("revoked", totals.revoked),
+        ("pending", totals.pending),
+        ("no_response", totals.no_response),
+    ] {
+        if counts[name].as_u64() != Some(said) {
+            return Err(failed(format!(
+                "population.json counts {} {name}, summary.json {said}",
+                counts[name]
+            )));
+        }
+    }
+    let decisions = check_decisions(
+        &pack.text("decisions.jsonl")?,
+        &pack.read("decisions.csv")?,
+        proved,
+        &campaign,
+        due_at,
+    )?;
     let items = reconcile(
         &pack.read("items.csv")?,
         &pack.text("items.jsonl")?,
+        &decisions,
         &summary,
         &pack.read("exceptions.csv")?,
     )?;
+    decisions.check_summary(&summary)?;
     if Some(items) != counts["review_items"].as_u64() || opened_items != Some(items) {
         return Err(failed(format!(
             "items.csv lists {items} items; population.json counts {} review items and the \
@@ -204,37 +252,10 @@ pub fn verify_pack(
             opened_items.map_or("is missing".to_string(), |n| format!("says {n}"))
         )));
     }
-    let decisions_text = pack.text("decisions.jsonl")?;
-    let mut decisions = 0u64;
-    let mut timeliness = DecisionTally::default();
-    let due_at = instant(&serde_json::Value::from(summary.timeliness.due_at.as_str()));
-    let mut seen = HashSet::new();
-    for (line, text) in decisions_text.lines().enumerate() {
-        let at_line = |what: String| failed(format!("decisions.jsonl line {}: {what}", line + 1));
-        let decision: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
-        let id = decision["decision_id"].as_str().unwrap_or_default();
-        if !seen.insert(id.to_string()) {
-            return Err(at_line(format!("decision {id} is listed twice")));
-        }
-        let event = proved.get(id).ok_or_else(|| {
-            at_line(format!(
-                "decision {id} is not proved by any event of the pack"
-            ))
-        })?;
-        event.matches(&decision, &campaign).map_err(|field| {
-            at_line(format!("decision {id}: its {field} differs from its event"))
-        })?;
-        if let Some(due_at) = due_at {
-            timeliness.add(&decision, due_at);
-        }
-        decisions += 1;
-    }
-    timeliness.check(&summary)?;
-    if Some(decisions) != counts["decisions"].as_u64() {
+    if Some(decisions.count) != counts["decisions"].as_u64() {
         return Err(failed(format!(
-            "decisions.jsonl has {decisions} decisions, population.json counts {}",
-            counts["decisions"]
+            "decisions.jsonl has {} decisions, population.json counts {}",
+            decisions.count, counts["decisions"]
         )));
     }
     Ok(Verified {
@@ -243,7 +264,7 @@ pub fn verify_pack(
             .unwrap_or_default()
             .to_string(),
         items,
-        decisions,
+        decisions: decisions.count,
         events,
         checkpoint_size: checkpoint.size,
         key,
@@ -295,57 +316,6 @@ fn check_consistency(
         )));
     }
     Ok(())
-}
-
-/// What a proved decision event says of one decision.
-struct ProvedDecision {
-    item: Option<String>,
-    outcome: Option<String>,
-    comment: Option<String>,
-    approved_until: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-impl ProvedDecision {
-    fn of(payload: &serde_json::Value, item: &serde_json::Value) -> ProvedDecision {
-        ProvedDecision {
-            item: item.as_str().map(str::to_string),
-            outcome: payload["outcome"].as_str().map(str::to_string),
-            comment: payload["comment"].as_str().map(str::to_string),
-            approved_until: instant(&payload["approved_until"]),
-        }
-    }
-
-    /// The first field of the listed decision that differs from the event, if any.
-    fn matches(
-        &self,
-        listed: &serde_json::Value,
-        campaign: &str,
-    ) -> std::result::Result<(), &'static str> {
-        let text = |key: &str| listed[key].as_str().map(str::to_string);
-        if listed["campaign_id"].as_str() != Some(campaign) {
-            return Err("campaign");
-        }
-        if text("item_id") != self.item {
-            return Err("item");
-        }
-        if text("outcome") != self.outcome {
-            return Err("outcome");
-        }
-        if text("comment") != self.comment {
-            return Err("comment");
-        }
-        if instant(&listed["approved_until"]) != self.approved_until {
-            return Err("approved_until");
-        }
-        Ok(())
-    }
-}
-
-fn instant(value: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    value
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// An event's leaf hash recomputed from its fields, and its proof against the checkpoint.

@@ -195,6 +195,7 @@ async fn an_approval_until_a_date_expires_into_a_revocation_after_close() {
         ("approved", "approved")
     );
     assert!(others[3..].iter().all(|i| i.state == "no_response"));
+    crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }
 
@@ -316,6 +317,7 @@ async fn bulk_decisions_cover_the_undecided_accesses_in_scope(o: Open) {
         })
         .await;
     assert_eq!(decisions as usize, before.len());
+    crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }
 
@@ -427,6 +429,7 @@ async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason(o: Open) {
         })
         .await;
     assert!(refused.unwrap_err().to_string().contains("closed"));
+    crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }
 
@@ -493,5 +496,6 @@ async fn dont_know_never_sends_an_access_back_to_someone_who_passed_it_on() {
         moves.iter().all(|m| m["to_reviewer"] != bob.as_str()),
         "{moves:?}"
     );
+    crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }

@@ -56,7 +56,7 @@ async fn decide(o: &Open, email: &str, item: &str, outcome: DecisionOutcome, com
         .await;
 }
 
-async fn export(o: &Open, name: &str) -> PathBuf {
+pub async fn export(o: &Open, name: &str) -> PathBuf {
     let out = o.ldif.with_file_name(name);
     let (id, path) = (o.campaign.clone(), out.clone());
     o.app
@@ -312,20 +312,57 @@ async fn check_tampering(o: &Open, pack: &Path) {
         refused.contains("items.jsonl line") && refused.contains("items.csv"),
         "{refused}"
     );
-    // One item deleted from both item files: the summary no longer adds up.
+    // One item deleted from both item files: the summary no longer adds up, or its
+    // decisions name an item the pack does not list.
     let refused = refusal("item", &|name, bytes| match name {
         "items.csv" => edit_text(bytes, &|t| drop_line(t, 1)),
         "items.jsonl" => edit_text(bytes, &|t| drop_line(t, 0)),
         _ => {}
     });
-    assert!(refused.contains("summary.json"), "{refused}");
-    // One decision deleted.
-    let refused = refusal("decision", &|name, bytes| {
-        if name == "decisions.jsonl" {
-            edit_text(bytes, &|t| drop_line(t, 0));
+    assert!(
+        refused.contains("summary.json") || refused.contains("which items.jsonl does not list"),
+        "{refused}"
+    );
+    // One decision deleted from both decision files, its event left.
+    let refused = refusal("decision", &|name, bytes| match name {
+        "decisions.jsonl" => edit_text(bytes, &|t| drop_line(t, 0)),
+        "decisions.csv" => edit_text(bytes, &|t| drop_line(t, 1)),
+        _ => {}
+    });
+    assert!(
+        refused.contains("which decisions.jsonl does not list"),
+        "{refused}"
+    );
+    // The revoked access shown as approved everywhere the pack counts it: the item no
+    // longer follows from the decision its event proves.
+    let refused = refusal("outcome", &|name, bytes| match name {
+        "items.csv" => edit_text(bytes, &|t| t.replacen(",revoked,", ",approved,", 1)),
+        "items.jsonl" => edit_text(bytes, &|t| {
+            t.replacen("\"outcome\":\"revoked\"", "\"outcome\":\"approved\"", 1)
+        }),
+        "summary.json" | "population.json" => {
+            let mut doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            recount_one_revoked_as_approved(&mut doc);
+            *bytes = serde_json::to_vec_pretty(&doc).unwrap();
+        }
+        _ => {}
+    });
+    assert!(
+        refused.contains("do not follow from its latest decision"),
+        "{refused}"
+    );
+    // The due date moved past the late decision.
+    let refused = refusal("due", &|name, bytes| {
+        if name == "summary.json" {
+            let mut doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            doc["timeliness"]["due_at"] = "2099-01-01T00:00:00.000000Z".into();
+            *bytes = serde_json::to_vec_pretty(&doc).unwrap();
         }
     });
-    assert!(refused.contains("decisions.jsonl has"), "{refused}");
+    assert!(
+        refused.contains("campaign.opened event proves"),
+        "{refused}"
+    );
     // Two events swapped, and one event dropped.
     let refused = refusal("reordered", &|name, bytes| {
         if name == "events.jsonl" {
@@ -408,4 +445,31 @@ async fn check_tampering(o: &Open, pack: &Path) {
     without_entry(pack, &stripped, "manifest.sig");
     let refused = verify_pack(&stripped, None, None).unwrap_err().to_string();
     assert!(refused.contains("manifest.sig is missing"), "{refused}");
+}
+
+/// In a summary or population document, one revoked access counted as approved instead.
+fn recount_one_revoked_as_approved(doc: &mut serde_json::Value) {
+    let shift = |counts: &mut serde_json::Value| {
+        if counts["revoked"].as_u64().unwrap_or(0) > 0 {
+            counts["revoked"] = (counts["revoked"].as_u64().unwrap() - 1).into();
+            counts["approved"] = (counts["approved"].as_u64().unwrap() + 1).into();
+        }
+    };
+    if doc.get("counts").is_some() {
+        shift(&mut doc["counts"]);
+        return;
+    }
+    shift(&mut doc["totals"]);
+    for list in ["by_reviewer", "by_group"] {
+        for entry in doc[list].as_array_mut().unwrap() {
+            shift(&mut entry["outcomes"]);
+        }
+    }
+}
+
+/// The campaign's pack as it stands verifies (other tests call this after their own story:
+/// stages, approvals that expired, "don't know", bulk decisions, delegation).
+pub async fn export_verifies(o: &Open) -> attest::evidence::verify::Verified {
+    let pack = export(o, "verified.zip").await;
+    verify_pack(&pack, None, None).unwrap_or_else(|e| panic!("the pack does not verify: {e}"))
 }

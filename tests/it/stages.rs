@@ -224,6 +224,7 @@ async fn approvals_and_undecided_accesses_go_on(o: Open) {
         (closed[0]["stage"].as_i64(), closed[0]["stages"].as_i64()),
         (Some(2), Some(2))
     );
+    crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }
 
@@ -248,5 +249,6 @@ async fn with_any_approve_revocations_get_a_second_opinion_and_approvals_are_fin
         (reviewer.as_str(), erin.stage, erin.state.as_str()),
         ("heidi@example.com", 2, "pending")
     );
+    crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }
