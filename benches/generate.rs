@@ -15,8 +15,9 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "shared/synthetic.rs"]
+mod synthetic;
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -25,13 +26,12 @@ use std::time::{Duration, Instant};
 
 use attest::campaigns::{CloseRules, close_campaign, start_campaign};
 use attest::clock::{Clock, SystemClock};
-use attest::config::{CampaignDefinition, Config, CsvSourceConfig, DatabaseConfig, SourceConfig};
+use attest::config::DatabaseConfig;
 use attest::db::Database;
 use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
 use attest::directory::sync_source;
 
-const ACCESSES_PER_PERSON: usize = 5;
-const SOURCE: &str = "bench";
+use synthetic::{ACCESSES_PER_PERSON, SOURCE, config, write_access_list};
 
 fn main() {
     // attest's own log (each campaign's read, freeze and open times) on standard error.
@@ -102,50 +102,6 @@ fn measure(items: usize) -> Vec<Run> {
         raw_postgres(url, dir.path())
     });
     vec![sqlite, postgres]
-}
-
-/// person_id,login,email,manager,entitlement: person i reports to person i/10.
-fn write_access_list(path: &Path, people: usize) {
-    let groups = (people / 20).max(10);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(out, "person_id,login,email,manager,entitlement,privileged").unwrap();
-    for i in 0..people {
-        let manager = if i == 0 {
-            String::new()
-        } else {
-            format!("p{}", i / 10)
-        };
-        for k in 0..ACCESSES_PER_PERSON {
-            let group = (i * 7 + k * 131) % groups;
-            writeln!(
-                out,
-                "p{i},user{i},user{i}@example.com,{manager},g{group}-{k},{}",
-                group == 0
-            )
-            .unwrap();
-        }
-    }
-    out.flush().unwrap();
-}
-
-fn config(url: &str, csv: &Path) -> Config {
-    let mut config = Config::default();
-    config.database.url = url.to_string();
-    config.sources.insert(
-        SOURCE.to_string(),
-        SourceConfig::Csv(CsvSourceConfig {
-            path: csv.to_path_buf(),
-            privileged_groups: Vec::new(),
-        }),
-    );
-    for (name, groups) in [("large", vec![]), ("small", vec!["g0-0".to_string()])] {
-        let mut definition =
-            CampaignDefinition::for_source(SOURCE, vec!["security@example.com".into()]);
-        definition.schedule = "manual".into();
-        definition.groups = groups;
-        config.campaigns.insert(name.to_string(), definition);
-    }
-    config
 }
 
 fn run_backend(backend: &str, url: &str, csv: &Path, raw_insert: impl Fn(&str) -> Duration) -> Run {

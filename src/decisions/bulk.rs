@@ -97,9 +97,10 @@ pub fn record_bulk(
                 .optional()?;
         }
         // Undecided items are all in the campaign's current stage (an advance takes every
-        // undecided one along), so no settled item of an earlier stage is in scope.
+        // undecided one along), so no settled item of an earlier stage is in scope. A
+        // reviewer belongs to one campaign: filtering by the reviewer alone lets the
+        // (reviewer, state) index find their items without walking the campaign's.
         let mut query = review_items::table
-            .filter(review_items::campaign_id.eq(campaign_id))
             .filter(review_items::reviewer_id.eq(reviewer_id))
             .filter(review_items::state.eq(ITEM_PENDING))
             .select((
@@ -136,6 +137,11 @@ pub fn record_bulk(
             rows.retain(|(id, ..)| locked.contains(id));
         }
         let (_, reviewer) = check_may_decide(conn, now, campaign_id, reviewer_id, auth)?;
+        if reviewer.campaign_id != campaign_id {
+            return Err(Error::Forbidden(
+                "this reviewer does not review this campaign".into(),
+            ));
+        }
         let items: Vec<String> = rows
             .into_iter()
             .filter(|(_, holder, email)| !holds(&reviewer, holder, email.as_deref()))

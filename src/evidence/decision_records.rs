@@ -3,6 +3,7 @@
 //! auditor needs to read it alone (who decided what about whose access, when, and how they
 //! authenticated). The CSV is spreadsheet-safe; the JSON keeps the raw values.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use chrono::NaiveDateTime;
@@ -13,7 +14,7 @@ use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::from_db;
 use crate::error::{Error, Result};
-use crate::evidence::spreadsheet::neutralize_csv_cell;
+use crate::evidence::spreadsheet::safe_cell;
 
 /// Decisions read per query.
 const PAGE: i64 = 1_000;
@@ -66,7 +67,13 @@ pub const CSV_HEADER: [&str; 17] = [
 ];
 
 impl DecisionRecord {
+    /// The CSV row, spreadsheet-safe.
     pub fn csv_row(&self) -> Vec<String> {
+        self.csv_cells().into_iter().map(Cow::into_owned).collect()
+    }
+
+    /// The CSV row's cells, borrowed where they need no change.
+    pub fn csv_cells(&self) -> [Cow<'_, str>; 17] {
         [
             self.decision_id.as_str(),
             self.decided_at.as_str(),
@@ -86,24 +93,27 @@ impl DecisionRecord {
             self.approved_until.as_deref().unwrap_or(""),
             self.item_expired_at.as_deref().unwrap_or(""),
         ]
-        .into_iter()
-        .map(neutralize_csv_cell)
-        .collect()
+        .map(safe_cell)
     }
 }
 
-/// Writes `decisions.csv` to `out`; returns how many rows.
-pub fn write_decisions_csv<W: Write>(
+/// Writes, in one pass over the campaign's decisions, `decisions.csv` to `csv_out` and
+/// `decisions.jsonl` to `jsonl_out`; returns how many decisions.
+pub fn write_decision_files(
     conn: &mut DbConnection,
     campaign_id: &str,
-    out: &mut W,
+    csv_out: &mut impl Write,
+    jsonl_out: &mut impl Write,
 ) -> Result<u64> {
-    let mut csv = csv::Writer::from_writer(out);
+    let mut csv = csv::Writer::from_writer(csv_out);
     let csv_error = |e: csv::Error| Error::Io(format!("cannot write decisions.csv: {e}"));
     csv.write_record(CSV_HEADER).map_err(csv_error)?;
     let mut count = 0u64;
     for_each_decision(conn, campaign_id, |record| {
-        csv.write_record(record.csv_row()).map_err(csv_error)?;
+        csv.write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
+            .map_err(csv_error)?;
+        serde_json::to_writer(&mut *jsonl_out, record)?;
+        jsonl_out.write_all(b"\n")?;
         count += 1;
         Ok(())
     })?;
@@ -149,10 +159,11 @@ pub fn for_each_decision(
             .filter(decisions::campaign_id.eq(campaign_id))
             .into_boxed();
         if let Some((at, id)) = &after {
-            query = query.filter(
-                decisions::decided_at.gt(*at).or(decisions::decided_at
-                    .eq(*at)
-                    .and(decisions::id.gt(id.clone()))),
+            // The range term first, so that the (campaign, time) index bounds the scan.
+            query = query.filter(decisions::decided_at.ge(*at)).filter(
+                decisions::decided_at
+                    .gt(*at)
+                    .or(decisions::id.gt(id.clone())),
             );
         }
         let rows: Vec<DecisionColumns> = query

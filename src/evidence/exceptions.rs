@@ -2,24 +2,15 @@
 //! plain way (its reviewer by the chain, decided on time), one row per item and exception:
 //! rerouted by an independence rule or to the fallback, reassigned (escalation, "don't
 //! know", delegation, an admin), nobody answered (and what the no-response policy did), or
-//! decided after the due date. [`exceptions_of`] is the one rule: the export applies it to
-//! the items, and `attest verify` re-derives the same rows from `items.jsonl`.
-
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+//! decided after the due date. [`exception_rows`] is the one rule: the export applies it to
+//! each item as it writes them, and `attest verify` re-derives the same rows from
+//! `items.jsonl`.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 
-use crate::campaigns::model::{Campaign, ITEM_NO_RESPONSE, ReviewItem};
-use crate::db::DbConnection;
-use crate::db::schema::{review_items, reviewers};
-use crate::db::time::from_db;
-use crate::error::{Error, Result};
+use crate::campaigns::model::ITEM_NO_RESPONSE;
+use crate::evidence::item_records::ItemRecord;
 use crate::evidence::spreadsheet::neutralize_csv_cell;
-
-/// Items read per query.
-const PAGE: i64 = 1_000;
 
 /// Routing reasons of the plain way: the chain named this reviewer.
 const CHAIN_ROUTINGS: [&str; 3] = ["manager", "owner", "named"];
@@ -76,85 +67,44 @@ pub fn exceptions_of(
     found
 }
 
-/// One row of `exceptions.csv`: the item's id, person login and name, group name,
-/// privileged marker and reviewer email, then the exception; spreadsheet-safe.
-pub fn exception_row(item: [&str; 6], kind: &str, detail: &str) -> Vec<String> {
-    item.into_iter()
-        .chain([kind, detail])
+/// The rows of `exceptions.csv` for one item of a campaign due at `due_at`: its id, person
+/// login and name, group name, privileged marker and reviewer email, then the exception and
+/// its detail; spreadsheet-safe.
+pub fn exception_rows(item: &ItemRecord, due_at: DateTime<Utc>) -> Vec<Vec<String>> {
+    let decided_at = item
+        .decided_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let privileged = item.privileged.to_string();
+    exceptions_of(
+        &item.routing,
+        &item.outcome,
+        item.no_response_outcome.as_deref(),
+        decided_at,
+        due_at,
+    )
+    .into_iter()
+    .map(|(kind, detail)| {
+        [
+            item.item_id.as_str(),
+            &item.person_login,
+            &item.person_name,
+            &item.group_name,
+            &privileged,
+            &item.reviewer_email,
+            kind,
+            &detail,
+        ]
         .map(neutralize_csv_cell)
-        .collect()
+        .to_vec()
+    })
+    .collect()
 }
 
-/// Writes `exceptions.csv` for the campaign to `out`; returns the count of each kind.
-pub fn write_exceptions_csv<W: Write>(
-    conn: &mut DbConnection,
-    campaign: &Campaign,
-    out: &mut W,
-) -> Result<BTreeMap<String, u64>> {
-    let reviewer_emails: HashMap<String, String> = reviewers::table
-        .filter(reviewers::campaign_id.eq(&campaign.id))
-        .select((reviewers::id, reviewers::email))
-        .load::<(String, String)>(conn)?
-        .into_iter()
-        .collect();
-    let due_at = from_db(campaign.due_at);
-    let mut csv = csv::Writer::from_writer(out);
-    let csv_error = |e: csv::Error| Error::Io(format!("cannot write exceptions.csv: {e}"));
-    csv.write_record(EXCEPTIONS_CSV_HEADER).map_err(csv_error)?;
-    let mut counts = BTreeMap::new();
-    let mut after = String::new();
-    loop {
-        // Only items that can have an exception; `exceptions_of` decides.
-        let page: Vec<ReviewItem> = review_items::table
-            .filter(review_items::campaign_id.eq(&campaign.id))
-            .filter(review_items::id.gt(&after))
-            .filter(
-                review_items::routing
-                    .ne_all(CHAIN_ROUTINGS)
-                    .nullable()
-                    .or(review_items::state.eq(ITEM_NO_RESPONSE).nullable())
-                    .or(review_items::decided_at.gt(campaign.due_at)),
-            )
-            .order(review_items::id.asc())
-            .limit(PAGE)
-            .select(ReviewItem::as_select())
-            .load(conn)?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.id.clone();
-        for item in page {
-            let found = exceptions_of(
-                &item.routing,
-                &item.state,
-                item.no_response_outcome.as_deref(),
-                item.decided_at.map(from_db),
-                due_at,
-            );
-            let reviewer = reviewer_emails
-                .get(&item.reviewer_id)
-                .map(String::as_str)
-                .unwrap_or_default();
-            for (kind, detail) in found {
-                *counts.entry(kind.to_string()).or_insert(0) += 1;
-                let row = exception_row(
-                    [
-                        item.id.as_str(),
-                        item.identity_login.as_str(),
-                        item.identity_name.as_str(),
-                        item.entitlement_name.as_str(),
-                        if item.privileged { "true" } else { "false" },
-                        reviewer,
-                    ],
-                    kind,
-                    &detail,
-                );
-                csv.write_record(row).map_err(csv_error)?;
-            }
-        }
-    }
-    csv.flush()?;
-    Ok(counts)
+/// The kind of an exception row.
+pub fn kind_of(row: &[String]) -> &str {
+    row.get(6).map_or("", String::as_str)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! Exporting changes no review state; it is itself recorded as an event.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -24,12 +24,13 @@ use crate::campaigns::model::campaign;
 use crate::db::time::from_db;
 use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::error::{Error, Result};
-use crate::evidence::decision_records::{for_each_decision, write_decisions_csv};
-use crate::evidence::exceptions::write_exceptions_csv;
-use crate::evidence::item_records::{for_each_item, write_items_csv};
+use crate::evidence::decision_records::write_decision_files;
+use crate::evidence::item_records::write_item_files;
+pub use crate::evidence::pack_writer::ManifestEntry;
+use crate::evidence::pack_writer::PackWriter;
 use crate::evidence::population::{Listed, population_document};
 use crate::evidence::proofs::{
-    campaign_events, consistency_from_earlier_packs, latest_checkpoint, tree_of,
+    consistency_from_earlier_packs, latest_checkpoint, tree_of, write_campaign_events,
 };
 use crate::evidence::report::{ReportContext, render_report};
 use crate::evidence::soc2::soc2_mapping;
@@ -49,13 +50,6 @@ pub struct PackSettings<'a> {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ManifestEntry {
-    pub name: String,
-    pub sha256: String,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ExportSummary {
     /// Review items listed (every one of the campaign).
     pub items: u64,
@@ -67,74 +61,8 @@ pub struct ExportSummary {
     pub files: Vec<ManifestEntry>,
 }
 
-/// Hashes and counts everything written through it.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn zip_error(e: zip::result::ZipError) -> Error {
     Error::Io(format!("cannot write evidence pack: {e}"))
-}
-
-type Archive = zip::ZipWriter<BufWriter<File>>;
-/// One file of the pack being written.
-type Entry<'a> = HashingWriter<&'a mut Archive>;
-
-/// The archive being written, and the manifest's entry of every file in it.
-struct PackWriter {
-    zip: Archive,
-    options: SimpleFileOptions,
-    files: Vec<ManifestEntry>,
-}
-
-impl PackWriter {
-    /// Adds the file `name`, written by `write`, and records its hash and size.
-    fn add<T>(&mut self, name: &str, write: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
-        self.zip.start_file(name, self.options).map_err(zip_error)?;
-        let mut entry = HashingWriter {
-            inner: &mut self.zip,
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        let value = write(&mut entry)?;
-        self.files.push(ManifestEntry {
-            name: name.to_string(),
-            sha256: hex::encode(entry.hasher.finalize()),
-            bytes: entry.bytes,
-        });
-        Ok(value)
-    }
-
-    /// Adds one JSON document.
-    fn add_json(&mut self, name: &str, value: &impl Serialize) -> Result<()> {
-        self.add(name, |out| Ok(serde_json::to_writer_pretty(out, value)?))
-    }
-
-    /// Adds one line of JSON per value.
-    fn add_lines<T: Serialize>(&mut self, name: &str, values: &[T]) -> Result<()> {
-        self.add(name, |out| {
-            for value in values {
-                serde_json::to_writer(&mut *out, value)?;
-                out.write_all(b"\n")?;
-            }
-            Ok(())
-        })
-    }
 }
 
 /// Writes the pack of `campaign_id` to `out` and records the export.
@@ -213,44 +141,47 @@ fn write_pack(
     let campaign = campaign(conn, campaign_id)?;
     let file = File::create(path)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", path.display())))?;
-    let mut pack = PackWriter {
-        zip: zip::ZipWriter::new(BufWriter::new(file)),
-        options: SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated),
-        files: Vec::new(),
-    };
+    // The fastest deflate level: packs are written often and read once; most of their size
+    // is repeated text that compresses well even so.
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1));
+    let mut pack = PackWriter::start(file, options)?;
 
-    // Every item, decided or not: the population an auditor reconciles.
-    let items = pack.add("items.csv", |out| write_items_csv(conn, campaign_id, out))?;
-    pack.add("items.jsonl", |out| {
-        for_each_item(conn, campaign_id, |record| {
-            serde_json::to_writer(&mut *out, record)?;
-            out.write_all(b"\n")?;
-            Ok(())
-        })
+    // Every item, decided or not (the population an auditor reconciles), and every decision:
+    // one pass each, the JSON and exception rows held in temporary files beside the pack
+    // until their turn in the archive.
+    let scratch = || -> Result<BufWriter<File>> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Ok(BufWriter::new(tempfile::tempfile_in(dir).map_err(|e| {
+            Error::Io(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?))
+    };
+    let (mut items_jsonl, mut exceptions_csv) = (scratch()?, scratch()?);
+    let (items, exceptions) = pack.add("items.csv", |out| {
+        write_item_files(conn, &campaign, out, &mut items_jsonl, &mut exceptions_csv)
     })?;
+    pack.add("items.jsonl", |out| copy_back(items_jsonl, out))?;
+    let mut decisions_jsonl = scratch()?;
     let decisions = pack.add("decisions.csv", |out| {
-        write_decisions_csv(conn, campaign_id, out)
+        write_decision_files(conn, campaign_id, out, &mut decisions_jsonl)
     })?;
-    pack.add("decisions.jsonl", |out| {
-        for_each_decision(conn, campaign_id, |record| {
-            serde_json::to_writer(&mut *out, record)?;
-            out.write_all(b"\n")?;
-            Ok(())
-        })
-    })?;
-    let exceptions = pack.add("exceptions.csv", |out| {
-        write_exceptions_csv(conn, &campaign, out)
-    })?;
+    pack.add("decisions.jsonl", |out| copy_back(decisions_jsonl, out))?;
+    pack.add("exceptions.csv", |out| copy_back(exceptions_csv, out))?;
 
     // The campaign's events with their proofs, the checkpoint they are proved against, and
     // the key that signed it and this pack's manifest.
     let (size, note) = latest_checkpoint(conn, &key.key_id_hex())?
         .ok_or_else(|| Error::Internal("no checkpoint of the event log by this key".into()))?;
     let tree = tree_of(conn, size)?;
-    let (proven, events_after) = campaign_events(conn, campaign_id, &tree)?;
+    let (events_listed, events_after) = pack.add("events.jsonl", |out| {
+        write_campaign_events(conn, campaign_id, &tree, out)
+    })?;
     let consistency = consistency_from_earlier_packs(conn, &tree)?;
     drop(tree);
-    pack.add_lines("events.jsonl", &proven)?;
     pack.add_lines("consistency.jsonl", &consistency)?;
     let verifier_key = key.verifier_key();
     pack.add("checkpoint.txt", |out| Ok(out.write_all(note.as_bytes())?))?;
@@ -261,7 +192,7 @@ fn write_pack(
     let listed = Listed {
         items,
         decisions,
-        events: proven.len(),
+        events: events_listed,
         events_after_checkpoint: events_after,
     };
     let population = population_document(conn, &campaign, &listed)?;
@@ -277,7 +208,7 @@ fn write_pack(
     let soc2 = soc2_mapping(&summary, settings.retention_years, kept_until);
     pack.add_json("soc2.json", &soc2)?;
     let generated_at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let mut files: Vec<String> = pack.files.iter().map(|f| f.name.clone()).collect();
+    let mut files = pack.names.clone();
     files.push("report.html".into());
     let report = render_report(
         &campaign,
@@ -293,11 +224,7 @@ fn write_pack(
     )?;
     pack.add("report.html", |out| Ok(out.write_all(report.as_bytes())?))?;
 
-    let PackWriter {
-        mut zip,
-        options,
-        files,
-    } = pack;
+    let (mut zip, files) = pack.finish()?;
     let manifest = json!({
         "format": PACK_FORMAT,
         "campaign": campaign_id,
@@ -329,6 +256,16 @@ fn write_pack(
         decisions,
         files,
     })
+}
+
+/// Copies what was written to a temporary file into `out`.
+fn copy_back(scratch: BufWriter<File>, out: &mut impl Write) -> Result<()> {
+    let mut file = scratch
+        .into_inner()
+        .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
+    file.seek(SeekFrom::Start(0))?;
+    std::io::copy(&mut file, out)?;
+    Ok(())
 }
 
 /// The body of the manifest's signed note: `<origin>/manifest` and the manifest's SHA-256.

@@ -5,19 +5,21 @@
 //! answered and what the no-response policy did), and the latest decision with how its
 //! maker authenticated; the full history of decisions is `decisions.jsonl`.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::campaigns::model::ReviewItem;
+use crate::campaigns::model::{Campaign, ReviewItem};
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::from_db;
 use crate::error::{Error, Result};
-use crate::evidence::spreadsheet::neutralize_csv_cell;
+use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows, kind_of};
+use crate::evidence::spreadsheet::safe_cell;
 
 /// Items read per query.
 const PAGE: i64 = 1_000;
@@ -85,26 +87,34 @@ pub const ITEM_CSV_HEADER: [&str; 24] = [
 ];
 
 impl ItemRecord {
+    /// The CSV row, spreadsheet-safe.
     pub fn csv_row(&self) -> Vec<String> {
-        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        self.csv_cells().into_iter().map(Cow::into_owned).collect()
+    }
+
+    /// The CSV row's cells, borrowed where they need no change.
+    pub fn csv_cells(&self) -> [Cow<'_, str>; 24] {
+        fn text(value: &Option<String>) -> Cow<'_, str> {
+            safe_cell(value.as_deref().unwrap_or(""))
+        }
         [
-            self.item_id.clone(),
-            self.person_id.clone(),
-            self.person_login.clone(),
-            self.person_name.clone(),
+            safe_cell(&self.item_id),
+            safe_cell(&self.person_id),
+            safe_cell(&self.person_login),
+            safe_cell(&self.person_name),
             text(&self.person_email),
-            self.person_status.clone(),
-            self.group_id.clone(),
-            self.group_name.clone(),
-            self.group_dn.clone(),
-            self.privileged.to_string(),
+            safe_cell(&self.person_status),
+            safe_cell(&self.group_id),
+            safe_cell(&self.group_name),
+            safe_cell(&self.group_dn),
+            Cow::Borrowed(if self.privileged { "true" } else { "false" }),
             text(&self.via),
-            self.first_seen_at.clone(),
-            self.reviewer_email.clone(),
-            self.reviewer_name.clone(),
-            self.routing.clone(),
-            self.stage.to_string(),
-            self.outcome.clone(),
+            safe_cell(&self.first_seen_at),
+            safe_cell(&self.reviewer_email),
+            safe_cell(&self.reviewer_name),
+            safe_cell(&self.routing),
+            Cow::Owned(self.stage.to_string()),
+            safe_cell(&self.outcome),
             text(&self.no_response_outcome),
             text(&self.decided_at),
             text(&self.approved_until),
@@ -113,9 +123,6 @@ impl ItemRecord {
             text(&self.last_comment),
             text(&self.last_auth_method),
         ]
-        .iter()
-        .map(|cell| neutralize_csv_cell(cell))
-        .collect()
     }
 }
 
@@ -204,18 +211,38 @@ pub fn for_each_item(
     }
 }
 
-/// Writes `items.csv` to `out`; returns how many rows.
-pub fn write_items_csv<W: Write>(
+/// Writes, in one pass over the campaign's items, `items.csv` to `csv_out`, `items.jsonl` to
+/// `jsonl_out` and `exceptions.csv` to `exceptions_out`; returns how many items, and how many
+/// exceptions of each kind.
+pub fn write_item_files(
     conn: &mut DbConnection,
-    campaign_id: &str,
-    out: &mut W,
-) -> Result<u64> {
-    let mut csv = csv::Writer::from_writer(out);
-    let csv_error = |e: csv::Error| Error::Io(format!("cannot write items.csv: {e}"));
-    csv.write_record(ITEM_CSV_HEADER).map_err(csv_error)?;
-    let count = for_each_item(conn, campaign_id, |record| {
-        csv.write_record(record.csv_row()).map_err(csv_error)
+    campaign: &Campaign,
+    csv_out: &mut impl Write,
+    jsonl_out: &mut impl Write,
+    exceptions_out: &mut impl Write,
+) -> Result<(u64, BTreeMap<String, u64>)> {
+    let csv_error = |e: csv::Error| Error::Io(format!("cannot write the item files: {e}"));
+    let mut items_csv = csv::Writer::from_writer(csv_out);
+    items_csv.write_record(ITEM_CSV_HEADER).map_err(csv_error)?;
+    let mut exceptions_csv = csv::Writer::from_writer(exceptions_out);
+    exceptions_csv
+        .write_record(EXCEPTIONS_CSV_HEADER)
+        .map_err(csv_error)?;
+    let due_at = from_db(campaign.due_at);
+    let mut exceptions = BTreeMap::new();
+    let count = for_each_item(conn, &campaign.id, |record| {
+        items_csv
+            .write_record(record.csv_row())
+            .map_err(csv_error)?;
+        serde_json::to_writer(&mut *jsonl_out, record)?;
+        jsonl_out.write_all(b"\n")?;
+        for row in exception_rows(record, due_at) {
+            *exceptions.entry(kind_of(&row).to_string()).or_insert(0) += 1;
+            exceptions_csv.write_record(&row).map_err(csv_error)?;
+        }
+        Ok(())
     })?;
-    csv.flush()?;
-    Ok(count)
+    items_csv.flush()?;
+    exceptions_csv.flush()?;
+    Ok((count, exceptions))
 }

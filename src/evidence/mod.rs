@@ -1,8 +1,9 @@
-//! Evidence: the pack an auditor downloads for a campaign (`export`) and the offline check
-//! of such a pack (`verify`, with `verify_decisions` and `reconcile`). The pack's files each have their module: one record per review
-//! item (`item_records`) and per decision (`decision_records`), the exceptions
-//! (`exceptions`), the figures (`summary`), how the population was extracted (`population`),
-//! the SOC 2 mapping (`soc2`), the report for a person (`report`, drawing `charts`), and the
+//! Evidence: the pack an auditor downloads for a campaign (`export`, written through
+//! `pack_writer`) and the offline check of such a pack (`verify`, with `verify_decisions`
+//! and `reconcile`). The pack's files each have their module: one record per review item
+//! (`item_records`) and per decision (`decision_records`), the exceptions (`exceptions`),
+//! the figures (`summary`), how the population was extracted (`population`), the SOC 2
+//! mapping (`soc2`), the report for a person (`report`, drawing `charts`), and the
 //! campaign's events with their inclusion proofs against a signed checkpoint (`proofs`). It
 //! reads the spine and the ledger and changes no review state; the event log itself is
 //! `ledger/`.
@@ -12,6 +13,7 @@ pub mod decision_records;
 pub mod exceptions;
 pub mod export;
 pub mod item_records;
+pub mod pack_writer;
 pub mod population;
 pub mod proofs;
 pub mod reconcile;

@@ -23,7 +23,7 @@ fn rfc3339(t: NaiveDateTime) -> String {
 pub struct Listed {
     pub items: u64,
     pub decisions: u64,
-    pub events: usize,
+    pub events: u64,
     pub events_after_checkpoint: i64,
 }
 

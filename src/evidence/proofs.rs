@@ -3,6 +3,8 @@
 //! so that `attest verify` can check offline that every one of them is in the log the
 //! checkpoint fixes, unaltered. Events after the checkpoint are counted, not listed.
 
+use std::io::Write;
+
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -45,40 +47,60 @@ pub fn tree_of(conn: &mut DbConnection, size: i64) -> Result<Tree> {
     Ok(Tree::new(leaf_hashes(conn, size)?))
 }
 
-/// The campaign's events within `tree` (the log's first events), with their proofs, and how
-/// many of its events come later.
-pub fn campaign_events(
+/// Events read per query.
+const PAGE: i64 = 1_000;
+
+/// Writes the campaign's events within `tree` (the log's first events) to `out`, one JSON
+/// line each with its proof, a page at a time; returns how many, and how many of its events
+/// come later.
+pub fn write_campaign_events(
     conn: &mut DbConnection,
     campaign_id: &str,
     tree: &Tree,
-) -> Result<(Vec<ProvenEvent>, i64)> {
+    out: &mut impl Write,
+) -> Result<(u64, i64)> {
     let size = tree.size() as i64;
-    let all: Vec<Event> = events::table
-        .filter(events::subject.eq(campaign_id))
-        .order(events::seq.asc())
-        .select(Event::as_select())
-        .load(conn)?;
-    let later = all.iter().filter(|e| e.seq > size).count() as i64;
-    let mut proven = Vec::with_capacity(all.len());
-    for event in all.into_iter().filter(|e| e.seq <= size) {
-        let index = usize::try_from(event.seq - 1)
-            .map_err(|_| Error::Internal("an event numbered below 1".into()))?;
-        let proof = tree
-            .proof(index)
-            .ok_or_else(|| Error::Internal(format!("event {} is not in the tree", event.seq)))?;
-        proven.push(ProvenEvent {
-            seq: event.seq,
-            kind: event.kind,
-            actor: event.actor,
-            occurred_at: from_db(event.occurred_at)
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            subject: event.subject,
-            payload: event.payload,
-            leaf_hash: event.leaf_hash,
-            proof: proof.iter().map(hex::encode).collect(),
-        });
+    let mut after = 0i64;
+    let mut listed = 0u64;
+    loop {
+        let page: Vec<Event> = events::table
+            .filter(events::subject.eq(campaign_id))
+            .filter(events::seq.gt(after))
+            .filter(events::seq.le(size))
+            .order(events::seq.asc())
+            .limit(PAGE)
+            .select(Event::as_select())
+            .load(conn)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for event in page {
+            let index = usize::try_from(event.seq - 1)
+                .map_err(|_| Error::Internal("an event numbered below 1".into()))?;
+            let proof = tree.proof(index).ok_or_else(|| {
+                Error::Internal(format!("event {} is not in the tree", event.seq))
+            })?;
+            let proven = ProvenEvent {
+                seq: event.seq,
+                kind: event.kind,
+                actor: event.actor,
+                occurred_at: from_db(event.occurred_at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                subject: event.subject,
+                payload: event.payload,
+                leaf_hash: event.leaf_hash,
+                proof: proof.iter().map(hex::encode).collect(),
+            };
+            serde_json::to_writer(&mut *out, &proven)?;
+            out.write_all(b"\n")?;
+            listed += 1;
+        }
     }
-    Ok((proven, later))
+    let later: i64 = events::table
+        .filter(events::subject.eq(campaign_id))
+        .filter(events::seq.gt(size))
+        .count()
+        .get_result(conn)?;
+    Ok((listed, later))
 }
 
 /// A proof that an earlier checkpoint's log is a prefix of the pack's.

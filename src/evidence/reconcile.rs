@@ -4,12 +4,13 @@
 //! the exceptions the items imply. The first difference is named by file and row.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Read};
 
 use chrono::{DateTime, Utc};
 
 use crate::campaigns::model::{ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_PENDING, ITEM_REVOKED};
 use crate::error::{Error, Result};
-use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_row, exceptions_of};
+use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows, kind_of};
 use crate::evidence::item_records::{ITEM_CSV_HEADER, ItemRecord};
 use crate::evidence::summary::{Outcomes, Summary};
 use crate::evidence::verify_decisions::{ListedDecisions, instant};
@@ -30,18 +31,20 @@ struct Tally {
     /// For unanswered items: what the no-response policy did, and how often.
     no_response_policy: BTreeMap<String, u64>,
     /// Each expected row of `exceptions.csv` -> how many times.
-    exceptions: HashMap<Vec<String>, u64>,
+    exceptions: ExpectedExceptions,
 }
 
-/// Checks the items against each other, the decisions, the summary and the exceptions;
-/// returns how many items there are.
-pub fn reconcile(
-    items_csv: &[u8],
-    items_jsonl: &str,
+/// The rows `exceptions.csv` must hold (each with how many times), as the items imply them.
+pub type ExpectedExceptions = HashMap<Vec<String>, u64>;
+
+/// Checks the items against each other, the decisions and the summary; returns how many
+/// items there are and the exceptions they imply.
+pub fn reconcile_items(
+    items_csv: impl Read,
+    items_jsonl: impl BufRead,
     decisions: &ListedDecisions,
     summary: &Summary,
-    exceptions_csv: &[u8],
-) -> Result<u64> {
+) -> Result<(u64, ExpectedExceptions)> {
     let due_at = instant(&summary.timeliness.due_at)
         .ok_or_else(|| failed("summary.json: timeliness.due_at is not RFC 3339".into()))?;
     let mut reader = csv::Reader::from_reader(items_csv);
@@ -59,7 +62,8 @@ pub fn reconcile(
     let mut count = 0u64;
     for (line, text) in items_jsonl.lines().enumerate() {
         let at_line = |what: String| failed(format!("items.jsonl line {}: {what}", line + 1));
-        let item: ItemRecord = serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
+        let text = text.map_err(|e| at_line(e.to_string()))?;
+        let item: ItemRecord = serde_json::from_str(&text).map_err(|e| at_line(e.to_string()))?;
         if !seen.insert(item.item_id.clone()) {
             return Err(at_line(format!("item {} is listed twice", item.item_id)));
         }
@@ -98,8 +102,7 @@ pub fn reconcile(
         )));
     }
     check_summary(summary, &tally)?;
-    check_exceptions(exceptions_csv, summary, tally.exceptions)?;
-    Ok(count)
+    Ok((count, tally.exceptions))
 }
 
 /// The item's outcome is what its latest listed decision made of it.
@@ -178,26 +181,7 @@ impl Tally {
                 .entry(outcome.to_string())
                 .or_insert(0) += 1;
         }
-        let privileged = item.privileged.to_string();
-        for (kind, detail) in exceptions_of(
-            &item.routing,
-            &item.outcome,
-            item.no_response_outcome.as_deref(),
-            decided_at,
-            due_at,
-        ) {
-            let row = exception_row(
-                [
-                    &item.item_id,
-                    &item.person_login,
-                    &item.person_name,
-                    &item.group_name,
-                    &privileged,
-                    &item.reviewer_email,
-                ],
-                kind,
-                &detail,
-            );
+        for row in exception_rows(item, due_at) {
             *self.exceptions.entry(row).or_insert(0) += 1;
         }
     }
@@ -297,15 +281,14 @@ fn check_summary(summary: &Summary, tally: &Tally) -> Result<()> {
 }
 
 /// `exceptions.csv` lists exactly the exceptions the items imply, and the summary counts them.
-fn check_exceptions(
-    exceptions_csv: &[u8],
+pub fn check_exceptions(
+    exceptions_csv: impl Read,
     summary: &Summary,
-    mut expected: HashMap<Vec<String>, u64>,
+    mut expected: ExpectedExceptions,
 ) -> Result<()> {
-    const KIND: usize = 6;
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
     for (row, n) in &expected {
-        *by_kind.entry(row[KIND].clone()).or_insert(0) += n;
+        *by_kind.entry(kind_of(row).to_string()).or_insert(0) += n;
     }
     if by_kind != summary.exceptions {
         return Err(failed(format!(
@@ -339,7 +322,8 @@ fn check_exceptions(
     if let Some((row, _)) = expected.iter().find(|(_, n)| **n > 0) {
         return Err(failed(format!(
             "exceptions.csv does not list the {} exception of item {}",
-            row[KIND], row[0]
+            kind_of(row),
+            row[0]
         )));
     }
     Ok(())

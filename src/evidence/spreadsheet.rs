@@ -1,12 +1,19 @@
 //! Spreadsheet-safe CSV cells: a cell a spreadsheet would run as a formula is neutralised
 //! (TESTPLAN B5); the pack's JSON files keep the raw value.
 
+use std::borrow::Cow;
+
 /// Prefixes a cell that a spreadsheet would read as a formula (= + - @ tab CR) with `'`.
 pub fn neutralize_csv_cell(cell: &str) -> String {
+    safe_cell(cell).into_owned()
+}
+
+/// The same, borrowing the cell when it needs no prefix (most do not).
+pub fn safe_cell(cell: &str) -> Cow<'_, str> {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
+        Cow::Owned(format!("'{cell}"))
     } else {
-        cell.to_string()
+        Cow::Borrowed(cell)
     }
 }
 

@@ -8,7 +8,7 @@
 //! is named (file, row or event); nothing else is trusted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
 use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
-use crate::evidence::reconcile::reconcile;
+use crate::evidence::reconcile::{check_exceptions, reconcile_items};
 use crate::evidence::summary::Summary;
 use crate::evidence::verify_decisions::{ProvedDecision, check_decisions, instant};
 use crate::ledger::checkpoint::{verify_note, verify_signed};
@@ -40,22 +40,50 @@ fn failed(what: String) -> Error {
 }
 
 struct Pack {
+    path: std::path::PathBuf,
     archive: zip::ZipArchive<std::fs::File>,
 }
 
 impl Pack {
-    fn read(&mut self, name: &str) -> Result<Vec<u8>> {
-        let mut entry = self
-            .archive
+    fn open(path: &Path) -> Result<Pack> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
+        let archive = zip::ZipArchive::new(file)
+            .map_err(|e| failed(format!("{} is not a zip archive: {e}", path.display())))?;
+        Ok(Pack {
+            path: path.to_path_buf(),
+            archive,
+        })
+    }
+
+    /// Another handle on the same pack, to read two of its files side by side.
+    fn again(&self) -> Result<Pack> {
+        Pack::open(&self.path)
+    }
+
+    /// One file, streamed.
+    fn entry(&mut self, name: &str) -> Result<zip::read::ZipFile<'_, std::fs::File>> {
+        self.archive
             .by_name(name)
-            .map_err(|_| failed(format!("{name} is missing from the pack")))?;
+            .map_err(|_| failed(format!("{name} is missing from the pack")))
+    }
+
+    /// A small file, whole.
+    fn read(&mut self, name: &str) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes)?;
+        self.entry(name)?.read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
     fn text(&mut self, name: &str) -> Result<String> {
         String::from_utf8(self.read(name)?).map_err(|_| failed(format!("{name} is not UTF-8")))
+    }
+
+    /// A file's SHA-256 (hex) and size, streamed.
+    fn hash(&mut self, name: &str) -> Result<(String, u64)> {
+        let mut hasher = Sha256::new();
+        let bytes = std::io::copy(&mut self.entry(name)?, &mut hasher)?;
+        Ok((hex::encode(hasher.finalize()), bytes))
     }
 }
 
@@ -66,11 +94,7 @@ pub fn verify_pack(
     public_key: Option<&str>,
     previous: Option<&str>,
 ) -> Result<Verified> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
-    let archive = zip::ZipArchive::new(file)
-        .map_err(|e| failed(format!("{} is not a zip archive: {e}", path.display())))?;
-    let mut pack = Pack { archive };
+    let mut pack = Pack::open(path)?;
 
     let key = match public_key {
         Some(key) => key.trim().to_string(),
@@ -94,10 +118,8 @@ pub fn verify_pack(
     let mut names = BTreeSet::new();
     for file in listed {
         let name = file["name"].as_str().unwrap_or_default().to_string();
-        let bytes = pack.read(&name)?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if Some(sha256.as_str()) != file["sha256"].as_str()
-            || Some(bytes.len() as u64) != file["bytes"].as_u64()
+        let (sha256, bytes) = pack.hash(&name)?;
+        if Some(sha256.as_str()) != file["sha256"].as_str() || Some(bytes) != file["bytes"].as_u64()
         {
             return Err(failed(format!(
                 "{name} differs from its hash in the manifest"
@@ -133,13 +155,14 @@ pub fn verify_pack(
     let mut opened_items = None;
     let mut opened_due = None;
     let mut closed_at = None;
-    let events_text = pack.text("events.jsonl")?;
+    let events_file = std::io::BufReader::new(pack.entry("events.jsonl")?);
     let mut events = 0u64;
     let mut events_by_kind: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_seq: Option<i64> = None;
-    for (line, text) in events_text.lines().enumerate() {
+    for (line, text) in events_file.lines().enumerate() {
         let at_line = |what: String| failed(format!("events.jsonl line {}: {what}", line + 1));
-        let event: ProvenEvent = serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
+        let text = text.map_err(|e| at_line(e.to_string()))?;
+        let event: ProvenEvent = serde_json::from_str(&text).map_err(|e| at_line(e.to_string()))?;
         check_event(&event, checkpoint.size, &checkpoint.head).map_err(at_line)?;
         // In log order, each once: a reordered or repeated line is an edit.
         if last_seq.is_some_and(|last| event.seq <= last) {
@@ -229,20 +252,22 @@ pub fn verify_pack(
             )));
         }
     }
+    // Files read side by side from two handles on the pack, line by line.
+    let mut side = pack.again()?;
     let decisions = check_decisions(
-        &pack.text("decisions.jsonl")?,
-        &pack.read("decisions.csv")?,
+        std::io::BufReader::new(pack.entry("decisions.jsonl")?),
+        side.entry("decisions.csv")?,
         proved,
         &campaign,
         due_at,
     )?;
-    let items = reconcile(
-        &pack.read("items.csv")?,
-        &pack.text("items.jsonl")?,
+    let (items, exceptions) = reconcile_items(
+        side.entry("items.csv")?,
+        std::io::BufReader::new(pack.entry("items.jsonl")?),
         &decisions,
         &summary,
-        &pack.read("exceptions.csv")?,
     )?;
+    check_exceptions(pack.entry("exceptions.csv")?, &summary, exceptions)?;
     decisions.check_summary(&summary)?;
     if Some(items) != counts["review_items"].as_u64() || opened_items != Some(items) {
         return Err(failed(format!(

@@ -5,6 +5,7 @@
 //! decisions say. The first difference is named by file and line.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Read};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -95,13 +96,13 @@ pub struct ListedDecisions {
 
 /// Checks `decisions.jsonl` against the proved decisions and `decisions.csv` against it.
 pub fn check_decisions(
-    jsonl: &str,
-    csv_bytes: &[u8],
+    jsonl: impl BufRead,
+    csv_file: impl Read,
     mut proved: HashMap<String, ProvedDecision>,
     campaign: &str,
     due_at: DateTime<Utc>,
 ) -> Result<ListedDecisions> {
-    let mut csv = csv::Reader::from_reader(csv_bytes);
+    let mut csv = csv::Reader::from_reader(csv_file);
     let header = csv
         .headers()
         .map_err(|e| failed(format!("decisions.csv: {e}")))?;
@@ -120,8 +121,9 @@ pub fn check_decisions(
     let mut seen = HashSet::new();
     for (line, text) in jsonl.lines().enumerate() {
         let at_line = |what: String| failed(format!("decisions.jsonl line {}: {what}", line + 1));
+        let text = text.map_err(|e| at_line(e.to_string()))?;
         let decision: DecisionRecord =
-            serde_json::from_str(text).map_err(|e| at_line(e.to_string()))?;
+            serde_json::from_str(&text).map_err(|e| at_line(e.to_string()))?;
         let id = decision.decision_id.clone();
         if !seen.insert(id.clone()) {
             return Err(at_line(format!("decision {id} is listed twice")));

@@ -1,0 +1,207 @@
+//! Writing the pack's zip: each file's bytes go, in chunks, to a second thread that hashes
+//! them (for the manifest) and compresses them into the archive, while the caller's thread
+//! reads the database and formats rows. Two cores, two halves of the work; at most
+//! `QUEUED_CHUNKS` chunks wait between them, so memory stays bounded whatever the pack's size.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+
+use crate::error::{Error, Result};
+
+/// Bytes handed over at a time.
+const CHUNK: usize = 256 * 1024;
+const QUEUED_CHUNKS: usize = 16;
+
+pub type Archive = zip::ZipWriter<BufWriter<File>>;
+/// The archive with every file written, and the manifest's entry of each.
+pub type Written = (Archive, Vec<ManifestEntry>);
+
+/// One file of the pack as the manifest lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+enum Piece {
+    Start(String),
+    Bytes(Vec<u8>),
+    End,
+}
+
+fn zip_error(e: zip::result::ZipError) -> Error {
+    Error::Io(format!("cannot write evidence pack: {e}"))
+}
+
+/// The pack being written.
+pub struct PackWriter {
+    pieces: Option<SyncSender<Piece>>,
+    worker: Option<JoinHandle<Result<Written>>>,
+    /// The files added so far, in order.
+    pub names: Vec<String>,
+}
+
+/// The file being added: what is written here reaches the archive in chunks.
+pub struct Entry<'a> {
+    pieces: &'a SyncSender<Piece>,
+    buffer: Vec<u8>,
+}
+
+impl Entry<'_> {
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.pieces
+            .send(Piece::Bytes(chunk))
+            .map_err(|_| std::io::Error::other("the evidence pack's writer stopped"))
+    }
+}
+
+impl Write for Entry<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK {
+            self.hand_over()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl PackWriter {
+    /// Starts writing the archive to `file`, with `options` for every entry.
+    pub fn start(file: File, options: SimpleFileOptions) -> Result<PackWriter> {
+        let (pieces, received) = sync_channel(QUEUED_CHUNKS);
+        let zip = zip::ZipWriter::new(BufWriter::new(file));
+        let worker = std::thread::Builder::new()
+            .name("evidence-pack".into())
+            .spawn(move || hash_and_compress(zip, options, received))
+            .map_err(|e| Error::Internal(format!("cannot start the pack's writer: {e}")))?;
+        Ok(PackWriter {
+            pieces: Some(pieces),
+            worker: Some(worker),
+            names: Vec::new(),
+        })
+    }
+
+    /// Adds the file `name`, written by `write`.
+    pub fn add<T>(&mut self, name: &str, write: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
+        let Some(pieces) = self.pieces.as_ref() else {
+            return Err(Error::Internal("the pack is already finished".into()));
+        };
+        let sent = pieces.send(Piece::Start(name.to_string())).is_ok();
+        let mut entry = Entry {
+            pieces,
+            buffer: Vec::with_capacity(CHUNK),
+        };
+        let written = if sent {
+            write(&mut entry).and_then(|value| {
+                entry.hand_over()?;
+                Ok(value)
+            })
+        } else {
+            Err(Error::Io("the evidence pack's writer stopped".into()))
+        };
+        let ended = written.is_ok() && pieces.send(Piece::End).is_ok();
+        match written {
+            Ok(value) if ended => {
+                self.names.push(name.to_string());
+                Ok(value)
+            }
+            // The writer thread stopped: its error says why (a full disk, say).
+            other => Err(self
+                .stop()
+                .err()
+                .or(other.err())
+                .unwrap_or_else(|| Error::Io("the evidence pack's writer stopped".into()))),
+        }
+    }
+
+    /// Adds one JSON document.
+    pub fn add_json(&mut self, name: &str, value: &impl Serialize) -> Result<()> {
+        self.add(name, |out| Ok(serde_json::to_writer_pretty(out, value)?))
+    }
+
+    /// Adds one line of JSON per value.
+    pub fn add_lines<T: Serialize>(&mut self, name: &str, values: &[T]) -> Result<()> {
+        self.add(name, |out| {
+            for value in values {
+                serde_json::to_writer(&mut *out, value)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })
+    }
+
+    fn stop(&mut self) -> Result<Written> {
+        self.pieces = None;
+        let worker = self
+            .worker
+            .take()
+            .ok_or_else(|| Error::Internal("the pack's writer is gone".into()))?;
+        worker
+            .join()
+            .map_err(|_| Error::Internal("the pack's writer panicked".into()))?
+    }
+
+    /// Waits for every file to be written; returns the archive (to add the manifest) and the
+    /// manifest's entries.
+    pub fn finish(mut self) -> Result<Written> {
+        self.stop()
+    }
+}
+
+fn hash_and_compress(
+    mut zip: Archive,
+    options: SimpleFileOptions,
+    pieces: Receiver<Piece>,
+) -> Result<Written> {
+    let mut files = Vec::new();
+    let mut current: Option<(String, Sha256, u64, Instant)> = None;
+    for piece in pieces {
+        match piece {
+            Piece::Start(name) => {
+                zip.start_file(name.as_str(), options).map_err(zip_error)?;
+                current = Some((name, Sha256::new(), 0, Instant::now()));
+            }
+            Piece::Bytes(bytes) => {
+                let (_, hasher, written, _) = current
+                    .as_mut()
+                    .ok_or_else(|| Error::Internal("pack bytes outside a file".into()))?;
+                hasher.update(&bytes);
+                *written += bytes.len() as u64;
+                zip.write_all(&bytes)?;
+            }
+            Piece::End => {
+                let (name, hasher, bytes, started) = current
+                    .take()
+                    .ok_or_else(|| Error::Internal("a pack file ended twice".into()))?;
+                tracing::info!(
+                    file = name.as_str(),
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "evidence pack file written"
+                );
+                files.push(ManifestEntry {
+                    name,
+                    sha256: hex::encode(hasher.finalize()),
+                    bytes,
+                });
+            }
+        }
+    }
+    Ok((zip, files))
+}
