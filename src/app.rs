@@ -122,6 +122,7 @@ impl App {
             signer,
             pages: Pages::new().map_err(|e| Error::Template(e.to_string()))?,
             evidence_key,
+            evidence_builds: tokio::sync::Semaphore::new(1),
         });
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
         let server = HttpServer::new(move || {

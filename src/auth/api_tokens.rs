@@ -164,19 +164,28 @@ fn staff_member(
             "{email} is staff with the role {held}; a token cannot give them {role}"
         ))),
         None => {
-            let id = uuid::Uuid::now_v7().to_string();
-            diesel::insert_into(staff_users::table)
-                .values((
-                    staff_users::id.eq(&id),
-                    staff_users::issuer.eq(LOCAL_ISSUER),
-                    staff_users::subject.eq(email),
-                    staff_users::email.eq(email),
-                    staff_users::display_name.eq(email),
-                    staff_users::role.eq(role.as_str()),
-                    staff_users::created_at.eq(to_db(now)),
-                ))
-                .execute(conn)?;
-            Ok(id)
+            // Two admins issuing the first token of one address at once: one row wins, the
+            // other issue uses it (or is told the role differs).
+            let row = (
+                staff_users::id.eq(uuid::Uuid::now_v7().to_string()),
+                staff_users::issuer.eq(LOCAL_ISSUER),
+                staff_users::subject.eq(email),
+                staff_users::email.eq(email),
+                staff_users::display_name.eq(email),
+                staff_users::role.eq(role.as_str()),
+                staff_users::created_at.eq(to_db(now)),
+            );
+            match conn {
+                DbConnection::Postgres(pg) => diesel::insert_into(staff_users::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(pg)?,
+                DbConnection::Sqlite(sqlite) => diesel::insert_into(staff_users::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(sqlite)?,
+            };
+            staff_member(conn, now, email, role)
         }
     }
 }
@@ -195,6 +204,8 @@ pub fn authenticate(
         .filter(api_tokens::token_hash.eq(secret_hash(presented)))
         .filter(api_tokens::revoked_at.is_null())
         .filter(staff_users::disabled_at.is_null())
+        // The token's role, as long as its staff member still holds it.
+        .filter(staff_users::role.eq(api_tokens::role))
         .select((
             api_tokens::id,
             api_tokens::name,
@@ -264,28 +275,32 @@ pub fn list_tokens(conn: &mut DbConnection) -> Result<Vec<TokenListing>> {
 /// Revokes token `id`; revoking a revoked token changes nothing. Returns whether it was live.
 pub fn revoke(conn: &mut DbConnection, now: DateTime<Utc>, id: &str, actor: &str) -> Result<bool> {
     write_tx(conn, |conn| {
-        let revoked: Option<Option<NaiveDateTime>> = api_tokens::table
-            .find(id)
-            .select(api_tokens::revoked_at)
-            .first(conn)
-            .optional()?;
-        match revoked {
-            None => Err(Error::NotFound(format!("no API token {id}"))),
-            Some(Some(_)) => Ok(false),
-            Some(None) => {
-                diesel::update(api_tokens::table.find(id))
-                    .set(api_tokens::revoked_at.eq(Some(to_db(now))))
-                    .execute(conn)?;
-                append(
-                    conn,
-                    now,
-                    EventKind::ApiTokenRevoked,
-                    actor,
-                    Some(id),
-                    &json!({ "token": id }),
-                )?;
-                Ok(true)
-            }
+        let known: i64 = api_tokens::table
+            .filter(api_tokens::id.eq(id))
+            .count()
+            .get_result(conn)?;
+        if known == 0 {
+            return Err(Error::NotFound(format!("no API token {id}")));
         }
+        // Only a live token is revoked; of two concurrent revokes one changes the row.
+        let revoked = diesel::update(
+            api_tokens::table
+                .filter(api_tokens::id.eq(id))
+                .filter(api_tokens::revoked_at.is_null()),
+        )
+        .set(api_tokens::revoked_at.eq(Some(to_db(now))))
+        .execute(conn)?;
+        if revoked == 0 {
+            return Ok(false);
+        }
+        append(
+            conn,
+            now,
+            EventKind::ApiTokenRevoked,
+            actor,
+            Some(id),
+            &json!({ "token": id }),
+        )?;
+        Ok(true)
     })
 }

@@ -230,6 +230,7 @@ pub fn advance_stage(
                         review_items::state.eq(ITEM_PENDING),
                         review_items::decided_at.eq(None::<chrono::NaiveDateTime>),
                         review_items::approved_until.eq(None::<chrono::NaiveDateTime>),
+                        review_items::expired_at.eq(None::<chrono::NaiveDateTime>),
                     ))
                     .execute(conn)?;
                 events.push(

@@ -173,6 +173,7 @@ pub fn record_bulk(
                     review_items::state.eq(outcome.item_state()),
                     review_items::decided_at.eq(Some(to_db(now))),
                     review_items::approved_until.eq(approved_until),
+                    review_items::expired_at.eq(None::<chrono::NaiveDateTime>),
                 ))
                 .execute(conn)?;
             let pairs: Vec<_> = decided

@@ -168,6 +168,14 @@ pub fn record_decision(
         if item.campaign_id != campaign_id || item.reviewer_id != reviewer_id {
             return Err(Error::Forbidden("this access is not in your review".into()));
         }
+        // Decided no earlier than the item's latest decision: two submissions racing for the
+        // item's lock are recorded in the order they were applied (ties go by id, which is
+        // made after the lock), so the history's last decision is the item's state.
+        let latest: Option<chrono::NaiveDateTime> = decisions::table
+            .filter(decisions::item_id.eq(item_id))
+            .select(diesel::dsl::max(decisions::decided_at))
+            .first(conn)?;
+        let now = latest.map_or(now, |latest| now.max(from_db(latest)));
         if holds(
             &reviewer,
             &item.identity_external_id,
@@ -194,7 +202,7 @@ pub fn record_decision(
         {
             let last_comment: Option<Option<String>> = decisions::table
                 .filter(decisions::item_id.eq(item_id))
-                .order(decisions::decided_at.desc())
+                .order((decisions::decided_at.desc(), decisions::id.desc()))
                 .select(decisions::comment)
                 .first(conn)
                 .optional()?;

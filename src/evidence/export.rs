@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-use crate::campaigns::model::campaign;
+use crate::campaigns::model::{STATE_GENERATING, campaign};
 use crate::db::time::from_db;
 use crate::db::{DbConnection, is_postgres, write_tx};
 use crate::error::{Error, Result};
@@ -74,7 +74,11 @@ pub fn export_campaign(
     settings: PackSettings,
     actor: &str,
 ) -> Result<ExportSummary> {
-    campaign(conn, campaign_id)?;
+    if campaign(conn, campaign_id)?.state == STATE_GENERATING {
+        return Err(Error::Conflict(format!(
+            "campaign {campaign_id} is still being generated; it has no evidence yet"
+        )));
+    }
     let partial = out.with_extension("zip.partial");
     let mut attempt = 0;
     let summary = loop {

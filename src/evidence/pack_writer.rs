@@ -164,6 +164,16 @@ impl PackWriter {
     }
 }
 
+impl Drop for PackWriter {
+    /// A pack abandoned midway (an error between files): its thread is stopped and joined.
+    fn drop(&mut self) {
+        self.pieces = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
 fn hash_and_compress(
     mut zip: Archive,
     options: SimpleFileOptions,

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows, kind_of};
 use crate::evidence::item_records::{ITEM_CSV_HEADER, ItemRecord};
 use crate::evidence::summary::{Outcomes, Summary};
-use crate::evidence::verify_decisions::{ListedDecisions, instant};
+use crate::evidence::verify_decisions::{ItemDecisions, ListedDecisions, instant};
 
 fn failed(what: String) -> Error {
     Error::BadRequest(what)
@@ -30,21 +30,29 @@ struct Tally {
     decided_after_due: u64,
     /// For unanswered items: what the no-response policy did, and how often.
     no_response_policy: BTreeMap<String, u64>,
-    /// Each expected row of `exceptions.csv` -> how many times.
-    exceptions: ExpectedExceptions,
+    /// Exceptions by kind.
+    exceptions: BTreeMap<String, u64>,
 }
 
-/// The rows `exceptions.csv` must hold (each with how many times), as the items imply them.
-pub type ExpectedExceptions = HashMap<Vec<String>, u64>;
+/// What the proved events say of single items.
+#[derive(Default)]
+pub struct ItemFacts {
+    /// Item -> the no-response outcome it got at close (`items.unanswered`).
+    pub unanswered: HashMap<String, String>,
+    /// Items whose approval until a date expired (`approvals.expired`).
+    pub expired: HashSet<String>,
+}
 
-/// Checks the items against each other, the decisions and the summary; returns how many
-/// items there are and the exceptions they imply.
+/// Checks the items against each other, the decisions, the summary and the exceptions, all
+/// read side by side in item order; returns how many items there are.
 pub fn reconcile_items(
     items_csv: impl Read,
     items_jsonl: impl BufRead,
-    decisions: &ListedDecisions,
+    exceptions_csv: impl Read,
+    decisions: &mut ListedDecisions,
+    facts: &ItemFacts,
     summary: &Summary,
-) -> Result<(u64, ExpectedExceptions)> {
+) -> Result<u64> {
     let due_at = instant(&summary.timeliness.due_at)
         .ok_or_else(|| failed("summary.json: timeliness.due_at is not RFC 3339".into()))?;
     let mut reader = csv::Reader::from_reader(items_csv);
@@ -57,15 +65,30 @@ pub fn reconcile_items(
         ));
     }
     let mut rows = reader.records();
+    let mut exceptions = csv::Reader::from_reader(exceptions_csv);
+    let header = exceptions
+        .headers()
+        .map_err(|e| failed(format!("exceptions.csv: {e}")))?;
+    if header.iter().ne(EXCEPTIONS_CSV_HEADER) {
+        return Err(failed(
+            "exceptions.csv: its header is not the pack format's".into(),
+        ));
+    }
+    let mut exception_rows_read = exceptions.records();
+    let mut exception_row = 1;
     let mut tally = Tally::default();
-    let mut seen = HashSet::new();
+    let mut previous: Option<String> = None;
     let mut count = 0u64;
     for (line, text) in items_jsonl.lines().enumerate() {
         let at_line = |what: String| failed(format!("items.jsonl line {}: {what}", line + 1));
         let text = text.map_err(|e| at_line(e.to_string()))?;
         let item: ItemRecord = serde_json::from_str(&text).map_err(|e| at_line(e.to_string()))?;
-        if !seen.insert(item.item_id.clone()) {
-            return Err(at_line(format!("item {} is listed twice", item.item_id)));
+        // In id order, each once: a repeated or moved row is an edit.
+        if previous.as_ref().is_some_and(|p| *p >= item.item_id) {
+            return Err(at_line(format!(
+                "item {} is repeated or out of order",
+                item.item_id
+            )));
         }
         let row = rows
             .next()
@@ -83,62 +106,124 @@ pub fn reconcile_items(
                 line + 1
             )));
         }
-        check_outcome(&item, decisions)
+        check_outcome(&item, decisions.of_item.remove(&item.item_id), facts)
             .map_err(|what| at_line(format!("item {}: {what}", item.item_id)))?;
+        // The item's exceptions are the next rows of exceptions.csv.
+        for expected in exception_rows(&item, due_at) {
+            exception_row += 1;
+            let found = exception_rows_read
+                .next()
+                .transpose()
+                .map_err(|e| failed(format!("exceptions.csv row {exception_row}: {e}")))?;
+            if found
+                .as_ref()
+                .map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
+                != Some(expected.clone())
+            {
+                return Err(failed(format!(
+                    "exceptions.csv row {exception_row}: not the {} exception of item {} that \
+                     items.jsonl implies",
+                    kind_of(&expected),
+                    item.item_id
+                )));
+            }
+            *tally
+                .exceptions
+                .entry(kind_of(&expected).to_string())
+                .or_insert(0) += 1;
+        }
         tally.add(&item, due_at);
         count += 1;
+        previous = Some(item.item_id);
     }
     if rows.next().is_some() {
         return Err(failed("items.csv has more rows than items.jsonl".into()));
     }
-    if let Some((item, (_, decision))) = decisions
-        .latest_of_item
-        .iter()
-        .find(|(item, _)| !seen.contains(*item))
-    {
+    if exception_rows_read.next().is_some() {
         return Err(failed(format!(
-            "decisions.jsonl lists decision {decision} of item {item}, which items.jsonl does \
-             not list"
+            "exceptions.csv row {}: an exception no item of items.jsonl implies",
+            exception_row + 1
+        )));
+    }
+    if let Some((item, decided)) = decisions.of_item.iter().next() {
+        return Err(failed(format!(
+            "decisions.jsonl lists decision {} of item {item}, which items.jsonl does not list",
+            decided.latest_id
         )));
     }
     check_summary(summary, &tally)?;
-    Ok((count, tally.exceptions))
+    if tally.exceptions != summary.exceptions {
+        return Err(failed(format!(
+            "summary.json counts exceptions {:?}, the items imply {:?}",
+            summary.exceptions, tally.exceptions
+        )));
+    }
+    Ok(count)
 }
 
 /// The item's outcome is what its latest listed decision made of it.
 fn check_outcome(
     item: &ItemRecord,
-    decisions: &ListedDecisions,
+    decided: Option<ItemDecisions>,
+    facts: &ItemFacts,
 ) -> std::result::Result<(), String> {
     let decided_at = item.decided_at.as_deref().and_then(instant);
-    let latest = decisions.latest_of_item.get(&item.item_id);
-    let last = match (&item.last_decision_id, latest) {
+    let last = match (&item.last_decision_id, decided) {
         (None, None) => None,
-        (Some(id), Some((_, latest))) if id == latest => decisions.by_id.get(id),
+        (Some(id), Some(decided)) if *id == decided.latest_id => Some(decided),
         (Some(id), _) => {
             return Err(format!(
                 "its last decision {id} is not its latest listed decision"
             ));
         }
-        (None, Some((_, latest))) => {
+        (None, Some(decided)) => {
             return Err(format!(
-                "decision {latest} of it is listed, the item names none"
+                "decision {} of it is listed, the item names none",
+                decided.latest_id
             ));
         }
     };
     let settled_by = |outcome: &str| {
-        last.is_some_and(|d| d.outcome == outcome && d.at.is_some() && d.at == decided_at)
+        last.as_ref().is_some_and(|d| {
+            d.latest_outcome == outcome && d.latest_at.is_some() && d.latest_at == decided_at
+        })
     };
+    let approved_until = item.approved_until.as_deref().and_then(instant);
+    let approved_as_decided = last
+        .as_ref()
+        .is_some_and(|d| d.latest_approved_until == approved_until);
+    // An approval until a date that passed: the decision set the date, the item's expiry is
+    // no earlier, and an approvals.expired event names the item.
+    let expired = approved_as_decided
+        && approved_until.is_some()
+        && item
+            .approval_expired_at
+            .as_deref()
+            .and_then(instant)
+            .is_some_and(|at| Some(at) >= approved_until)
+        && facts.expired.contains(&item.item_id);
     let consistent = match item.outcome.as_str() {
-        ITEM_APPROVED => settled_by("approve"),
-        // Revoked, or approved until a date that has passed.
+        ITEM_APPROVED => {
+            settled_by("approve") && approved_as_decided && item.approval_expired_at.is_none()
+        }
         ITEM_REVOKED => {
-            settled_by("revoke") || (settled_by("approve") && item.approval_expired_at.is_some())
+            (settled_by("revoke") && item.approval_expired_at.is_none())
+                || (settled_by("approve") && expired)
+        }
+        // Unanswered at close: the outcome the close event gave it.
+        ITEM_NO_RESPONSE
+            if facts.unanswered.get(&item.item_id).map(String::as_str)
+                != Some(item.no_response_outcome.as_deref().unwrap_or("none")) =>
+        {
+            return Err("its no-response outcome is not the one the close recorded".into());
         }
         // Undecided: no decision, "don't know", or one of an earlier stage.
         ITEM_PENDING | ITEM_NO_RESPONSE => {
             decided_at.is_none()
-                && (last.is_none_or(|d| d.outcome == "dont_know") || item.stage > 1)
+                && (last
+                    .as_ref()
+                    .is_none_or(|d| d.latest_outcome == "dont_know")
+                    || item.stage > 1)
         }
         other => {
             return Err(format!(
@@ -180,9 +265,6 @@ impl Tally {
                 .no_response_policy
                 .entry(outcome.to_string())
                 .or_insert(0) += 1;
-        }
-        for row in exception_rows(item, due_at) {
-            *self.exceptions.entry(row).or_insert(0) += 1;
         }
     }
 }
@@ -275,55 +357,6 @@ fn check_summary(summary: &Summary, tally: &Tally) -> Result<()> {
         return Err(failed(format!(
             "summary.json: timeliness counts {} items decided after the due date, the items {}",
             summary.timeliness.items_decided_after_due, tally.decided_after_due
-        )));
-    }
-    Ok(())
-}
-
-/// `exceptions.csv` lists exactly the exceptions the items imply, and the summary counts them.
-pub fn check_exceptions(
-    exceptions_csv: impl Read,
-    summary: &Summary,
-    mut expected: ExpectedExceptions,
-) -> Result<()> {
-    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
-    for (row, n) in &expected {
-        *by_kind.entry(kind_of(row).to_string()).or_insert(0) += n;
-    }
-    if by_kind != summary.exceptions {
-        return Err(failed(format!(
-            "summary.json counts exceptions {:?}, the items imply {by_kind:?}",
-            summary.exceptions
-        )));
-    }
-    let mut reader = csv::Reader::from_reader(exceptions_csv);
-    let header = reader
-        .headers()
-        .map_err(|e| failed(format!("exceptions.csv: {e}")))?;
-    if header.iter().ne(EXCEPTIONS_CSV_HEADER) {
-        return Err(failed(
-            "exceptions.csv: its header is not the pack format's".into(),
-        ));
-    }
-    for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| failed(format!("exceptions.csv row {}: {e}", row + 2)))?;
-        let cells: Vec<String> = record.iter().map(str::to_string).collect();
-        match expected.get_mut(&cells) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ => {
-                return Err(failed(format!(
-                    "exceptions.csv row {}: item {} has no such exception in items.jsonl",
-                    row + 2,
-                    cells.first().map_or("", String::as_str),
-                )));
-            }
-        }
-    }
-    if let Some((row, _)) = expected.iter().find(|(_, n)| **n > 0) {
-        return Err(failed(format!(
-            "exceptions.csv does not list the {} exception of item {}",
-            kind_of(row),
-            row[0]
         )));
     }
     Ok(())

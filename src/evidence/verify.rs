@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
 use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
-use crate::evidence::reconcile::{check_exceptions, reconcile_items};
+use crate::evidence::reconcile::{ItemFacts, reconcile_items};
 use crate::evidence::summary::Summary;
 use crate::evidence::verify_decisions::{ProvedDecision, check_decisions, instant};
 use crate::ledger::checkpoint::{verify_note, verify_signed};
@@ -42,23 +42,47 @@ fn failed(what: String) -> Error {
 struct Pack {
     path: std::path::PathBuf,
     archive: zip::ZipArchive<std::fs::File>,
+    /// Which file this is (device and inode), so that a second handle reads the same one.
+    identity: (u64, u64),
+}
+
+#[cfg(unix)]
+fn identity_of(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity_of(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
+    Ok((file.metadata()?.len(), 0))
 }
 
 impl Pack {
     fn open(path: &Path) -> Result<Pack> {
         let file = std::fs::File::open(path)
             .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
+        let identity = identity_of(&file)?;
         let archive = zip::ZipArchive::new(file)
             .map_err(|e| failed(format!("{} is not a zip archive: {e}", path.display())))?;
         Ok(Pack {
             path: path.to_path_buf(),
             archive,
+            identity,
         })
     }
 
-    /// Another handle on the same pack, to read two of its files side by side.
+    /// Another handle on the same pack (the same file, not one put in its place since), to
+    /// read two of its files side by side.
     fn again(&self) -> Result<Pack> {
-        Pack::open(&self.path)
+        let other = Pack::open(&self.path)?;
+        if other.identity != self.identity {
+            return Err(failed(format!(
+                "{} was replaced while it was being checked",
+                self.path.display()
+            )));
+        }
+        Ok(other)
     }
 
     /// One file, streamed.
@@ -153,6 +177,8 @@ pub fn verify_pack(
     // What each proved decision event says: decision id -> its fields.
     let mut proved: HashMap<String, ProvedDecision> = HashMap::new();
     let mut opened_items = None;
+    // What the events say of single items: the no-response outcome, an expired approval.
+    let mut facts = ItemFacts::default();
     let mut opened_due = None;
     let mut closed_at = None;
     let events_file = std::io::BufReader::new(pack.entry("events.jsonl")?);
@@ -183,20 +209,49 @@ pub fn verify_pack(
             .map_err(|e| at_line(format!("event {}: {e}", event.seq)))?;
         match event.kind.as_str() {
             "campaign.opened" => {
+                if opened_due.is_some() {
+                    return Err(at_line("a second campaign.opened event".into()));
+                }
                 opened_items = payload["items"].as_u64();
                 opened_due = payload["due_at"].as_str().and_then(instant);
             }
-            "campaign.closed" => closed_at = instant(&event.occurred_at),
-            "decision.recorded" => {
-                let id = payload["decision"].as_str().unwrap_or_default().to_string();
-                let proof = ProvedDecision::of(&payload, &payload["item"], &event.occurred_at);
-                proved.insert(id, proof);
+            "campaign.closed" => {
+                if closed_at.is_some() {
+                    return Err(at_line("a second campaign.closed event".into()));
+                }
+                closed_at = instant(&event.occurred_at);
             }
-            "decisions.recorded" => {
-                for pair in payload["decisions"].as_array().into_iter().flatten() {
+            "decision.recorded" | "decisions.recorded" => {
+                let single = [serde_json::json!({
+                    "decision": payload["decision"],
+                    "item": payload["item"],
+                })];
+                let pairs = match payload["decisions"].as_array() {
+                    Some(pairs) => pairs.as_slice(),
+                    None => &single,
+                };
+                for pair in pairs {
                     let id = pair["decision"].as_str().unwrap_or_default().to_string();
                     let proof = ProvedDecision::of(&payload, &pair["item"], &event.occurred_at);
-                    proved.insert(id, proof);
+                    if proved.insert(id.clone(), proof).is_some() {
+                        return Err(at_line(format!("decision {id} is proved twice")));
+                    }
+                }
+            }
+            "items.unanswered" => {
+                let outcome = payload["outcome"].as_str().unwrap_or_default();
+                for item in payload["items"].as_array().into_iter().flatten() {
+                    let item = item.as_str().unwrap_or_default().to_string();
+                    if facts.unanswered.insert(item, outcome.to_string()).is_some() {
+                        return Err(at_line("an item is unanswered twice".into()));
+                    }
+                }
+            }
+            "approvals.expired" => {
+                for item in payload["items"].as_array().into_iter().flatten() {
+                    facts
+                        .expired
+                        .insert(item.as_str().unwrap_or_default().to_string());
                 }
             }
             _ => {}
@@ -252,23 +307,24 @@ pub fn verify_pack(
             )));
         }
     }
-    // Files read side by side from two handles on the pack, line by line.
-    let mut side = pack.again()?;
-    let decisions = check_decisions(
+    // Files read side by side from several handles on the pack, line by line.
+    let (mut second, mut third) = (pack.again()?, pack.again()?);
+    let mut decisions = check_decisions(
         std::io::BufReader::new(pack.entry("decisions.jsonl")?),
-        side.entry("decisions.csv")?,
+        second.entry("decisions.csv")?,
         proved,
         &campaign,
         due_at,
     )?;
-    let (items, exceptions) = reconcile_items(
-        side.entry("items.csv")?,
+    decisions.check_summary(&summary)?;
+    let items = reconcile_items(
+        second.entry("items.csv")?,
         std::io::BufReader::new(pack.entry("items.jsonl")?),
-        &decisions,
+        third.entry("exceptions.csv")?,
+        &mut decisions,
+        &facts,
         &summary,
     )?;
-    check_exceptions(pack.entry("exceptions.csv")?, &summary, exceptions)?;
-    decisions.check_summary(&summary)?;
     if Some(items) != counts["review_items"].as_u64() || opened_items != Some(items) {
         return Err(failed(format!(
             "items.csv lists {items} items; population.json counts {} review items and the \

@@ -78,19 +78,22 @@ impl ProvedDecision {
     }
 }
 
-/// One listed decision as the items refer to it.
-pub struct ListedDecision {
-    pub item: String,
-    pub outcome: String,
-    pub at: Option<DateTime<Utc>>,
+/// What the decisions say of one item: its latest decision (in history order: time, then
+/// id) and its first approval or revocation.
+pub struct ItemDecisions {
+    pub latest_at: Option<DateTime<Utc>>,
+    pub latest_id: String,
+    pub latest_outcome: String,
+    /// The latest decision's approval end, if it approved until a date.
+    pub latest_approved_until: Option<DateTime<Utc>>,
+    pub first_decided: Option<DateTime<Utc>>,
 }
 
 /// What the decisions files hold, checked.
 pub struct ListedDecisions {
     pub count: u64,
-    pub by_id: HashMap<String, ListedDecision>,
-    /// Each item's latest decision (in history order: time, then id).
-    pub latest_of_item: HashMap<String, (Option<DateTime<Utc>>, String)>,
+    /// Item id -> what its decisions say; the items' check takes each entry out.
+    pub of_item: HashMap<String, ItemDecisions>,
     tally: DecisionTally,
 }
 
@@ -114,8 +117,7 @@ pub fn check_decisions(
     let mut rows = csv.records();
     let mut listed = ListedDecisions {
         count: 0,
-        by_id: HashMap::new(),
-        latest_of_item: HashMap::new(),
+        of_item: HashMap::new(),
         tally: DecisionTally::default(),
     };
     let mut seen = HashSet::new();
@@ -152,22 +154,27 @@ pub fn check_decisions(
             )));
         }
         let at = instant(&decision.decided_at);
-        let latest = listed
-            .latest_of_item
+        let settles = decision.outcome != "dont_know";
+        let item = listed
+            .of_item
             .entry(decision.item_id.clone())
-            .or_insert((at, id.clone()));
-        if (at, &id) > (latest.0, &latest.1) {
-            *latest = (at, id.clone());
+            .or_insert_with(|| ItemDecisions {
+                latest_at: at,
+                latest_id: id.clone(),
+                latest_outcome: decision.outcome.clone(),
+                latest_approved_until: decision.approved_until.as_deref().and_then(instant),
+                first_decided: None,
+            });
+        if (at, &id) > (item.latest_at, &item.latest_id) {
+            item.latest_at = at;
+            item.latest_id = id;
+            item.latest_outcome = decision.outcome.clone();
+            item.latest_approved_until = decision.approved_until.as_deref().and_then(instant);
+        }
+        if settles && let Some(at) = at {
+            item.first_decided = Some(item.first_decided.map_or(at, |first| first.min(at)));
         }
         listed.tally.add(&decision, at, due_at);
-        listed.by_id.insert(
-            id,
-            ListedDecision {
-                item: decision.item_id,
-                outcome: decision.outcome,
-                at,
-            },
-        );
         listed.count += 1;
     }
     if rows.next().is_some() {
@@ -184,9 +191,10 @@ pub fn check_decisions(
 }
 
 impl ListedDecisions {
-    /// The summary's timeliness and progress are what the decisions say.
+    /// The summary's timeliness and progress are what the decisions say (before the items'
+    /// check takes the per-item entries out).
     pub fn check_summary(&self, summary: &Summary) -> Result<()> {
-        self.tally.check(summary)
+        self.tally.check(summary, &self.of_item)
     }
 }
 
@@ -196,8 +204,6 @@ struct DecisionTally {
     per_reviewer: BTreeMap<String, ReviewerDecisions>,
     after_due: u64,
     per_day: BTreeMap<NaiveDate, u64>,
-    /// Each item's first approval or revocation.
-    first_decided: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(Default, PartialEq, Eq, Debug)]
@@ -221,18 +227,11 @@ impl DecisionTally {
         reviewer.first = Some(reviewer.first.map_or(at, |first| first.min(at)));
         reviewer.last = Some(reviewer.last.map_or(at, |last| last.max(at)));
         *self.per_day.entry(at.date_naive()).or_insert(0) += 1;
-        if decision.outcome != "dont_know" {
-            let first = self
-                .first_decided
-                .entry(decision.item_id.clone())
-                .or_insert(at);
-            *first = (*first).min(at);
-        }
     }
 
-    fn progress(&self) -> Vec<DayProgress> {
+    fn progress(&self, of_item: &HashMap<String, ItemDecisions>) -> Vec<DayProgress> {
         let mut firsts: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-        for at in self.first_decided.values() {
+        for at in of_item.values().filter_map(|item| item.first_decided) {
             *firsts.entry(at.date_naive()).or_insert(0) += 1;
         }
         let mut so_far = 0;
@@ -251,7 +250,7 @@ impl DecisionTally {
             .collect()
     }
 
-    fn check(&self, summary: &Summary) -> Result<()> {
+    fn check(&self, summary: &Summary, of_item: &HashMap<String, ItemDecisions>) -> Result<()> {
         if self.after_due != summary.timeliness.decisions_after_due {
             return Err(failed(format!(
                 "summary.json counts {} decisions after the due date, decisions.jsonl has {}",
@@ -290,7 +289,7 @@ impl DecisionTally {
                 "decisions.jsonl lists decisions of {email}, whom summary.json does not list"
             )));
         }
-        if self.progress() != summary.progress {
+        if self.progress(of_item) != summary.progress {
             return Err(failed(
                 "summary.json: the progress by day differs from decisions.jsonl".into(),
             ));

@@ -1,7 +1,8 @@
 //! `/api/v1`: what auditors (and admins) reach with an API token: the campaigns, and each
 //! campaign's evidence pack, built when asked, signed, recorded as an export by that token,
-//! and streamed from a private temporary file; plus the evidence public key, which anyone may
-//! fetch to check a pack against the service rather than against the pack itself.
+//! and streamed from a private temporary file (one build at a time per instance); plus the
+//! evidence public key, which anyone may fetch to check a pack against the service rather
+//! than against the pack itself.
 
 use std::sync::Arc;
 
@@ -78,6 +79,14 @@ pub async fn evidence(
         return Refused::Failed(Error::NotFound(format!("campaign {campaign_id} not found")))
             .response();
     }
+    let Ok(_building) = state.evidence_builds.try_acquire() else {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "30"))
+            .json(json!({
+                "code": "busy",
+                "message": "another evidence pack is being built; try again shortly",
+            }));
+    };
     let key = Arc::clone(&state.evidence_key);
     let retention_years = state.config.evidence.retention_years;
     let now = state.clock.now();
@@ -99,7 +108,10 @@ pub async fn evidence(
             // Opened, then the directory removed: the open file is all that is left.
             let file = std::fs::File::open(&out)
                 .map_err(|e| Error::Io(format!("cannot open the pack: {e}")))?;
-            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let bytes = file
+                .metadata()
+                .map_err(|e| Error::Io(format!("cannot read the pack's size: {e}")))?
+                .len();
             Ok((file, bytes))
         })
         .await;
@@ -115,5 +127,7 @@ pub async fn evidence(
             format!("attachment; filename=\"attest-evidence-{campaign_id}.zip\""),
         ))
         .insert_header((header::CONTENT_LENGTH, bytes))
+        // Already compressed: the server's gzip would only cost time and the length.
+        .insert_header((header::CONTENT_ENCODING, "identity"))
         .streaming(stream)
 }

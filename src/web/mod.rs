@@ -37,6 +37,9 @@ pub struct AppState {
     pub pages: Pages,
     /// Signs evidence packs built for download; its public half is served.
     pub evidence_key: Arc<CheckpointKey>,
+    /// One pack is built at a time per instance: a build holds a database connection and a
+    /// long read for its whole run.
+    pub evidence_builds: tokio::sync::Semaphore,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::auth::{ApiToken, Role, authenticate};
 use crate::error::Error;
 use crate::web::AppState;
+use crate::web::access_log::loggable_path;
 
 /// Why an API request is refused, as its response.
 #[derive(Debug)]
@@ -54,7 +55,7 @@ pub async fn bearer(
                 .then(|| token.trim().to_string())
         });
     let Some(presented) = presented else {
-        tracing::warn!(path = request.path(), "API request without a bearer token");
+        tracing::warn!(path = %loggable_path(request.path()), "API request without a bearer token");
         return Err(Refused::Unauthenticated);
     };
     let now = state.clock.now();
@@ -65,14 +66,14 @@ pub async fn bearer(
     let token = match found {
         Ok(token) => token,
         Err(Error::Unauthorized) => {
-            tracing::warn!(path = request.path(), "API request with an invalid token");
+            tracing::warn!(path = %loggable_path(request.path()), "API request with an invalid token");
             return Err(Refused::Unauthenticated);
         }
         Err(e) => return Err(Refused::Failed(e)),
     };
     if !allowed.contains(&token.role) {
         tracing::warn!(
-            path = request.path(),
+            path = %loggable_path(request.path()),
             token = %token.id,
             role = %token.role,
             "API request refused for its role"

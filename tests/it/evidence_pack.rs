@@ -32,6 +32,43 @@ async fn a_pack_of_every_kind_of_item_reconciles_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_applied_after_a_later_one_stays_last_in_the_history() {
+    let o = open_campaign(|_| {}).await;
+    let (item, _, _) = pending_of(&o, "alice@example.com").await.remove(0);
+    // Two submissions raced: the one stamped later was applied first.
+    o.app.clock.set(o.opened + Duration::hours(2));
+    decide(
+        &o,
+        "alice@example.com",
+        &item,
+        DecisionOutcome::Revoke,
+        "gone",
+    )
+    .await;
+    o.app.clock.set(o.opened + Duration::hours(1));
+    decide(
+        &o,
+        "alice@example.com",
+        &item,
+        DecisionOutcome::Approve,
+        "still here",
+    )
+    .await;
+    let pack = export(&o, "raced.zip").await;
+    verify_pack(&pack, None, None).unwrap();
+    let row: serde_json::Value = text_entry(&pack, "items.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["item_id"] == *item)
+        .unwrap();
+    assert_eq!(
+        row["outcome"], "approved",
+        "the decision applied last holds"
+    );
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_of_every_kind_of_item_reconciles_on_postgres() {
     let o = open_campaign_on_postgres(|_| {}).await;
     review_every_way_and_export(&o).await;
@@ -312,15 +349,17 @@ async fn check_tampering(o: &Open, pack: &Path) {
         refused.contains("items.jsonl line") && refused.contains("items.csv"),
         "{refused}"
     );
-    // One item deleted from both item files: the summary no longer adds up, or its
-    // decisions name an item the pack does not list.
+    // One item deleted from both item files: its exceptions, its decisions or the summary
+    // no longer match.
     let refused = refusal("item", &|name, bytes| match name {
         "items.csv" => edit_text(bytes, &|t| drop_line(t, 1)),
         "items.jsonl" => edit_text(bytes, &|t| drop_line(t, 0)),
         _ => {}
     });
     assert!(
-        refused.contains("summary.json") || refused.contains("which items.jsonl does not list"),
+        refused.contains("summary.json")
+            || refused.contains("which items.jsonl does not list")
+            || refused.contains("exceptions.csv row"),
         "{refused}"
     );
     // One decision deleted from both decision files, its event left.
@@ -349,6 +388,31 @@ async fn check_tampering(o: &Open, pack: &Path) {
     });
     assert!(
         refused.contains("do not follow from its latest decision"),
+        "{refused}"
+    );
+    // An unanswered access shown as kept instead of flagged, recounted everywhere.
+    let refused = refusal("no-response", &|name, bytes| match name {
+        "items.csv" => edit_text(bytes, &|t| {
+            t.replacen(",no_response,flag,", ",no_response,keep,", 1)
+        }),
+        "items.jsonl" => edit_text(bytes, &|t| {
+            t.replacen(
+                "\"no_response_outcome\":\"flag\"",
+                "\"no_response_outcome\":\"keep\"",
+                1,
+            )
+        }),
+        "summary.json" => {
+            let mut doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            let flagged = doc["no_response_policy"]["flag"].as_u64().unwrap();
+            doc["no_response_policy"]["flag"] = (flagged - 1).into();
+            doc["no_response_policy"]["keep"] = 1.into();
+            *bytes = serde_json::to_vec_pretty(&doc).unwrap();
+        }
+        _ => {}
+    });
+    assert!(
+        refused.contains("no-response outcome is not the one the close recorded"),
         "{refused}"
     );
     // The due date moved past the late decision.
@@ -399,7 +463,7 @@ async fn check_tampering(o: &Open, pack: &Path) {
         }
     });
     assert!(
-        refused.contains("exceptions.csv does not list"),
+        refused.contains("exceptions.csv row 2: not the"),
         "{refused}"
     );
     // The late decision hidden from the timeliness figures, in total or for its reviewer.
