@@ -222,8 +222,8 @@ impl Decider {
 fn raw_sqlite(path: &str) -> Duration {
     let setup = "CREATE TABLE raw_items AS SELECT * FROM review_items WHERE 0; \
                  CREATE UNIQUE INDEX raw_items_id ON raw_items (id); \
-                 CREATE INDEX raw_items_reviewer ON raw_items (reviewer_id); \
-                 CREATE INDEX raw_items_campaign_state ON raw_items (campaign_id, state);";
+                 CREATE INDEX raw_items_reviewer ON raw_items (reviewer_id, state); \
+                 CREATE INDEX raw_items_campaign_state ON raw_items (campaign_id, state, id);";
     sqlite3(path, setup);
     let started = Instant::now();
     sqlite3(

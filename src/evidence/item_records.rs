@@ -130,7 +130,7 @@ fn rfc3339(t: NaiveDateTime) -> String {
     from_db(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Calls `visit` with every item of the campaign, in id order, a page at a time.
+/// Calls `visit` with every item of the campaign, by outcome and then id, a page at a time.
 pub fn for_each_item(
     conn: &mut DbConnection,
     campaign_id: &str,
@@ -143,18 +143,29 @@ pub fn for_each_item(
         .into_iter()
         .map(|(id, email, name)| (id, (email, name)))
         .collect();
-    let mut after = String::new();
+    // By outcome, then id: the (campaign, state, id) index serves each page in order.
+    let mut states: Vec<String> = review_items::table
+        .filter(review_items::campaign_id.eq(campaign_id))
+        .select(review_items::state)
+        .distinct()
+        .load(conn)?;
+    states.sort();
     let mut count = 0u64;
-    loop {
+    let mut after = String::new();
+    let mut state_index = 0;
+    while let Some(state) = states.get(state_index) {
         let page: Vec<ReviewItem> = review_items::table
             .filter(review_items::campaign_id.eq(campaign_id))
+            .filter(review_items::state.eq(state))
             .filter(review_items::id.gt(&after))
             .order(review_items::id.asc())
             .limit(PAGE)
             .select(ReviewItem::as_select())
             .load(conn)?;
         let Some(last) = page.last() else {
-            return Ok(count);
+            state_index += 1;
+            after.clear();
+            continue;
         };
         after = last.id.clone();
         let ids: Vec<&String> = page.iter().map(|i| &i.id).collect();
@@ -209,6 +220,7 @@ pub fn for_each_item(
             count += 1;
         }
     }
+    Ok(count)
 }
 
 /// Writes, in one pass over the campaign's items, `items.csv` to `csv_out`, `items.jsonl` to

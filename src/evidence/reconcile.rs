@@ -77,14 +77,15 @@ pub fn reconcile_items(
     let mut exception_rows_read = exceptions.records();
     let mut exception_row = 1;
     let mut tally = Tally::default();
-    let mut previous: Option<String> = None;
+    let mut previous: Option<(String, String)> = None;
     let mut count = 0u64;
     for (line, text) in items_jsonl.lines().enumerate() {
         let at_line = |what: String| failed(format!("items.jsonl line {}: {what}", line + 1));
         let text = text.map_err(|e| at_line(e.to_string()))?;
         let item: ItemRecord = serde_json::from_str(&text).map_err(|e| at_line(e.to_string()))?;
-        // In id order, each once: a repeated or moved row is an edit.
-        if previous.as_ref().is_some_and(|p| *p >= item.item_id) {
+        // By outcome then id, each once: a repeated or moved row is an edit.
+        let key = (item.outcome.clone(), item.item_id.clone());
+        if previous.as_ref().is_some_and(|p| *p >= key) {
             return Err(at_line(format!(
                 "item {} is repeated or out of order",
                 item.item_id
@@ -134,7 +135,7 @@ pub fn reconcile_items(
         }
         tally.add(&item, due_at);
         count += 1;
-        previous = Some(item.item_id);
+        previous = Some(key);
     }
     if rows.next().is_some() {
         return Err(failed("items.csv has more rows than items.jsonl".into()));

@@ -327,7 +327,10 @@ async fn check_tampering(o: &Open, pack: &Path) {
     let refusal = |name: &str, change: &dyn Fn(&str, &mut Vec<u8>)| {
         let edited = dir.join(format!("edited-{name}.zip"));
         reseal(pack, &edited, &key, change);
-        verify_pack(&edited, None, None).unwrap_err().to_string()
+        match verify_pack(&edited, None, None) {
+            Ok(verified) => panic!("the {name} edit verified: {verified:?}"),
+            Err(e) => e.to_string(),
+        }
     };
     let edit_text = |bytes: &mut Vec<u8>, edit: &dyn Fn(&str) -> String| {
         let text = String::from_utf8(bytes.clone()).unwrap();
@@ -372,8 +375,8 @@ async fn check_tampering(o: &Open, pack: &Path) {
         refused.contains("which decisions.jsonl does not list"),
         "{refused}"
     );
-    // The revoked access shown as approved everywhere the pack counts it: the item no
-    // longer follows from the decision its event proves.
+    // The revoked access shown as approved everywhere the pack counts it: out of its place
+    // among the outcomes, or, moved there, not following from its decision.
     let refused = refusal("outcome", &|name, bytes| match name {
         "items.csv" => edit_text(bytes, &|t| t.replacen(",revoked,", ",approved,", 1)),
         "items.jsonl" => edit_text(bytes, &|t| {
@@ -383,6 +386,47 @@ async fn check_tampering(o: &Open, pack: &Path) {
             let mut doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
             recount_one_revoked_as_approved(&mut doc);
             *bytes = serde_json::to_vec_pretty(&doc).unwrap();
+        }
+        _ => {}
+    });
+    assert!(refused.contains("is repeated or out of order"), "{refused}");
+    // An approval's time moved, in both item files: it no longer follows from its decision.
+    let approved: serde_json::Value = text_entry(pack, "items.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["outcome"] == "approved")
+        .unwrap();
+    let at = approved["decided_at"].as_str().unwrap();
+    let earlier = (chrono::DateTime::parse_from_rfc3339(at).unwrap() - Duration::seconds(1))
+        .with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let item = approved["item_id"].as_str().unwrap().to_string();
+    let refused = refusal("decided-at", &|name, bytes| match name {
+        "items.jsonl" => edit_text(bytes, &|t| {
+            t.lines()
+                .map(|line| {
+                    let mut row: serde_json::Value = serde_json::from_str(line).unwrap();
+                    if row["item_id"] == *item {
+                        row["decided_at"] = earlier.clone().into();
+                    }
+                    format!("{row}\n")
+                })
+                .collect()
+        }),
+        "items.csv" => {
+            let mut reader = csv::Reader::from_reader(bytes.as_slice());
+            let header = reader.headers().unwrap().clone();
+            let column = header.iter().position(|h| h == "decided_at").unwrap();
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record(&header).unwrap();
+            for record in reader.records() {
+                let mut cells: Vec<String> = record.unwrap().iter().map(str::to_string).collect();
+                if cells[0] == item {
+                    cells[column] = earlier.clone();
+                }
+                writer.write_record(&cells).unwrap();
+            }
+            *bytes = writer.into_inner().unwrap();
         }
         _ => {}
     });

@@ -8,8 +8,9 @@ CREATE INDEX decisions_campaign ON decisions (campaign_id, decided_at, id);
 -- walking every undecided item of the campaign.
 DROP INDEX review_items_reviewer;
 CREATE INDEX review_items_reviewer_state ON review_items (reviewer_id, state);
--- A campaign's items in id order, a page at a time (the evidence pack, the close), without
--- sorting every item of the campaign for each page.
-CREATE INDEX review_items_campaign_id ON review_items (campaign_id, id);
+-- A campaign's items of one state in id order, a page at a time (the evidence pack), without
+-- sorting every item of the campaign for each page; still counts a campaign's items by state.
+DROP INDEX review_items_campaign_state;
+CREATE INDEX review_items_campaign_state ON review_items (campaign_id, state, id);
 -- A campaign's events in log order (the evidence pack, the campaign's history).
 CREATE INDEX events_subject ON events (subject, seq);
