@@ -3,6 +3,8 @@
 //! reviewers, the SOC 2 mapping and how to verify the pack offline. The template escapes
 //! every value that comes from the directory or a reviewer.
 
+use std::collections::BTreeMap;
+
 use minijinja::{AutoEscape, Environment, context};
 use serde::Serialize;
 
@@ -10,7 +12,7 @@ use crate::campaigns::model::Campaign;
 use crate::error::{Error, Result};
 use crate::evidence::charts::{group_chart, progress_chart};
 use crate::evidence::soc2::Soc2Mapping;
-use crate::evidence::summary::{ReviewerSummary, Summary};
+use crate::evidence::summary::{DayProgress, Outcomes, ReviewerSummary, Summary, Timeliness};
 
 const TEMPLATE: &str = include_str!("templates/report.html");
 /// Reviewers listed in the report; all of them are in `summary.json`.
@@ -26,6 +28,17 @@ pub struct ReportContext<'a> {
     pub checkpoint_note: &'a str,
     /// The pack's other files, as the manifest lists them.
     pub files: Vec<String>,
+}
+
+/// The parts of the summary the report shows in full.
+#[derive(Serialize)]
+struct ReportFigures<'a> {
+    totals: &'a Outcomes,
+    privileged: &'a Outcomes,
+    timeliness: &'a Timeliness,
+    progress: &'a [DayProgress],
+    no_response_policy: &'a BTreeMap<String, u64>,
+    exceptions: &'a BTreeMap<String, u64>,
 }
 
 /// Renders the report of `campaign`.
@@ -57,7 +70,17 @@ pub fn render_report(
         .and_then(|t| {
             t.render(context! {
                 campaign,
-                summary,
+                // What the page shows of the summary: not its per-group and per-reviewer
+                // lists, which can be long (the top of each is passed on its own).
+                summary => ReportFigures {
+                    totals: &summary.totals,
+                    privileged: &summary.privileged,
+                    timeliness: &summary.timeliness,
+                    progress: &summary.progress,
+                    no_response_policy: &summary.no_response_policy,
+                    exceptions: &summary.exceptions,
+                },
+                groups_total => summary.by_group.len(),
                 soc2,
                 pack,
                 decided_percent => percent(summary.totals.decided()),
