@@ -41,6 +41,8 @@ pub struct ItemFacts {
     pub unanswered: HashMap<String, String>,
     /// Items whose approval until a date expired (`approvals.expired`).
     pub expired: HashSet<String>,
+    /// Items that went on to a later stage (`items.advanced`).
+    pub advanced: HashSet<String>,
 }
 
 /// Checks the items against each other, the decisions, the summary and the exceptions, all
@@ -218,13 +220,13 @@ fn check_outcome(
         {
             return Err("its no-response outcome is not the one the close recorded".into());
         }
-        // Undecided: no decision, "don't know", or one of an earlier stage.
+        // Undecided: no decision, "don't know", or one of an earlier stage it went on from.
         ITEM_PENDING | ITEM_NO_RESPONSE => {
             decided_at.is_none()
                 && (last
                     .as_ref()
                     .is_none_or(|d| d.latest_outcome == "dont_know")
-                    || item.stage > 1)
+                    || (item.stage > 1 && facts.advanced.contains(&item.item_id)))
         }
         other => {
             return Err(format!(

@@ -247,6 +247,13 @@ pub fn verify_pack(
                     }
                 }
             }
+            "items.advanced" => {
+                for item in payload["items"].as_array().into_iter().flatten() {
+                    facts
+                        .advanced
+                        .insert(item.as_str().unwrap_or_default().to_string());
+                }
+            }
             "approvals.expired" => {
                 for item in payload["items"].as_array().into_iter().flatten() {
                     facts
