@@ -93,7 +93,7 @@ impl ConnectionOpener {
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA cache_size = -32768;",
+                     PRAGMA cache_size = -{SQLITE_CACHE_KIB};",
                     self.busy_timeout_ms
                 ))
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -298,6 +298,28 @@ macro_rules! insert_rows {
     };
 }
 
+/// Each SQLite connection's page cache, in KiB.
+pub const SQLITE_CACHE_KIB: i64 = 32 * 1024;
+
+/// Runs `work` with this SQLite connection's page cache (and so the memory its sorts may
+/// hold before spilling to temporary files) at `kib`, then puts it back; PostgreSQL is left
+/// as it is.
+pub fn with_sqlite_cache<T>(
+    conn: &mut DbConnection,
+    kib: i64,
+    work: impl FnOnce(&mut DbConnection) -> Result<T>,
+) -> Result<T> {
+    let DbConnection::Sqlite(sqlite) = conn else {
+        return work(conn);
+    };
+    sqlite.batch_execute(&format!("PRAGMA cache_size = -{kib};"))?;
+    let done = work(conn);
+    if let DbConnection::Sqlite(sqlite) = conn {
+        sqlite.batch_execute(&format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB};"))?;
+    }
+    done
+}
+
 pub fn is_postgres(conn: &DbConnection) -> bool {
     matches!(conn, DbConnection::Postgres(_))
 }
@@ -318,6 +340,41 @@ mod tests {
         let err = DatabaseTarget::parse("mysql://root@localhost/attest").unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
         assert!(err.to_string().contains("mysql"), "{err}");
+    }
+
+    #[test]
+    fn a_smaller_cache_holds_for_the_work_and_is_put_back() {
+        use diesel::sql_types::BigInt;
+        #[derive(diesel::QueryableByName)]
+        struct CacheSize {
+            #[diesel(sql_type = BigInt)]
+            cache_size: i64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::connect(&DatabaseConfig {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            ..DatabaseConfig::default()
+        })
+        .unwrap();
+        let mut conn = db.conn().unwrap();
+        let size = |conn: &mut DbConnection| match conn {
+            DbConnection::Sqlite(sqlite) => {
+                diesel::RunQueryDsl::get_result::<CacheSize>(
+                    diesel::sql_query("PRAGMA cache_size"),
+                    sqlite,
+                )
+                .unwrap()
+                .cache_size
+            }
+            DbConnection::Postgres(_) => unreachable!(),
+        };
+        let inside = with_sqlite_cache(&mut conn, 1024, |conn| Ok(size(conn))).unwrap();
+        assert_eq!(inside, -1024);
+        let failed: Result<()> = with_sqlite_cache(&mut conn, 1024, |_| {
+            Err(Error::Internal("the work failed".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(size(&mut conn), -SQLITE_CACHE_KIB);
     }
 
     #[test]
