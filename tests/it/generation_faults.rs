@@ -205,6 +205,37 @@ fn generation_killed_mid_transaction_leaves_no_half_campaign_on_postgres() {
     );
 }
 
+/// A `sqlite3` shell holding the database's write lock (an immediate transaction), once it
+/// has it.
+fn hold_write_lock(db: &Path) -> std::process::Child {
+    use std::io::{BufRead, Write};
+    let mut shell = std::process::Command::new("sqlite3")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = shell.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b".timeout 30000\nBEGIN IMMEDIATE;\nSELECT 'locked';\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(shell.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked", "the write lock was not taken");
+    shell
+}
+
+fn release_write_lock(mut shell: std::process::Child) {
+    use std::io::Write;
+    let mut stdin = shell.stdin.take().unwrap();
+    stdin.write_all(b"ROLLBACK;\n.quit\n").unwrap();
+    drop(stdin);
+    shell.wait().unwrap();
+}
+
 /// Reads one number from the SQLite database with its own connection.
 fn sqlite_number(db: &Path, sql: &str) -> i64 {
     let conn = std::process::Command::new("sqlite3")
@@ -256,8 +287,12 @@ fn a_generation_killed_between_chunks_is_removed_by_the_next_start_on_sqlite() {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+    // Take the database's write lock: the generator's next range waits for it, and is killed
+    // waiting, between two committed ranges, however fast or loaded the machine is.
+    let lock = hold_write_lock(&db);
     kill_and_reap(&mut generating);
     let written = sqlite_number(&db, "SELECT count(*) FROM review_items");
+    release_write_lock(lock);
     assert!(
         written > 0 && written < (people * groups) as i64,
         "{written} items"
