@@ -27,16 +27,10 @@ use attest::db::Database;
 use attest::decisions::bulk::{BulkRequest, BulkScope, record_bulk};
 use attest::decisions::{AuthContext, DecisionOutcome};
 use attest::directory::sync_source;
-use synthetic::{ACCESSES_PER_PERSON, SOURCE, config, write_access_list};
+use synthetic::{ACCESSES_PER_PERSON, SOURCE, config, items_from_args, write_access_list};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
-    let items = args
-        .windows(2)
-        .find(|w| w[0] == "--items")
-        .map(|w| w[1].parse().expect("--items N"))
-        .unwrap_or(if smoke { 5_000 } else { 1_000_000 });
+    let (smoke, items) = items_from_args();
     println!(
         "attest evidence export benchmark{}",
         if smoke { " (smoke size)" } else { "" }

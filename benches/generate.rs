@@ -31,7 +31,7 @@ use attest::db::Database;
 use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
 use attest::directory::sync_source;
 
-use synthetic::{ACCESSES_PER_PERSON, SOURCE, config, write_access_list};
+use synthetic::{ACCESSES_PER_PERSON, SOURCE, config, items_from_args, write_access_list};
 
 fn main() {
     // attest's own log (each campaign's read, freeze and open times) on standard error.
@@ -39,13 +39,7 @@ fn main() {
         .with_max_level(tracing::Level::INFO)
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
-    let items = args
-        .windows(2)
-        .find(|w| w[0] == "--items")
-        .map(|w| w[1].parse().expect("--items N"))
-        .unwrap_or(if smoke { 5_000 } else { 1_000_000 });
+    let (smoke, items) = items_from_args();
     println!(
         "attest campaign generation benchmark{}",
         if smoke { " (smoke size)" } else { "" }

@@ -1,7 +1,8 @@
 //! A synthetic directory for the benchmarks: a CSV source with one row per access, each person
 //! holding `ACCESSES_PER_PERSON` of them and reporting to a manager ten levels up a tree (so
 //! about a tenth of the people review), and the configuration that reads it with a `large`
-//! campaign over every group and a `small` one over one group.
+//! campaign over every group and a `small` one over one group; and the item-count arguments
+//! the benchmarks share.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -54,4 +55,17 @@ pub fn config(url: &str, csv: &Path) -> Config {
         config.campaigns.insert(name.to_string(), definition);
     }
     config
+}
+
+/// The benchmark's size from its arguments: `--smoke` (5,000 items, what CI runs), `--items N`,
+/// or 1,000,000. Returns (smoke, items).
+pub fn items_from_args() -> (bool, usize) {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let items = args
+        .windows(2)
+        .find(|w| w[0] == "--items")
+        .map(|w| w[1].parse().expect("--items N"))
+        .unwrap_or(if smoke { 5_000 } else { 1_000_000 });
+    (smoke, items)
 }

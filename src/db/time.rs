@@ -10,3 +10,9 @@ pub fn to_db(t: DateTime<Utc>) -> NaiveDateTime {
 pub fn from_db(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
 }
+
+/// A stored time as the evidence writes it: RFC 3339 in UTC with microseconds (the
+/// precision both databases keep), e.g. `2026-11-27T09:00:00.000000Z`.
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    from_db(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
-use crate::db::time::from_db;
+use crate::db::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::evidence::spreadsheet::safe_cell;
 
@@ -221,8 +221,4 @@ pub fn for_each_decision(
         }
     }
     Ok(())
-}
-
-fn rfc3339(t: NaiveDateTime) -> String {
-    from_db(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

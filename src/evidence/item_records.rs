@@ -9,14 +9,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::campaigns::model::{Campaign, ReviewItem};
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
-use crate::db::time::from_db;
+use crate::db::time::{from_db, rfc3339};
 use crate::error::{Error, Result};
 use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows, kind_of};
 use crate::evidence::spreadsheet::safe_cell;
@@ -124,10 +123,6 @@ impl ItemRecord {
             text(&self.last_auth_method),
         ]
     }
-}
-
-fn rfc3339(t: NaiveDateTime) -> String {
-    from_db(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Calls `visit` with every item of the campaign, by outcome and then id, a page at a time.

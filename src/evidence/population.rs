@@ -3,7 +3,6 @@
 //! the hash of what the directory returned) and the campaign's counts, so that an auditor
 //! reconciles the population with the items without asking anyone.
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -11,13 +10,9 @@ use crate::campaigns::lifecycle::summarize;
 use crate::campaigns::model::Campaign;
 use crate::db::DbConnection;
 use crate::db::schema::reviewers;
-use crate::db::time::from_db;
+use crate::db::time::rfc3339;
 use crate::directory::snapshot::{problems_of, sync_run};
 use crate::error::Result;
-
-fn rfc3339(t: NaiveDateTime) -> String {
-    from_db(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
 
 /// What the pack itself lists, for the counts.
 pub struct Listed {

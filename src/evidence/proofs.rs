@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::DbConnection;
 use crate::db::schema::{checkpoints, events};
-use crate::db::time::from_db;
+use crate::db::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::ledger::EventKind;
 use crate::ledger::checkpoint::leaf_hashes;
@@ -83,8 +83,7 @@ pub fn write_campaign_events(
                 seq: event.seq,
                 kind: event.kind,
                 actor: event.actor,
-                occurred_at: from_db(event.occurred_at)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                occurred_at: rfc3339(event.occurred_at),
                 subject: event.subject,
                 payload: event.payload,
                 leaf_hash: event.leaf_hash,

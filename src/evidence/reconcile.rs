@@ -12,6 +12,7 @@ use crate::campaigns::model::{ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_PENDING, ITE
 use crate::error::{Error, Result};
 use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows, kind_of};
 use crate::evidence::item_records::{ITEM_CSV_HEADER, ItemRecord};
+use crate::evidence::spreadsheet::next_row_is;
 use crate::evidence::summary::{Outcomes, Summary};
 use crate::evidence::verify_decisions::{ItemDecisions, ListedDecisions, instant};
 
@@ -93,15 +94,7 @@ pub fn reconcile_items(
                 item.item_id
             )));
         }
-        let row = rows
-            .next()
-            .transpose()
-            .map_err(|e| failed(format!("items.csv row {}: {e}", line + 2)))?;
-        if row
-            .as_ref()
-            .map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
-            != Some(item.csv_row())
-        {
+        if !next_row_is(&mut rows, &item.csv_row(), "items.csv", line + 2).map_err(failed)? {
             return Err(failed(format!(
                 "items.csv row {}: item {} differs from items.jsonl line {}",
                 line + 2,
@@ -114,14 +107,13 @@ pub fn reconcile_items(
         // The item's exceptions are the next rows of exceptions.csv.
         for expected in exception_rows(&item, due_at) {
             exception_row += 1;
-            let found = exception_rows_read
-                .next()
-                .transpose()
-                .map_err(|e| failed(format!("exceptions.csv row {exception_row}: {e}")))?;
-            if found
-                .as_ref()
-                .map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
-                != Some(expected.clone())
+            if !next_row_is(
+                &mut exception_rows_read,
+                &expected,
+                "exceptions.csv",
+                exception_row,
+            )
+            .map_err(failed)?
             {
                 return Err(failed(format!(
                     "exceptions.csv row {exception_row}: not the {} exception of item {} that \
@@ -272,12 +264,46 @@ impl Tally {
     }
 }
 
+fn differs(what: &str, said: &Outcomes, counted: &Outcomes) -> Error {
+    failed(format!(
+        "summary.json: {what} say {said:?}, the items add up to {counted:?}"
+    ))
+}
+
+/// The summary's counts per `what` (reviewer, group) are the items' exactly, each listed
+/// once and adding up; one listed without items must count nothing (a reviewer whose items
+/// all moved on after they decided).
+fn check_breakdown<'a>(
+    what: &str,
+    said: impl Iterator<Item = (&'a str, &'a Outcomes)>,
+    counted: &BTreeMap<String, Outcomes>,
+) -> Result<()> {
+    let mut listed: BTreeMap<&str, &Outcomes> = BTreeMap::new();
+    for (key, outcomes) in said {
+        if !outcomes.reconciles() || listed.insert(key, outcomes).is_some() {
+            return Err(failed(format!(
+                "summary.json: {what} {key} is counted twice or does not add up"
+            )));
+        }
+    }
+    for (key, counted) in counted {
+        match listed.remove(key.as_str()) {
+            Some(said) if said == counted => {}
+            Some(said) => return Err(differs(&format!("{what} {key}'s counts"), said, counted)),
+            None => {
+                return Err(failed(format!("summary.json does not count {what} {key}")));
+            }
+        }
+    }
+    match listed.iter().find(|(_, said)| said.items > 0) {
+        Some((extra, _)) => Err(failed(format!(
+            "summary.json counts items of {what} {extra}, who has none in items.jsonl"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn check_summary(summary: &Summary, tally: &Tally) -> Result<()> {
-    let differs = |what: &str, said: &Outcomes, counted: &Outcomes| {
-        failed(format!(
-            "summary.json: {what} say {said:?}, the items add up to {counted:?}"
-        ))
-    };
     if !summary.totals.reconciles() || summary.totals != tally.totals {
         return Err(differs("the totals", &summary.totals, &tally.totals));
     }
@@ -288,61 +314,22 @@ fn check_summary(summary: &Summary, tally: &Tally) -> Result<()> {
             &tally.privileged,
         ));
     }
-    let mut reviewers: BTreeMap<&str, &Outcomes> = BTreeMap::new();
-    for r in &summary.by_reviewer {
-        if !r.outcomes.reconciles() || reviewers.insert(&r.reviewer_email, &r.outcomes).is_some() {
-            return Err(failed(format!(
-                "summary.json: reviewer {} is counted twice or does not add up",
-                r.reviewer_email
-            )));
-        }
-    }
-    for (email, counted) in &tally.by_reviewer {
-        match reviewers.remove(email.as_str()) {
-            Some(said) if said == counted => {}
-            Some(said) => {
-                return Err(differs(
-                    &format!("reviewer {email}'s counts"),
-                    said,
-                    counted,
-                ));
-            }
-            None => {
-                return Err(failed(format!(
-                    "summary.json does not count reviewer {email}"
-                )));
-            }
-        }
-    }
-    // Left: reviewers listed for their decisions only (their items moved on).
-    if let Some((extra, _)) = reviewers.iter().find(|(_, said)| said.items > 0) {
-        return Err(failed(format!(
-            "summary.json counts items of reviewer {extra}, who has none"
-        )));
-    }
-    let mut groups: BTreeMap<&str, &Outcomes> = BTreeMap::new();
-    for g in &summary.by_group {
-        if !g.outcomes.reconciles() || groups.insert(&g.group_id, &g.outcomes).is_some() {
-            return Err(failed(format!(
-                "summary.json: group {} is counted twice or does not add up",
-                g.group_id
-            )));
-        }
-    }
-    for (group, counted) in &tally.by_group {
-        match groups.remove(group.as_str()) {
-            Some(said) if said == counted => {}
-            Some(said) => return Err(differs(&format!("group {group}'s counts"), said, counted)),
-            None => {
-                return Err(failed(format!("summary.json does not count group {group}")));
-            }
-        }
-    }
-    if let Some(extra) = groups.keys().next() {
-        return Err(failed(format!(
-            "summary.json counts group {extra}, which has no item"
-        )));
-    }
+    check_breakdown(
+        "reviewer",
+        summary
+            .by_reviewer
+            .iter()
+            .map(|r| (r.reviewer_email.as_str(), &r.outcomes)),
+        &tally.by_reviewer,
+    )?;
+    check_breakdown(
+        "group",
+        summary
+            .by_group
+            .iter()
+            .map(|g| (g.group_id.as_str(), &g.outcomes)),
+        &tally.by_group,
+    )?;
     let undecided = tally.totals.pending + tally.totals.no_response;
     if summary.timeliness.items_without_decision != undecided {
         return Err(failed(format!(

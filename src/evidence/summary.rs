@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::campaigns::model::{Campaign, ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_REVOKED};
 use crate::db::schema::{decisions, events, review_items, reviewers};
-use crate::db::time::from_db;
+use crate::db::time::rfc3339;
 use crate::db::{DbConnection, is_postgres};
 use crate::error::Result;
 
@@ -60,6 +60,20 @@ pub struct ReviewerSummary {
     pub decisions_after_due: u64,
     pub first_decision_at: Option<String>,
     pub last_decision_at: Option<String>,
+}
+
+impl ReviewerSummary {
+    /// A reviewer with nothing counted yet.
+    fn named(reviewer_email: String, reviewer_name: String) -> ReviewerSummary {
+        ReviewerSummary {
+            reviewer_email,
+            reviewer_name,
+            outcomes: Outcomes::default(),
+            decisions_after_due: 0,
+            first_decision_at: None,
+            last_decision_at: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -115,10 +129,6 @@ pub struct Summary {
     pub events_by_kind: BTreeMap<String, u64>,
 }
 
-fn rfc3339(t: NaiveDateTime) -> String {
-    from_db(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -152,14 +162,7 @@ pub fn summarize_campaign(
         let (email, name) = people.get(&reviewer_id).cloned().unwrap_or_default();
         by_reviewer
             .entry(reviewer_id)
-            .or_insert_with(|| ReviewerSummary {
-                reviewer_email: email,
-                reviewer_name: name,
-                outcomes: Outcomes::default(),
-                decisions_after_due: 0,
-                first_decision_at: None,
-                last_decision_at: None,
-            })
+            .or_insert_with(|| ReviewerSummary::named(email, name))
             .outcomes
             .add(&state, count(n));
         totals.add(&state, count(n));
@@ -179,14 +182,7 @@ pub fn summarize_campaign(
         let (email, name) = people.get(&reviewer_id).cloned().unwrap_or_default();
         let summary = by_reviewer
             .entry(reviewer_id)
-            .or_insert_with(|| ReviewerSummary {
-                reviewer_email: email,
-                reviewer_name: name,
-                outcomes: Outcomes::default(),
-                decisions_after_due: 0,
-                first_decision_at: None,
-                last_decision_at: None,
-            });
+            .or_insert_with(|| ReviewerSummary::named(email, name));
         summary.first_decision_at = first.map(rfc3339);
         summary.last_decision_at = last.map(rfc3339);
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::error::{Error, Result};
 use crate::evidence::decision_records::{CSV_HEADER, DecisionRecord};
+use crate::evidence::spreadsheet::next_row_is;
 use crate::evidence::summary::{DayProgress, Summary};
 
 fn failed(what: String) -> Error {
@@ -138,14 +139,8 @@ pub fn check_decisions(
         event.matches(&decision, campaign).map_err(|field| {
             at_line(format!("decision {id}: its {field} differs from its event"))
         })?;
-        let row = rows
-            .next()
-            .transpose()
-            .map_err(|e| failed(format!("decisions.csv row {}: {e}", line + 2)))?;
-        if row
-            .as_ref()
-            .map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
-            != Some(decision.csv_row())
+        if !next_row_is(&mut rows, &decision.csv_row(), "decisions.csv", line + 2)
+            .map_err(failed)?
         {
             return Err(failed(format!(
                 "decisions.csv row {}: differs from decisions.jsonl line {}",

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::campaigns::ReviewItem;
-use attest::campaigns::delegation::{DelegatedBy, Delegation, delegate};
 use attest::campaigns::model::items_of_reviewer;
 use attest::decisions::{DecisionOutcome, DecisionRequest, record_decision};
 use attest::ledger::EventKind;
@@ -14,7 +13,8 @@ use chrono::{Duration, NaiveDate};
 
 use crate::common::{self, FALLBACK};
 use crate::open_review::{
-    Open, auth, events_of, mail_of_kind, open_campaign, open_campaign_on_postgres, recipients,
+    Open, auth, events_of, mail_of_kind, open_campaign, open_campaign_on_postgres,
+    reassign_by_admin, recipients,
 };
 
 /// Every item of `email`'s, sorted by person then group.
@@ -380,24 +380,9 @@ async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason(o: Open) {
     );
 
     // An admin moves the rest to carol; a closed campaign's items no longer move.
-    let (campaign, bob) = (
-        o.campaign.clone(),
-        o.app.reviewer_id(&o.campaign, "bob@example.com").await,
-    );
-    let moved = o
-        .app
-        .blocking(move |db, clock, _| {
-            let delegation = Delegation {
-                campaign_id: &campaign,
-                from_reviewer_id: &bob,
-                to: "carol",
-                reason: "bob is on parental leave",
-                by: DelegatedBy::Admin("cli"),
-            };
-            let now = attest::clock::Clock::now(clock);
-            delegate(&mut db.conn().unwrap(), now, &delegation).unwrap()
-        })
-        .await;
+    let moved = reassign_by_admin(&o, "bob@example.com", "carol", "bob is on parental leave")
+        .await
+        .unwrap();
     assert_eq!((moved.items, moved.stuck), (daves, 0));
     let with_carol = items_of(&o, "carol@example.com").await;
     assert_eq!(
@@ -410,24 +395,7 @@ async fn a_reviewer_passes_their_undecided_accesses_on_with_a_reason(o: Open) {
     let events = events_of(&o, EventKind::ItemsReassigned).await;
     assert_eq!(events[1]["note"], "bob is on parental leave");
     o.app.tick_at(o.due).await;
-    let (campaign, carol) = (
-        o.campaign.clone(),
-        o.app.reviewer_id(&o.campaign, "carol@example.com").await,
-    );
-    let refused = o
-        .app
-        .blocking(move |db, clock, _| {
-            let delegation = Delegation {
-                campaign_id: &campaign,
-                from_reviewer_id: &carol,
-                to: "alice",
-                reason: "late",
-                by: DelegatedBy::Admin("cli"),
-            };
-            let now = attest::clock::Clock::now(clock);
-            delegate(&mut db.conn().unwrap(), now, &delegation)
-        })
-        .await;
+    let refused = reassign_by_admin(&o, "carol@example.com", "alice", "late").await;
     assert!(refused.unwrap_err().to_string().contains("closed"));
     crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;

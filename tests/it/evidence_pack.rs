@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use attest::campaigns::delegation::{DelegatedBy, Delegation, delegate};
 use attest::decisions::{DecisionOutcome, DecisionRequest, record_decision};
 use attest::evidence::export::{PackSettings, export_campaign};
 use attest::evidence::verify::verify_pack;
@@ -20,6 +19,7 @@ use diesel::prelude::*;
 
 use crate::open_review::{
     Open, auth, decide_all_of, open_campaign, open_campaign_on_postgres, pending_of,
+    reassign_by_admin,
 };
 use crate::pack_files::{read_entry, reseal, without_entry};
 
@@ -161,24 +161,9 @@ async fn review_every_way_and_export(o: &Open) -> PathBuf {
         "left the team",
     )
     .await;
-    let (campaign, bob) = (
-        o.campaign.clone(),
-        o.app.reviewer_id(&o.campaign, "bob@example.com").await,
-    );
-    let moved = o
-        .app
-        .blocking(move |db, clock, _| {
-            let delegation = Delegation {
-                campaign_id: &campaign,
-                from_reviewer_id: &bob,
-                to: "carol",
-                reason: "bob is on leave",
-                by: DelegatedBy::Admin("cli"),
-            };
-            let now = attest::clock::Clock::now(clock);
-            delegate(&mut db.conn().unwrap(), now, &delegation).unwrap()
-        })
-        .await;
+    let moved = reassign_by_admin(o, "bob@example.com", "carol", "bob is on leave")
+        .await
+        .unwrap();
     assert_eq!(moved.items, bobs.len() - 1);
     // carol decides one delegated access after the due date, before the close.
     o.app.clock.set(o.due + Duration::minutes(1));

@@ -151,3 +151,29 @@ pub async fn events_of(o: &Open, kind: EventKind) -> Vec<serde_json::Value> {
         })
         .await
 }
+
+/// An admin moves `from`'s undecided items to `to` (a login or email) with `reason`.
+pub async fn reassign_by_admin(
+    o: &Open,
+    from: &str,
+    to: &'static str,
+    reason: &'static str,
+) -> attest::error::Result<attest::campaigns::reassign::Reassigned> {
+    let (campaign, from) = (
+        o.campaign.clone(),
+        o.app.reviewer_id(&o.campaign, from).await,
+    );
+    o.app
+        .blocking(move |db, clock, _| {
+            let delegation = attest::campaigns::delegation::Delegation {
+                campaign_id: &campaign,
+                from_reviewer_id: &from,
+                to,
+                reason,
+                by: attest::campaigns::delegation::DelegatedBy::Admin("cli"),
+            };
+            let now = attest::clock::Clock::now(clock);
+            attest::campaigns::delegation::delegate(&mut db.conn().unwrap(), now, &delegation)
+        })
+        .await
+}
