@@ -198,6 +198,7 @@ fn prepare(dir: &Path, people: usize) -> (PathBuf, PathBuf, String) {
             },
             comment: Some("quarterly review".into()),
             approved_until: None,
+            reasons: Default::default(),
         };
         decided += record_bulk(&mut conn, SystemClock.now(), &request, &auth).unwrap();
     }

@@ -23,8 +23,8 @@ mod validate;
 mod validate_campaigns;
 
 pub use campaigns::{
-    CampaignDefinition, ChainStep, FirstPeriod, NoResponse, SchedulerConfig, StageDefinition,
-    StageOutcome,
+    CampaignDefinition, ChainStep, FirstPeriod, NoResponse, ReasonRequired, SchedulerConfig,
+    StageDefinition, StageOutcome,
 };
 pub use evidence::EvidenceConfig;
 pub use sources::{

@@ -51,6 +51,12 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A decision that must give a reason came without one.
+    #[error("{0}")]
+    ReasonRequired(String),
+    /// The item was decided by someone else after the decider's page showed it.
+    #[error("{0}")]
+    Stale(String),
     #[error("mail delivery failed: {0}")]
     Mail(String),
     #[error("template error: {0}")]
@@ -83,6 +89,8 @@ impl Error {
             Error::Csrf => "csrf_failed",
             Error::Conflict(_) => "conflict",
             Error::BadRequest(_) => "bad_request",
+            Error::ReasonRequired(_) => "reason_required",
+            Error::Stale(_) => "stale",
             Error::Mail(_) => "mail_failed",
             Error::Template(_) => "template_error",
             Error::Io(_) => "io_error",

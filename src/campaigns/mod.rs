@@ -9,6 +9,7 @@ pub mod delegation;
 mod freeze;
 pub mod generate;
 mod generation_guard;
+pub mod item_context;
 pub mod lifecycle;
 pub mod model;
 mod population;

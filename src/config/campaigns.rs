@@ -97,6 +97,10 @@ pub struct CampaignDefinition {
     /// Close by itself at the due date (inside `attest serve`).
     #[serde(default = "default_close_at_due")]
     pub close_at_due: bool,
+    /// Which decisions must give a reason: `revoke` (the default), `approve`,
+    /// `privileged_approve` (approving privileged access); `[]` for none.
+    #[serde(default = "default_reason_required_for")]
+    pub reason_required_for: Vec<ReasonRequired>,
 }
 
 impl CampaignDefinition {
@@ -138,6 +142,7 @@ impl CampaignDefinition {
             no_response: NoResponse::default(),
             max_auto_revoke_share: default_max_auto_revoke_share(),
             close_at_due: default_close_at_due(),
+            reason_required_for: default_reason_required_for(),
         }
     }
 }
@@ -248,6 +253,20 @@ fn default_max_auto_revoke_share() -> f64 {
 
 fn default_close_at_due() -> bool {
     true
+}
+
+fn default_reason_required_for() -> Vec<ReasonRequired> {
+    vec![ReasonRequired::Revoke]
+}
+
+/// A decision that must give a reason (see `reason_required_for`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonRequired {
+    Revoke,
+    Approve,
+    /// Approving access to a privileged group.
+    PrivilegedApprove,
 }
 
 fn default_schedule() -> String {

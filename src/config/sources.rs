@@ -172,6 +172,11 @@ pub struct PeopleQuery {
     pub login_attribute: String,
     pub name_attribute: String,
     pub email_attribute: String,
+    /// The person's job title, shown to reviewers. Empty to ignore.
+    pub title_attribute: String,
+    /// Where the person's department is read from, the first present wins (Active
+    /// Directory's `department`, inetOrgPerson's `departmentNumber`). Empty to ignore.
+    pub department_attributes: Vec<String>,
     pub manager_attribute: String,
     /// Attribute whose presence with a true-ish value marks the account disabled (optional).
     /// Always recognised besides: Active Directory `userAccountControl` (bit 2), 389-ds
@@ -202,6 +207,8 @@ impl Default for PeopleQuery {
             login_attribute: "uid".into(),
             name_attribute: "cn".into(),
             email_attribute: "mail".into(),
+            title_attribute: "title".into(),
+            department_attributes: vec!["department".into(), "departmentNumber".into()],
             manager_attribute: "manager".into(),
             disabled_attribute: None,
             member_of_attribute: "memberOf".into(),

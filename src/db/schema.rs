@@ -57,6 +57,8 @@ diesel::table! {
         member_of -> Text,
         gid_number -> Nullable<Text>,
         last_login_at -> Nullable<Timestamp>,
+        title -> Nullable<Text>,
+        department -> Nullable<Text>,
     }
 }
 

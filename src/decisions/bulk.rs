@@ -13,6 +13,7 @@ use crate::campaigns::model::ITEM_PENDING;
 use crate::db::schema::{campaigns, decisions, review_items};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, new_id, write_tx};
+use crate::decisions::reasons::ReasonRules;
 use crate::decisions::record::{
     AuthContext, DecisionOutcome, approval_end, check_may_decide, clean_comment, holds,
 };
@@ -65,6 +66,8 @@ pub struct BulkRequest {
     pub outcome: DecisionOutcome,
     pub comment: Option<String>,
     pub approved_until: Option<chrono::NaiveDate>,
+    /// Which decisions need a reason (the comment); checked on every item in scope.
+    pub reasons: ReasonRules,
 }
 
 /// Records the outcome on every undecided item of the reviewer in scope; returns how many.
@@ -107,6 +110,7 @@ pub fn record_bulk(
                 review_items::id,
                 review_items::identity_external_id,
                 review_items::identity_email,
+                review_items::privileged,
             ))
             .order(review_items::id.asc())
             .into_boxed();
@@ -115,7 +119,7 @@ pub fn record_bulk(
             BulkScope::Person(id) => query.filter(review_items::identity_external_id.eq(id)),
             BulkScope::Group(id) => query.filter(review_items::entitlement_external_id.eq(id)),
         };
-        let mut rows: Vec<(String, String, Option<String>)> = query.load(conn)?;
+        let mut rows: Vec<(String, String, Option<String>, bool)> = query.load(conn)?;
         // PostgreSQL: lock the rows in id order (as every writer of several items does) and
         // keep those still undecided and still this reviewer's; SQLite's immediate
         // transaction holds them already. Rows first, then the reviewer, then the log.
@@ -142,11 +146,15 @@ pub fn record_bulk(
                 "this reviewer does not review this campaign".into(),
             ));
         }
-        let items: Vec<String> = rows
+        let rows: Vec<(String, bool)> = rows
             .into_iter()
-            .filter(|(_, holder, email)| !holds(&reviewer, holder, email.as_deref()))
-            .map(|(id, ..)| id)
+            .filter(|(_, holder, email, _)| !holds(&reviewer, holder, email.as_deref()))
+            .map(|(id, _, _, privileged)| (id, privileged))
             .collect();
+        for (_, privileged) in &rows {
+            request.reasons.check(outcome, *privileged, comment)?;
+        }
+        let items: Vec<String> = rows.into_iter().map(|(id, _)| id).collect();
         let mut events = EventBatch::default();
         for chunk in items.chunks(ITEMS_PER_EVENT) {
             let decided: Vec<(String, &String)> = chunk.iter().map(|i| (new_id(), i)).collect();

@@ -5,6 +5,10 @@
 
 pub mod bulk;
 pub mod expiry;
+pub mod reasons;
 pub mod record;
 
-pub use record::{AuthContext, DecisionOutcome, DecisionRequest, Recorded, record_decision};
+pub use record::{
+    AuthContext, DecisionChecks, DecisionOutcome, DecisionRequest, Recorded,
+    record_checked_decision, record_decision,
+};

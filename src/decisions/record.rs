@@ -15,6 +15,7 @@ use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target
 use crate::db::schema::{campaigns, decisions, review_items};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, new_id, write_tx};
+use crate::decisions::reasons::ReasonRules;
 use crate::error::{Error, Result};
 use crate::ledger::{EventBatch, EventKind};
 use crate::notify::links::{ensure_link_still_valid, lock_reviewer};
@@ -129,12 +130,35 @@ pub fn approval_end(
     Ok(Some(day.and_time(NaiveTime::MIN).and_utc()))
 }
 
+/// What the decider's page showed and what the definition requires, checked inside the
+/// decision's transaction. The default checks neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionChecks {
+    pub reasons: ReasonRules,
+    /// The item's latest decision when the decider's page showed it (`Some(None)`: none
+    /// yet). Another one since means someone decided in between: the decision is refused
+    /// as stale rather than silently overwriting theirs.
+    pub seen_latest: Option<Option<String>>,
+}
+
 /// Records the request's outcome on its item, after checking the reviewer may decide it.
 pub fn record_decision(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
     request: &DecisionRequest,
     auth: &AuthContext,
+) -> Result<Recorded> {
+    record_checked_decision(conn, now, request, auth, &DecisionChecks::default())
+}
+
+/// [`record_decision`], refusing a decision without a reason the definition requires and
+/// one made on a stale page.
+pub fn record_checked_decision(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    request: &DecisionRequest,
+    auth: &AuthContext,
+    checks: &DecisionChecks,
 ) -> Result<Recorded> {
     let (campaign_id, reviewer_id, item_id, outcome) = (
         request.campaign_id.as_str(),
@@ -171,11 +195,15 @@ pub fn record_decision(
         // Decided no earlier than the item's latest decision: two submissions racing for the
         // item's lock are recorded in the order they were applied (ties go by id, which is
         // made after the lock), so the history's last decision is the item's state.
-        let latest: Option<chrono::NaiveDateTime> = decisions::table
+        let latest: Option<(String, chrono::NaiveDateTime, Option<String>)> = decisions::table
             .filter(decisions::item_id.eq(item_id))
-            .select(diesel::dsl::max(decisions::decided_at))
-            .first(conn)?;
-        let now = latest.map_or(now, |latest| now.max(from_db(latest)));
+            .order((decisions::decided_at.desc(), decisions::id.desc()))
+            .select((decisions::id, decisions::decided_at, decisions::comment))
+            .first(conn)
+            .optional()?;
+        let now = latest
+            .as_ref()
+            .map_or(now, |(_, latest, _)| now.max(from_db(*latest)));
         if holds(
             &reviewer,
             &item.identity_external_id,
@@ -191,6 +219,7 @@ pub fn record_decision(
                     .into(),
             ));
         }
+        checks.reasons.check(outcome, item.privileged, comment)?;
         if outcome == DecisionOutcome::DontKnow && item.state != ITEM_PENDING {
             return Err(Error::Conflict(
                 "this access is already decided; change the decision to approve or revoke".into(),
@@ -199,16 +228,18 @@ pub fn record_decision(
         if item.state == outcome.item_state()
             && outcome != DecisionOutcome::DontKnow
             && item.approved_until == approved_until
+            && latest.as_ref().and_then(|(_, _, c)| c.as_deref()) == comment
         {
-            let last_comment: Option<Option<String>> = decisions::table
-                .filter(decisions::item_id.eq(item_id))
-                .order((decisions::decided_at.desc(), decisions::id.desc()))
-                .select(decisions::comment)
-                .first(conn)
-                .optional()?;
-            if last_comment.flatten().as_deref() == comment {
-                return Ok(Recorded::Unchanged);
-            }
+            return Ok(Recorded::Unchanged);
+        }
+        if let Some(seen) = &checks.seen_latest
+            && seen.as_deref() != latest.as_ref().map(|(id, ..)| id.as_str())
+        {
+            return Err(Error::Stale(
+                "this access was decided by someone else after your page showed it; see its \
+                 history and decide again"
+                    .into(),
+            ));
         }
         let decision_id = new_id();
         let auth_json = serde_json::to_string(auth)?;

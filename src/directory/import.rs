@@ -42,6 +42,8 @@ struct NewIdentityVersion {
     login: String,
     display_name: String,
     email: Option<String>,
+    title: Option<String>,
+    department: Option<String>,
     manager_dn_norm: Option<String>,
     status: String,
     account_kind: String,
@@ -215,8 +217,8 @@ impl<'c> DirectoryImport<'c> {
             "person"
         };
         let member_of = serde_json::to_string(&key.member_of)?;
-        let sha256 = content_sha256(&[
-            Some(&person.dn),
+        let mut fields = vec![
+            Some(person.dn.as_str()),
             Some(&person.login),
             Some(&person.display_name),
             person.email.as_deref(),
@@ -225,7 +227,13 @@ impl<'c> DirectoryImport<'c> {
             Some(account_kind),
             Some(&member_of),
             person.gid_number.as_deref(),
-        ]);
+        ];
+        // Added later: hashed only when present, so that people without them keep the
+        // content hash (and version) they had before.
+        if person.title.is_some() || person.department.is_some() {
+            fields.extend([person.title.as_deref(), person.department.as_deref()]);
+        }
+        let sha256 = content_sha256(&fields);
         let last_login_at = person.last_logon.map(to_db);
         self.graph.people.push(key);
         match self.people.get_mut(&person.external_id) {
@@ -266,6 +274,8 @@ impl<'c> DirectoryImport<'c> {
             login: person.login,
             display_name: person.display_name,
             email: person.email,
+            title: person.title,
+            department: person.department,
             manager_dn_norm,
             status: status.to_string(),
             account_kind: account_kind.to_string(),

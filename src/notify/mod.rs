@@ -3,6 +3,7 @@
 //! due rows, issues the review link, renders the digest and hands it to the mailer. Nothing
 //! here decides what is reviewed or records decisions.
 
+mod digest;
 pub mod links;
 pub mod mailer;
 pub mod outbox;

@@ -16,6 +16,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../email-templates/layout.html.j2"),
     ),
     (
+        "items.txt.j2",
+        include_str!("../../email-templates/items.txt.j2"),
+    ),
+    (
+        "items.html.j2",
+        include_str!("../../email-templates/items.html.j2"),
+    ),
+    (
         "review_request/subject.txt.j2",
         include_str!("../../email-templates/review_request/subject.txt.j2"),
     ),
@@ -178,11 +186,16 @@ mod tests {
             "due_date": "2026-12-10",
             "review_url": "http://x/r/t",
             "item_count": 1,
+            "listed": true,
             "items": [{
                 "person_name": name, "person_login": "ann", "group_name": "admins",
-                "privileged": true, "since": "2026-01-01",
+                "description": name, "via": null,
+                "privileged": true, "first_seen": "2026-01-01",
                 "approve_url": "http://x/r/t?a", "revoke_url": "http://x/r/t?r"
             }],
+            "groups": [],
+            "privileged_items": [],
+            "more_privileged": 0,
         })
     }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use lettre::message::Mailbox;
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::campaigns::model::{ITEM_PENDING, campaign, items_of_reviewer, reviewer};
@@ -15,31 +14,11 @@ use crate::config::{Config, MailConfig};
 use crate::db::time::from_db;
 use crate::db::{Database, write_tx};
 use crate::error::{Error, Result};
+use crate::notify::digest::digest_context;
 use crate::notify::links::{LinkSigner, issue_review_link, lock_reviewer};
 use crate::notify::mailer::Mailer;
 use crate::notify::outbox::{self, DIGEST_KINDS, KIND_REVIEW_REQUEST, OutboxMessage, SentLink};
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
-
-#[derive(Serialize)]
-struct DigestItem {
-    person_name: String,
-    person_login: String,
-    group_name: String,
-    privileged: bool,
-    since: String,
-    approve_url: String,
-    revoke_url: String,
-}
-
-#[derive(Serialize)]
-struct DigestContext {
-    reviewer_name: String,
-    campaign_title: String,
-    due_date: String,
-    review_url: String,
-    item_count: usize,
-    items: Vec<DigestItem>,
-}
 
 /// A digest ready to send, and the link it carries.
 struct PreparedDigest {
@@ -270,33 +249,7 @@ impl OutboxWorker {
                         "worker:outbox",
                     )?;
                     let review_url = format!("{base}/r/{}", link.token);
-                    let digest_items: Vec<DigestItem> = items
-                        .iter()
-                        .filter(|i| i.state == ITEM_PENDING)
-                        .map(|i| DigestItem {
-                            person_name: single_line(&i.identity_name),
-                            person_login: single_line(&i.identity_login),
-                            group_name: single_line(&i.entitlement_name),
-                            privileged: i.privileged,
-                            since: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
-                            approve_url: format!(
-                                "{review_url}?item={}&intent=approve#item-{}",
-                                i.id, i.id
-                            ),
-                            revoke_url: format!(
-                                "{review_url}?item={}&intent=revoke#item-{}",
-                                i.id, i.id
-                            ),
-                        })
-                        .collect();
-                    let context = DigestContext {
-                        reviewer_name: single_line(&reviewer.display_name),
-                        campaign_title: single_line(&campaign.title),
-                        due_date: from_db(campaign.due_at).format("%Y-%m-%d").to_string(),
-                        review_url,
-                        item_count: digest_items.len(),
-                        items: digest_items,
-                    };
+                    let context = digest_context(conn, &campaign, &reviewer, items, &review_url)?;
                     Ok(Some((
                         context,
                         (reviewer.display_name, reviewer.email),

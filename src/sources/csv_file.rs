@@ -7,6 +7,8 @@
 //! | `login`       | yes      | the person's login                                             |
 //! | `name`        | no       | display name (defaults to the login)                           |
 //! | `email`       | no       | where the person gets mail                                     |
+//! | `title`       | no       | the person's job title (shown to reviewers)                    |
+//! | `department`  | no       | the person's department (shown to reviewers)                   |
 //! | `manager`     | no       | the `person_id` of the person's manager                        |
 //! | `disabled`    | no       | true/false: the account is disabled                            |
 //! | `entitlement` | no       | what the person has (empty for a person with nothing)          |
@@ -31,9 +33,11 @@ use crate::sources::{
 
 const SOURCE: &str = "csv";
 const REQUIRED: [&str; 2] = ["person_id", "login"];
-const OPTIONAL: [&str; 7] = [
+const OPTIONAL: [&str; 9] = [
     "name",
     "email",
+    "title",
+    "department",
     "manager",
     "disabled",
     "entitlement",
@@ -153,6 +157,8 @@ pub fn fetch(config: &CsvSourceConfig, sink: &mut dyn RecordSink) -> Result<Fetc
             display_name: get("name").unwrap_or_else(|| login.clone()),
             login,
             email: get("email"),
+            title: get("title"),
+            department: get("department"),
             manager_dn: manager_id.as_deref().map(|m| synthetic_dn("person", m)),
             disabled,
             service_account: false,
@@ -163,7 +169,8 @@ pub fn fetch(config: &CsvSourceConfig, sink: &mut dyn RecordSink) -> Result<Fetc
         match person_index.get(&person_id) {
             Some(&i) if people[i].record != record => problems.push(format!(
                 "line {line}: person `{person_id}` is described differently on line {} \
-                 (login, name, email, manager and disabled must agree on every row)",
+                 (login, name, email, title, department, manager and disabled must agree on \
+                 every row)",
                 people[i].line
             )),
             Some(_) => {}

@@ -18,12 +18,18 @@ pub(crate) fn people_attributes(q: &PeopleQuery, rules: &AccountRules) -> Vec<St
         &q.login_attribute,
         &q.name_attribute,
         &q.email_attribute,
+        &q.title_attribute,
         &q.manager_attribute,
         &q.member_of_attribute,
         &q.gid_number_attribute,
     ];
     let rule_attributes = rules.attributes();
-    unique(names.into_iter().chain(rule_attributes.iter()))
+    unique(
+        names
+            .into_iter()
+            .chain(&q.department_attributes)
+            .chain(rule_attributes.iter()),
+    )
 }
 
 /// The attributes asked for in group searches, each once, in configuration order.
@@ -186,6 +192,12 @@ pub(crate) fn map_person(
         login: login.to_string(),
         display_name: entry.first(&q.name_attribute).unwrap_or(login).to_string(),
         email: entry.first(&q.email_attribute).map(str::to_string),
+        title: optional_attribute(entry, &q.title_attribute),
+        department: q
+            .department_attributes
+            .iter()
+            .find_map(|attribute| entry.first(attribute))
+            .map(str::to_string),
         manager_dn: entry.first(&q.manager_attribute).map(str::to_string),
         disabled: rules.is_disabled(entry),
         service_account: rules.is_service_account(entry),
@@ -196,6 +208,14 @@ pub(crate) fn map_person(
         gid_number: entry.first(&q.gid_number_attribute).map(str::to_string),
         last_logon: rules.last_logon(entry),
     })
+}
+
+/// The first value of an attribute the configuration may leave empty (not asked for).
+fn optional_attribute(entry: &Entry, attribute: &str) -> Option<String> {
+    (!attribute.is_empty())
+        .then(|| entry.first(attribute))
+        .flatten()
+        .map(str::to_string)
 }
 
 /// Maps a group: every member value is kept; a missing name falls back to the RDN's value.
@@ -290,9 +310,17 @@ mod tests {
                 ("memberOf", &["cn=a,dc=x", "cn=b,dc=x"]),
                 ("gidNumber", &["500"]),
                 ("authTimestamp", &["20261120081500Z"]),
+                ("title", &["SRE"]),
+                ("departmentNumber", &["eng"]),
             ],
         );
         let p = person(&e, &q).unwrap();
+        assert_eq!(p.title.as_deref(), Some("SRE"));
+        assert_eq!(
+            p.department.as_deref(),
+            Some("eng"),
+            "departmentNumber when no department"
+        );
         assert_eq!((p.login.as_str(), p.display_name.as_str()), ("ann", "ann"));
         assert_eq!(p.email.as_deref(), Some("a@x"));
         assert_eq!(p.manager_dn, None);
@@ -362,9 +390,12 @@ mod tests {
                 "entryUUID",
                 "uid",
                 "mail",
+                "title",
                 "manager",
                 "memberOf",
                 "gidNumber",
+                "department",
+                "departmentNumber",
                 "userAccountControl",
                 "nsAccountLock",
                 "pwdAccountLockedTime",

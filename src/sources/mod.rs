@@ -26,6 +26,9 @@ pub struct PersonRecord {
     pub login: String,
     pub display_name: String,
     pub email: Option<String>,
+    /// Job title and department, shown to reviewers as context.
+    pub title: Option<String>,
+    pub department: Option<String>,
     /// DN of the person's manager, as the directory states it.
     pub manager_dn: Option<String>,
     pub disabled: bool,

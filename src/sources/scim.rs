@@ -299,6 +299,8 @@ fn map_user(user: &Value) -> Result<PersonRecord, Error> {
             .unwrap_or_else(|| login.clone()),
         login,
         email,
+        title: text(&user["title"]),
+        department: text(&user[ENTERPRISE_USER]["department"]),
         manager_dn: manager.map(|m| synthetic_dn(USER_DN, &m)),
         disabled: user["active"].as_bool() == Some(false),
         service_account: false,

@@ -10,11 +10,13 @@ use crate::error::Error;
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
-            Error::Config(_) | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Config(_) | Error::BadRequest(_) | Error::ReasonRequired(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::Csrf => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Stale(_) => StatusCode::CONFLICT,
             Error::Source { .. } | Error::Mail(_) => StatusCode::BAD_GATEWAY,
             Error::DatabaseUrl(_)
             | Error::Database(_)

@@ -11,6 +11,8 @@ pub mod health;
 pub mod pages;
 pub mod review;
 pub mod review_actions;
+mod review_items_view;
+pub mod review_page;
 pub mod staff;
 
 use std::sync::Arc;
@@ -62,7 +64,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             "/r/{token}",
             web::route()
                 .guard(guard::Any(guard::Get()).or(guard::Head()))
-                .to(review::show),
+                .to(review_page::show),
         )
         .route("/r/{token}/decide", web::post().to(review::decide))
         .route(

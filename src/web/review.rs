@@ -1,23 +1,22 @@
-//! The reviewer's pages behind an email link. `GET /r/{token}` shows the reviewer's items and
-//! changes nothing (mail scanners fetch links); decisions are `POST /r/{token}/decide` from
-//! that page, accepted only with the CSRF token bound to the session cookie the GET set.
+//! The reviewer's decisions behind an email link: `POST /r/{token}/decide` from the review page
+//! (`review_page`), accepted only with the CSRF token bound to the session cookie the page
+//! set, and the authentication and error pages every review route shares. A decision
+//! without a required reason, or made on a stale page, goes back to the item to say so.
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
-
-use std::collections::BTreeMap;
+use serde::Deserialize;
 
 use chrono::NaiveDate;
 
-use crate::campaigns::model::{
-    Campaign, ITEM_PENDING, ReviewItem, Reviewer, campaign, items_of_reviewer, reviewer,
+use crate::campaigns::model::{Campaign, Reviewer, campaign, reviewer};
+use crate::decisions::reasons::ReasonRules;
+use crate::decisions::{
+    AuthContext, DecisionChecks, DecisionOutcome, DecisionRequest, Recorded,
+    record_checked_decision,
 };
-use crate::db::time::from_db;
-use crate::decisions::record::MAX_APPROVE_UNTIL_DAYS;
-use crate::decisions::{AuthContext, DecisionOutcome, DecisionRequest, Recorded, record_decision};
 use crate::error::Error;
 use crate::notify::links::{ReviewClaims, ensure_link_active};
 use crate::web::AppState;
@@ -28,18 +27,6 @@ use crate::web::pages::page_headers;
 const MAX_TOKEN_LEN: usize = 2_048;
 
 #[derive(Debug, Deserialize)]
-pub struct ReviewQuery {
-    item: Option<String>,
-    intent: Option<String>,
-    done: Option<String>,
-    /// After a bulk decision: how many accesses it decided.
-    decided: Option<usize>,
-    /// After a delegation: how many accesses moved, and how many could not.
-    moved: Option<usize>,
-    stuck: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct DecideForm {
     csrf: Option<String>,
     item: Option<String>,
@@ -47,65 +34,8 @@ pub struct DecideForm {
     comment: Option<String>,
     /// With `approve_until`: the day the approval ends (`YYYY-MM-DD`).
     until: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ItemView {
-    id: String,
-    person_name: String,
-    person_login: String,
-    person_status: String,
-    group_name: String,
-    privileged: bool,
-    via: Option<String>,
-    since: String,
-    routing: String,
-    state: String,
-    approved_until: Option<String>,
-    stage: i64,
-    focus: bool,
-    intent: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct CampaignView {
-    title: String,
-    due: String,
-    open: bool,
-    closed: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ReviewerView {
-    name: String,
-}
-
-/// A choice of the bulk form: whose (or which group's) undecided accesses, and how many.
-#[derive(Serialize)]
-struct BulkChoice {
-    value: String,
-    label: String,
-    count: usize,
-}
-
-#[derive(Serialize)]
-struct ReviewPage {
-    campaign: CampaignView,
-    reviewer: ReviewerView,
-    items: Vec<ItemView>,
-    csrf: String,
-    action: String,
-    bulk_action: String,
-    delegate_action: String,
-    bulk_people: Vec<BulkChoice>,
-    bulk_groups: Vec<BulkChoice>,
-    /// The range a temporary approval's end date may take.
-    until_min: String,
-    until_max: String,
-    total: usize,
-    decided: usize,
-    pending: usize,
-    flash: Option<String>,
+    /// The item's latest decision id when the page showed it ("" for none).
+    seen: Option<String>,
 }
 
 /// Verifies the link and loads who it belongs to; any failure is the same 401 page.
@@ -159,172 +89,13 @@ pub(crate) fn error_page(state: &AppState, err: &Error) -> HttpResponse {
     }
 }
 
-fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+pub(crate) fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
     Cookie::build(csrf::SESSION_COOKIE, value)
         .path("/r/")
         .http_only(true)
         .secure(state.config.server.public_url.starts_with("https://"))
         .same_site(SameSite::Lax)
         .finish()
-}
-
-pub async fn show(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    token: web::Path<String>,
-    query: web::Query<ReviewQuery>,
-) -> HttpResponse {
-    let token = token.into_inner();
-    let (claims, campaign, reviewer) = match authenticate(&state, &token).await {
-        Ok(found) => found,
-        Err(e) => return error_page(&state, &e),
-    };
-    let reviewer_id = reviewer.id.clone();
-    let items = match state
-        .db
-        .run(move |conn| items_of_reviewer(conn, &reviewer_id))
-        .await
-    {
-        Ok(items) => items,
-        Err(e) => return error_page(&state, &e),
-    };
-    let existing = request
-        .cookie(csrf::SESSION_COOKIE)
-        .map(|c| c.value().to_string())
-        .filter(|v| csrf::is_well_formed(v));
-    let session_id = existing.clone().unwrap_or_else(csrf::new_session_id);
-    let csrf_token = csrf::token_for(&state.csrf_key, &session_id, &claims.jti_hash());
-    let intent = match query.intent.as_deref() {
-        Some("approve") => Some("approve"),
-        Some("revoke") => Some("revoke"),
-        _ => None,
-    };
-    let total = items.len();
-    let pending = items.iter().filter(|i| i.state == ITEM_PENDING).count();
-    let (bulk_people, bulk_groups) = bulk_choices(&items);
-    let today = state.clock.now().date_naive();
-    let views = items
-        .into_iter()
-        .map(|i| {
-            let focus = query.item.as_deref() == Some(i.id.as_str());
-            ItemView {
-                focus,
-                intent: if focus { intent } else { None },
-                id: i.id,
-                person_name: i.identity_name,
-                person_login: i.identity_login,
-                person_status: i.identity_status,
-                group_name: i.entitlement_name,
-                privileged: i.privileged,
-                via: i.via,
-                since: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
-                routing: i.routing,
-                state: i.state,
-                stage: i.stage,
-                approved_until: i
-                    .approved_until
-                    .map(|t| from_db(t).format("%Y-%m-%d").to_string()),
-            }
-        })
-        .collect();
-    let page = ReviewPage {
-        campaign: CampaignView {
-            title: campaign.title.clone(),
-            due: from_db(campaign.due_at).format("%Y-%m-%d").to_string(),
-            open: campaign.is_open(),
-            closed: campaign
-                .closed_at
-                .map(|t| from_db(t).format("%Y-%m-%d").to_string()),
-        },
-        reviewer: ReviewerView {
-            name: reviewer.display_name,
-        },
-        items: views,
-        csrf: csrf_token,
-        action: format!("/r/{token}/decide"),
-        bulk_action: format!("/r/{token}/decide-all"),
-        delegate_action: format!("/r/{token}/delegate"),
-        bulk_people,
-        bulk_groups,
-        until_min: (today + chrono::Duration::days(1)).to_string(),
-        until_max: (today + chrono::Duration::days(MAX_APPROVE_UNTIL_DAYS)).to_string(),
-        total,
-        decided: total - pending,
-        pending,
-        flash: flash(&query),
-    };
-    let mut response = state.pages.render(StatusCode::OK, "review.html", page);
-    if existing.is_none()
-        && let Err(e) = response.add_cookie(&session_cookie(&state, session_id))
-    {
-        tracing::error!(error = %e, "cannot set review session cookie");
-    }
-    response
-}
-
-/// What the page says after a post redirected back to it.
-fn flash(query: &ReviewQuery) -> Option<String> {
-    let plural = |n: usize| if n == 1 { "access" } else { "accesses" };
-    if let Some(moved) = query.moved {
-        let mut text = format!("{moved} {} passed on. Thank you.", plural(moved));
-        if let Some(stuck) = query.stuck.filter(|n| *n > 0) {
-            text.push_str(&format!(
-                " {stuck} {} stayed with you: that person holds them or is reviewed by their \
-                 holder.",
-                plural(stuck)
-            ));
-        }
-        return Some(text);
-    }
-    if let Some(decided) = query.decided {
-        return Some(match decided {
-            0 => "Nothing was left to decide there.".to_string(),
-            n => format!("Saved {n} {}. Thank you.", plural(n)),
-        });
-    }
-    query
-        .done
-        .as_deref()
-        .map(|_| "Saved. Thank you.".to_string())
-}
-
-/// The people and groups among the reviewer's undecided items, for the bulk form.
-fn bulk_choices(items: &[ReviewItem]) -> (Vec<BulkChoice>, Vec<BulkChoice>) {
-    let mut people: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
-    let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for item in items.iter().filter(|i| i.state == ITEM_PENDING) {
-        let person = (
-            item.identity_name.clone(),
-            item.identity_external_id.clone(),
-        );
-        people
-            .entry(person)
-            .or_insert_with(|| (item.identity_login.clone(), 0))
-            .1 += 1;
-        *groups
-            .entry((
-                item.entitlement_name.clone(),
-                item.entitlement_external_id.clone(),
-            ))
-            .or_default() += 1;
-    }
-    let people = people
-        .into_iter()
-        .map(|((name, id), (login, count))| BulkChoice {
-            value: format!("person:{id}"),
-            label: format!("{name} ({login})"),
-            count,
-        })
-        .collect();
-    let groups = groups
-        .into_iter()
-        .map(|((name, id), count)| BulkChoice {
-            value: format!("group:{id}"),
-            label: name,
-            count,
-        })
-        .collect();
-    (people, groups)
 }
 
 /// A post from the review page, authenticated: the link, then the CSRF token bound to the
@@ -426,6 +197,13 @@ pub async fn decide(
         reviewer,
         auth,
     } = post;
+    let checks = DecisionChecks {
+        reasons: ReasonRules::configured(&state.config, &campaign.definition),
+        seen_latest: form
+            .seen
+            .as_deref()
+            .map(|seen| Some(seen.to_string()).filter(|s| !s.is_empty())),
+    };
     let decision = DecisionRequest {
         campaign_id: campaign.id.clone(),
         reviewer_id: reviewer.id.clone(),
@@ -437,19 +215,35 @@ pub async fn decide(
     let now = state.clock.now();
     let recorded = state
         .db
-        .run(move |conn| record_decision(conn, now, &decision, &auth))
+        .run(move |conn| record_checked_decision(conn, now, &decision, &auth, &checks))
         .await;
+    let intent = match outcome {
+        DecisionOutcome::Revoke => "revoke",
+        _ => "approve",
+    };
+    // Item ids are generated (hex); anything else never reaches a page query string.
+    let safe_item: String = item_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let back = |query: String| {
+        page_headers(HttpResponse::SeeOther())
+            .insert_header((header::LOCATION, format!("/r/{token}?{query}")))
+            .finish()
+    };
     match recorded {
         Ok(result) => {
             if let Recorded::New(id) = &result {
                 tracing::info!(decision = %id, reviewer = %reviewer.id, outcome = outcome.as_str(), "decision recorded");
             }
-            page_headers(HttpResponse::SeeOther())
-                .insert_header((
-                    header::LOCATION,
-                    format!("/r/{token}?done=1&item={item_id}#item-{item_id}"),
-                ))
-                .finish()
+            back(format!("saved={safe_item}"))
+        }
+        Err(Error::ReasonRequired(_)) => {
+            back(format!("item={safe_item}&intent={intent}&problem=reason"))
+        }
+        Err(Error::Stale(_)) => {
+            tracing::info!(reviewer = %reviewer.id, "decision refused: made on a stale page");
+            back(format!("item={safe_item}&intent={intent}&problem=stale"))
         }
         Err(e) => error_page(&state, &e),
     }

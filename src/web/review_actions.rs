@@ -9,7 +9,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::campaigns::delegation::{DelegatedBy, Delegation, delegate};
+use crate::decisions::DecisionOutcome;
 use crate::decisions::bulk::{BulkRequest, BulkScope, record_bulk};
+use crate::decisions::reasons::ReasonRules;
 use crate::error::Error;
 use crate::web::AppState;
 use crate::web::pages::page_headers;
@@ -63,6 +65,7 @@ pub async fn decide_all(
             Ok(found) => found,
             Err(e) => return error_page(&state, &e),
         };
+    let reasons = ReasonRules::configured(&state.config, &campaign.definition);
     let bulk = BulkRequest {
         campaign_id: campaign.id,
         reviewer_id: reviewer.id.clone(),
@@ -70,6 +73,7 @@ pub async fn decide_all(
         outcome,
         comment: form.comment.clone(),
         approved_until,
+        reasons,
     };
     let now = state.clock.now();
     match state
@@ -80,6 +84,14 @@ pub async fn decide_all(
         Ok(decided) => {
             tracing::info!(reviewer = %reviewer.id, outcome = outcome.as_str(), items = decided, "bulk decision recorded");
             back_to_page(&token, &format!("decided={decided}"))
+        }
+        Err(Error::ReasonRequired(_)) => {
+            let intent = if outcome == DecisionOutcome::Revoke {
+                "revoke"
+            } else {
+                "approve"
+            };
+            back_to_page(&token, &format!("problem=bulk_reason&intent={intent}"))
         }
         Err(e) => error_page(&state, &e),
     }

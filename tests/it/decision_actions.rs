@@ -18,7 +18,7 @@ use crate::open_review::{
 };
 
 /// Every item of `email`'s, sorted by person then group.
-async fn items_of(o: &Open, email: &str) -> Vec<ReviewItem> {
+pub(crate) async fn items_of(o: &Open, email: &str) -> Vec<ReviewItem> {
     let reviewer = o.app.reviewer_id(&o.campaign, email).await;
     let mut items = o
         .app
@@ -32,14 +32,14 @@ async fn items_of(o: &Open, email: &str) -> Vec<ReviewItem> {
 
 /// A reviewer's page opened through their link: the client with its session, the page's
 /// CSRF token and the link.
-struct Page {
-    client: reqwest::Client,
-    url: String,
-    csrf: String,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) csrf: String,
+    pub(crate) html: String,
 }
 
-async fn open_page(o: &Open, email: &str) -> Page {
+pub(crate) async fn open_page(o: &Open, email: &str) -> Page {
     let reviewer = o.app.reviewer_id(&o.campaign, email).await;
     let url = o
         .app
@@ -57,14 +57,14 @@ async fn open_page(o: &Open, email: &str) -> Page {
 }
 
 impl Page {
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> u16 {
+    pub(crate) async fn post(&self, path: &str, fields: &[(&str, &str)]) -> u16 {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(fields);
         common::post_form(&self.client, format!("{}/{path}", self.url), &all).await
     }
 
     /// Posts and follows the redirect back to the page, as a browser does.
-    async fn post_and_follow(&mut self, path: &str, fields: &[(&str, &str)]) -> u16 {
+    pub(crate) async fn post_and_follow(&mut self, path: &str, fields: &[(&str, &str)]) -> u16 {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(fields);
         let response = self
@@ -92,7 +92,7 @@ impl Page {
         status
     }
 
-    async fn reload(&mut self) {
+    pub(crate) async fn reload(&mut self) {
         self.html = self
             .client
             .get(&self.url)
@@ -222,7 +222,11 @@ async fn bulk_decisions_cover_the_undecided_accesses_in_scope(o: Open) {
     assert!(dave.len() >= 2, "{before:?}");
 
     // One of dave's is revoked one by one first: the bulk action leaves it as it is.
-    let fields = [("item", dave[0].id.as_str()), ("outcome", "revoke")];
+    let fields = [
+        ("item", dave[0].id.as_str()),
+        ("outcome", "revoke"),
+        ("comment", "left the platform team"),
+    ];
     assert_eq!(page.post("decide", &fields).await, 303);
     page.reload().await;
     let everything_of_dave = page.bulk_option("(dave)");
@@ -294,7 +298,29 @@ async fn bulk_decisions_cover_the_undecided_accesses_in_scope(o: Open) {
         .iter()
         .filter(|i| i.identity_login != "dave" && i.entitlement_name != "engineering")
         .count();
-    let fields = [("scope", "remaining"), ("outcome", "revoke")];
+    // A revocation needs a reason (the default `reason_required_for`): without one the page
+    // says so and nothing is decided.
+    let without_reason = [("scope", "remaining"), ("outcome", "revoke")];
+    assert_eq!(
+        page.post_and_follow("decide-all", &without_reason).await,
+        303
+    );
+    assert!(
+        page.html
+            .contains("Not saved: say why these accesses should be revoked."),
+        "{}",
+        page.html
+    );
+    let unchanged = items_of(&o, "bob@example.com").await;
+    assert_eq!(
+        unchanged.iter().filter(|i| i.state == "pending").count(),
+        remaining
+    );
+    let fields = [
+        ("scope", "remaining"),
+        ("outcome", "revoke"),
+        ("comment", "not needed any more"),
+    ];
     assert_eq!(page.post("decide-all", &fields).await, 303);
     let done = items_of(&o, "bob@example.com").await;
     assert_eq!(

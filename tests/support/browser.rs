@@ -106,6 +106,93 @@ impl Browser {
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
+
+    /// Runs axe-core (npm `axe-core`, injected into the page) against the WCAG 2.x A and AA
+    /// rules; returns the serious and critical violations as "rule: help (targets)".
+    pub async fn accessibility_problems(&self) -> Vec<String> {
+        let axe = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/support/node_modules/axe-core/axe.min.js"),
+        )
+        .expect("axe-core is missing: tests/run installs tests/support's npm packages");
+        self.client
+            .execute(&axe, Vec::new())
+            .await
+            .expect("inject axe-core");
+        let result = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag', values:
+                     ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+                   .then(r => done(r.violations), e => done([{ id: 'axe-error',
+                     impact: 'critical', help: String(e), nodes: [] }]));",
+                Vec::new(),
+            )
+            .await
+            .expect("run axe-core");
+        result
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .map(|v| {
+                let targets: Vec<String> = v["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| n["target"].to_string())
+                    .collect();
+                format!("{}: {} ({})", v["id"], v["help"], targets.join(", "))
+            })
+            .collect()
+    }
+}
+
+/// Screenshots of a UI test's steps, kept under `target/test-artefacts/NAME/` when the test
+/// fails and removed when it passes.
+pub struct Artefacts {
+    dir: PathBuf,
+    step: usize,
+    passed: bool,
+}
+
+impl Artefacts {
+    pub fn new(test: &str) -> Artefacts {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/test-artefacts")
+            .join(test);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test's artefact folder");
+        Artefacts {
+            dir,
+            step: 0,
+            passed: false,
+        }
+    }
+
+    /// Saves what the browser shows now, named after the step about to be checked.
+    pub async fn snapshot(&mut self, browser: &Browser, step: &str) {
+        self.step += 1;
+        if let Ok(png) = browser.client.screenshot().await {
+            let _ = std::fs::write(self.dir.join(format!("{:02}-{step}.png", self.step)), png);
+        }
+    }
+
+    pub fn passed(mut self) {
+        self.passed = true;
+    }
+}
+
+impl Drop for Artefacts {
+    fn drop(&mut self) {
+        if self.passed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("screenshots of the failed UI test: {}", self.dir.display());
+        }
+    }
 }
 
 impl Drop for Browser {
