@@ -15,13 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigProblem, Error};
 
+mod auth;
 mod campaigns;
 mod evidence;
 pub mod governing;
 mod sources;
 mod validate;
+mod validate_auth;
 mod validate_campaigns;
 
+pub use auth::{AuthConfig, StaffOidcConfig};
 pub use campaigns::{
     CampaignDefinition, ChainStep, FirstPeriod, NoResponse, ReasonRequired, SchedulerConfig,
     StageDefinition, StageOutcome,
@@ -44,6 +47,7 @@ pub struct Config {
     pub demo: DemoConfig,
     pub scheduler: SchedulerConfig,
     pub evidence: EvidenceConfig,
+    pub auth: AuthConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub campaigns: BTreeMap<String, CampaignDefinition>,
 }

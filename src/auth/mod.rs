@@ -1,10 +1,12 @@
 //! Who staff are and what they may do: roles, and API tokens (hashed at rest, scoped to a
-//! role, expiring, revocable) that admins issue from the command line. Sign-in through OIDC
-//! and browser sessions build on the same staff records. The web layer asks this module who
+//! role, expiring, revocable) that admins issue from the command line, and sign-in at the
+//! organisation's OpenID Connect provider with browser sessions, on the same staff records. The web layer asks this module who
 //! a request's bearer is; the spine never imports it.
 
 pub mod api_tokens;
 pub mod role;
+pub mod sessions;
+pub mod staff_sign_in;
 
 pub use api_tokens::{ApiToken, IssuedToken, NewToken, authenticate, issue, list_tokens, revoke};
 pub use role::Role;

@@ -33,6 +33,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        problems.extend(super::validate_auth::auth_problems(&self.auth));
         let public_url = &self.server.public_url;
         if !(public_url.is_empty()
             || public_url.starts_with("http://")

@@ -298,6 +298,20 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        role -> Text,
+        last_seen_at -> Nullable<Timestamp>,
+        auth_context -> Text,
+    }
+}
+
+diesel::table! {
+    staff_sign_ins (attempt_hash) {
+        attempt_hash -> Text,
+        state -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -342,6 +356,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     remediation_tasks,
     jobs,
     staff_users,
+    staff_sign_ins,
     sessions,
     api_tokens
 );

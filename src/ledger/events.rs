@@ -55,6 +55,11 @@ pub enum EventKind {
     /// An API token was issued to a staff member, with its role and expiry (never the secret).
     ApiTokenCreated,
     ApiTokenRevoked,
+    /// A staff member signed in through the identity provider (role, how they
+    /// authenticated: `acr`, `amr`), or was refused (why).
+    StaffSignedIn,
+    StaffSignInRefused,
+    StaffSignedOut,
 }
 
 impl EventKind {
@@ -86,6 +91,9 @@ impl EventKind {
             EventKind::ConfigLoaded => "config.loaded",
             EventKind::ApiTokenCreated => "api_token.created",
             EventKind::ApiTokenRevoked => "api_token.revoked",
+            EventKind::StaffSignedIn => "staff.signed_in",
+            EventKind::StaffSignInRefused => "staff.sign_in_refused",
+            EventKind::StaffSignedOut => "staff.signed_out",
         }
     }
 }

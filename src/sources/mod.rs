@@ -9,7 +9,7 @@ mod entry;
 mod filter;
 pub mod ldap;
 pub mod ldif;
-mod oidc;
+pub(crate) mod oidc;
 pub mod scim;
 
 use serde::Serialize;

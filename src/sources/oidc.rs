@@ -32,12 +32,25 @@ pub(crate) const SOURCE: &str = "oidc";
 /// The HTTP client for the provider and the directory: no redirects (a redirect could carry a
 /// token elsewhere), the configured timeout, and the private CA when one is configured.
 pub(crate) fn http_client(config: &OidcSourceConfig) -> Result<reqwest::blocking::Client, Error> {
+    provider_http_client(
+        config.timeout_seconds,
+        config.tls_ca_file.as_deref(),
+        "tls_ca_file",
+    )
+}
+
+/// An HTTP client for an OpenID Connect provider: no redirects, `timeout_seconds`, and the
+/// CAs of `tls_ca_file` (configured under `ca_key`) trusted besides the system's.
+pub(crate) fn provider_http_client(
+    timeout_seconds: u64,
+    tls_ca_file: Option<&std::path::Path>,
+    ca_key: &str,
+) -> Result<reqwest::blocking::Client, Error> {
     let mut builder = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(config.timeout_seconds.max(1)));
-    if let Some(path) = &config.tls_ca_file {
-        let problem =
-            |message: String| Error::Config(vec![ConfigProblem::new("tls_ca_file", message)]);
+        .timeout(Duration::from_secs(timeout_seconds.max(1)));
+    if let Some(path) = tls_ca_file {
+        let problem = |message: String| Error::Config(vec![ConfigProblem::new(ca_key, message)]);
         let pem = std::fs::read(path)
             .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem)
@@ -165,7 +178,7 @@ impl Tokens {
 }
 
 /// An error and its causes, in one line (never a token: the oauth2 errors carry none).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {

@@ -4,8 +4,6 @@
 //! evidence public key, which anyone may fetch to check a pack against the service rather
 //! than against the pack itself.
 
-use std::sync::Arc;
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -13,9 +11,8 @@ use serde_json::json;
 use crate::auth::Role;
 use crate::campaigns::lifecycle::list_campaigns;
 use crate::db::time::from_db;
-use crate::error::Error;
-use crate::evidence::export::{PackSettings, export_campaign};
 use crate::web::AppState;
+use crate::web::evidence_download::{PackRefused, pack_response};
 use crate::web::staff::{Refused, bearer};
 
 /// Who may read campaigns and download evidence.
@@ -74,60 +71,14 @@ pub async fn evidence(
         Ok(token) => token,
         Err(refused) => return refused.response(),
     };
-    let campaign_id = path.into_inner();
-    if uuid::Uuid::parse_str(&campaign_id).is_err() {
-        return Refused::Failed(Error::NotFound(format!("campaign {campaign_id} not found")))
-            .response();
-    }
-    let Ok(_building) = state.evidence_builds.try_acquire() else {
-        return HttpResponse::ServiceUnavailable()
+    match pack_response(&state, path.into_inner(), format!("api_token:{}", token.id)).await {
+        Ok(response) => response,
+        Err(PackRefused::Busy) => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "30"))
             .json(json!({
                 "code": "busy",
                 "message": "another evidence pack is being built; try again shortly",
-            }));
-    };
-    let key = Arc::clone(&state.evidence_key);
-    let retention_years = state.config.evidence.retention_years;
-    let now = state.clock.now();
-    let id = campaign_id.clone();
-    let built = state
-        .db
-        .run(move |conn| {
-            let dir = tempfile::Builder::new()
-                .prefix("attest-pack-")
-                .tempdir()
-                .map_err(|e| Error::Io(format!("cannot create a temporary directory: {e}")))?;
-            let out = dir.path().join("pack.zip");
-            let settings = PackSettings {
-                key: &key,
-                retention_years,
-            };
-            let actor = format!("api_token:{}", token.id);
-            export_campaign(conn, now, &id, &out, settings, &actor)?;
-            // Opened, then the directory removed: the open file is all that is left.
-            let file = std::fs::File::open(&out)
-                .map_err(|e| Error::Io(format!("cannot open the pack: {e}")))?;
-            let bytes = file
-                .metadata()
-                .map_err(|e| Error::Io(format!("cannot read the pack's size: {e}")))?
-                .len();
-            Ok((file, bytes))
-        })
-        .await;
-    let (file, bytes) = match built {
-        Ok(built) => built,
-        Err(e) => return Refused::Failed(e).response(),
-    };
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-    HttpResponse::Ok()
-        .content_type("application/zip")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"attest-evidence-{campaign_id}.zip\""),
-        ))
-        .insert_header((header::CONTENT_LENGTH, bytes))
-        // Already compressed: the server's gzip would only cost time and the length.
-        .insert_header((header::CONTENT_ENCODING, "identity"))
-        .streaming(stream)
+            })),
+        Err(PackRefused::Failed(e)) => Refused::Failed(e).response(),
+    }
 }

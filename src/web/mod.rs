@@ -4,9 +4,11 @@
 
 pub mod access_log;
 pub mod api;
+pub mod console;
 pub mod csrf;
 pub mod demo;
 pub mod error_response;
+pub mod evidence_download;
 pub mod health;
 pub mod pages;
 pub mod review;
@@ -14,6 +16,7 @@ pub mod review_actions;
 mod review_items_view;
 pub mod review_page;
 pub mod staff;
+pub mod staff_sign_in;
 
 use std::sync::Arc;
 
@@ -55,6 +58,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             web::get().to(api::public_key),
         )
         .route("/api/v1/campaigns", web::get().to(api::campaigns))
+        .route("/auth/login", web::get().to(staff_sign_in::login))
+        .route("/auth/callback", web::get().to(staff_sign_in::callback))
+        .route("/auth/logout", web::post().to(staff_sign_in::logout))
+        .route("/console", web::get().to(console::home))
+        .route(
+            "/console/campaigns/{id}",
+            web::get().to(console::campaign_progress),
+        )
+        .route(
+            "/console/campaigns/{id}/evidence",
+            web::get().to(console::evidence),
+        )
         .route(
             "/api/v1/campaigns/{id}/evidence",
             web::get().to(api::evidence),

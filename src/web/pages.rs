@@ -11,6 +11,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("review.html", include_str!("templates/review.html")),
     ("message.html", include_str!("templates/message.html")),
     ("demo_mail.html", include_str!("templates/demo_mail.html")),
+    ("console.html", include_str!("templates/console.html")),
+    (
+        "console_bar.html",
+        include_str!("templates/console_bar.html"),
+    ),
+    (
+        "console_campaign.html",
+        include_str!("templates/console_campaign.html"),
+    ),
 ];
 
 pub const APP_CSS: &str = include_str!("static/app.css");

@@ -3,7 +3,9 @@
 //! reason is refused at the item; with a reason it is saved, the status bar says so and focus
 //! moves to the next undecided access; one approval; the rest approved at once; "All done".
 //! axe-core checks every page for serious or critical WCAG A/AA violations, and the page
-//! shows each access with its context. Screenshots of each step are kept when a step fails.
+//! shows each access with its context. And an admin signs in at the real OIDC provider's
+//! login page and sees each reviewer's progress in the console. Screenshots of each step are
+//! kept when a step fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -282,5 +284,75 @@ async fn a_manager_finishes_a_review_from_the_mail_on_a_phone() {
     );
     browser.close().await;
     app.stop().await;
+    artefacts.passed();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_signs_in_through_the_provider_and_sees_the_progress() {
+    let mut artefacts =
+        Artefacts::new("an_admin_signs_in_through_the_provider_and_sees_the_progress");
+    let console = crate::staff_console::start(|_| {}).await;
+    let browser = Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("{}/console", console.app.base_url))
+        .await
+        .unwrap();
+    artefacts.snapshot(&browser, "provider-login").await;
+    c.wait()
+        .for_element(Locator::Css("input[name=login]"))
+        .await
+        .unwrap()
+        .send_keys("ada")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys("ada-password")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_url(c, "/console").await;
+    artefacts.snapshot(&browser, "console").await;
+    let heading = text_of(c, "h1").await;
+    assert_eq!(heading, "Campaigns");
+    assert!(
+        text_of(c, ".console-bar")
+            .await
+            .contains("ada (staff) (admin)")
+    );
+    assert_accessible(&browser, "console home").await;
+
+    c.find(Locator::Css(
+        "table.overview a[href^='/console/campaigns/']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.wait()
+        .for_element(Locator::XPath("//h2[text()='By reviewer']"))
+        .await
+        .unwrap();
+    artefacts.snapshot(&browser, "progress").await;
+    let table = text_of(c, "table.overview").await;
+    assert!(table.contains("Bob Baker"), "{table}");
+    assert_accessible(&browser, "campaign progress").await;
+
+    c.find(Locator::Css(".console-bar button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text_of(c, "h1").await, "Signed out");
+    browser.close().await;
+    console.app.stop().await;
     artefacts.passed();
 }

@@ -36,5 +36,6 @@ mod revocation_races;
 mod scheduling;
 mod source_cli;
 mod source_faults;
+mod staff_console;
 mod stages;
 mod sync;

@@ -23,6 +23,10 @@ pub struct Options {
     pub member_cap: Option<u32>,
 }
 
+/// The staff sign-in client (authorization code flow), redirecting to the given URL.
+pub const CONSOLE_CLIENT_ID: &str = "attest-console";
+pub const CONSOLE_CLIENT_SECRET: &str = "attest-console-secret";
+
 pub struct OidcScim {
     pub issuer: String,
     /// SCIM base URL, also the resource indicator the provider knows.
@@ -39,6 +43,16 @@ fn script() -> PathBuf {
 impl OidcScim {
     /// Starts both servers with `data` (`{"users": [...], "groups": [...]}`).
     pub fn start(data: &serde_json::Value, options: Options) -> OidcScim {
+        OidcScim::start_with_console(data, options, None)
+    }
+
+    /// Also serves staff sign-in for `CONSOLE_CLIENT_ID`, back to `console_redirect`, for the
+    /// accounts in `data["staff"]`.
+    pub fn start_with_console(
+        data: &serde_json::Value,
+        options: Options,
+        console_redirect: Option<&str>,
+    ) -> OidcScim {
         let modules = repo_root().join("tests/support/node_modules/oidc-provider");
         assert!(
             modules.is_dir(),
@@ -64,6 +78,9 @@ impl OidcScim {
         }
         if let Some(n) = options.member_cap {
             command.args(["--member-cap", &n.to_string()]);
+        }
+        if let Some(url) = console_redirect {
+            command.args(["--console-redirect", url]);
         }
         let log = dir.path().join("node.log");
         let mut child = command

@@ -1,0 +1,59 @@
+//! Checks of `[auth]`, each problem naming its key.
+
+use crate::config::{AuthConfig, resolve_secret};
+use crate::error::ConfigProblem;
+
+pub(super) fn auth_problems(auth: &AuthConfig) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if auth.session_idle_minutes == 0 {
+        problems.push(ConfigProblem::new(
+            "auth.session_idle_minutes",
+            "must be at least 1",
+        ));
+    }
+    if auth.session_absolute_hours == 0 || auth.session_absolute_hours > 24 * 7 {
+        problems.push(ConfigProblem::new(
+            "auth.session_absolute_hours",
+            "must be between 1 and 168 (a week)",
+        ));
+    }
+    let Some(oidc) = &auth.oidc else {
+        return problems;
+    };
+    let issuer = &oidc.issuer;
+    if !(issuer.starts_with("https://")
+        || (issuer.starts_with("http://") && oidc.allow_insecure_http))
+    {
+        problems.push(ConfigProblem::new(
+            "auth.oidc.issuer",
+            "must be an https:// URL (allow_insecure_http = true accepts http:// and the risk \
+             of sending codes and tokens in clear)",
+        ));
+    }
+    if oidc.client_id.trim().is_empty() {
+        problems.push(ConfigProblem::new("auth.oidc.client_id", "must be set"));
+    }
+    match resolve_secret(
+        "auth.oidc.client_secret",
+        oidc.client_secret.as_ref(),
+        oidc.client_secret_file.as_deref(),
+    ) {
+        Err(p) => problems.push(p),
+        Ok(None) => problems.push(ConfigProblem::new(
+            "auth.oidc.client_secret_file",
+            "set client_secret_file (or client_secret)",
+        )),
+        Ok(Some(_)) => {}
+    }
+    if oidc.admin_groups.is_empty() && oidc.auditor_groups.is_empty() {
+        problems.push(ConfigProblem::new(
+            "auth.oidc.admin_groups",
+            "name the groups whose members sign in as admins (or auditor_groups): without \
+             them nobody can sign in",
+        ));
+    }
+    if oidc.groups_claim.trim().is_empty() {
+        problems.push(ConfigProblem::new("auth.oidc.groups_claim", "must be set"));
+    }
+    problems
+}

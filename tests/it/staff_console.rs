@@ -1,0 +1,378 @@
+//! Staff sign-in through the real npm `oidc-provider` (authorization code flow with PKCE,
+//! state and nonce; its login page checks the password) and the console behind it: an admin
+//! sees each reviewer's progress; an auditor downloads a pack that verifies and cannot open
+//! admin pages; someone in no staff group is refused; `auth.require_mfa` refuses a sign-in
+//! without a second factor; a forged callback is refused; sessions rotate at sign-in, end at
+//! sign-out and after the idle time (injected clock). Every step is an event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::config::{Config, StaffOidcConfig};
+use attest::evidence::verify::verify_pack;
+use chrono::Duration;
+use serde_json::json;
+
+use crate::common::{self, TestApp};
+use crate::support::oidc_scim::{CONSOLE_CLIENT_ID, CONSOLE_CLIENT_SECRET, OidcScim, Options};
+use crate::support::ports;
+
+pub(crate) struct Console {
+    pub(crate) app: TestApp,
+    _provider: OidcScim,
+    _dir: tempfile::TempDir,
+}
+
+fn staff_accounts() -> serde_json::Value {
+    let account = |login: &str, groups: &[&str], amr: &[&str]| {
+        json!({
+            "login": login, "password": format!("{login}-password"), "sub": format!("sub-{login}"),
+            "email": format!("{login}@example.com"), "name": format!("{login} (staff)"),
+            "groups": groups, "amr": amr,
+        })
+    };
+    json!({
+        "users": [], "groups": [],
+        "staff": [
+            account("ada", &["attest-admins"], &["pwd"]),
+            account("max", &["attest-admins"], &["pwd", "otp"]),
+            account("aud", &["auditors"], &["pwd"]),
+            account("eve", &["engineering"], &["pwd"]),
+        ],
+    })
+}
+
+pub(crate) async fn start(adjust: impl FnOnce(&mut Config)) -> Console {
+    let dir = common::temp_dir();
+    let port = ports::free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let provider = OidcScim::start_with_console(
+        &staff_accounts(),
+        Options::default(),
+        Some(&format!("{public_url}/auth/callback")),
+    );
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    config.server.bind = format!("127.0.0.1:{port}");
+    config.server.public_url = public_url;
+    config.auth.oidc = Some(
+        serde_json::from_value::<StaffOidcConfig>(json!({
+            "issuer": provider.issuer,
+            "client_id": CONSOLE_CLIENT_ID,
+            "client_secret": CONSOLE_CLIENT_SECRET,
+            "scopes": ["openid", "email", "profile", "groups"],
+            "admin_groups": ["attest-admins"],
+            "auditor_groups": ["auditors"],
+            "allow_insecure_http": true,
+        }))
+        .unwrap(),
+    );
+    adjust(&mut config);
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    app.start_campaign().await;
+    Console {
+        app,
+        _provider: provider,
+        _dir: dir,
+    }
+}
+
+/// A browser-like client: cookies kept, redirects followed by hand (to see each hop).
+fn browser() -> reqwest::Client {
+    common::http_client()
+}
+
+/// Follows redirects from `url` (GET) until a page answers; returns (final URL, status, body).
+async fn follow(client: &reqwest::Client, url: String) -> (String, u16, String) {
+    let mut url = url;
+    for _ in 0..10 {
+        let response = client.get(&url).send().await.unwrap();
+        let status = response.status().as_u16();
+        if !(300..400).contains(&status) {
+            return (url, status, response.text().await.unwrap());
+        }
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        url = response.url().join(&location).unwrap().to_string();
+    }
+    panic!("too many redirects from {url}");
+}
+
+/// Signs in as `login` with `password` starting from the console; returns the page the
+/// sign-in ends on (URL, status, body).
+async fn sign_in(
+    c: &Console,
+    client: &reqwest::Client,
+    login: &str,
+    password: &str,
+) -> (String, u16, String) {
+    let (url, status, page) = follow(client, format!("{}/console", c.app.base_url)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Sign in to the test provider"),
+        "{url}: {page}"
+    );
+    let action = {
+        let at = page.find("action=\"").unwrap() + "action=\"".len();
+        page[at..at + page[at..].find('"').unwrap()].to_string()
+    };
+    let post_url = reqwest::Url::parse(&url).unwrap().join(&action).unwrap();
+    let response = client
+        .post(post_url)
+        .form(&[("login", login), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if !(300..400).contains(&status) {
+        let at = response.url().to_string();
+        return (at, status, response.text().await.unwrap());
+    }
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let next = response.url().join(&location).unwrap().to_string();
+    follow(client, next).await
+}
+
+async fn events(c: &Console, kind: &'static str) -> Vec<serde_json::Value> {
+    c.app
+        .blocking(move |db, _, _| {
+            use attest::db::schema::events;
+            use diesel::prelude::*;
+            events::table
+                .filter(events::kind.eq(kind))
+                .order(events::seq.asc())
+                .select(events::payload)
+                .load::<String>(&mut *db.conn().unwrap())
+                .unwrap()
+                .into_iter()
+                .map(|p| serde_json::from_str(&p).unwrap())
+                .collect()
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_signs_in_at_the_provider_and_sees_each_reviewers_progress() {
+    let c = start(|_| {}).await;
+    let client = browser();
+
+    // A wrong password stays at the provider's login page; no session.
+    let (_, status, page) = sign_in(&c, &client, "ada", "guess").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Wrong login or password."));
+    assert!(events(&c, "staff.signed_in").await.is_empty());
+
+    let (url, status, page) = sign_in(&c, &client, "ada", "ada-password").await;
+    assert_eq!((url.ends_with("/console"), status), (true, 200), "{page}");
+    assert!(page.contains("Q4 access review") && page.contains("ada (staff) (admin)"));
+    let signed_in = events(&c, "staff.signed_in").await;
+    assert_eq!(signed_in.len(), 1);
+    assert_eq!(signed_in[0]["role"], "admin");
+    assert_eq!(signed_in[0]["amr"], json!(["pwd"]));
+    assert_eq!(signed_in[0]["acr"], "urn:attest:test:password");
+
+    let progress_link = {
+        let at = page.find("href=\"/console/campaigns/").unwrap() + "href=\"".len();
+        page[at..at + page[at..].find('"').unwrap()].to_string()
+    };
+    let (_, status, progress) = follow(&client, format!("{}{progress_link}", c.app.base_url)).await;
+    assert_eq!(status, 200);
+    assert!(progress.contains("By reviewer"));
+    assert!(progress.contains("bob@example.com") && progress.contains("Bob Baker"));
+
+    // Signing in again in the same browser starts a new session and ends the old one.
+    let before: String = client
+        .get(format!("{}/console", c.app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = common::form_values(&before, "csrf")[0].clone();
+    let (_, status, _) = sign_in_again(&c, &client).await;
+    assert_eq!(status, 200);
+    let sessions: Vec<(Option<chrono::NaiveDateTime>,)> = c
+        .app
+        .blocking(|db, _, _| {
+            use attest::db::schema::sessions;
+            use diesel::prelude::*;
+            sessions::table
+                .select((sessions::revoked_at,))
+                .load(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(
+        sessions.iter().filter(|(r,)| r.is_some()).count(),
+        1,
+        "the old one ended"
+    );
+    // The old page's form belongs to the ended session: sign-out from it is refused.
+    let stale = client
+        .post(format!("{}/auth/logout", c.app.base_url))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status().as_u16(), 403);
+
+    // Sign-out ends the session.
+    let page = client
+        .get(format!("{}/console", c.app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let out = client
+        .post(format!("{}/auth/logout", c.app.base_url))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 200);
+    assert_eq!(events(&c, "staff.signed_out").await.len(), 1);
+    let after = client
+        .get(format!("{}/console", c.app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status().as_u16(), 303, "signed out: back to sign-in");
+    c.app.stop().await;
+}
+
+/// A second sign-in of ada in a browser that is signed in already.
+async fn sign_in_again(c: &Console, client: &reqwest::Client) -> (String, u16, String) {
+    let (url, status, page) = follow(client, format!("{}/auth/login", c.app.base_url)).await;
+    if page.contains("Sign in to the test provider") {
+        let at = page.find("action=\"").unwrap() + "action=\"".len();
+        let action = page[at..at + page[at..].find('"').unwrap()].to_string();
+        let post_url = reqwest::Url::parse(&url).unwrap().join(&action).unwrap();
+        let response = client
+            .post(post_url)
+            .form(&[("login", "ada"), ("password", "ada-password")])
+            .send()
+            .await
+            .unwrap();
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let next = response.url().join(&location).unwrap().to_string();
+        return follow(client, next).await;
+    }
+    (url, status, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_downloads_a_pack_and_cannot_open_admin_pages() {
+    let c = start(|_| {}).await;
+    let client = browser();
+    let (_, status, page) = sign_in(&c, &client, "aud", "aud-password").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("(auditor)"));
+    let evidence = {
+        let at = page.find("href=\"/console/campaigns/").unwrap() + "href=\"".len();
+        page[at..at + page[at..].find('"').unwrap()].to_string()
+    };
+    assert!(
+        evidence.ends_with("/evidence"),
+        "an auditor gets no progress link: {evidence}"
+    );
+    let admin_page = evidence.trim_end_matches("/evidence").to_string();
+    let refused = client
+        .get(format!("{}{admin_page}", c.app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+
+    let pack = client
+        .get(format!("{}{evidence}", c.app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pack.status().as_u16(), 200);
+    let bytes = pack.bytes().await.unwrap();
+    let file = c._dir.path().join("pack.zip");
+    std::fs::write(&file, &bytes).unwrap();
+    let key = client
+        .get(format!("{}/api/v1/evidence/public-key", c.app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    verify_pack(&file, Some(key.trim()), None).unwrap();
+    let signed_in = events(&c, "staff.signed_in").await;
+    assert_eq!(signed_in[0]["role"], "auditor");
+    let auditor = signed_in[0]["staff_user"].as_str().unwrap().to_string();
+    let exported_by: Vec<String> = c
+        .app
+        .blocking(|db, _, _| {
+            use attest::db::schema::events;
+            use diesel::prelude::*;
+            events::table
+                .filter(events::kind.eq("evidence.exported"))
+                .select(events::actor)
+                .load(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
+    assert_eq!(
+        exported_by,
+        vec![format!("staff:{auditor}")],
+        "the export names the auditor"
+    );
+    c.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_outside_the_staff_groups_without_mfa_or_forged_are_refused() {
+    let c = start(|config| config.auth.require_mfa = true).await;
+
+    let (_, status, page) = sign_in(&c, &browser(), "eve", "eve-password").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("none of the groups"), "{page}");
+
+    let (_, status, page) = sign_in(&c, &browser(), "ada", "ada-password").await;
+    assert_eq!(status, 403, "no second factor");
+    assert!(page.contains("second factor"), "{page}");
+
+    let refused = events(&c, "staff.sign_in_refused").await;
+    let reasons: Vec<&str> = refused
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, vec!["not_staff", "second_factor_required"]);
+
+    let client = browser();
+    let (url, status, _) = sign_in(&c, &client, "max", "max-password").await;
+    assert_eq!((url.ends_with("/console"), status), (true, 200));
+    let signed_in = events(&c, "staff.signed_in").await;
+    assert_eq!(signed_in[0]["amr"], json!(["pwd", "otp"]));
+    assert_eq!(signed_in[0]["acr"], "urn:attest:test:mfa");
+
+    // Idle for longer than auth.session_idle_minutes: the session is over.
+    c.app
+        .clock
+        .set(common::start_time() + Duration::minutes(31));
+    let idle = client
+        .get(format!("{}/console", c.app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(idle.status().as_u16(), 303);
+
+    // A callback that this browser did not start, or with another state, is refused.
+    let forged = browser()
+        .get(format!(
+            "{}/auth/callback?code=abc&state=xyz",
+            c.app.base_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 400);
+    assert_eq!(events(&c, "staff.signed_in").await.len(), 1);
+    c.app.stop().await;
+}
