@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: cli::token::TokenCommand,
     },
+    /// Preview mail templates with sample data.
+    Email {
+        #[command(subcommand)]
+        action: cli::email::EmailCommand,
+    },
     /// Write a campaign's evidence pack (zip), signed with the evidence key.
     Export {
         campaign: String,
@@ -223,6 +228,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(runtime.block_on(attest::demo::run(config))?);
     }
     let config = load_config(&cli)?;
+    if let Command::Email { action } = &cli.command {
+        return cli::email::run(&config, action);
+    }
     if matches!(cli.command, Command::CheckConfig) {
         config.validate()?;
         check_group_names(&config)?;
@@ -300,7 +308,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo | Command::CheckConfig | Command::Verify { .. } => Ok(()),
+        Command::Demo | Command::CheckConfig | Command::Verify { .. } | Command::Email { .. } => {
+            Ok(())
+        }
     }
 }
 

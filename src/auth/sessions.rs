@@ -1,6 +1,7 @@
 //! Staff browser sessions: a random secret in a cookie, only its SHA-256 stored, with the
 //! role and how its holder authenticated. A session ends at sign-out, after the configured
-//! idle time without use, at its absolute lifetime, or when its staff member is disabled.
+//! idle time without use, at its absolute lifetime, when its staff member is disabled or
+//! their role changes, or when the provider no longer admits them.
 //! Each sign-in starts a new session (the id is never carried over) and ends the one the
 //! browser had; sign-in and sign-out are events, written in the same transaction.
 
@@ -135,6 +136,7 @@ pub fn session_of(
         Option<NaiveDateTime>,
         String,
         Option<NaiveDateTime>,
+        String,
     );
     let found: Option<Row> = sessions::table
         .inner_join(staff_users::table.on(staff_users::id.eq(sessions::staff_user_id)))
@@ -147,14 +149,28 @@ pub fn session_of(
             sessions::last_seen_at,
             staff_users::display_name,
             staff_users::disabled_at,
+            staff_users::role,
         ))
         .first(conn)
         .optional()?;
-    let Some((staff_user_id, role, expires_at, revoked_at, last_seen_at, name, disabled_at)) =
-        found
+    let Some((
+        staff_user_id,
+        role,
+        expires_at,
+        revoked_at,
+        last_seen_at,
+        name,
+        disabled_at,
+        staff_role,
+    )) = found
     else {
         return Err(Error::Unauthorized);
     };
+    // A staff member whose role changed since (a later sign-in) keeps no session of the
+    // old role.
+    if staff_role != role {
+        return Err(Error::Unauthorized);
+    }
     let last_seen = last_seen_at.map(from_db);
     let idle = last_seen.is_some_and(|seen| now - seen >= limits.idle);
     if revoked_at.is_some() || disabled_at.is_some() || now >= from_db(expires_at) || idle {

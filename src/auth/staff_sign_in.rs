@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::auth::Role;
 use crate::auth::sessions::{StaffAuth, secret_hash};
 use crate::config::{StaffOidcConfig, resolve_secret};
-use crate::db::schema::{staff_sign_ins, staff_users};
+use crate::db::schema::{sessions, staff_sign_ins, staff_users};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, write_tx};
 use crate::error::{ConfigProblem, Error, Result};
@@ -28,10 +28,21 @@ use crate::sources::oidc::{error_chain, provider_http_client};
 
 /// How long a sign-in may take at the provider.
 const ATTEMPT_MINUTES: i64 = 10;
-/// `amr` values (RFC 8176) that show a second factor.
-const SECOND_FACTORS: &[&str] = &[
-    "mfa", "otp", "hwk", "swk", "sms", "tel", "sc", "fpt", "face", "iris", "retina", "vbm",
+/// `amr` values (RFC 8176) of something held or something one is: with another method,
+/// a second factor.
+const POSSESSION_OR_INHERENCE: &[&str] = &[
+    "otp", "hwk", "swk", "sms", "tel", "sc", "fpt", "face", "iris", "retina", "vbm",
 ];
+
+/// Whether `amr` shows more than one factor: `mfa`, or two methods of which one is held or
+/// inherent (a password with a one-time code; not a code alone).
+fn has_second_factor(amr: &[String]) -> bool {
+    amr.iter().any(|m| m == "mfa")
+        || (amr.len() >= 2
+            && amr
+                .iter()
+                .any(|m| POSSESSION_OR_INHERENCE.contains(&m.as_str())))
+}
 
 type ProviderClient = CoreClient<
     EndpointSet,
@@ -120,6 +131,18 @@ pub fn discover(config: &StaffOidcConfig, redirect_uri: &str) -> Result<Provider
             error_chain(&e)
         ))
     })?;
+    // The client secret and the code go to the token endpoint: it must be as protected as
+    // the issuer.
+    let insecure = metadata
+        .token_endpoint()
+        .is_some_and(|url| url.url().scheme() != "https");
+    if insecure && !config.allow_insecure_http {
+        return Err(provider_error(format!(
+            "the provider's token endpoint is not https; the client secret is not sent there \
+             (allow_insecure_http = true accepts it) [{}]",
+            config.issuer
+        )));
+    }
     let redirect = RedirectUrl::new(redirect_uri.to_string())
         .map_err(|e| Error::Internal(format!("redirect URI: {e}")))?;
     let client = CoreClient::from_provider_metadata(
@@ -258,11 +281,14 @@ pub fn take_attempt(
             ))
             .first(conn)
             .optional()?;
-        diesel::delete(staff_sign_ins::table.find(&hash)).execute(conn)?;
+        // Whoever deletes the row uses the attempt; a concurrent callback deletes nothing.
+        let deleted = diesel::delete(staff_sign_ins::table.find(&hash)).execute(conn)?;
         match found {
             Some((stored_state, nonce, pkce_verifier, expires_at))
                 // Compared as hashes: no early exit on the secret's bytes.
-                if now < from_db(expires_at) && secret_hash(&stored_state) == secret_hash(state) =>
+                if deleted == 1
+                    && now < from_db(expires_at)
+                    && secret_hash(&stored_state) == secret_hash(state) =>
             {
                 Ok(Attempt {
                     nonce,
@@ -301,11 +327,7 @@ pub fn admit(
     identity: &ProvedIdentity,
 ) -> Result<Admitted> {
     let role = role_of(config, &identity.groups);
-    let has_second_factor = identity
-        .auth
-        .amr
-        .iter()
-        .any(|m| SECOND_FACTORS.contains(&m.as_str()));
+    let has_second_factor = has_second_factor(&identity.auth.amr);
     let refusal = match role {
         None => Some((
             "not_staff",
@@ -330,6 +352,16 @@ pub fn admit(
             _ => None,
         };
         if let Some((reason, message)) = refusal {
+            // Whatever the provider no longer grants ends the sessions granted before.
+            if let Some((id, _)) = &existing {
+                diesel::update(
+                    sessions::table
+                        .filter(sessions::staff_user_id.eq(id))
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(Some(to_db(now))))
+                .execute(conn)?;
+            }
             append(
                 conn,
                 now,
@@ -367,19 +399,31 @@ pub fn admit(
                 id
             }
             None => {
-                let id = uuid::Uuid::now_v7().to_string();
-                diesel::insert_into(staff_users::table)
-                    .values((
-                        staff_users::id.eq(&id),
-                        staff_users::issuer.eq(&identity.auth.issuer),
-                        staff_users::subject.eq(&identity.subject),
-                        staff_users::email.eq(&email),
-                        staff_users::display_name.eq(&name),
-                        staff_users::role.eq(role.as_str()),
-                        staff_users::created_at.eq(to_db(now)),
-                    ))
-                    .execute(conn)?;
-                id
+                // A first sign-in racing another of the same person: one row wins, both use it.
+                let row = (
+                    staff_users::id.eq(uuid::Uuid::now_v7().to_string()),
+                    staff_users::issuer.eq(&identity.auth.issuer),
+                    staff_users::subject.eq(&identity.subject),
+                    staff_users::email.eq(&email),
+                    staff_users::display_name.eq(&name),
+                    staff_users::role.eq(role.as_str()),
+                    staff_users::created_at.eq(to_db(now)),
+                );
+                match conn {
+                    DbConnection::Postgres(pg) => diesel::insert_into(staff_users::table)
+                        .values(row)
+                        .on_conflict_do_nothing()
+                        .execute(pg)?,
+                    DbConnection::Sqlite(sqlite) => diesel::insert_into(staff_users::table)
+                        .values(row)
+                        .on_conflict_do_nothing()
+                        .execute(sqlite)?,
+                };
+                staff_users::table
+                    .filter(staff_users::issuer.eq(&identity.auth.issuer))
+                    .filter(staff_users::subject.eq(&identity.subject))
+                    .select(staff_users::id)
+                    .first::<String>(conn)?
             }
         };
         Ok(Ok(Admitted {
@@ -402,6 +446,24 @@ mod tests {
             "auditor_groups": ["auditors"],
         }))
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_second_factor_needs_more_than_one_method() {
+        let amr = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(has_second_factor(&amr(&["mfa"])));
+        assert!(has_second_factor(&amr(&["pwd", "otp"])));
+        assert!(has_second_factor(&amr(&["pwd", "hwk"])));
+        assert!(!has_second_factor(&amr(&["pwd"])));
+        assert!(
+            !has_second_factor(&amr(&["sms"])),
+            "a code alone is one factor"
+        );
+        assert!(
+            !has_second_factor(&amr(&["pwd", "kba"])),
+            "two things known"
+        );
+        assert!(!has_second_factor(&[]));
     }
 
     #[test]

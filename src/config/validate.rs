@@ -33,7 +33,10 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        problems.extend(super::validate_auth::auth_problems(&self.auth));
+        problems.extend(super::validate_auth::auth_problems(
+            &self.auth,
+            &self.server.public_url,
+        ));
         let public_url = &self.server.public_url;
         if !(public_url.is_empty()
             || public_url.starts_with("http://")

@@ -3,7 +3,7 @@
 use crate::config::{AuthConfig, resolve_secret};
 use crate::error::ConfigProblem;
 
-pub(super) fn auth_problems(auth: &AuthConfig) -> Vec<ConfigProblem> {
+pub(super) fn auth_problems(auth: &AuthConfig, public_url: &str) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     if auth.session_idle_minutes == 0 {
         problems.push(ConfigProblem::new(
@@ -28,6 +28,13 @@ pub(super) fn auth_problems(auth: &AuthConfig) -> Vec<ConfigProblem> {
             "auth.oidc.issuer",
             "must be an https:// URL (allow_insecure_http = true accepts http:// and the risk \
              of sending codes and tokens in clear)",
+        ));
+    }
+    if !(public_url.starts_with("https://") || oidc.allow_insecure_http) {
+        problems.push(ConfigProblem::new(
+            "server.public_url",
+            "must be an https:// URL for staff sign-in (the session cookie is sent only over \
+             https; allow_insecure_http = true in [auth.oidc] accepts http://)",
         ));
     }
     if oidc.client_id.trim().is_empty() {

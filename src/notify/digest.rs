@@ -18,7 +18,7 @@ pub const DIGEST_LIST_LIMIT: usize = 50;
 const PRIVILEGED_LIST_LIMIT: usize = 50;
 
 #[derive(Serialize)]
-pub(crate) struct DigestItem {
+pub struct DigestItem {
     person_name: String,
     person_login: String,
     group_name: String,
@@ -33,14 +33,14 @@ pub(crate) struct DigestItem {
 }
 
 #[derive(Serialize)]
-pub(crate) struct GroupCount {
+pub struct GroupCount {
     name: String,
     privileged: bool,
     count: usize,
 }
 
 #[derive(Serialize)]
-pub(crate) struct DigestContext {
+pub struct DigestContext {
     reviewer_name: String,
     campaign_title: String,
     due_date: String,
@@ -56,6 +56,14 @@ pub(crate) struct DigestContext {
     more_privileged: usize,
 }
 
+/// Who a digest is for and what it is about.
+pub struct DigestHeader<'a> {
+    pub reviewer_name: &'a str,
+    pub campaign_title: &'a str,
+    pub due_date: String,
+    pub review_url: &'a str,
+}
+
 /// The digest of `reviewer`'s undecided `items` in `campaign`, linking to `review_url`.
 pub(crate) fn digest_context(
     conn: &mut DbConnection,
@@ -64,10 +72,41 @@ pub(crate) fn digest_context(
     items: Vec<ReviewItem>,
     review_url: &str,
 ) -> Result<DigestContext> {
-    let mut pending: Vec<ReviewItem> = items
+    let pending: Vec<ReviewItem> = items
         .into_iter()
         .filter(|i| i.state == ITEM_PENDING)
         .collect();
+    // Descriptions only for what the digest lists.
+    let listed: Vec<ReviewItem> = if pending.len() <= DIGEST_LIST_LIMIT {
+        pending.clone()
+    } else {
+        pending
+            .iter()
+            .filter(|i| i.privileged)
+            .take(PRIVILEGED_LIST_LIMIT)
+            .cloned()
+            .collect()
+    };
+    let context = item_context(conn, campaign, &listed)?;
+    let header = DigestHeader {
+        reviewer_name: &reviewer.display_name,
+        campaign_title: &campaign.title,
+        due_date: from_db(campaign.due_at).format("%Y-%m-%d").to_string(),
+        review_url,
+    };
+    Ok(assemble_digest(&header, pending, |group| {
+        context.descriptions.get(group).cloned()
+    }))
+}
+
+/// The digest of the undecided `pending` items: each listed, or summarised when there are
+/// more than [`DIGEST_LIST_LIMIT`]. `describe` gives a group's description by its id.
+pub fn assemble_digest(
+    header: &DigestHeader<'_>,
+    mut pending: Vec<ReviewItem>,
+    describe: impl Fn(&str) -> Option<String>,
+) -> DigestContext {
+    let review_url = header.review_url;
     let item_count = pending.len();
     let listed = item_count <= DIGEST_LIST_LIMIT;
     let mut groups = Vec::new();
@@ -95,17 +134,13 @@ pub(crate) fn digest_context(
         more_privileged = pending.len().saturating_sub(PRIVILEGED_LIST_LIMIT);
         pending.truncate(PRIVILEGED_LIST_LIMIT);
     }
-    let context = item_context(conn, campaign, &pending)?;
     let digest_items: Vec<DigestItem> = pending
         .iter()
         .map(|i| DigestItem {
             person_name: single_line(&i.identity_name),
             person_login: single_line(&i.identity_login),
             group_name: single_line(&i.entitlement_name),
-            description: context
-                .descriptions
-                .get(&i.entitlement_external_id)
-                .map(|d| single_line(d)),
+            description: describe(&i.entitlement_external_id).map(|d| single_line(&d)),
             privileged: i.privileged,
             via: i.via.as_deref().map(single_line),
             first_seen: from_db(i.granted_since).format("%Y-%m-%d").to_string(),
@@ -119,10 +154,10 @@ pub(crate) fn digest_context(
     } else {
         (Vec::new(), digest_items)
     };
-    Ok(DigestContext {
-        reviewer_name: single_line(&reviewer.display_name),
-        campaign_title: single_line(&campaign.title),
-        due_date: from_db(campaign.due_at).format("%Y-%m-%d").to_string(),
+    DigestContext {
+        reviewer_name: single_line(header.reviewer_name),
+        campaign_title: single_line(header.campaign_title),
+        due_date: header.due_date.clone(),
         review_url: review_url.to_string(),
         item_count,
         listed,
@@ -130,5 +165,5 @@ pub(crate) fn digest_context(
         groups,
         privileged_items,
         more_privileged,
-    })
+    }
 }

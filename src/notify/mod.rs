@@ -3,10 +3,11 @@
 //! due rows, issues the review link, renders the digest and hands it to the mailer. Nothing
 //! here decides what is reviewed or records decisions.
 
-mod digest;
+pub mod digest;
 pub mod links;
 pub mod mailer;
 pub mod outbox;
+pub mod preview;
 pub mod revocation;
 pub mod templates;
 pub mod worker;

@@ -1,12 +1,12 @@
 //! The staff console, behind a staff session: `/console` lists the campaigns with their
 //! progress (admins and auditors); `/console/campaigns/{id}` shows an admin each reviewer's
-//! progress and what is overdue; `/console/campaigns/{id}/evidence` downloads the campaign's
-//! evidence pack (admins and auditors), recorded as that staff member's export. Read-only:
-//! every route checks the session's role itself.
+//! progress and what is overdue; `POST /console/campaigns/{id}/evidence` downloads the
+//! campaign's evidence pack (admins and auditors), recorded as that staff member's export.
+//! Every route checks the session's role itself.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
 use crate::auth::sessions::StaffSession;
@@ -16,7 +16,7 @@ use crate::db::time::from_db;
 use crate::error::Error;
 use crate::web::AppState;
 use crate::web::evidence_download::{PackRefused, pack_response};
-use crate::web::staff_sign_in::{staff_csrf, staff_session};
+use crate::web::staff_sign_in::{staff_csrf, staff_csrf_valid, staff_session};
 
 const EVERY_ROLE: [Role; 2] = [Role::Admin, Role::Auditor];
 
@@ -172,15 +172,30 @@ pub async fn campaign_progress(
     )
 }
 
+#[derive(Debug, Deserialize)]
+pub struct StaffForm {
+    csrf: Option<String>,
+}
+
+/// Builds and sends the pack: a POST with the session's CSRF token, as it writes (the export
+/// event) and takes the one build slot; no other site can make a staff member's browser ask.
 pub async fn evidence(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
+    form: web::Form<StaffForm>,
 ) -> HttpResponse {
     let session = match staff_session(&state, &request, &EVERY_ROLE).await {
         Ok(session) => session,
         Err(response) => return response,
     };
+    if !staff_csrf_valid(&state, &session, form.csrf.as_deref()) {
+        return state.pages.message(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            &Error::Csrf.to_string(),
+        );
+    }
     let actor = format!("staff:{}", session.staff_user_id);
     match pack_response(&state, path.into_inner(), actor).await {
         Ok(response) => response,

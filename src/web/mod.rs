@@ -68,7 +68,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         )
         .route(
             "/console/campaigns/{id}/evidence",
-            web::get().to(console::evidence),
+            web::post().to(console::evidence),
         )
         .route(
             "/api/v1/campaigns/{id}/evidence",

@@ -16,6 +16,7 @@ use crate::auth::sessions::{SessionLimits, StaffSession, end_session, session_of
 use crate::auth::staff_sign_in::{admit, discover, store_attempt, take_attempt};
 use crate::error::Error;
 use crate::web::AppState;
+use crate::web::access_log::loggable_path;
 use crate::web::csrf;
 use crate::web::pages::page_headers;
 
@@ -212,6 +213,11 @@ pub fn staff_csrf(state: &AppState, session: &StaffSession) -> String {
     csrf::token_for(&state.csrf_key, &session.id_hash, "staff")
 }
 
+/// Whether a form posted the CSRF token of `session`.
+pub fn staff_csrf_valid(state: &AppState, session: &StaffSession, submitted: Option<&str>) -> bool {
+    submitted.is_some_and(|t| csrf::verify(&state.csrf_key, &session.id_hash, "staff", t))
+}
+
 pub async fn logout(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -221,11 +227,7 @@ pub async fn logout(
         Ok(session) => session,
         Err(response) => return response,
     };
-    let valid = form
-        .csrf
-        .as_deref()
-        .is_some_and(|t| csrf::verify(&state.csrf_key, &session.id_hash, "staff", t));
-    if !valid {
+    if !staff_csrf_valid(&state, &session, form.csrf.as_deref()) {
         return state.pages.message(
             StatusCode::FORBIDDEN,
             "Please try again",
@@ -276,7 +278,12 @@ pub async fn staff_session(
         Err(e) => return Err(failed(state, &e)),
     };
     if !allowed.contains(&session.role) {
-        tracing::warn!(staff_user = %session.staff_user_id, role = %session.role, path = request.path(), "console page refused for the role");
+        tracing::warn!(
+            staff_user = %session.staff_user_id,
+            role = %session.role,
+            path = %loggable_path(request.path()),
+            "console page refused for the role"
+        );
         return Err(state.pages.message(
             StatusCode::FORBIDDEN,
             "Not allowed",

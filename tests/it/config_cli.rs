@@ -286,3 +286,64 @@ fn cli_issues_lists_and_revokes_api_tokens() {
     ]);
     assert!(!ok && refused.contains("unknown role"), "{refused}");
 }
+
+#[test]
+fn email_preview_renders_each_mail_with_sample_data_and_the_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("templates");
+    std::fs::create_dir_all(overrides.join("reminder")).unwrap();
+    std::fs::write(
+        overrides.join("reminder/subject.txt.j2"),
+        "Still {{ item_count }} to go, {{ reviewer_name }}",
+    )
+    .unwrap();
+    let file = dir.path().join("attest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[mail]\ntemplates_dir = {:?}\n",
+            overrides.display().to_string()
+        ),
+    )
+    .unwrap();
+    let preview = |args: &[&str]| {
+        run(attest(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .args(["email", "preview"])
+            .args(args))
+    };
+
+    let (ok, text) = preview(&["review_request"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.starts_with("Subject: Access review: 6 accesses to review by"),
+        "{text}"
+    );
+    assert!(text.contains("* Dave Dunn (dave) in prod-admins [PRIVILEGED]\n  Production administrators; direct member; first seen 2026-10-01"), "{text}");
+    assert_eq!(text.matches("Approve: ").count(), 6);
+
+    let (ok, text) = preview(&["escalation", "--items", "60"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("That is too many to list here. By group:\n* prod-admins [PRIVILEGED]: 15"),
+        "{text}"
+    );
+
+    let (ok, text) = preview(&["reminder", "--items", "2"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.starts_with("Subject: Still 2 to go, Bob Baker"),
+        "the override: {text}"
+    );
+
+    let (ok, html) = preview(&["review_request", "--html"]);
+    assert!(ok && html.starts_with("<!DOCTYPE html>") && html.contains("Remote access VPN"));
+
+    let (ok, text) = preview(&["welcome"]);
+    assert!(!ok);
+    assert!(
+        text.contains("unknown mail `welcome`; one of: review_request, reminder, escalation"),
+        "{text}"
+    );
+}

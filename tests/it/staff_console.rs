@@ -269,14 +269,14 @@ async fn an_auditor_downloads_a_pack_and_cannot_open_admin_pages() {
     let (_, status, page) = sign_in(&c, &client, "aud", "aud-password").await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("(auditor)"));
+    assert!(
+        !page.contains("href=\"/console/campaigns/"),
+        "an auditor gets no progress link"
+    );
     let evidence = {
-        let at = page.find("href=\"/console/campaigns/").unwrap() + "href=\"".len();
+        let at = page.find("action=\"/console/campaigns/").unwrap() + "action=\"".len();
         page[at..at + page[at..].find('"').unwrap()].to_string()
     };
-    assert!(
-        evidence.ends_with("/evidence"),
-        "an auditor gets no progress link: {evidence}"
-    );
     let admin_page = evidence.trim_end_matches("/evidence").to_string();
     let refused = client
         .get(format!("{}{admin_page}", c.app.base_url))
@@ -285,8 +285,20 @@ async fn an_auditor_downloads_a_pack_and_cannot_open_admin_pages() {
         .unwrap();
     assert_eq!(refused.status().as_u16(), 403);
 
+    // Without the session's CSRF token (a link or form from another site), nothing is built.
+    let forged = client
+        .post(format!("{}{evidence}", c.app.base_url))
+        .form(&[("csrf", "nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(events(&c, "evidence.exported").await.is_empty());
+
+    let csrf = common::form_values(&page, "csrf")[0].clone();
     let pack = client
-        .get(format!("{}{evidence}", c.app.base_url))
+        .post(format!("{}{evidence}", c.app.base_url))
+        .form(&[("csrf", csrf.as_str())])
         .send()
         .await
         .unwrap();
