@@ -13,6 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Role;
+use crate::auth::staff_users::{NewStaff, create_or_find};
 use crate::db::schema::{api_tokens, staff_users};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, write_tx};
@@ -166,25 +167,14 @@ fn staff_member(
         None => {
             // Two admins issuing the first token of one address at once: one row wins, the
             // other issue uses it (or is told the role differs).
-            let row = (
-                staff_users::id.eq(uuid::Uuid::now_v7().to_string()),
-                staff_users::issuer.eq(LOCAL_ISSUER),
-                staff_users::subject.eq(email),
-                staff_users::email.eq(email),
-                staff_users::display_name.eq(email),
-                staff_users::role.eq(role.as_str()),
-                staff_users::created_at.eq(to_db(now)),
-            );
-            match conn {
-                DbConnection::Postgres(pg) => diesel::insert_into(staff_users::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(pg)?,
-                DbConnection::Sqlite(sqlite) => diesel::insert_into(staff_users::table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute(sqlite)?,
+            let staff = NewStaff {
+                issuer: LOCAL_ISSUER,
+                subject: email,
+                email,
+                display_name: email,
+                role,
             };
+            create_or_find(conn, now, &staff)?;
             staff_member(conn, now, email, role)
         }
     }

@@ -7,6 +7,7 @@ pub mod api_tokens;
 pub mod role;
 pub mod sessions;
 pub mod staff_sign_in;
+mod staff_users;
 
 pub use api_tokens::{ApiToken, IssuedToken, NewToken, authenticate, issue, list_tokens, revoke};
 pub use role::Role;

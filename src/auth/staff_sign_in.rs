@@ -12,19 +12,20 @@ use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetada
 use openidconnect::reqwest;
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    EndpointSet, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
 use serde_json::{Value, json};
 
 use crate::auth::Role;
 use crate::auth::sessions::{StaffAuth, secret_hash};
-use crate::config::{StaffOidcConfig, resolve_secret};
+use crate::auth::staff_users::{NewStaff, create_or_find};
+use crate::config::StaffOidcConfig;
 use crate::db::schema::{sessions, staff_sign_ins, staff_users};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, write_tx};
-use crate::error::{ConfigProblem, Error, Result};
+use crate::error::{Error, Result};
 use crate::ledger::{EventKind, append};
-use crate::sources::oidc::{error_chain, provider_http_client};
+use crate::sources::oidc::{client_secret_and_issuer, error_chain, provider_http_client};
 
 /// How long a sign-in may take at the provider.
 const ATTEMPT_MINUTES: i64 = 10;
@@ -106,24 +107,12 @@ pub fn discover(config: &StaffOidcConfig, redirect_uri: &str) -> Result<Provider
         config.tls_ca_file.as_deref(),
         "auth.oidc.tls_ca_file",
     )?;
-    let secret = resolve_secret(
-        "auth.oidc.client_secret",
+    let (secret, issuer) = client_secret_and_issuer(
+        "auth.oidc.",
         config.client_secret.as_ref(),
         config.client_secret_file.as_deref(),
-    )
-    .map_err(|p| Error::Config(vec![p]))?
-    .ok_or_else(|| {
-        Error::Config(vec![ConfigProblem::new(
-            "auth.oidc.client_secret_file",
-            "set client_secret_file (or client_secret)",
-        )])
-    })?;
-    let issuer = IssuerUrl::new(config.issuer.clone()).map_err(|e| {
-        Error::Config(vec![ConfigProblem::new(
-            "auth.oidc.issuer",
-            format!("not a URL: {e}"),
-        )])
-    })?;
+        &config.issuer,
+    )?;
     let metadata = CoreProviderMetadata::discover(&issuer, &http).map_err(|e| {
         provider_error(format!(
             "cannot discover the OpenID Connect provider {}: {}",
@@ -399,31 +388,14 @@ pub fn admit(
                 id
             }
             None => {
-                // A first sign-in racing another of the same person: one row wins, both use it.
-                let row = (
-                    staff_users::id.eq(uuid::Uuid::now_v7().to_string()),
-                    staff_users::issuer.eq(&identity.auth.issuer),
-                    staff_users::subject.eq(&identity.subject),
-                    staff_users::email.eq(&email),
-                    staff_users::display_name.eq(&name),
-                    staff_users::role.eq(role.as_str()),
-                    staff_users::created_at.eq(to_db(now)),
-                );
-                match conn {
-                    DbConnection::Postgres(pg) => diesel::insert_into(staff_users::table)
-                        .values(row)
-                        .on_conflict_do_nothing()
-                        .execute(pg)?,
-                    DbConnection::Sqlite(sqlite) => diesel::insert_into(staff_users::table)
-                        .values(row)
-                        .on_conflict_do_nothing()
-                        .execute(sqlite)?,
+                let staff = NewStaff {
+                    issuer: &identity.auth.issuer,
+                    subject: &identity.subject,
+                    email: &email,
+                    display_name: &name,
+                    role,
                 };
-                staff_users::table
-                    .filter(staff_users::issuer.eq(&identity.auth.issuer))
-                    .filter(staff_users::subject.eq(&identity.subject))
-                    .select(staff_users::id)
-                    .first::<String>(conn)?
+                create_or_find(conn, now, &staff)?
             }
         };
         Ok(Ok(Admitted {

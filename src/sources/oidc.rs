@@ -64,6 +64,31 @@ pub(crate) fn provider_http_client(
         .map_err(|e| Error::Internal(format!("HTTP client: {e}")))
 }
 
+/// A provider client's secret (inline or from its file) and issuer URL, configured under
+/// `key_prefix` (`""` for a source's own keys, `auth.oidc.` for staff sign-in).
+pub(crate) fn client_secret_and_issuer(
+    key_prefix: &str,
+    secret: Option<&SecretString>,
+    secret_file: Option<&std::path::Path>,
+    issuer: &str,
+) -> Result<(SecretString, IssuerUrl), Error> {
+    let secret = resolve_secret(&format!("{key_prefix}client_secret"), secret, secret_file)
+        .map_err(|p| Error::Config(vec![p]))?
+        .ok_or_else(|| {
+            Error::Config(vec![ConfigProblem::new(
+                &format!("{key_prefix}client_secret_file"),
+                "set client_secret_file (or client_secret)",
+            )])
+        })?;
+    let issuer = IssuerUrl::new(issuer.to_string()).map_err(|e| {
+        Error::Config(vec![ConfigProblem::new(
+            &format!("{key_prefix}issuer"),
+            format!("not a URL: {e}"),
+        )])
+    })?;
+    Ok((secret, issuer))
+}
+
 /// Tokens for one sync.
 pub(crate) struct Tokens {
     client: DiscoveredClient,
@@ -80,24 +105,12 @@ impl Tokens {
         config: &OidcSourceConfig,
         http: &reqwest::blocking::Client,
     ) -> Result<Tokens, Error> {
-        let secret = resolve_secret(
-            "client_secret",
+        let (secret, issuer) = client_secret_and_issuer(
+            "",
             config.client_secret.as_ref(),
             config.client_secret_file.as_deref(),
-        )
-        .map_err(|p| Error::Config(vec![p]))?
-        .ok_or_else(|| {
-            Error::Config(vec![ConfigProblem::new(
-                "client_secret_file",
-                "set client_secret_file (or client_secret)",
-            )])
-        })?;
-        let issuer = IssuerUrl::new(config.issuer.clone()).map_err(|e| {
-            Error::Config(vec![ConfigProblem::new(
-                "issuer",
-                format!("not a URL: {e}"),
-            )])
-        })?;
+            &config.issuer,
+        )?;
         let metadata = CoreProviderMetadata::discover(&issuer, http).map_err(|e| {
             Error::source(
                 SOURCE,

@@ -112,9 +112,34 @@ pub(crate) async fn verify_post(
     token: &str,
     submitted_csrf: Option<&str>,
 ) -> Result<VerifiedPost, HttpResponse> {
-    let (claims, campaign, reviewer) = match authenticate(state, token).await {
+    let (claims, auth) = verify_form(state, request, token, submitted_csrf).map_err(|p| *p)?;
+    let (_, campaign, reviewer) = match authenticate(state, token).await {
         Ok(found) => found,
         Err(e) => return Err(error_page(state, &e)),
+    };
+    debug_assert_eq!(claims.sub, reviewer.id);
+    Ok(VerifiedPost {
+        campaign,
+        reviewer,
+        auth,
+    })
+}
+
+/// The checks of a post that need no database: the link's signature and expiry, and the
+/// CSRF token bound to the session cookie. The link's standing (revoked, superseded) is
+/// checked by the decision itself, inside its transaction.
+fn verify_form(
+    state: &AppState,
+    request: &HttpRequest,
+    token: &str,
+    submitted_csrf: Option<&str>,
+) -> Result<(ReviewClaims, AuthContext), Box<HttpResponse>> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Box::new(error_page(state, &Error::Unauthorized)));
+    }
+    let claims = match state.signer.verify(token, state.clock.now()) {
+        Ok(claims) => claims,
+        Err(e) => return Err(Box::new(error_page(state, &e))),
     };
     let session_id = request
         .cookie(csrf::SESSION_COOKIE)
@@ -127,8 +152,8 @@ pub(crate) async fn verify_post(
         _ => false,
     };
     let Some(session_id) = session_id.filter(|_| csrf_ok) else {
-        tracing::warn!(reviewer = %reviewer.id, "post refused: missing or wrong CSRF token");
-        return Err(error_page(state, &Error::Csrf));
+        tracing::warn!(reviewer = %claims.sub, "post refused: missing or wrong CSRF token");
+        return Err(Box::new(error_page(state, &Error::Csrf)));
     };
     let auth = AuthContext {
         method: "email_link".into(),
@@ -141,11 +166,7 @@ pub(crate) async fn verify_post(
             .map(|v| v.chars().take(200).collect()),
         ip: request.peer_addr().map(|a| a.ip().to_string()),
     };
-    Ok(VerifiedPost {
-        campaign,
-        reviewer,
-        auth,
-    })
+    Ok((claims, auth))
 }
 
 /// Reads the outcome and end date a form posted: `approve`, `revoke`, `dont_know`, or
@@ -177,9 +198,11 @@ pub async fn decide(
     form: web::Form<DecideForm>,
 ) -> HttpResponse {
     let token = token.into_inner();
-    let post = match verify_post(&state, &request, &token, form.csrf.as_deref()).await {
-        Ok(post) => post,
-        Err(page) => return page,
+    // One database round trip: the decision's transaction checks the link's standing, the
+    // campaign and the item's reviewer itself.
+    let (claims, auth) = match verify_form(&state, &request, &token, form.csrf.as_deref()) {
+        Ok(verified) => verified,
+        Err(page) => return *page,
     };
     let Some(item_id) = form.item.clone() else {
         return error_page(
@@ -192,31 +215,34 @@ pub async fn decide(
             Ok(found) => found,
             Err(e) => return error_page(&state, &e),
         };
-    let VerifiedPost {
-        campaign,
-        reviewer,
-        auth,
-    } = post;
-    let checks = DecisionChecks {
-        reasons: ReasonRules::configured(&state.config, &campaign.definition),
-        seen_latest: form
-            .seen
-            .as_deref()
-            .map(|seen| Some(seen.to_string()).filter(|s| !s.is_empty())),
-    };
+    let seen_latest = form
+        .seen
+        .as_deref()
+        .map(|seen| Some(seen.to_string()).filter(|s| !s.is_empty()));
     let decision = DecisionRequest {
-        campaign_id: campaign.id.clone(),
-        reviewer_id: reviewer.id.clone(),
+        campaign_id: claims.cmp.clone(),
+        reviewer_id: claims.sub.clone(),
         item_id: item_id.clone(),
         outcome,
         comment: form.comment.clone(),
         approved_until,
     };
     let now = state.clock.now();
+    let config = std::sync::Arc::clone(&state.config);
     let recorded = state
         .db
-        .run(move |conn| record_checked_decision(conn, now, &decision, &auth, &checks))
+        .run(move |conn| {
+            let definition = campaign(conn, &decision.campaign_id)
+                .map_err(|_| Error::Unauthorized)?
+                .definition;
+            let checks = DecisionChecks {
+                reasons: ReasonRules::configured(&config, &definition),
+                seen_latest,
+            };
+            record_checked_decision(conn, now, &decision, &auth, &checks)
+        })
         .await;
+    let reviewer_id = claims.sub;
     let intent = match outcome {
         DecisionOutcome::Revoke => "revoke",
         _ => "approve",
@@ -234,7 +260,7 @@ pub async fn decide(
     match recorded {
         Ok(result) => {
             if let Recorded::New(id) = &result {
-                tracing::info!(decision = %id, reviewer = %reviewer.id, outcome = outcome.as_str(), "decision recorded");
+                tracing::info!(decision = %id, reviewer = %reviewer_id, outcome = outcome.as_str(), "decision recorded");
             }
             back(format!("saved={safe_item}"))
         }
@@ -242,7 +268,7 @@ pub async fn decide(
             back(format!("item={safe_item}&intent={intent}&problem=reason"))
         }
         Err(Error::Stale(_)) => {
-            tracing::info!(reviewer = %reviewer.id, "decision refused: made on a stale page");
+            tracing::info!(reviewer = %reviewer_id, "decision refused: made on a stale page");
             back(format!("item={safe_item}&intent={intent}&problem=stale"))
         }
         Err(e) => error_page(&state, &e),

@@ -30,14 +30,26 @@ async fn focused(c: &Client) -> String {
     .to_string()
 }
 
+/// The text of the first `css` element, read again if a navigation replaced it meanwhile.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let element = c
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(
+                    matches!(&e, fantoccini::error::CmdError::Standard(w) if w.error == fantoccini::error::ErrorStatus::StaleElementReference),
+                    "{e}"
+                );
+            }
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
 }
 
 /// Waits until the page's URL contains `part` (the post's redirect has landed).
@@ -336,6 +348,7 @@ async fn an_admin_signs_in_through_the_provider_and_sees_the_progress() {
     .click()
     .await
     .unwrap();
+    wait_for_url(c, "/console/campaigns/").await;
     c.wait()
         .for_element(Locator::XPath("//h2[text()='By reviewer']"))
         .await
@@ -351,6 +364,7 @@ async fn an_admin_signs_in_through_the_provider_and_sees_the_progress() {
         .click()
         .await
         .unwrap();
+    wait_for_url(c, "/auth/logout").await;
     assert_eq!(text_of(c, "h1").await, "Signed out");
     browser.close().await;
     console.app.stop().await;

@@ -109,11 +109,22 @@ async fn sign_in(
         page.contains("Sign in to the test provider"),
         "{url}: {page}"
     );
+    submit_login(client, &url, &page, login, password).await
+}
+
+/// Posts the provider's login form (on `page`, at `url`) and follows where it leads.
+async fn submit_login(
+    client: &reqwest::Client,
+    url: &str,
+    page: &str,
+    login: &str,
+    password: &str,
+) -> (String, u16, String) {
     let action = {
         let at = page.find("action=\"").unwrap() + "action=\"".len();
         page[at..at + page[at..].find('"').unwrap()].to_string()
     };
-    let post_url = reqwest::Url::parse(&url).unwrap().join(&action).unwrap();
+    let post_url = reqwest::Url::parse(url).unwrap().join(&action).unwrap();
     let response = client
         .post(post_url)
         .form(&[("login", login), ("password", password)])
@@ -128,6 +139,11 @@ async fn sign_in(
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let next = response.url().join(&location).unwrap().to_string();
     follow(client, next).await
+}
+
+/// The body of a GET, redirects not followed.
+async fn text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 async fn events(c: &Console, kind: &'static str) -> Vec<serde_json::Value> {
@@ -178,14 +194,7 @@ async fn an_admin_signs_in_at_the_provider_and_sees_each_reviewers_progress() {
     assert!(progress.contains("bob@example.com") && progress.contains("Bob Baker"));
 
     // Signing in again in the same browser starts a new session and ends the old one.
-    let before: String = client
-        .get(format!("{}/console", c.app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = text(&client, format!("{}/console", c.app.base_url)).await;
     let csrf = common::form_values(&before, "csrf")[0].clone();
     let (_, status, _) = sign_in_again(&c, &client).await;
     assert_eq!(status, 200);
@@ -216,14 +225,7 @@ async fn an_admin_signs_in_at_the_provider_and_sees_each_reviewers_progress() {
     assert_eq!(stale.status().as_u16(), 403);
 
     // Sign-out ends the session.
-    let page = client
-        .get(format!("{}/console", c.app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text(&client, format!("{}/console", c.app.base_url)).await;
     let csrf = common::form_values(&page, "csrf")[0].clone();
     let out = client
         .post(format!("{}/auth/logout", c.app.base_url))
@@ -246,18 +248,7 @@ async fn an_admin_signs_in_at_the_provider_and_sees_each_reviewers_progress() {
 async fn sign_in_again(c: &Console, client: &reqwest::Client) -> (String, u16, String) {
     let (url, status, page) = follow(client, format!("{}/auth/login", c.app.base_url)).await;
     if page.contains("Sign in to the test provider") {
-        let at = page.find("action=\"").unwrap() + "action=\"".len();
-        let action = page[at..at + page[at..].find('"').unwrap()].to_string();
-        let post_url = reqwest::Url::parse(&url).unwrap().join(&action).unwrap();
-        let response = client
-            .post(post_url)
-            .form(&[("login", "ada"), ("password", "ada-password")])
-            .send()
-            .await
-            .unwrap();
-        let location = response.headers()["location"].to_str().unwrap().to_string();
-        let next = response.url().join(&location).unwrap().to_string();
-        return follow(client, next).await;
+        return submit_login(client, &url, &page, "ada", "ada-password").await;
     }
     (url, status, page)
 }
@@ -306,14 +297,11 @@ async fn an_auditor_downloads_a_pack_and_cannot_open_admin_pages() {
     let bytes = pack.bytes().await.unwrap();
     let file = c._dir.path().join("pack.zip");
     std::fs::write(&file, &bytes).unwrap();
-    let key = client
-        .get(format!("{}/api/v1/evidence/public-key", c.app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key = text(
+        &client,
+        format!("{}/api/v1/evidence/public-key", c.app.base_url),
+    )
+    .await;
     verify_pack(&file, Some(key.trim()), None).unwrap();
     let signed_in = events(&c, "staff.signed_in").await;
     assert_eq!(signed_in[0]["role"], "auditor");

@@ -1,0 +1,54 @@
+//! Staff records, keyed by (issuer, subject): staff created from the command line have the
+//! issuer `local` and their email as subject; staff signing in through OpenID Connect have
+//! their provider's issuer and subject.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use crate::auth::Role;
+use crate::db::DbConnection;
+use crate::db::schema::staff_users;
+use crate::db::time::to_db;
+use crate::error::Result;
+
+/// A staff member to create.
+pub(crate) struct NewStaff<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+}
+
+/// Creates the staff member unless one with the same issuer and subject exists (two first
+/// sign-ins or token issues racing: one row wins); returns the id of the one that exists.
+pub(crate) fn create_or_find(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    staff: &NewStaff<'_>,
+) -> Result<String> {
+    let row = (
+        staff_users::id.eq(uuid::Uuid::now_v7().to_string()),
+        staff_users::issuer.eq(staff.issuer),
+        staff_users::subject.eq(staff.subject),
+        staff_users::email.eq(staff.email),
+        staff_users::display_name.eq(staff.display_name),
+        staff_users::role.eq(staff.role.as_str()),
+        staff_users::created_at.eq(to_db(now)),
+    );
+    match conn {
+        DbConnection::Postgres(pg) => diesel::insert_into(staff_users::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(pg)?,
+        DbConnection::Sqlite(sqlite) => diesel::insert_into(staff_users::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(sqlite)?,
+    };
+    Ok(staff_users::table
+        .filter(staff_users::issuer.eq(staff.issuer))
+        .filter(staff_users::subject.eq(staff.subject))
+        .select(staff_users::id)
+        .first(conn)?)
+}
