@@ -11,8 +11,8 @@ use diesel::prelude::*;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::reqwest;
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope,
 };
 use serde_json::{Value, json};
 
@@ -25,7 +25,9 @@ use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, write_tx};
 use crate::error::{Error, Result};
 use crate::ledger::{EventKind, append};
-use crate::sources::oidc::{client_secret_and_issuer, error_chain, provider_http_client};
+use crate::sources::oidc::{
+    DiscoveredClient, client_secret_and_issuer, error_chain, provider_http_client,
+};
 
 /// How long a sign-in may take at the provider.
 const ATTEMPT_MINUTES: i64 = 10;
@@ -45,18 +47,9 @@ fn has_second_factor(amr: &[String]) -> bool {
                 .any(|m| POSSESSION_OR_INHERENCE.contains(&m.as_str())))
 }
 
-type ProviderClient = CoreClient<
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
-
 /// The provider, discovered, with the client attest is registered as.
 pub struct Provider {
-    client: ProviderClient,
+    client: DiscoveredClient,
     http: reqwest::blocking::Client,
 }
 

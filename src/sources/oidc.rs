@@ -18,7 +18,7 @@ use crate::config::{OidcSourceConfig, resolve_secret};
 use crate::error::{ConfigProblem, Error};
 
 /// A client built from discovered metadata (its token endpoint may or may not be set).
-type DiscoveredClient = CoreClient<
+pub(crate) type DiscoveredClient = CoreClient<
     EndpointSet,
     EndpointNotSet,
     EndpointNotSet,

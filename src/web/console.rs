@@ -16,7 +16,7 @@ use crate::db::time::from_db;
 use crate::error::Error;
 use crate::web::AppState;
 use crate::web::evidence_download::{PackRefused, pack_response};
-use crate::web::staff_sign_in::{staff_csrf, staff_csrf_valid, staff_session};
+use crate::web::staff_sign_in::{staff_csrf, staff_post, staff_session};
 
 const EVERY_ROLE: [Role; 2] = [Role::Admin, Role::Auditor];
 
@@ -185,17 +185,10 @@ pub async fn evidence(
     path: web::Path<String>,
     form: web::Form<StaffForm>,
 ) -> HttpResponse {
-    let session = match staff_session(&state, &request, &EVERY_ROLE).await {
+    let session = match staff_post(&state, &request, &EVERY_ROLE, form.csrf.as_deref()).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if !staff_csrf_valid(&state, &session, form.csrf.as_deref()) {
-        return state.pages.message(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            &Error::Csrf.to_string(),
-        );
-    }
     let actor = format!("staff:{}", session.staff_user_id);
     match pack_response(&state, path.into_inner(), actor).await {
         Ok(response) => response,

@@ -214,7 +214,7 @@ pub fn staff_csrf(state: &AppState, session: &StaffSession) -> String {
 }
 
 /// Whether a form posted the CSRF token of `session`.
-pub fn staff_csrf_valid(state: &AppState, session: &StaffSession, submitted: Option<&str>) -> bool {
+fn staff_csrf_valid(state: &AppState, session: &StaffSession, submitted: Option<&str>) -> bool {
     submitted.is_some_and(|t| csrf::verify(&state.csrf_key, &session.id_hash, "staff", t))
 }
 
@@ -223,16 +223,9 @@ pub async fn logout(
     request: HttpRequest,
     form: web::Form<LogoutForm>,
 ) -> HttpResponse {
-    let session = match staff_session(&state, &request, &[Role::Admin, Role::Auditor]).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if !staff_csrf_valid(&state, &session, form.csrf.as_deref()) {
-        return state.pages.message(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            &Error::Csrf.to_string(),
-        );
+    let allowed = [Role::Admin, Role::Auditor];
+    if let Err(response) = staff_post(&state, &request, &allowed, form.csrf.as_deref()).await {
+        return response;
     }
     let Some(secret) = request.cookie(STAFF_COOKIE).map(|c| c.value().to_string()) else {
         return see_other("/auth/login").finish();
@@ -254,6 +247,25 @@ pub async fn logout(
         tracing::error!(error = %e, "cannot remove the staff cookie");
     }
     response
+}
+
+/// A staff form's post: the session as [`staff_session`] checks it, and the form's CSRF
+/// token bound to that session.
+pub async fn staff_post(
+    state: &AppState,
+    request: &HttpRequest,
+    allowed: &[Role],
+    submitted_csrf: Option<&str>,
+) -> Result<StaffSession, HttpResponse> {
+    let session = staff_session(state, request, allowed).await?;
+    if !staff_csrf_valid(state, &session, submitted_csrf) {
+        return Err(state.pages.message(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            &Error::Csrf.to_string(),
+        ));
+    }
+    Ok(session)
 }
 
 /// The caller's staff session, when it is valid and its role is one of `allowed`; otherwise
