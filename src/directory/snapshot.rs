@@ -234,3 +234,29 @@ pub fn problems_of(conn: &mut DbConnection, sync_run_id: &str) -> Result<Vec<Syn
         .sort_by(|a, b| (&a.kind, &a.subject, &a.detail).cmp(&(&b.kind, &b.subject, &b.detail)));
     Ok(problems)
 }
+
+/// Per configured source: when its current snapshot was taken, and how its latest run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFreshness {
+    pub source: String,
+    /// When the run whose snapshot is current finished (none if it never synced).
+    pub current_finished_at: Option<chrono::NaiveDateTime>,
+    /// The status of the latest run that ended (`succeeded`, `failed`), if any.
+    pub latest_status: Option<String>,
+}
+
+pub fn source_freshness(conn: &mut DbConnection, source: &str) -> Result<SourceFreshness> {
+    let current_finished_at = current_sync_run(conn, source)?.and_then(|r| r.finished_at);
+    let latest_status: Option<String> = sync_runs::table
+        .filter(sync_runs::source.eq(source))
+        .filter(sync_runs::finished_at.is_not_null())
+        .order((sync_runs::finished_at.desc(), sync_runs::seq.desc()))
+        .select(sync_runs::status)
+        .first(conn)
+        .optional()?;
+    Ok(SourceFreshness {
+        source: source.to_string(),
+        current_finished_at,
+        latest_status,
+    })
+}

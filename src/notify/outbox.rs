@@ -509,3 +509,12 @@ pub fn messages_of_campaign(
         .select(OutboxMessage::as_select())
         .load(conn)?)
 }
+
+/// How many messages are in each state (`pending`, `sending`, `sent`, `dead`, ...).
+pub fn counts_by_state(conn: &mut DbConnection) -> Result<Vec<(String, i64)>> {
+    Ok(outbox::table
+        .group_by(outbox::state)
+        .select((outbox::state, diesel::dsl::count_star()))
+        .order(outbox::state.asc())
+        .load(conn)?)
+}

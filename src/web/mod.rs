@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error_response;
 pub mod evidence_download;
 pub mod health;
+pub mod metrics;
 pub mod pages;
 pub mod review;
 pub mod review_actions;
@@ -52,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .route("/static/app.css", web::get().to(health::app_css))
         .route(
             "/api/v1/evidence/public-key",

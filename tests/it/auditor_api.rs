@@ -2,7 +2,9 @@
 //! evidence pack and check it offline against the public key the service publishes (not
 //! the one in the pack). Refused with the same 401 without a token, with an unknown,
 //! expired or revoked one, with a review link's token, and a token never opens a review
-//! page. Issuing and revoking are events; the secret is stored only as a hash.
+//! page. Issuing and revoking are events; the secret is stored only as a hash. And
+//! `/metrics` for a token: each open campaign's items by state and whether it is overdue,
+//! the outbox by state, and each source's snapshot age and latest sync result.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::auth::{NewToken, Role, issue, revoke};
@@ -207,5 +209,90 @@ async fn tokens_are_issued_only_within_their_rules() {
     issue_token(&o, Role::Auditor, 30).await;
     let refused = refusal("x", "auditor@example.com", Role::Admin, 30).await;
     assert!(refused.contains("auditor"), "{refused}");
+    o.app.stop().await;
+}
+
+/// The value of the metric line that starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_progress_the_outbox_and_how_fresh_each_source_is() {
+    let o = open_campaign(|_| {}).await;
+    assert_eq!(get(&o, "/metrics", None).await.status(), 401);
+    let (_, secret) = issue_token(&o, Role::Auditor, 30).await;
+
+    let item = crate::decision_actions::items_of(&o, "bob@example.com").await[0].clone();
+    let (campaign, reviewer) = (o.campaign.clone(), item.reviewer_id.clone());
+    o.app
+        .blocking(move |db, clock, _| {
+            let request = attest::decisions::DecisionRequest {
+                campaign_id: campaign,
+                reviewer_id: reviewer,
+                item_id: item.id,
+                outcome: attest::decisions::DecisionOutcome::Approve,
+                comment: None,
+                approved_until: None,
+            };
+            let now = attest::clock::Clock::now(clock);
+            attest::decisions::record_decision(
+                &mut db.conn().unwrap(),
+                now,
+                &request,
+                &crate::open_review::auth(),
+            )
+            .unwrap();
+        })
+        .await;
+    // Ninety seconds after the sync, and after the due date.
+    o.app.clock.set(o.due + Duration::seconds(90));
+    let response = get(&o, "/metrics", Some(&secret)).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let series = |name: &str, state: &str| {
+        format!(
+            "{name}{{campaign=\"{}\",definition=\"access-review\",state=\"{state}\"}}",
+            o.campaign
+        )
+    };
+    assert_eq!(
+        metric(&text, &series("attest_campaign_items", "pending")),
+        Some(17),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &series("attest_campaign_items", "approved")),
+        Some(1)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!(
+                "attest_campaign_overdue{{campaign=\"{}\",definition=\"access-review\"}}",
+                o.campaign
+            )
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric(&text, "attest_outbox_messages{state=\"sent\"}"),
+        Some(4),
+        "{text}"
+    );
+    let age = metric(&text, "attest_source_snapshot_age_seconds{source=\"corp\"}").unwrap();
+    assert_eq!(age, (o.due - o.opened).num_seconds() + 90, "{text}");
+    assert_eq!(
+        metric(&text, "attest_source_last_sync_succeeded{source=\"corp\"}"),
+        Some(1)
+    );
+    assert!(!text.contains("@example.com"), "no people in the metrics");
     o.app.stop().await;
 }
