@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: cli::token::TokenCommand,
     },
+    /// Staff access to the console without an identity provider.
+    Admin {
+        #[command(subcommand)]
+        action: cli::admin::AdminCommand,
+    },
     /// Preview mail templates with sample data.
     Email {
         #[command(subcommand)]
@@ -288,6 +293,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { action } => {
             let db = open_database(&config)?;
             cli::token::run(&db, clock.as_ref(), action)
+        }
+        Command::Admin { action } => {
+            let db = open_database(&config)?;
+            cli::admin::run(&db, clock.as_ref(), &config, action)
         }
         Command::Export { campaign, out } => {
             let db = open_database(&config)?;

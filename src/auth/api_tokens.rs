@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Role;
-use crate::auth::staff_users::{NewStaff, create_or_find};
+use crate::auth::staff_users::local_staff_member;
 use crate::db::schema::{api_tokens, staff_users};
 use crate::db::time::{from_db, to_db};
 use crate::db::{DbConnection, write_tx};
@@ -24,8 +24,7 @@ use crate::ledger::{EventKind, append};
 pub const TOKEN_PREFIX: &str = "attest_at_";
 pub const DEFAULT_TOKEN_DAYS: i64 = 90;
 pub const MAX_TOKEN_DAYS: i64 = 366;
-/// Staff created from the command line (no identity provider) carry this issuer.
-pub const LOCAL_ISSUER: &str = "local";
+pub use crate::auth::staff_users::LOCAL_ISSUER;
 
 /// What an admin asks for.
 #[derive(Debug, Clone)]
@@ -108,7 +107,7 @@ pub fn issue(
     let expires_at = now + Duration::days(request.days);
     let id = uuid::Uuid::now_v7().to_string();
     write_tx(conn, |conn| {
-        let staff_user_id = staff_member(conn, now, &email, request.role)?;
+        let staff_user_id = local_staff_member(conn, now, &email, request.role)?;
         diesel::insert_into(api_tokens::table)
             .values((
                 api_tokens::id.eq(&id),
@@ -141,43 +140,6 @@ pub fn issue(
         secret: SecretString::from(secret),
         expires_at,
     })
-}
-
-/// The local staff member with this email (created with `role` when new).
-fn staff_member(
-    conn: &mut DbConnection,
-    now: DateTime<Utc>,
-    email: &str,
-    role: Role,
-) -> Result<String> {
-    let existing: Option<(String, String, Option<NaiveDateTime>)> = staff_users::table
-        .filter(staff_users::issuer.eq(LOCAL_ISSUER))
-        .filter(staff_users::subject.eq(email))
-        .select((staff_users::id, staff_users::role, staff_users::disabled_at))
-        .first(conn)
-        .optional()?;
-    match existing {
-        Some((_, _, Some(_))) => Err(Error::Forbidden(format!(
-            "{email} is disabled; no token is issued to them"
-        ))),
-        Some((id, held, None)) if held == role.as_str() => Ok(id),
-        Some((_, held, None)) => Err(Error::BadRequest(format!(
-            "{email} is staff with the role {held}; a token cannot give them {role}"
-        ))),
-        None => {
-            // Two admins issuing the first token of one address at once: one row wins, the
-            // other issue uses it (or is told the role differs).
-            let staff = NewStaff {
-                issuer: LOCAL_ISSUER,
-                subject: email,
-                email,
-                display_name: email,
-                role,
-            };
-            create_or_find(conn, now, &staff)?;
-            staff_member(conn, now, email, role)
-        }
-    }
 }
 
 /// The bearer of `presented`, if it is a valid token at `now`.

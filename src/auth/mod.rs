@@ -6,6 +6,7 @@
 pub mod api_tokens;
 pub mod role;
 pub mod sessions;
+pub mod sign_in_links;
 pub mod staff_sign_in;
 mod staff_users;
 

@@ -2,14 +2,17 @@
 //! issuer `local` and their email as subject; staff signing in through OpenID Connect have
 //! their provider's issuer and subject.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use crate::auth::Role;
 use crate::db::DbConnection;
 use crate::db::schema::staff_users;
 use crate::db::time::to_db;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Staff created from the command line (no identity provider) carry this issuer.
+pub const LOCAL_ISSUER: &str = "local";
 
 /// A staff member to create.
 pub(crate) struct NewStaff<'a> {
@@ -51,4 +54,41 @@ pub(crate) fn create_or_find(
         .filter(staff_users::subject.eq(staff.subject))
         .select(staff_users::id)
         .first(conn)?)
+}
+
+/// The local staff member with this email (created with `role` when new).
+pub(crate) fn local_staff_member(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    email: &str,
+    role: Role,
+) -> Result<String> {
+    let existing: Option<(String, String, Option<NaiveDateTime>)> = staff_users::table
+        .filter(staff_users::issuer.eq(LOCAL_ISSUER))
+        .filter(staff_users::subject.eq(email))
+        .select((staff_users::id, staff_users::role, staff_users::disabled_at))
+        .first(conn)
+        .optional()?;
+    match existing {
+        Some((_, _, Some(_))) => Err(Error::Forbidden(format!(
+            "{email} is disabled; nothing is issued to them"
+        ))),
+        Some((id, held, None)) if held == role.as_str() => Ok(id),
+        Some((_, held, None)) => Err(Error::BadRequest(format!(
+            "{email} is staff with the role {held}; they cannot be given {role}"
+        ))),
+        None => {
+            // Two admins issuing the first token of one address at once: one row wins, the
+            // other issue uses it (or is told the role differs).
+            let staff = NewStaff {
+                issuer: LOCAL_ISSUER,
+                subject: email,
+                email,
+                display_name: email,
+                role,
+            };
+            create_or_find(conn, now, &staff)?;
+            local_staff_member(conn, now, email, role)
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! and token commands' output, mail previews, progress display and the printing of a source test. Only
 //! `main.rs` uses them.
 
+pub mod admin;
 pub mod campaign;
 pub mod email;
 pub mod progress;

@@ -316,6 +316,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    staff_sign_in_links (secret_hash) {
+        secret_hash -> Text,
+        staff_user_id -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     api_tokens (id) {
         id -> Text,
         token_hash -> Text,
@@ -357,6 +368,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     staff_users,
     staff_sign_ins,
+    staff_sign_in_links,
     sessions,
     api_tokens
 );

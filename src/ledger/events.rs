@@ -60,6 +60,8 @@ pub enum EventKind {
     StaffSignedIn,
     StaffSignInRefused,
     StaffSignedOut,
+    /// An admin made a one-time sign-in link for a staff member (never the secret).
+    StaffSignInLinkCreated,
 }
 
 impl EventKind {
@@ -94,6 +96,7 @@ impl EventKind {
             EventKind::StaffSignedIn => "staff.signed_in",
             EventKind::StaffSignInRefused => "staff.sign_in_refused",
             EventKind::StaffSignedOut => "staff.signed_out",
+            EventKind::StaffSignInLinkCreated => "staff.sign_in_link_created",
         }
     }
 }

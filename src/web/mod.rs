@@ -17,6 +17,7 @@ pub mod review_actions;
 mod review_items_view;
 pub mod review_page;
 pub mod staff;
+pub mod staff_link;
 pub mod staff_sign_in;
 
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .route("/auth/login", web::get().to(staff_sign_in::login))
         .route("/auth/callback", web::get().to(staff_sign_in::callback))
         .route("/auth/logout", web::post().to(staff_sign_in::logout))
+        .route("/auth/link", web::get().to(staff_link::page))
+        .route("/auth/link", web::post().to(staff_link::sign_in))
         .route("/console", web::get().to(console::home))
         .route(
             "/console/campaigns/{id}",

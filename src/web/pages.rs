@@ -12,6 +12,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("demo_mail.html", include_str!("templates/demo_mail.html")),
     ("console.html", include_str!("templates/console.html")),
+    ("staff_link.html", include_str!("templates/staff_link.html")),
     (
         "console_bar.html",
         include_str!("templates/console_bar.html"),

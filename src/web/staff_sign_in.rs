@@ -35,7 +35,7 @@ pub struct LogoutForm {
     csrf: Option<String>,
 }
 
-fn cookie(
+pub(crate) fn cookie(
     state: &AppState,
     name: &'static str,
     value: String,
@@ -49,7 +49,7 @@ fn cookie(
         .finish()
 }
 
-fn expired(state: &AppState, name: &'static str, path: &'static str) -> Cookie<'static> {
+pub(crate) fn expired(state: &AppState, name: &'static str, path: &'static str) -> Cookie<'static> {
     let mut gone = cookie(state, name, String::new(), path);
     gone.make_removal();
     gone
@@ -62,13 +62,13 @@ fn redirect_uri(state: &AppState) -> String {
     )
 }
 
-fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
+pub(crate) fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
     let mut builder = page_headers(HttpResponse::SeeOther());
     builder.insert_header((header::LOCATION, location.to_string()));
     builder
 }
 
-fn failed(state: &AppState, err: &Error) -> HttpResponse {
+pub(crate) fn failed(state: &AppState, err: &Error) -> HttpResponse {
     match err {
         Error::Forbidden(message) => {
             state

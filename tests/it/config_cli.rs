@@ -285,6 +285,31 @@ fn cli_issues_lists_and_revokes_api_tokens() {
         "token", "create", "--role", "root", "--email", "a@b.c", "--name", "x",
     ]);
     assert!(!ok && refused.contains("unknown role"), "{refused}");
+
+    // A one-time console link for the same person: same role only.
+    let (ok, link) = cli(&[
+        "admin",
+        "link",
+        "--role",
+        "auditor",
+        "--email",
+        "auditor@example.com",
+    ]);
+    assert!(ok, "{link}");
+    assert!(
+        link.lines()
+            .any(|l| l.starts_with("http://127.0.0.1:8080/auth/link?t=") && l.len() > 60),
+        "{link}"
+    );
+    let (ok, refused) = cli(&[
+        "admin",
+        "link",
+        "--role",
+        "admin",
+        "--email",
+        "auditor@example.com",
+    ]);
+    assert!(!ok && refused.contains("role auditor"), "{refused}");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! sees each reviewer's progress; an auditor downloads a pack that verifies and cannot open
 //! admin pages; someone in no staff group is refused; `auth.require_mfa` refuses a sign-in
 //! without a second factor; a forged callback is refused; sessions rotate at sign-in, end at
-//! sign-out and after the idle time (injected clock). Every step is an event.
+//! sign-out and after the idle time (injected clock). Every step is an event. A one-time
+//! link from `attest admin link` signs a staff member in once, not from another site's form,
+//! not after it expires, and not at all under `auth.require_mfa`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::config::{Config, StaffOidcConfig};
@@ -14,6 +16,18 @@ use serde_json::json;
 use crate::common::{self, TestApp};
 use crate::support::oidc_scim::{CONSOLE_CLIENT_ID, CONSOLE_CLIENT_SECRET, OidcScim, Options};
 use crate::support::ports;
+
+impl AsRef<TestApp> for TestApp {
+    fn as_ref(&self) -> &TestApp {
+        self
+    }
+}
+
+impl AsRef<TestApp> for Console {
+    fn as_ref(&self) -> &TestApp {
+        &self.app
+    }
+}
 
 pub(crate) struct Console {
     pub(crate) app: TestApp,
@@ -146,8 +160,8 @@ async fn text(client: &reqwest::Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-async fn events(c: &Console, kind: &'static str) -> Vec<serde_json::Value> {
-    c.app
+async fn events(app: impl AsRef<TestApp>, kind: &'static str) -> Vec<serde_json::Value> {
+    app.as_ref()
         .blocking(move |db, _, _| {
             use attest::db::schema::events;
             use diesel::prelude::*;
@@ -375,4 +389,95 @@ async fn sign_ins_outside_the_staff_groups_without_mfa_or_forged_are_refused() {
     assert_eq!(forged.status().as_u16(), 400);
     assert_eq!(events(&c, "staff.signed_in").await.len(), 1);
     c.app.stop().await;
+}
+
+/// The sign-in page of a one-time link, as a browser opens it: (its form's CSRF token).
+async fn open_link(app: &TestApp, client: &reqwest::Client, secret: &str) -> String {
+    let page = text(client, format!("{}/auth/link?t={secret}", app.base_url)).await;
+    common::form_values(&page, "csrf")[0].clone()
+}
+
+async fn post_link(app: &TestApp, client: &reqwest::Client, secret: &str, csrf: &str) -> u16 {
+    client
+        .post(format!("{}/auth/link", app.base_url))
+        .form(&[("t", secret), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn make_link(app: &TestApp, minutes: i64) -> String {
+    app.blocking(move |db, clock, _| {
+        attest::auth::sign_in_links::create_link(
+            &mut db.conn().unwrap(),
+            attest::clock::Clock::now(clock),
+            "Auditor@Example.com",
+            attest::auth::Role::Auditor,
+            minutes,
+            "test",
+        )
+        .unwrap()
+        .secret
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_link_signs_a_staff_member_in_once() {
+    let dir = common::temp_dir();
+    let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let app = TestApp::spawn_without_background_workers(config.clone()).await;
+    let secret = make_link(&app, 15).await;
+
+    // Opening the link changes nothing; another site's form (no bound cookie) is refused.
+    let client = browser();
+    let csrf = open_link(&app, &client, &secret).await;
+    let used: Option<chrono::NaiveDateTime> = app
+        .blocking(|db, _, _| {
+            use attest::db::schema::staff_sign_in_links;
+            use diesel::prelude::*;
+            staff_sign_in_links::table
+                .select(staff_sign_in_links::used_at)
+                .first(&mut *db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
+    assert!(used.is_none(), "a GET does not use the link");
+    assert_eq!(post_link(&app, &browser(), &secret, &csrf).await, 403);
+
+    assert_eq!(post_link(&app, &client, &secret, &csrf).await, 303);
+    let console = text(&client, format!("{}/console", app.base_url)).await;
+    assert!(
+        console.contains("auditor@example.com (auditor)"),
+        "{console}"
+    );
+    let signed_in = events(&app, "staff.signed_in").await;
+    assert_eq!(signed_in[0]["amr"], json!(["link"]));
+    assert_eq!(signed_in[0]["issuer"], "local");
+
+    // Used once: a second browser cannot use it again.
+    let other = browser();
+    let csrf = open_link(&app, &other, &secret).await;
+    assert_eq!(post_link(&app, &other, &secret, &csrf).await, 401);
+
+    // Expired.
+    let late = make_link(&app, 1).await;
+    let csrf = open_link(&app, &other, &late).await;
+    app.clock.set(common::start_time() + Duration::minutes(2));
+    assert_eq!(post_link(&app, &other, &late, &csrf).await, 401);
+    app.stop().await;
+
+    // With auth.require_mfa, a link (one factor) signs nobody in.
+    let mut strict = config;
+    strict.auth.require_mfa = true;
+    let app = TestApp::spawn_without_background_workers(strict).await;
+    let secret = make_link(&app, 15).await;
+    let client = browser();
+    let csrf = open_link(&app, &client, &secret).await;
+    assert_eq!(post_link(&app, &client, &secret, &csrf).await, 403);
+    let refused = events(&app, "staff.sign_in_refused").await;
+    assert_eq!(refused.last().unwrap()["reason"], "second_factor_required");
+    app.stop().await;
 }
