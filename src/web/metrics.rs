@@ -31,6 +31,17 @@ fn family(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} gauge");
 }
 
+/// Prometheus metrics: campaign progress, the outbox, and how fresh each source is.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid API token", body = crate::web::api::ApiError),
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     if let Err(refused) = bearer(&state, &request, &[Role::Admin, Role::Auditor]).await {
         return refused.response();

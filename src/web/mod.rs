@@ -11,6 +11,7 @@ pub mod error_response;
 pub mod evidence_download;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod review;
 pub mod review_actions;
@@ -61,6 +62,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             web::get().to(api::public_key),
         )
         .route("/api/v1/campaigns", web::get().to(api::campaigns))
+        .route("/api/v1/sources", web::get().to(api::sources))
+        .route(
+            "/api/v1/sources/{name}/sync-runs",
+            web::get().to(api::sync_runs),
+        )
+        .route("/api/openapi.json", web::get().to(openapi::document))
         .route("/auth/login", web::get().to(staff_sign_in::login))
         .route("/auth/callback", web::get().to(staff_sign_in::callback))
         .route("/auth/logout", web::post().to(staff_sign_in::logout))

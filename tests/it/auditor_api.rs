@@ -296,3 +296,81 @@ async fn metrics_show_progress_the_outbox_and_how_fresh_each_source_is() {
     assert!(!text.contains("@example.com"), "no people in the metrics");
     o.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route_and_each_answers_as_described() {
+    let o = open_campaign(|_| {}).await;
+    let (_, secret) = issue_token(&o, Role::Auditor, 30).await;
+    let response = get(&o, "/api/openapi.json", None).await;
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        document["openapi"]
+    );
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let paths: Vec<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for expected in [
+        "/api/v1/campaigns",
+        "/api/v1/campaigns/{id}/evidence",
+        "/api/v1/evidence/public-key",
+        "/api/v1/sources",
+        "/api/v1/sources/{name}/sync-runs",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains(&expected.to_string()),
+            "{expected} in {paths:?}"
+        );
+    }
+    // Every path answers: 401 without a token where the document asks for one, 200 with.
+    for path in &paths {
+        let operation = &document["paths"][path]["get"];
+        let url = path.replace("{id}", &o.campaign).replace("{name}", "corp");
+        let secured = operation["security"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        let without = get(&o, &url, None).await.status().as_u16();
+        assert_eq!(without, if secured { 401 } else { 200 }, "{path}");
+        assert!(
+            operation["responses"]["401"].is_object() == secured,
+            "{path}"
+        );
+        assert_eq!(get(&o, &url, Some(&secret)).await.status(), 200, "{path}");
+    }
+
+    let sources: serde_json::Value = get(&o, "/api/v1/sources", Some(&secret))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let corp = &sources["sources"][0];
+    assert_eq!(
+        (corp["name"].as_str(), corp["kind"].as_str()),
+        (Some("corp"), Some("ldif"))
+    );
+    assert_eq!(corp["latest_sync_status"], "succeeded");
+    let runs: serde_json::Value = get(&o, corp["sync_runs"].as_str().unwrap(), Some(&secret))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["sync_runs"].as_array().unwrap().len(), 1);
+    assert_eq!(runs["sync_runs"][0]["identities"], 12);
+    assert_eq!(
+        get(&o, "/api/v1/sources/nope/sync-runs", Some(&secret))
+            .await
+            .status(),
+        404
+    );
+    o.app.stop().await;
+}
