@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::clock::Clock;
 use crate::db::schema::{entitlement_versions, identity_versions, membership_versions, sync_runs};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, relax_commit_durability, write_tx};
+use crate::directory::content_hash::{PersonFacts, content_hasher, person_content_sha256};
 use crate::directory::effective::{DirectoryGraph, GroupKey, MemberRef, PersonKey};
 use crate::directory::snapshot::SyncDiff;
 use crate::directory::sync::{Quiet, SyncObserver};
@@ -217,23 +218,15 @@ impl<'c> DirectoryImport<'c> {
             "person"
         };
         let member_of = serde_json::to_string(&key.member_of)?;
-        let mut fields = vec![
-            Some(person.dn.as_str()),
-            Some(&person.login),
-            Some(&person.display_name),
-            person.email.as_deref(),
-            manager_dn_norm.as_deref(),
-            Some(status),
-            Some(account_kind),
-            Some(&member_of),
-            person.gid_number.as_deref(),
-        ];
-        // Added later: hashed only when present, so that people without them keep the
-        // content hash (and version) they had before.
-        if person.title.is_some() || person.department.is_some() {
-            fields.extend([person.title.as_deref(), person.department.as_deref()]);
-        }
-        let sha256 = content_sha256(&fields);
+        let sha256 = person_content_sha256(
+            &person,
+            &PersonFacts {
+                manager_dn_norm: manager_dn_norm.as_deref(),
+                status,
+                account_kind,
+                member_of: &member_of,
+            },
+        );
         let last_login_at = person.last_logon.map(to_db);
         self.graph.people.push(key);
         match self.people.get_mut(&person.external_id) {
@@ -567,39 +560,4 @@ fn duplicate(what: &str, external_id: &str) -> Error {
              id attribute), so the sync is aborted"
         ),
     )
-}
-
-/// SHA-256 over a length-prefixed encoding of the fields (absent and empty differ), hex.
-fn content_sha256(fields: &[Option<&str>]) -> String {
-    hex::encode(content_hasher(fields).finalize())
-}
-
-/// The hasher of [`content_sha256`] after `fields`, for callers that add more fields.
-fn content_hasher(fields: &[Option<&str>]) -> Sha256 {
-    let mut hasher = Sha256::new();
-    for field in fields {
-        match field {
-            Some(text) => {
-                hasher.update([1u8]);
-                hasher.update((text.len() as u64).to_be_bytes());
-                hasher.update(text.as_bytes());
-            }
-            None => hasher.update([0u8]),
-        }
-    }
-    hasher
-}
-
-#[cfg(test)]
-mod tests {
-    use super::content_sha256;
-
-    #[test]
-    fn content_hash_tells_absent_from_empty_and_field_boundaries() {
-        assert_ne!(content_sha256(&[None]), content_sha256(&[Some("")]));
-        assert_ne!(
-            content_sha256(&[Some("ab"), Some("c")]),
-            content_sha256(&[Some("a"), Some("bc")])
-        );
-    }
 }

@@ -6,6 +6,7 @@
 //! access with the chain of groups it comes through. This module never talks to a directory
 //! server itself (see `sources/`).
 
+mod content_hash;
 pub mod effective;
 mod failed_runs;
 mod grants;
