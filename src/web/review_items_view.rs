@@ -248,3 +248,54 @@ impl TeamShares {
             .then_some((holders, self.size))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(person: &str, group: &str, routing: &str) -> ReviewItem {
+        ReviewItem {
+            id: format!("{person}-{group}"),
+            campaign_id: "c".into(),
+            reviewer_id: "r".into(),
+            routing: routing.into(),
+            identity_external_id: person.into(),
+            identity_login: person.into(),
+            identity_name: person.into(),
+            identity_email: None,
+            identity_status: "active".into(),
+            entitlement_external_id: group.into(),
+            entitlement_name: group.into(),
+            entitlement_dn: group.into(),
+            privileged: false,
+            via: None,
+            granted_since: chrono::NaiveDateTime::default(),
+            stage: 1,
+            state: ITEM_PENDING.into(),
+            decided_at: None,
+            no_response_outcome: None,
+            approved_until: None,
+            expired_at: None,
+        }
+    }
+
+    #[test]
+    fn few_of_the_reports_holding_an_access_is_a_hint_and_many_is_not() {
+        let mut items: Vec<ReviewItem> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|p| item(p, "wiki", "manager"))
+            .collect();
+        items.push(item("a", "prod-db", "manager"));
+        // Held by someone the reviewer reviews as fallback, not as their manager: not counted.
+        items.push(item("z", "prod-db", "fallback"));
+        let team = TeamShares::of(&items);
+        assert_eq!(team.share("prod-db"), Some((1, 5)));
+        assert_eq!(team.share("wiki"), None, "everyone has it");
+        let small = TeamShares::of(&items[3..6]);
+        assert_eq!(
+            small.share("prod-db"),
+            None,
+            "a team of 3 is too small to tell"
+        );
+    }
+}
