@@ -84,6 +84,7 @@ fn config(dir: &Path) -> Config {
         SourceConfig::Csv(CsvSourceConfig {
             path: csv,
             privileged_groups: Vec::new(),
+            remediation: None,
         }),
     );
     let mut definition =

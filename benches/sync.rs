@@ -219,6 +219,7 @@ fn ldap_source(slapd: &Slapd) -> SourceConfig {
             ..GroupQuery::default()
         },
         privileged_groups: vec!["g0".into()],
+        remediation: None,
     })
 }
 

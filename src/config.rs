@@ -19,10 +19,12 @@ mod auth;
 mod campaigns;
 mod evidence;
 pub mod governing;
+mod remediation;
 mod sources;
 mod validate;
 mod validate_auth;
 mod validate_campaigns;
+mod validate_remediation;
 
 pub use auth::{AuthConfig, StaffOidcConfig};
 pub use campaigns::{
@@ -30,6 +32,7 @@ pub use campaigns::{
     StageDefinition, StageOutcome,
 };
 pub use evidence::EvidenceConfig;
+pub use remediation::{RemediationConfig, RemediationMode, RemediationWhen};
 pub use sources::{
     CsvSourceConfig, GroupQuery, LdapSourceConfig, LdifSourceConfig, OidcSourceConfig, PeopleQuery,
     ReferralPolicy, ScimConfig, SourceConfig,

@@ -1,5 +1,5 @@
 //! attest: access reviews end to end. The library holds the spine (sources -> directory ->
-//! campaigns -> notify -> decisions -> evidence) and thin shells around it (`web`, `app`);
+//! campaigns -> notify -> decisions -> remediation -> evidence) and thin shells around it (`web`, `app`);
 //! `main.rs` only parses the command line and calls in here.
 
 pub mod app;
@@ -16,5 +16,6 @@ pub mod evidence;
 pub mod jobs;
 pub mod ledger;
 pub mod notify;
+pub mod remediation;
 pub mod sources;
 pub mod web;

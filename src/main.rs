@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: cli::token::TokenCommand,
     },
+    /// Carry out revocations in their sources and prove them with the next sync.
+    Remediation {
+        #[command(subcommand)]
+        action: cli::remediation::RemediationCommand,
+    },
     /// Staff access to the console without an identity provider.
     Admin {
         #[command(subcommand)]
@@ -293,6 +298,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { action } => {
             let db = open_database(&config)?;
             cli::token::run(&db, clock.as_ref(), action)
+        }
+        Command::Remediation { action } => {
+            let db = open_database(&config)?;
+            cli::remediation::run(&config, &db, clock.as_ref(), action)
         }
         Command::Admin { action } => {
             let db = open_database(&config)?;

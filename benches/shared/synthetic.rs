@@ -45,6 +45,7 @@ pub fn config(url: &str, csv: &Path) -> Config {
         SourceConfig::Csv(CsvSourceConfig {
             path: csv.to_path_buf(),
             privileged_groups: Vec::new(),
+            remediation: None,
         }),
     );
     for (name, groups) in [("large", vec![]), ("small", vec!["g0-0".to_string()])] {

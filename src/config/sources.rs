@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::config::RemediationConfig;
+
 /// One directory to pull people and groups from.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -24,6 +26,16 @@ impl SourceConfig {
             SourceConfig::Ldif(c) => &c.privileged_groups,
             SourceConfig::Csv(c) => &c.privileged_groups,
             SourceConfig::Oidc(c) => &c.privileged_groups,
+        }
+    }
+
+    /// How the source's revocations are carried out, when configured.
+    pub fn remediation(&self) -> Option<&RemediationConfig> {
+        match self {
+            SourceConfig::Ldap(c) => c.remediation.as_ref(),
+            SourceConfig::Ldif(c) => c.remediation.as_ref(),
+            SourceConfig::Csv(c) => c.remediation.as_ref(),
+            SourceConfig::Oidc(c) => c.remediation.as_ref(),
         }
     }
 
@@ -68,6 +80,10 @@ pub struct OidcSourceConfig {
     /// Group names or ids whose membership counts as privileged access.
     #[serde(default)]
     pub privileged_groups: Vec<String>,
+    /// How revocations of this source's accesses are carried out (`[sources.NAME.remediation]`);
+    /// without it each revocation is a manual task for IT.
+    #[serde(default)]
+    pub remediation: Option<RemediationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -101,6 +117,10 @@ pub struct CsvSourceConfig {
     /// Entitlement names whose access counts as privileged (besides the `privileged` column).
     #[serde(default)]
     pub privileged_groups: Vec<String>,
+    /// How revocations of this source's accesses are carried out (`[sources.NAME.remediation]`);
+    /// without it each revocation is a manual task for IT.
+    #[serde(default)]
+    pub remediation: Option<RemediationConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -144,6 +164,10 @@ pub struct LdapSourceConfig {
     /// Group DNs or names whose membership counts as privileged access.
     #[serde(default)]
     pub privileged_groups: Vec<String>,
+    /// How revocations of this source's accesses are carried out (`[sources.NAME.remediation]`);
+    /// without it each revocation is a manual task for IT.
+    #[serde(default)]
+    pub remediation: Option<RemediationConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -268,4 +292,8 @@ pub struct LdifSourceConfig {
     pub groups: GroupQuery,
     #[serde(default)]
     pub privileged_groups: Vec<String>,
+    /// How revocations of this source's accesses are carried out (`[sources.NAME.remediation]`);
+    /// without it each revocation is a manual task for IT.
+    #[serde(default)]
+    pub remediation: Option<RemediationConfig>,
 }

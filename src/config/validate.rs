@@ -118,6 +118,9 @@ impl Config {
         }
         for (name, source) in &self.sources {
             self.source_problems(name, source, &mut problems);
+            problems.extend(super::validate_remediation::remediation_problems(
+                name, source,
+            ));
         }
         for (name, definition) in &self.campaigns {
             let key = format!("campaigns.{name}");

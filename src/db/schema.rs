@@ -260,6 +260,17 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         verified_at -> Nullable<Timestamp>,
+        source -> Text,
+        mode -> Text,
+        reason -> Text,
+        action -> Nullable<Text>,
+        planned_at -> Nullable<Timestamp>,
+        executed_at -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
+        locked_until -> Nullable<Timestamp>,
+        checked_sync_run_id -> Nullable<Text>,
+        verified_sync_run_id -> Nullable<Text>,
+        ticket -> Nullable<Text>,
     }
 }
 
@@ -345,6 +356,7 @@ diesel::joinable!(review_items -> campaigns (campaign_id));
 diesel::joinable!(review_items -> reviewers (reviewer_id));
 diesel::joinable!(reviewers -> campaigns (campaign_id));
 diesel::joinable!(decisions -> review_items (item_id));
+diesel::joinable!(remediation_tasks -> review_items (item_id));
 diesel::joinable!(api_tokens -> staff_users (staff_user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(

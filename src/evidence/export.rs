@@ -1,6 +1,7 @@
 //! The evidence pack of one campaign: one zip an auditor reads without asking anyone.
 //! `items.csv` / `items.jsonl` (one row per review item), `decisions.csv` /
-//! `decisions.jsonl` (the full history), `exceptions.csv`, `summary.json` (counts per
+//! `decisions.jsonl` (the full history), `exceptions.csv`, `remediation.csv` (each revoked
+//! access carried out and proved), `summary.json` (counts per
 //! reviewer and group, timeliness, progress), `population.json` (how the population was
 //! extracted), `soc2.json` (which file evidences which criterion), `report.html` (all of it
 //! for a person), the campaign's events with inclusion proofs against `checkpoint.txt`,
@@ -32,6 +33,7 @@ use crate::evidence::population::{Listed, population_document};
 use crate::evidence::proofs::{
     consistency_from_earlier_packs, latest_checkpoint, tree_of, write_campaign_events,
 };
+use crate::evidence::remediation_records::write_remediation_csv;
 use crate::evidence::report::{ReportContext, render_report};
 use crate::evidence::soc2::soc2_mapping;
 use crate::evidence::summary::{events_by_kind, keep_until, summarize_campaign};
@@ -194,6 +196,9 @@ fn write_pack(
     })?;
     pack.add("decisions.jsonl", |out| copy_back(decisions_jsonl, out))?;
     pack.add("exceptions.csv", |out| copy_back(exceptions_csv, out))?;
+    pack.add("remediation.csv", |out| {
+        write_remediation_csv(conn, campaign_id, out)
+    })?;
 
     // The campaign's events with their proofs, the checkpoint they are proved against, and
     // the key that signed it and this pack's manifest.

@@ -2,6 +2,7 @@
 //! `pack_writer`) and the offline check of such a pack (`verify`, with `verify_decisions`
 //! and `reconcile`). The pack's files each have their module: one record per review item
 //! (`item_records`) and per decision (`decision_records`), the exceptions (`exceptions`),
+//! each revoked access carried out and proved (`remediation_records`),
 //! the figures (`summary`), how the population was extracted (`population`), the SOC 2
 //! mapping (`soc2`), the report for a person (`report`, drawing `charts`), and the
 //! campaign's events with their inclusion proofs against a signed checkpoint (`proofs`). It
@@ -17,6 +18,7 @@ pub mod pack_writer;
 pub mod population;
 pub mod proofs;
 pub mod reconcile;
+pub mod remediation_records;
 pub mod report;
 pub mod soc2;
 pub mod spreadsheet;

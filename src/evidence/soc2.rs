@@ -29,7 +29,7 @@ pub struct Soc2Mapping {
     pub framework: &'static str,
     pub campaign: String,
     pub criteria: Vec<Criterion>,
-    /// Where remediation of revoked access stands (not tracked by this pack format yet).
+    /// Where remediation of revoked access is shown.
     pub remediation: &'static str,
     pub retention_years: u32,
     /// The earliest date this campaign's evidence may be removed (once it has closed).
@@ -144,6 +144,10 @@ pub fn soc2_mapping(
                 ),
                 file("items.csv", "the routing reason of every item"),
                 file(
+                    "remediation.csv",
+                    "every revoked access removed in its source and proved gone by a later sync",
+                ),
+                file(
                     "events.jsonl",
                     "the campaign's events (routing, reassignments, decisions, close)",
                 ),
@@ -180,8 +184,10 @@ pub fn soc2_mapping(
         framework: "AICPA Trust Services Criteria (2017, revised points of focus 2022)",
         campaign: summary.campaign.clone(),
         criteria,
-        remediation: "not tracked yet: a revoked access is listed with its decision; whether \
-                      it was removed from the source is not part of this pack",
+        remediation: "remediation.csv lists every revoked access with how it was carried out \
+                      (the group written, the webhook, or IT's ticket), its state, and the sync \
+                      run that proved it gone; each step is a remediation.* event in \
+                      events.jsonl",
         retention_years,
         keep_until,
     }

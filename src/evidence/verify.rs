@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::evidence::export::manifest_note_body;
 use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
 use crate::evidence::reconcile::{ItemFacts, reconcile_items};
+use crate::evidence::remediation_records::RemediationProofs;
 use crate::evidence::summary::Summary;
 use crate::evidence::verify_decisions::{ProvedDecision, check_decisions, instant};
 use crate::ledger::checkpoint::{verify_note, verify_signed};
@@ -185,6 +186,7 @@ pub fn verify_pack(
     let mut events = 0u64;
     let mut events_by_kind: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_seq: Option<i64> = None;
+    let mut remediation = RemediationProofs::default();
     for (line, text) in events_file.lines().enumerate() {
         let at_line = |what: String| failed(format!("events.jsonl line {}: {what}", line + 1));
         let text = text.map_err(|e| at_line(e.to_string()))?;
@@ -261,6 +263,7 @@ pub fn verify_pack(
                         .insert(item.as_str().unwrap_or_default().to_string());
                 }
             }
+            kind if kind.starts_with("remediation.") => remediation.record(kind, &payload),
             _ => {}
         }
         *events_by_kind.entry(event.kind.clone()).or_insert(0) += 1;
@@ -345,6 +348,10 @@ pub fn verify_pack(
             "decisions.jsonl has {} decisions, population.json counts {}",
             decisions.count, counts["decisions"]
         )));
+    }
+    // Packs written before remediation have no remediation.csv.
+    if names.contains("remediation.csv") {
+        remediation.check(pack.entry("remediation.csv")?)?;
     }
     Ok(Verified {
         campaign: manifest["campaign"]

@@ -6,7 +6,8 @@
 //! campaign, marked late when the service was down across the period's start. Time comes from
 //! the injected clock. Open campaigns' reminders, escalation and close are planned and run
 //! the same way (`follow_up`), and so are approvals given until a date that has come
-//! (`approval_expiry`).
+//! (`approval_expiry`). Each tick also runs a round of remediation
+//! (`remediation::run_once`).
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::jobs::follow_up::{self, FollowUp};
 use crate::jobs::queue::{self, Job};
 use crate::jobs::{approval_expiry, checkpoints};
+use crate::remediation;
 
 pub const KIND_OPEN_CAMPAIGN: &str = "open_campaign";
 
@@ -60,13 +62,26 @@ impl Scheduler {
         Scheduler { db, clock, config }
     }
 
-    /// Plans and runs what is due now, then signs a checkpoint of the event log if one is
-    /// due (a failure there is logged; the jobs have run). Returns how many jobs ran.
+    /// Plans and runs what is due now, then a round of remediation (revocations carried out
+    /// and proved), then signs a checkpoint of the event log if one is due (a failure there is logged; the jobs have run). Returns how many jobs ran.
     /// Blocking.
     pub fn tick(&self) -> Result<usize> {
         self.plan()?;
         let ran = self.run_due()?;
         let mut conn = self.db.conn()?;
+        match remediation::run_once(
+            &mut conn,
+            &self.config,
+            self.clock.now(),
+            "scheduler",
+            false,
+        ) {
+            Ok(round) if round != remediation::RoundReport::default() => {
+                tracing::info!(round = ?round, "remediation round");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, code = e.code(), "remediation round failed"),
+        }
         if let Err(e) = checkpoints::sign_if_due(&mut conn, &self.config, self.clock.now()) {
             tracing::error!(error = %e, code = e.code(), "cannot sign a checkpoint of the event log");
         }

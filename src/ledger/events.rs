@@ -62,6 +62,24 @@ pub enum EventKind {
     StaffSignedOut,
     /// An admin made a one-time sign-in link for a staff member (never the secret).
     StaffSignInLinkCreated,
+    /// Revoked accesses became remediation tasks (their items, and why they are revoked).
+    RemediationTasksCreated,
+    /// A task was carried out: the change written (group, attribute) or the webhook accepted.
+    RemediationExecuted,
+    /// IT closed a manual task, with its ticket reference.
+    RemediationDone,
+    /// A task failed, with the directory's or the receiver's error, and when it is retried.
+    RemediationFailed,
+    /// A task was not carried out because its group is protected.
+    RemediationBlocked,
+    /// A later sync no longer shows the access (the run that proved it).
+    RemediationVerified,
+    /// A later sync still shows the access after it was carried out (an alert).
+    RemediationStillPresent,
+    /// An access removed and proved gone is back within the configured window (an alert).
+    RemediationRegranted,
+    /// An admin asked for a failed, blocked or still-present task to be tried again.
+    RemediationRetried,
 }
 
 impl EventKind {
@@ -97,6 +115,15 @@ impl EventKind {
             EventKind::StaffSignInRefused => "staff.sign_in_refused",
             EventKind::StaffSignedOut => "staff.signed_out",
             EventKind::StaffSignInLinkCreated => "staff.sign_in_link_created",
+            EventKind::RemediationTasksCreated => "remediation.tasks_created",
+            EventKind::RemediationExecuted => "remediation.executed",
+            EventKind::RemediationDone => "remediation.done",
+            EventKind::RemediationFailed => "remediation.failed",
+            EventKind::RemediationBlocked => "remediation.blocked",
+            EventKind::RemediationVerified => "remediation.verified",
+            EventKind::RemediationStillPresent => "remediation.still_present",
+            EventKind::RemediationRegranted => "remediation.regranted",
+            EventKind::RemediationRetried => "remediation.retried",
         }
     }
 }

@@ -330,6 +330,7 @@ mod tests {
         let config = CsvSourceConfig {
             path,
             privileged_groups: vec![],
+            remediation: None,
         };
         let mut sink = Collect::default();
         fetch(&config, &mut sink).map(|_| sink.0)

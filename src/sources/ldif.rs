@@ -314,6 +314,7 @@ mod tests {
             people: PeopleQuery::default(),
             groups: GroupQuery::default(),
             privileged_groups: Vec::new(),
+            remediation: None,
         }
     }
 

@@ -40,6 +40,7 @@ fn ad_source(dc: &SambaDc) -> SourceConfig {
             ..GroupQuery::default()
         },
         privileged_groups: vec!["Domain Admins".into()],
+        remediation: None,
     })
 }
 

@@ -389,6 +389,7 @@ async fn a_campaign_with_more_reviewers_than_one_statement_can_bind_opens() {
     let source = attest::config::SourceConfig::Csv(attest::config::CsvSourceConfig {
         path: csv,
         privileged_groups: Vec::new(),
+        remediation: None,
     });
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
     let app = TestApp::spawn_without_background_workers(config).await;

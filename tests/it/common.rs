@@ -57,6 +57,7 @@ pub fn ldap_source(slapd: &Slapd) -> SourceConfig {
         people: fixture_people(),
         groups: fixture_groups(),
         privileged_groups: vec!["prod-admins".into()],
+        remediation: None,
     })
 }
 
@@ -66,6 +67,7 @@ pub fn ldif_source(path: &Path) -> SourceConfig {
         people: fixture_people(),
         groups: fixture_groups(),
         privileged_groups: vec!["prod-admins".into()],
+        remediation: None,
     })
 }
 

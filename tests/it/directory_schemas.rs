@@ -169,6 +169,7 @@ async fn a_csv_access_list_is_reviewed_and_a_broken_one_imports_nothing() {
         SourceConfig::Csv(attest::config::CsvSourceConfig {
             path: csv.clone(),
             privileged_groups: vec![],
+            remediation: None,
         }),
     );
     config

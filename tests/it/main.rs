@@ -30,6 +30,7 @@ mod oidc_source;
 mod open_review;
 mod outbox;
 mod pack_files;
+mod remediation_ldap;
 mod review_page;
 mod review_security;
 mod revocation_races;

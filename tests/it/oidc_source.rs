@@ -66,6 +66,7 @@ fn source(servers: &OidcScim, resource: Option<String>) -> SourceConfig {
             verify_group_members: true,
         },
         privileged_groups: vec!["admins".into()],
+        remediation: None,
     })
 }
 

@@ -256,6 +256,7 @@ async fn a_large_queue_opens_by_group_page_by_page() {
     let source = SourceConfig::Csv(CsvSourceConfig {
         path: csv,
         privileged_groups: Vec::new(),
+        remediation: None,
     });
     let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
     let app = TestApp::spawn_without_background_workers(config).await;

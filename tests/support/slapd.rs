@@ -24,6 +24,9 @@ pub const BASE_DN: &str = "dc=example,dc=com";
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
 pub const READER_DN: &str = "cn=attest-reader,ou=services,dc=example,dc=com";
 pub const READER_PASSWORD: &str = "reader-secret";
+/// The remediation account: may change group membership (`Slapd::add_writer` creates it).
+pub const WRITER_DN: &str = "cn=attest-writer,ou=services,dc=example,dc=com";
+pub const WRITER_PASSWORD: &str = "writer-secret";
 /// A reader the test server limits to 100 entries, paged or not (add it to the LDIF to use it).
 pub const LIMITED_READER_DN: &str = "cn=limited-reader,ou=services,dc=example,dc=com";
 
@@ -156,6 +159,30 @@ impl Slapd {
     /// `ldapadd` for plain entries.
     pub fn ldapmodify(&self, ldif: &str) {
         self.ldap_tool(&[], ldif, "ldapmodify");
+    }
+
+    /// Creates the remediation account [`WRITER_DN`] (write access to group membership).
+    pub fn add_writer(&self) {
+        self.ldapadd(&format!(
+            "dn: {WRITER_DN}\nobjectClass: person\nobjectClass: simpleSecurityObject\n\
+             cn: attest-writer\nsn: writer\nuserPassword: {WRITER_PASSWORD}\n"
+        ));
+    }
+
+    /// The values of `attribute` of the entry `dn`, as the rootdn reads them.
+    pub fn values(&self, dn: &str, attribute: &str) -> Vec<String> {
+        let out = run_checked(
+            Command::new("ldapsearch")
+                .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.url])
+                .args(["-D", &self.admin_dn, "-w", &self.admin_password])
+                .args(["-s", "base", "-b", dn, "(objectClass=*)", attribute]),
+            "ldapsearch",
+        );
+        let prefix = format!("{attribute}: ");
+        out.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Adds plain LDIF entries as the rootdn (`ldapmodify -a`).
@@ -325,9 +352,16 @@ refint_attributes member uniqueMember manager
 access to attrs=userPassword
   by anonymous auth
   by * none
+# The remediation account may change group membership, and nothing else.
+access to dn.subtree="ou=groups,{BASE_DN}" attrs=member,uniqueMember,memberUid
+  by dn.exact="{WRITER_DN}" write
+  by dn.exact="{READER_DN}" read
+  by dn.exact="{LIMITED_READER_DN}" read
+  by * auth
 access to *
   by dn.exact="{READER_DN}" read
   by dn.exact="{LIMITED_READER_DN}" read
+  by dn.exact="{WRITER_DN}" read
   by * auth
 
 # Plain searches stop at 500 entries; paged searches return everything. The limited reader

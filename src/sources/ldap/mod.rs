@@ -28,7 +28,8 @@ use crate::sources::entry::{
 };
 use crate::sources::{FetchReport, RecordSink, SourceProblem, SourceRecord};
 
-use search::{SearchSpec, describe_result};
+use search::SearchSpec;
+pub use search::describe_result;
 
 const SOURCE: &str = "ldap";
 
@@ -89,6 +90,22 @@ pub fn fetch(config: &LdapSourceConfig, sink: &mut dyn RecordSink) -> Result<Fet
     // Best effort: the outcome is decided; a failed unbind only means the server went first.
     let _ = conn.unbind();
     outcome
+}
+
+/// A connection to the source's server bound as `bind_dn` (the write-capable account of
+/// remediation, which lives outside this read-only module), with the source's TLS settings.
+/// Blocking.
+pub fn connect_as(
+    config: &LdapSourceConfig,
+    bind_dn: &str,
+    password: &str,
+) -> Result<LdapConn, Error> {
+    let timeout = Duration::from_secs(config.timeout_seconds.max(1));
+    let settings = connection_settings(config, timeout)?;
+    let mut conn = LdapConn::with_settings(settings, &config.url)
+        .map_err(|e| Error::source(SOURCE, format!("cannot connect to {}: {e}", config.url)))?;
+    bind(&mut conn, bind_dn, password, timeout)?;
+    Ok(conn)
 }
 
 /// Connection settings: timeout, StartTLS, and a rustls configuration that trusts
@@ -260,6 +277,7 @@ mod tests {
                 ..Default::default()
             },
             privileged_groups: vec![],
+            remediation: None,
         };
         struct Never;
         impl RecordSink for Never {

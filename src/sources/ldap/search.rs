@@ -275,7 +275,7 @@ fn next_cookie(ctrls: &[Control]) -> Option<Vec<u8>> {
 }
 
 /// `<meaning> (<code>)`, then the server's diagnostic text and referral URLs if any.
-pub(super) fn describe_result(result: &LdapResult) -> String {
+pub fn describe_result(result: &LdapResult) -> String {
     let mut out = format!("{} ({})", result_code_meaning(result.rc), result.rc);
     if !result.text.is_empty() {
         let _ = write!(out, ": {}", result.text);
@@ -313,6 +313,8 @@ fn result_code_meaning(rc: u32) -> &'static str {
         52 => "unavailable",
         53 => "unwilling to perform",
         54 => "loop detected",
+        64 => "naming violation",
+        65 => "object class violation",
         80 => "other",
         _ => "unexpected result code",
     }

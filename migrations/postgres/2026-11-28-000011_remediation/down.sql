@@ -1,0 +1,14 @@
+DROP INDEX remediation_tasks_campaign;
+DROP INDEX remediation_tasks_state;
+DROP INDEX remediation_tasks_item;
+ALTER TABLE remediation_tasks DROP COLUMN ticket;
+ALTER TABLE remediation_tasks DROP COLUMN verified_sync_run_id;
+ALTER TABLE remediation_tasks DROP COLUMN checked_sync_run_id;
+ALTER TABLE remediation_tasks DROP COLUMN locked_until;
+ALTER TABLE remediation_tasks DROP COLUMN next_attempt_at;
+ALTER TABLE remediation_tasks DROP COLUMN executed_at;
+ALTER TABLE remediation_tasks DROP COLUMN planned_at;
+ALTER TABLE remediation_tasks DROP COLUMN action;
+ALTER TABLE remediation_tasks DROP COLUMN reason;
+ALTER TABLE remediation_tasks DROP COLUMN mode;
+ALTER TABLE remediation_tasks DROP COLUMN source;

@@ -1,0 +1,368 @@
+//! Remediation against a real slapd: a reviewer's revoke, after close, removes the membership
+//! with the write account and the next sync proves it gone (with both as events in the
+//! evidence pack); access through a nested group is removed where it is held; a write the
+//! directory's ACL denies fails with the LDAP error and is retried with backoff; a member
+//! re-added by hand raises the re-granted alert; a dry run and a protected group change
+//! nothing in the directory; running a round twice removes once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::campaigns::{CloseRules, close_campaign};
+use attest::config::{RemediationConfig, RemediationMode, SourceConfig};
+use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
+use attest::evidence::export::{PackSettings, export_campaign};
+use attest::evidence::verify::verify_pack;
+use attest::ledger::checkpoint::CheckpointKey;
+use attest::remediation::{RoundReport, Task, run_once};
+use chrono::Duration;
+use secrecy::SecretString;
+
+use crate::common::{self, TestApp};
+use crate::pack_files::read_entry;
+
+fn entry(pack: &std::path::Path, name: &str) -> String {
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(pack).unwrap()).unwrap();
+    String::from_utf8(read_entry(&mut archive, name)).unwrap()
+}
+use crate::support::slapd::{self, Slapd};
+
+const VPN: &str = "cn=vpn-users,ou=groups,dc=example,dc=com";
+const SRE: &str = "cn=sre,ou=groups,dc=example,dc=com";
+
+fn dn_of(login: &str) -> String {
+    format!("uid={login},ou=people,dc=example,dc=com")
+}
+
+fn remediation(bind_dn: &str, password: &str) -> RemediationConfig {
+    RemediationConfig {
+        mode: RemediationMode::Ldap,
+        bind_dn: bind_dn.into(),
+        bind_password: Some(SecretString::from(password)),
+        ..RemediationConfig::default()
+    }
+}
+
+/// slapd with the write account and `sre` (judy, frank) nested in `vpn-users`, and an app whose
+/// source removes memberships as configured by `adjust`.
+async fn start(
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut RemediationConfig),
+) -> (Slapd, TestApp) {
+    let slapd = Slapd::start();
+    slapd.add_writer();
+    slapd.ldapadd(&format!(
+        "dn: {SRE}\nobjectClass: groupOfNames\ncn: sre\ndescription: Site reliability\n\
+         member: {}\nmember: {}\n",
+        dn_of("judy"),
+        dn_of("frank")
+    ));
+    slapd.ldapmodify(&format!(
+        "dn: {VPN}\nchangetype: modify\nadd: member\nmember: {SRE}\n"
+    ));
+    let mut source = common::ldap_source(&slapd);
+    let mut settings = remediation(slapd::WRITER_DN, slapd::WRITER_PASSWORD);
+    adjust(&mut settings);
+    if let SourceConfig::Ldap(ldap) = &mut source {
+        ldap.remediation = Some(settings);
+    }
+    let config = common::config(&common::sqlite_url(dir), source, None, dir);
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.expect("first sync");
+    (slapd, app)
+}
+
+/// Opens a campaign, revokes (person, group) as its reviewer would, and closes it; returns
+/// the campaign id and the item id.
+async fn revoke_and_close(app: &TestApp, person: &str, group: &str) -> (String, String) {
+    let campaign = app.start_campaign().await.campaign.id;
+    let (c, p, g) = (campaign.clone(), person.to_string(), group.to_string());
+    let item = app
+        .blocking(move |db, clock, config| {
+            let mut conn = db.conn().unwrap();
+            let (item, reviewer): (String, String) = {
+                use attest::db::schema::review_items::dsl::*;
+                use diesel::prelude::*;
+                review_items
+                    .filter(campaign_id.eq(&c))
+                    .filter(identity_login.eq(&p))
+                    .filter(entitlement_name.eq(&g))
+                    .select((id, reviewer_id))
+                    .first(&mut conn)
+                    .unwrap()
+            };
+            let now = attest::clock::Clock::now(clock);
+            let request = DecisionRequest {
+                campaign_id: c.clone(),
+                reviewer_id: reviewer,
+                item_id: item.clone(),
+                outcome: DecisionOutcome::Revoke,
+                comment: Some("no longer needs it".into()),
+                approved_until: None,
+            };
+            let auth = AuthContext {
+                method: "link".into(),
+                link_jti_sha256: None,
+                session_tag: None,
+                user_agent: None,
+                ip: None,
+            };
+            record_decision(&mut conn, now, &request, &auth).unwrap();
+            // Nothing is carried out while the reviewer may still change their mind.
+            let open = run_once(&mut conn, config, now, "test", false).unwrap();
+            assert_eq!(open.created, 0, "no task before the close");
+            close_campaign(&mut conn, now, &c, &CloseRules::default(), "test").unwrap();
+            item
+        })
+        .await;
+    (campaign, item)
+}
+
+async fn round(app: &TestApp) -> RoundReport {
+    app.blocking(|db, clock, config| {
+        run_once(
+            &mut db.conn().unwrap(),
+            config,
+            attest::clock::Clock::now(clock),
+            "test",
+            false,
+        )
+        .unwrap()
+    })
+    .await
+}
+
+async fn task_of(app: &TestApp, item: &str) -> Task {
+    let item = item.to_string();
+    app.blocking(move |db, _, _| {
+        use attest::db::schema::remediation_tasks::dsl::*;
+        use diesel::prelude::*;
+        remediation_tasks
+            .filter(item_id.eq(&item))
+            .select(Task::as_select())
+            .first(&mut db.conn().unwrap())
+            .unwrap()
+    })
+    .await
+}
+
+async fn later(app: &TestApp, minutes: i64) {
+    let now = attest::clock::Clock::now(app.clock.as_ref());
+    app.clock.set(now + Duration::minutes(minutes));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_is_removed_in_slapd_at_close_and_proved_by_the_next_sync() {
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |_| {}).await;
+    let (campaign, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+
+    let first = round(&app).await;
+    assert_eq!(
+        (first.created, first.execution.executed),
+        (1, 1),
+        "{first:?}"
+    );
+    let members = slapd.values(VPN, "member");
+    assert!(!members.contains(&dn_of("dave")), "{members:?}");
+    assert!(
+        members.contains(&dn_of("erin")),
+        "only dave is removed: {members:?}"
+    );
+    let task = task_of(&app, &item).await;
+    assert_eq!(task.state, "executed");
+    let action: serde_json::Value = serde_json::from_str(task.action.as_deref().unwrap()).unwrap();
+    assert_eq!(action["group_dn"], VPN);
+    assert_eq!(action["attributes"], serde_json::json!(["member"]));
+
+    // Run again: nothing more happens (a task carried out is never carried out twice).
+    let again = round(&app).await;
+    assert_eq!(again, RoundReport::default());
+
+    later(&app, 5).await;
+    let synced = app.sync().await.unwrap();
+    let proved = round(&app).await;
+    assert_eq!(proved.verification.verified, 1, "{proved:?}");
+    let task = task_of(&app, &item).await;
+    assert_eq!(task.state, "verified");
+    assert_eq!(
+        task.verified_sync_run_id.as_deref(),
+        Some(synced.sync_run_id.as_str())
+    );
+
+    // The evidence pack shows revoke -> LDAP change -> the sync that proved it.
+    let pack = dir.path().join("pack.zip");
+    let c = campaign.clone();
+    let out = pack.clone();
+    app.blocking(move |db, clock, config| {
+        let key = CheckpointKey::from_config(&config.evidence).unwrap();
+        let settings = PackSettings {
+            key: &key,
+            retention_years: 7,
+        };
+        let mut conn = db.conn().unwrap();
+        export_campaign(
+            &mut conn,
+            attest::clock::Clock::now(clock),
+            &c,
+            &out,
+            settings,
+            "test",
+        )
+        .unwrap();
+    })
+    .await;
+    let events = entry(&pack, "events.jsonl");
+    let of_task: Vec<(String, serde_json::Value)> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| {
+            let payload = serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
+            (e["kind"].as_str().unwrap().to_string(), payload)
+        })
+        .filter(|(_, p): &(String, serde_json::Value)| p["task"] == task.id.as_str())
+        .collect();
+    let payload_of = |kind: &str| {
+        of_task
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| panic!("no {kind} event for the task: {of_task:?}"))
+    };
+    assert_eq!(
+        payload_of("remediation.executed")["action"]["group_dn"],
+        VPN
+    );
+    assert_eq!(
+        payload_of("remediation.verified")["sync_run"],
+        synced.sync_run_id.as_str()
+    );
+    let rows = entry(&pack, "remediation.csv");
+    assert!(
+        rows.lines()
+            .any(|l| l.contains(&task.id) && l.contains("verified")),
+        "{rows}"
+    );
+    let report = verify_pack(&pack, None, None).expect("the pack verifies");
+    assert!(report.events > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_through_a_nested_group_is_removed_where_it_is_held() {
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |_| {}).await;
+    let (_, item) = revoke_and_close(&app, "judy", "vpn-users").await;
+    round(&app).await;
+    assert_eq!(
+        slapd.values(SRE, "member"),
+        vec![dn_of("frank")],
+        "judy is removed from sre, which holds her access"
+    );
+    assert!(
+        slapd.values(VPN, "member").contains(&SRE.to_string()),
+        "vpn-users keeps sre as a member"
+    );
+    let task = task_of(&app, &item).await;
+    let action: serde_json::Value = serde_json::from_str(task.action.as_deref().unwrap()).unwrap();
+    assert_eq!(action["group_dn"], SRE);
+    assert_eq!(action["through_nested_group"], true);
+    assert_eq!(action["reviewed_group"], "vpn-users");
+    later(&app, 5).await;
+    app.sync().await.unwrap();
+    assert_eq!(round(&app).await.verification.verified, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_acl_denies_fails_with_the_ldap_error_and_is_retried_with_backoff() {
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |r| {
+        r.bind_dn = slapd::READER_DN.into();
+        r.bind_password = Some(SecretString::from(slapd::READER_PASSWORD));
+        r.retry_base_seconds = 60;
+        r.max_attempts = 2;
+    })
+    .await;
+    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    let first = round(&app).await;
+    assert_eq!(first.execution.failed, 1);
+    let task = task_of(&app, &item).await;
+    assert_eq!((task.state.as_str(), task.attempts), ("failed", 1));
+    let error = task.last_error.clone().unwrap();
+    assert!(error.contains("insufficient access rights (50)"), "{error}");
+    assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+
+    // Not before the backoff has passed; then once more, and then it waits for an admin.
+    later(&app, 0).await;
+    assert_eq!(round(&app).await.execution.failed, 0);
+    app.clock
+        .set(attest::db::time::from_db(task.next_attempt_at.unwrap()));
+    assert_eq!(round(&app).await.execution.failed, 1);
+    let task = task_of(&app, &item).await;
+    assert_eq!((task.attempts, task.next_attempt_at), (2, None));
+    later(&app, 600).await;
+    assert_eq!(
+        round(&app).await.execution.failed,
+        0,
+        "gave up after max_attempts"
+    );
+    let listed = app
+        .blocking(|db, _, _| {
+            attest::remediation::list(&mut db.conn().unwrap(), Some("failed"), None, 10).unwrap()
+        })
+        .await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].person, "dave");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_back_by_hand_raises_the_regranted_alert() {
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |_| {}).await;
+    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    round(&app).await;
+    later(&app, 5).await;
+    app.sync().await.unwrap();
+    round(&app).await;
+    assert_eq!(task_of(&app, &item).await.state, "verified");
+
+    slapd.ldapmodify(&format!(
+        "dn: {VPN}\nchangetype: modify\nadd: member\nmember: {}\n",
+        dn_of("dave")
+    ));
+    later(&app, 60 * 24).await;
+    app.sync().await.unwrap();
+    assert_eq!(round(&app).await.verification.regranted, 1);
+    assert_eq!(task_of(&app, &item).await.state, "regranted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_and_a_protected_group_change_nothing_in_the_directory() {
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |r| r.dry_run = true).await;
+    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    let report = round(&app).await;
+    assert_eq!(
+        (report.execution.planned, report.execution.executed),
+        (1, 0)
+    );
+    assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+    let task = task_of(&app, &item).await;
+    assert_eq!(task.state, "pending");
+    let plan: serde_json::Value = serde_json::from_str(task.action.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (plan["dry_run"].clone(), plan["group_dn"].clone()),
+        (true.into(), VPN.into())
+    );
+    drop(app);
+
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |r| {
+        r.protected_groups = vec!["VPN-Users".into()]
+    })
+    .await;
+    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    assert_eq!(round(&app).await.execution.blocked, 1);
+    assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+    let task = task_of(&app, &item).await;
+    assert_eq!(task.state, "blocked");
+    assert!(task.last_error.unwrap().contains("protected"));
+}
