@@ -8,6 +8,7 @@ pub mod links;
 pub mod mailer;
 pub mod outbox;
 pub mod preview;
+pub mod remediation_notice;
 pub mod revocation;
 pub mod templates;
 pub mod worker;

@@ -23,7 +23,9 @@ pub const KIND_REVIEW_REQUEST: &str = "review_request";
 pub const KIND_REMINDER: &str = "reminder";
 /// Items moved to this reviewer because their first reviewer did not answer.
 pub const KIND_ESCALATION: &str = "escalation";
-/// Every kind of mail the worker sends: a digest of the reviewer's undecided items with a
+/// Revoked accesses that IT removes by hand, to the source's `remediation.mail_to`.
+pub const KIND_REMEDIATION: &str = "remediation";
+/// Every kind of digest the worker sends: a digest of the reviewer's undecided items with a
 /// fresh link, worded for the occasion.
 pub const DIGEST_KINDS: [&str; 3] = [KIND_REVIEW_REQUEST, KIND_REMINDER, KIND_ESCALATION];
 
@@ -222,6 +224,36 @@ fn enqueue(
         EventKind::MailQueued,
         Some(campaign_id),
         json!({ "outbox": id, "kind": to.kind, "campaign": campaign_id, "reviewer": reviewer_id }),
+    );
+    Ok(())
+}
+
+/// Queues the notice to IT of a campaign's manual remediation tasks (it lists those still
+/// pending when it is sent); its `mail.queued` event goes to `events`.
+pub fn enqueue_remediation_notice(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    campaign_id: &str,
+    recipient: &str,
+    events: &mut EventBatch,
+) -> Result<()> {
+    let id = new_id();
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::id.eq(&id),
+            outbox::dedupe_key.eq(format!("{KIND_REMEDIATION}:{campaign_id}:{id}")),
+            outbox::kind.eq(KIND_REMEDIATION),
+            outbox::campaign_id.eq(Some(campaign_id)),
+            outbox::recipient.eq(recipient),
+            outbox::state.eq(STATE_PENDING),
+            outbox::next_attempt_at.eq(to_db(now)),
+            outbox::created_at.eq(to_db(now)),
+        ))
+        .execute(conn)?;
+    events.push(
+        EventKind::MailQueued,
+        Some(campaign_id),
+        json!({ "outbox": id, "kind": KIND_REMEDIATION, "campaign": campaign_id }),
     );
     Ok(())
 }

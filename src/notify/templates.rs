@@ -59,6 +59,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "escalation/body.html.j2",
         include_str!("../../email-templates/escalation/body.html.j2"),
     ),
+    (
+        "remediation/subject.txt.j2",
+        include_str!("../../email-templates/remediation/subject.txt.j2"),
+    ),
+    (
+        "remediation/body.txt.j2",
+        include_str!("../../email-templates/remediation/body.txt.j2"),
+    ),
+    (
+        "remediation/body.html.j2",
+        include_str!("../../email-templates/remediation/body.html.j2"),
+    ),
 ];
 
 /// A rendered message, ready for the mailer.

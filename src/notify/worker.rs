@@ -1,5 +1,5 @@
-//! The outbox worker: claims due mail, mints each reviewer's link, renders the digest and
-//! sends it, then records the outcome. Database work runs on blocking threads; only the send
+//! The outbox worker: claims due mail, mints each reviewer's link, renders the digest (or the
+//! notice to IT of accesses to remove by hand) and sends it, then records the outcome. Database work runs on blocking threads; only the send
 //! itself is async. Runs inside `attest serve` (and `attest demo`) until shutdown.
 
 use std::sync::Arc;
@@ -17,14 +17,17 @@ use crate::error::{Error, Result};
 use crate::notify::digest::digest_context;
 use crate::notify::links::{LinkSigner, issue_review_link, lock_reviewer};
 use crate::notify::mailer::Mailer;
-use crate::notify::outbox::{self, DIGEST_KINDS, KIND_REVIEW_REQUEST, OutboxMessage, SentLink};
+use crate::notify::outbox::{
+    self, DIGEST_KINDS, KIND_REMEDIATION, KIND_REVIEW_REQUEST, OutboxMessage, SentLink,
+};
+use crate::notify::remediation_notice::remediation_notice;
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
 
-/// A digest ready to send, and the link it carries.
+/// A mail ready to send, and the review link it carries (none in a notice to IT).
 struct PreparedDigest {
     to: Mailbox,
     mail: RenderedMail,
-    link_jti_sha256: String,
+    link_jti_sha256: Option<String>,
 }
 
 #[derive(Clone)]
@@ -157,11 +160,11 @@ impl OutboxWorker {
                 let recorded = self
                     .db
                     .run(move |conn| {
-                        let link = SentLink {
-                            jti_sha256: &jti_sha256,
+                        let link = jti_sha256.as_deref().map(|jti_sha256| SentLink {
+                            jti_sha256,
                             revoke_superseded,
-                        };
-                        outbox::mark_sent(conn, now, &message, &message_id, Some(link))
+                        });
+                        outbox::mark_sent(conn, now, &message, &message_id, link)
                     })
                     .await?;
                 if !recorded {
@@ -195,6 +198,9 @@ impl OutboxWorker {
     /// Mints the link and renders the digest for one queued mail; `None` when a reminder or
     /// escalation notice found nothing left to review (it is then cancelled, on the record).
     async fn prepare(&self, message: &OutboxMessage) -> Result<Option<PreparedDigest>> {
+        if message.kind == KIND_REMEDIATION {
+            return self.prepare_remediation_notice(message).await;
+        }
         if !DIGEST_KINDS.contains(&message.kind.as_str()) {
             return Err(Error::Internal(format!(
                 "unknown mail kind {}",
@@ -270,7 +276,52 @@ impl OutboxWorker {
         Ok(Some(PreparedDigest {
             to: mailbox,
             mail,
-            link_jti_sha256,
+            link_jti_sha256: Some(link_jti_sha256),
+        }))
+    }
+
+    /// Renders the notice to IT of a campaign's manual remediation tasks; `None` (and the
+    /// mail cancelled) when IT has closed them all meanwhile.
+    async fn prepare_remediation_notice(
+        &self,
+        message: &OutboxMessage,
+    ) -> Result<Option<PreparedDigest>> {
+        let Some(campaign_id) = message.campaign_id.clone() else {
+            return Err(Error::Internal(
+                "remediation notice without campaign".into(),
+            ));
+        };
+        let claim = message.clone();
+        let now = self.clock.now();
+        let notice = self
+            .db
+            .run(move |conn| {
+                write_tx(conn, |conn| {
+                    if !outbox::is_still_claimed(conn, &claim)? {
+                        return Err(Error::Conflict("re-claimed before delivery".into()));
+                    }
+                    let notice = remediation_notice(conn, &campaign_id)?;
+                    if notice.is_none() {
+                        outbox::cancel_claimed(conn, now, &claim, "no task left for IT")?;
+                    }
+                    Ok(notice)
+                })
+            })
+            .await?;
+        let Some(notice) = notice else {
+            return Ok(None);
+        };
+        let to = Mailbox::new(
+            None,
+            message.recipient.parse().map_err(|e| {
+                Error::BadRequest(format!("remediation.mail_to is not a valid address: {e}"))
+            })?,
+        );
+        let mail = self.templates.render(KIND_REMEDIATION, &notice)?;
+        Ok(Some(PreparedDigest {
+            to,
+            mail,
+            link_jti_sha256: None,
         }))
     }
 }

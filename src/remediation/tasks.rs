@@ -21,6 +21,7 @@ use crate::db::time::to_db;
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::error::{Error, Result};
 use crate::ledger::{EventBatch, EventKind, append};
+use crate::notify::outbox::enqueue_remediation_notice;
 
 pub const KIND_REVOKE: &str = "revoke";
 
@@ -174,6 +175,19 @@ pub fn create_due(
             }
             let mut events = EventBatch::default();
             for ((campaign, source), tasks) in by_campaign {
+                // IT hears of the accesses it removes by hand.
+                if let Some(remediation) = config.sources.get(&source).and_then(|s| s.remediation())
+                    && remediation.mode == RemediationMode::Manual
+                    && !remediation.mail_to.is_empty()
+                {
+                    enqueue_remediation_notice(
+                        conn,
+                        now,
+                        &campaign,
+                        &remediation.mail_to,
+                        &mut events,
+                    )?;
+                }
                 events.push(
                     EventKind::RemediationTasksCreated,
                     Some(&campaign),

@@ -31,6 +31,8 @@ mod open_review;
 mod outbox;
 mod pack_files;
 mod remediation_ldap;
+mod remediation_modes;
+mod remediation_steps;
 mod review_page;
 mod review_security;
 mod revocation_races;

@@ -6,18 +6,16 @@
 //! nothing in the directory; running a round twice removes once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use attest::campaigns::{CloseRules, close_campaign};
 use attest::config::{RemediationConfig, RemediationMode, SourceConfig};
-use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
 use attest::evidence::export::{PackSettings, export_campaign};
 use attest::evidence::verify::verify_pack;
 use attest::ledger::checkpoint::CheckpointKey;
-use attest::remediation::{RoundReport, Task, run_once};
-use chrono::Duration;
+use attest::remediation::RoundReport;
 use secrecy::SecretString;
 
 use crate::common::{self, TestApp};
 use crate::pack_files::read_entry;
+use crate::remediation_steps::{later, revoke_and_close, round, task_of};
 
 fn entry(pack: &std::path::Path, name: &str) -> String {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(pack).unwrap()).unwrap();
@@ -68,85 +66,6 @@ async fn start(
     let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.expect("first sync");
     (slapd, app)
-}
-
-/// Opens a campaign, revokes (person, group) as its reviewer would, and closes it; returns
-/// the campaign id and the item id.
-async fn revoke_and_close(app: &TestApp, person: &str, group: &str) -> (String, String) {
-    let campaign = app.start_campaign().await.campaign.id;
-    let (c, p, g) = (campaign.clone(), person.to_string(), group.to_string());
-    let item = app
-        .blocking(move |db, clock, config| {
-            let mut conn = db.conn().unwrap();
-            let (item, reviewer): (String, String) = {
-                use attest::db::schema::review_items::dsl::*;
-                use diesel::prelude::*;
-                review_items
-                    .filter(campaign_id.eq(&c))
-                    .filter(identity_login.eq(&p))
-                    .filter(entitlement_name.eq(&g))
-                    .select((id, reviewer_id))
-                    .first(&mut conn)
-                    .unwrap()
-            };
-            let now = attest::clock::Clock::now(clock);
-            let request = DecisionRequest {
-                campaign_id: c.clone(),
-                reviewer_id: reviewer,
-                item_id: item.clone(),
-                outcome: DecisionOutcome::Revoke,
-                comment: Some("no longer needs it".into()),
-                approved_until: None,
-            };
-            let auth = AuthContext {
-                method: "link".into(),
-                link_jti_sha256: None,
-                session_tag: None,
-                user_agent: None,
-                ip: None,
-            };
-            record_decision(&mut conn, now, &request, &auth).unwrap();
-            // Nothing is carried out while the reviewer may still change their mind.
-            let open = run_once(&mut conn, config, now, "test", false).unwrap();
-            assert_eq!(open.created, 0, "no task before the close");
-            close_campaign(&mut conn, now, &c, &CloseRules::default(), "test").unwrap();
-            item
-        })
-        .await;
-    (campaign, item)
-}
-
-async fn round(app: &TestApp) -> RoundReport {
-    app.blocking(|db, clock, config| {
-        run_once(
-            &mut db.conn().unwrap(),
-            config,
-            attest::clock::Clock::now(clock),
-            "test",
-            false,
-        )
-        .unwrap()
-    })
-    .await
-}
-
-async fn task_of(app: &TestApp, item: &str) -> Task {
-    let item = item.to_string();
-    app.blocking(move |db, _, _| {
-        use attest::db::schema::remediation_tasks::dsl::*;
-        use diesel::prelude::*;
-        remediation_tasks
-            .filter(item_id.eq(&item))
-            .select(Task::as_select())
-            .first(&mut db.conn().unwrap())
-            .unwrap()
-    })
-    .await
-}
-
-async fn later(app: &TestApp, minutes: i64) {
-    let now = attest::clock::Clock::now(app.clock.as_ref());
-    app.clock.set(now + Duration::minutes(minutes));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
