@@ -21,7 +21,7 @@ use crate::web::staff_sign_in::{staff_csrf, staff_post, staff_session};
 const EVERY_ROLE: [Role; 2] = [Role::Admin, Role::Auditor];
 
 #[derive(Serialize)]
-struct StaffView {
+pub(super) struct StaffView {
     name: String,
     role: &'static str,
     csrf: String,
@@ -51,7 +51,7 @@ struct ReviewerRow {
     pending: i64,
 }
 
-fn staff_view(state: &AppState, session: &StaffSession) -> StaffView {
+pub(super) fn staff_view(state: &AppState, session: &StaffSession) -> StaffView {
     StaffView {
         name: session.display_name.clone(),
         role: session.role.as_str(),
@@ -60,7 +60,7 @@ fn staff_view(state: &AppState, session: &StaffSession) -> StaffView {
     }
 }
 
-fn day(t: chrono::NaiveDateTime) -> String {
+pub(super) fn day(t: chrono::NaiveDateTime) -> String {
     from_db(t).format("%Y-%m-%d").to_string()
 }
 
@@ -90,12 +90,12 @@ fn row(
     }
 }
 
-fn failure(state: &AppState, err: &Error) -> HttpResponse {
+pub(super) fn failure(state: &AppState, err: &Error) -> HttpResponse {
     match err {
         Error::NotFound(_) => state.pages.message(
             StatusCode::NOT_FOUND,
             "Not found",
-            "There is no such campaign.",
+            "There is no such campaign or task.",
         ),
         other => {
             tracing::error!(error = %other, code = other.code(), "console page failed");
@@ -174,7 +174,7 @@ pub async fn campaign_progress(
 
 #[derive(Debug, Deserialize)]
 pub struct StaffForm {
-    csrf: Option<String>,
+    pub(super) csrf: Option<String>,
 }
 
 /// Builds and sends the pack: a POST with the session's CSRF token, as it writes (the export

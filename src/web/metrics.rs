@@ -1,7 +1,7 @@
 //! `GET /metrics` in the Prometheus text format, for an API token of an admin or auditor
 //! (Prometheus sends it as `bearer_token`): the items of each open campaign by state and
-//! whether it is overdue, the outbox by state, and per configured source how old its current
-//! snapshot is and whether its latest sync succeeded. Labels carry ids and names of
+//! whether it is overdue, the outbox by state, remediation tasks by state, and per
+//! configured source how old its current snapshot is and whether its latest sync succeeded. Labels carry ids and names of
 //! campaigns and sources only, never people.
 
 use std::fmt::Write as _;
@@ -52,14 +52,15 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
         .run(move |conn| {
             let campaigns = list_campaigns(conn)?;
             let outbox = counts_by_state(conn)?;
+            let remediation = crate::remediation::tasks::counts_by_state(conn)?;
             let sources = sources
                 .iter()
                 .map(|s| source_freshness(conn, s))
                 .collect::<crate::error::Result<Vec<_>>>()?;
-            Ok((campaigns, outbox, sources))
+            Ok((campaigns, outbox, remediation, sources))
         })
         .await;
-    let (campaigns, outbox, sources) = match read {
+    let (campaigns, outbox, remediation, sources) = match read {
         Ok(read) => read,
         Err(e) => return Refused::Failed(e).response(),
     };
@@ -106,6 +107,18 @@ pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRe
         let _ = writeln!(
             out,
             "attest_outbox_messages{{state=\"{}\"}} {count}",
+            label(state_name)
+        );
+    }
+    family(
+        &mut out,
+        "attest_remediation_tasks",
+        "Remediation tasks by state (failed, still_present, regranted and blocked need attention).",
+    );
+    for (state_name, count) in &remediation {
+        let _ = writeln!(
+            out,
+            "attest_remediation_tasks{{state=\"{}\"}} {count}",
             label(state_name)
         );
     }

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod api;
 pub mod console;
+pub mod console_remediation;
 pub mod csrf;
 pub mod demo;
 pub mod error_response;
@@ -81,6 +82,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .route(
             "/console/campaigns/{id}/evidence",
             web::post().to(console::evidence),
+        )
+        .route(
+            "/console/remediation",
+            web::get().to(console_remediation::page),
+        )
+        .route(
+            "/console/remediation/{id}/done",
+            web::post().to(console_remediation::done),
+        )
+        .route(
+            "/console/remediation/{id}/retry",
+            web::post().to(console_remediation::try_again),
         )
         .route(
             "/api/v1/campaigns/{id}/evidence",

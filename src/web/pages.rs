@@ -21,6 +21,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console_campaign.html",
         include_str!("templates/console_campaign.html"),
     ),
+    (
+        "console_remediation.html",
+        include_str!("templates/console_remediation.html"),
+    ),
 ];
 
 pub const APP_CSS: &str = include_str!("static/app.css");

@@ -2,7 +2,7 @@
 //! `objectGUID` ids in their canonical form, `userAccountControl` disabled accounts,
 //! `sAMAccountName` logins, nested groups, `memberOf`, and a group read in ranges
 //! (`member;range=0-9`, then the following windows) whose member count equals the server's
-//! (TESTPLAN F10).
+//! (TESTPLAN F10); and a revoke removed from the group that really holds the membership.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -12,6 +12,7 @@ use base64::Engine;
 use secrecy::SecretString;
 
 use crate::common::{self, TestApp};
+use crate::remediation_steps::{later, revoke_and_close, round, task_of};
 use crate::support::samba::{self, SambaDc};
 
 fn ad_source(dc: &SambaDc) -> SourceConfig {
@@ -199,5 +200,56 @@ async fn active_directory_population_is_read_exactly() {
     let again = app.sync().await.unwrap();
     assert!(!again.diff.directory_changed(), "{:?}", again.diff);
     assert_eq!(app.count("membership_versions").await, before);
+    app.stop().await;
+}
+
+/// Remediation on Active Directory: access to `eng` that alice holds through `sre` is revoked,
+/// and the write account removes her from `sre` (AD's `member`), not from `eng`; the next
+/// sync proves it gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_is_removed_from_the_group_that_holds_it_in_active_directory() {
+    assert!(samba::available(), "tests/run installs Samba's AD DC");
+    let dc = SambaDc::start();
+    dc.add_user("alice", "Alice", "Anders", "alice@acme.test");
+    dc.add_user("bob", "Bob", "Berg", "bob@acme.test");
+    let users = samba::USERS_DN;
+    dc.ldapadd(&format!(
+        "dn: CN=sre,{users}\nobjectClass: group\nsAMAccountName: sre\nmember: CN=alice,{users}\n\
+         member: CN=bob,{users}\n\n\
+         dn: CN=eng,{users}\nobjectClass: group\nsAMAccountName: eng\nmember: CN=sre,{users}\n"
+    ));
+    let mut source = ad_source(&dc);
+    if let SourceConfig::Ldap(ldap) = &mut source {
+        ldap.remediation = Some(attest::config::RemediationConfig {
+            mode: attest::config::RemediationMode::Ldap,
+            bind_dn: samba::ADMIN_UPN.into(),
+            bind_password: Some(SecretString::from(samba::ADMIN_PASSWORD)),
+            ..Default::default()
+        });
+    }
+    let dir = common::temp_dir();
+    let config = common::config(&common::sqlite_url(dir.path()), source, None, dir.path());
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    let (_, item) = revoke_and_close(&app, "alice", "eng").await;
+    let round_report = round(&app).await;
+    assert_eq!(round_report.execution.executed, 1, "{round_report:?}");
+    let members = |group: &str| -> Vec<String> {
+        dc.ldapsearch(
+            &format!("CN={group},{users}"),
+            "(objectClass=*)",
+            &["member"],
+        )
+        .lines()
+        .filter_map(|l| l.strip_prefix("member: "))
+        .map(str::to_string)
+        .collect()
+    };
+    assert_eq!(members("sre"), vec![format!("CN=bob,{users}")]);
+    assert_eq!(members("eng"), vec![format!("CN=sre,{users}")]);
+    later(&app, 5).await;
+    app.sync().await.unwrap();
+    assert_eq!(round(&app).await.verification.verified, 1);
+    assert_eq!(task_of(&app, &item).await.state, "verified");
     app.stop().await;
 }

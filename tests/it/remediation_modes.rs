@@ -281,3 +281,107 @@ async fn a_manual_task_is_mailed_to_it_closed_with_a_ticket_and_proved_by_the_ne
         Some(synced.sync_run_id.as_str())
     );
 }
+
+/// An admin signed in by a one-time link (`attest admin link`).
+async fn admin_client(app: &TestApp) -> reqwest::Client {
+    let secret = app
+        .blocking(move |db, clock, _| {
+            attest::auth::sign_in_links::create_link(
+                &mut db.conn().unwrap(),
+                attest::clock::Clock::now(clock),
+                "it-admin@example.com",
+                attest::auth::Role::Admin,
+                15,
+                "test",
+            )
+            .unwrap()
+            .secret
+        })
+        .await;
+    let client = common::http_client();
+    let url = format!("{}/auth/link?t={secret}", app.base_url);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let signed_in = client
+        .post(format!("{}/auth/link", app.base_url))
+        .form(&[("t", secret.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        signed_in.status().is_redirection(),
+        "{}",
+        signed_in.status()
+    );
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_closes_a_manual_task_in_the_console_with_its_ticket() {
+    let dir = common::temp_dir();
+    let (config, _) = config_with(dir.path(), None);
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    round(&app).await;
+    let task = task_of(&app, &item).await;
+
+    let client = admin_client(&app).await;
+    let page_url = format!("{}/console/remediation", app.base_url);
+    let page = client
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("dave · vpn-users"), "{page}");
+    assert!(page.contains(&format!("/console/remediation/{}/done", task.id)));
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let done_url = format!("{}/console/remediation/{}/done", app.base_url, task.id);
+
+    // Without the session's CSRF token nothing happens.
+    let forged = client
+        .post(&done_url)
+        .form(&[("csrf", "forged"), ("ticket", "CHG-7")])
+        .send()
+        .await
+        .unwrap();
+    assert!(forged.status().is_client_error(), "{}", forged.status());
+    assert_eq!(task_of(&app, &item).await.state, "pending");
+
+    let closed = client
+        .post(&done_url)
+        .form(&[("csrf", csrf.as_str()), ("ticket", "CHG-7")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status().as_u16(), 303);
+    let task = task_of(&app, &item).await;
+    assert_eq!(
+        (task.state.as_str(), task.ticket.as_deref()),
+        ("executed", Some("CHG-7"))
+    );
+    let events = app
+        .blocking(|db, _, _| {
+            attest::ledger::events::of_kind(
+                &mut db.conn().unwrap(),
+                attest::ledger::EventKind::RemediationDone,
+            )
+            .unwrap()
+        })
+        .await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].actor.starts_with("staff:"), "{:?}", events[0]);
+
+    // Closing it twice is refused in words.
+    let again = client
+        .post(&done_url)
+        .form(&[("csrf", csrf.as_str()), ("ticket", "CHG-7")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+    assert!(again.text().await.unwrap().contains("not pending"));
+}
