@@ -247,6 +247,47 @@ no_response = "revoke"
     assert!(cli(&["campaign", "list"]).contains("18 without answer"));
     let (ok, text) = close(&[]);
     assert!(!ok && text.contains("already closed"), "{text}");
+
+    // The 18 revocations become manual tasks (no remediation configured), for IT to close.
+    let round = cli(&["remediation", "run"]);
+    assert!(round.starts_with("18 task(s) made; 0 executed"), "{round}");
+    let listed = cli(&["remediation", "list", "--state", "pending", "--json"]);
+    let tasks: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 18);
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["reason"] == "no_response" && t["mode"] == "manual")
+    );
+    let task = tasks[0]["id"].as_str().unwrap();
+    let done = cli(&["remediation", "done", task, "--ticket", "CHG-1"]);
+    assert!(done.contains("executed (ticket CHG-1)"), "{done}");
+    let (ok, text) = run(attest(dir.path()).arg("--config").arg(&file).args([
+        "remediation",
+        "done",
+        task,
+        "--ticket",
+        "CHG-1",
+    ]));
+    assert!(!ok && text.contains("not pending"), "{text}");
+    let table = cli(&["remediation", "list", "--state", "executed"]);
+    assert!(
+        table.contains(task) && table.contains("ticket CHG-1"),
+        "{table}"
+    );
+    let (ok, text) = run(attest(dir.path()).arg("--config").arg(&file).args([
+        "remediation",
+        "list",
+        "--state",
+        "gone",
+    ]));
+    assert!(
+        !ok && text.contains("use one of pending, executed"),
+        "{text}"
+    );
 }
 
 #[test]

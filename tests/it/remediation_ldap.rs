@@ -21,6 +21,7 @@ fn entry(pack: &std::path::Path, name: &str) -> String {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(pack).unwrap()).unwrap();
     String::from_utf8(read_entry(&mut archive, name)).unwrap()
 }
+use crate::support::postgres;
 use crate::support::slapd::{self, Slapd};
 
 const VPN: &str = "cn=vpn-users,ou=groups,dc=example,dc=com";
@@ -45,6 +46,14 @@ async fn start(
     dir: &std::path::Path,
     adjust: impl FnOnce(&mut RemediationConfig),
 ) -> (Slapd, TestApp) {
+    start_on(&common::sqlite_url(dir), dir, adjust).await
+}
+
+async fn start_on(
+    database_url: &str,
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut RemediationConfig),
+) -> (Slapd, TestApp) {
     let slapd = Slapd::start();
     slapd.add_writer();
     slapd.ldapadd(&format!(
@@ -62,7 +71,7 @@ async fn start(
     if let SourceConfig::Ldap(ldap) = &mut source {
         ldap.remediation = Some(settings);
     }
-    let config = common::config(&common::sqlite_url(dir), source, None, dir);
+    let config = common::config(database_url, source, None, dir);
     let app = TestApp::spawn_without_background_workers(config).await;
     app.sync().await.expect("first sync");
     (slapd, app)
@@ -71,7 +80,18 @@ async fn start(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_is_removed_in_slapd_at_close_and_proved_by_the_next_sync() {
     let dir = common::temp_dir();
-    let (slapd, app) = start(dir.path(), |_| {}).await;
+    removed_and_proved(&common::sqlite_url(dir.path()), dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_is_removed_and_proved_on_postgres() {
+    let dir = common::temp_dir();
+    let database = postgres::database();
+    removed_and_proved(&database.url, dir.path()).await;
+}
+
+async fn removed_and_proved(database_url: &str, dir: &std::path::Path) {
+    let (slapd, app) = start_on(database_url, dir, |_| {}).await;
     let (campaign, item) = revoke_and_close(&app, "dave", "vpn-users").await;
     assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
 
@@ -109,7 +129,7 @@ async fn a_revoke_is_removed_in_slapd_at_close_and_proved_by_the_next_sync() {
     );
 
     // The evidence pack shows revoke -> LDAP change -> the sync that proved it.
-    let pack = dir.path().join("pack.zip");
+    let pack = dir.join("pack.zip");
     let c = campaign.clone();
     let out = pack.clone();
     app.blocking(move |db, clock, config| {
