@@ -12,7 +12,8 @@ use clap::Subcommand;
 #[derive(Subcommand)]
 pub enum RemediationCommand {
     /// List tasks, oldest first: each revoked access, how it is carried out, and where it
-    /// stands (pending, executed, verified, still_present, regranted, failed, blocked).
+    /// stands (pending, executed, verified, still_present, regranted, failed, blocked,
+    /// cancelled).
     List {
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
@@ -32,7 +33,8 @@ pub enum RemediationCommand {
         #[arg(long)]
         replan: bool,
     },
-    /// Close a manual task that IT carried out, with the ticket that tracks the change.
+    /// Close a task IT carried out by hand (a manual one, or one attest could not do), with
+    /// the ticket that tracks the change.
     Done {
         task: String,
         #[arg(long, value_name = "REF")]
@@ -71,7 +73,7 @@ pub fn run(
             }
         }
         RemediationCommand::Run { replan } => {
-            let report = run_once(&mut conn, config, clock.now(), "cli", replan)?;
+            let report = run_once(&mut conn, config, clock, "cli", replan)?;
             let e = &report.execution;
             let v = &report.verification;
             println!(

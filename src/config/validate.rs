@@ -122,6 +122,7 @@ impl Config {
                 name, source,
             ));
         }
+        problems.extend(super::validate_remediation::immediate_stage_problems(self));
         for (name, definition) in &self.campaigns {
             let key = format!("campaigns.{name}");
             if !self.sources.contains_key(&definition.source) {

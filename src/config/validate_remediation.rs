@@ -1,6 +1,9 @@
 //! Checks of `[sources.NAME.remediation]`, each problem naming its key.
 
-use crate::config::{RemediationConfig, RemediationMode, SourceConfig, resolve_secret};
+use crate::config::{
+    Config, RemediationConfig, RemediationMode, RemediationWhen, SourceConfig, StageOutcome,
+    resolve_secret,
+};
 use crate::error::ConfigProblem;
 
 pub(super) fn remediation_problems(name: &str, source: &SourceConfig) -> Vec<ConfigProblem> {
@@ -10,17 +13,22 @@ pub(super) fn remediation_problems(name: &str, source: &SourceConfig) -> Vec<Con
     };
     let key = format!("sources.{name}.remediation");
     let at = |field: &str| format!("{key}.{field}");
-    if remediation.max_attempts == 0 {
-        problems.push(ConfigProblem::new(
-            &at("max_attempts"),
-            "must be at least 1",
-        ));
-    }
-    if remediation.timeout_seconds == 0 {
-        problems.push(ConfigProblem::new(
-            &at("timeout_seconds"),
-            "must be at least 1",
-        ));
+    for (field, value, max) in [
+        ("max_attempts", u64::from(remediation.max_attempts), 100),
+        ("timeout_seconds", remediation.timeout_seconds, 600),
+        ("retry_base_seconds", remediation.retry_base_seconds, 86_400),
+        (
+            "regrant_window_days",
+            u64::from(remediation.regrant_window_days),
+            3_650,
+        ),
+    ] {
+        if !(1..=max).contains(&value) {
+            problems.push(ConfigProblem::new(
+                &at(field),
+                format!("must be between 1 and {max}"),
+            ));
+        }
     }
     if !remediation.mail_to.is_empty() && !remediation.mail_to.contains('@') {
         problems.push(ConfigProblem::new(
@@ -34,6 +42,33 @@ pub(super) fn remediation_problems(name: &str, source: &SourceConfig) -> Vec<Con
         RemediationMode::Manual => {}
     }
     problems
+}
+
+/// A revocation that goes on to a later stage for a second opinion is not final: removing it
+/// at once would act before that opinion.
+pub(super) fn immediate_stage_problems(config: &Config) -> Vec<ConfigProblem> {
+    config
+        .campaigns
+        .iter()
+        .filter(|(_, d)| d.stages.len() > 1 && d.stage_outcome == StageOutcome::AnyApprove)
+        .filter(|(_, d)| {
+            config
+                .sources
+                .get(&d.source)
+                .and_then(|s| s.remediation())
+                .is_some_and(|r| r.when == RemediationWhen::Immediately)
+        })
+        .map(|(name, d)| {
+            ConfigProblem::new(
+                &format!("sources.{}.remediation.when", d.source),
+                format!(
+                    "campaigns.{name} sends revocations to a later stage for a second opinion \
+                     (stage_outcome = \"any_approve\"), so a revocation is final only at the \
+                     close: use when = \"close\""
+                ),
+            )
+        })
+        .collect()
 }
 
 fn ldap_problems(

@@ -271,6 +271,7 @@ diesel::table! {
         checked_sync_run_id -> Nullable<Text>,
         verified_sync_run_id -> Nullable<Text>,
         ticket -> Nullable<Text>,
+        generation -> BigInt,
     }
 }
 

@@ -40,7 +40,9 @@ use crate::evidence::summary::{events_by_kind, keep_until, summarize_campaign};
 use crate::ledger::checkpoint::{CheckpointKey, write_checkpoint};
 use crate::ledger::{EventKind, append};
 
-pub const PACK_FORMAT: &str = "attest-evidence/1";
+pub const PACK_FORMAT: &str = "attest-evidence/2";
+/// The format before `remediation.csv`.
+pub const PACK_FORMAT_WITHOUT_REMEDIATION: &str = "attest-evidence/1";
 /// SQLite's page cache while a pack is written, in KiB.
 const EXPORT_CACHE_KIB: i64 = 8 * 1024;
 

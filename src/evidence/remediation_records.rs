@@ -4,7 +4,7 @@
 //! one the proved `remediation.*` events give its task (a row cannot claim "verified" unless
 //! a proved event names the sync run that verified it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 
 use diesel::prelude::*;
@@ -162,43 +162,62 @@ fn carried_out(action: Option<&str>) -> String {
     }
 }
 
-/// What the proved events say of each task: its latest state, and the run that verified it.
+/// What the proved events say of one task.
+#[derive(Debug, Default, Clone)]
+struct ProvedTask {
+    item: String,
+    state: String,
+    verified_by: Option<String>,
+    ticket: Option<String>,
+}
+
+/// What the proved events say of each task: its item, its latest state, the run that
+/// verified it and IT's ticket.
 #[derive(Debug, Default)]
 pub struct RemediationProofs {
-    tasks: HashMap<String, (String, Option<String>)>,
+    tasks: HashMap<String, ProvedTask>,
 }
 
 impl RemediationProofs {
     /// Takes in one proved event (events arrive in log order).
     pub fn record(&mut self, kind: &str, payload: &Value) {
-        let task = |p: &Value| p["task"].as_str().unwrap_or_default().to_string();
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let state = match kind {
             "remediation.tasks_created" => {
                 for created in payload["tasks"].as_array().into_iter().flatten() {
-                    self.tasks
-                        .insert(task(created), ("pending".to_string(), None));
+                    self.tasks.insert(
+                        text(&created["task"]),
+                        ProvedTask {
+                            item: text(&created["item"]),
+                            state: "pending".into(),
+                            ..ProvedTask::default()
+                        },
+                    );
                 }
                 return;
             }
             "remediation.executed" | "remediation.done" => "executed",
             "remediation.failed" => "failed",
             "remediation.blocked" => "blocked",
+            "remediation.cancelled" => "cancelled",
             "remediation.still_present" => "still_present",
             "remediation.regranted" => "regranted",
             "remediation.retried" => "pending",
             "remediation.verified" => "verified",
             _ => return,
         };
-        let run = (state == "verified")
-            .then(|| payload["sync_run"].as_str().unwrap_or_default().to_string());
-        let entry = self.tasks.entry(task(payload)).or_default();
-        entry.0 = state.to_string();
-        if run.is_some() {
-            entry.1 = run;
+        let entry = self.tasks.entry(text(&payload["task"])).or_default();
+        entry.state = state.to_string();
+        match kind {
+            "remediation.verified" => entry.verified_by = Some(text(&payload["sync_run"])),
+            "remediation.done" => entry.ticket = Some(text(&payload["ticket"])),
+            _ => {}
         }
     }
 
-    /// Checks `remediation.csv` row by row against the proved states.
+    /// Checks `remediation.csv` against the proved tasks: each row is a proved task, once,
+    /// with the item, state, ticket and verifying sync run its events give it, and every
+    /// proved task has its row.
     pub fn check(&self, csv: impl Read) -> Result<u64> {
         let failed = |what: String| Error::BadRequest(format!("remediation.csv {what}"));
         let mut reader = csv::Reader::from_reader(csv);
@@ -209,31 +228,55 @@ impl RemediationProofs {
         if !header.iter().eq(REMEDIATION_CSV_HEADER) {
             return Err(failed("has an unexpected header".into()));
         }
-        let mut rows = 0;
+        let mut listed = HashSet::new();
         for (n, row) in reader.records().enumerate() {
             let at = n + 2;
             let row = row.map_err(|e| failed(format!("row {at}: {e}")))?;
-            let task = row.get(0).unwrap_or_default();
-            let state = row.get(6).unwrap_or_default();
-            let verified_by = row.get(13).unwrap_or_default();
-            let Some((proved, run)) = self.tasks.get(task) else {
+            let cell = |i: usize| row.get(i).unwrap_or_default();
+            let (task, item, state, ticket, verified_by) =
+                (cell(0), cell(1), cell(6), cell(8), cell(13));
+            let Some(proved) = self.tasks.get(task) else {
                 return Err(failed(format!(
                     "row {at}: task {task} has no proved remediation event"
                 )));
             };
-            if proved != state {
-                return Err(failed(format!(
-                    "row {at}: task {task} is `{state}`, the proved events make it `{proved}`"
-                )));
+            if !listed.insert(task.to_string()) {
+                return Err(failed(format!("row {at}: task {task} is listed twice")));
             }
-            if !verified_by.is_empty() && run.as_deref() != Some(verified_by) {
-                return Err(failed(format!(
-                    "row {at}: task {task} names sync run {verified_by} as its proof; no proved \
-                     remediation.verified event does"
-                )));
+            let mismatch = |what: &str, listed: &str, proved: &str| {
+                failed(format!(
+                    "row {at}: task {task}'s {what} is `{listed}`, the proved events say \
+                     `{proved}`"
+                ))
+            };
+            if proved.item != item {
+                return Err(mismatch("item", item, &proved.item));
             }
-            rows += 1;
+            if proved.state != state {
+                return Err(mismatch("state", state, &proved.state));
+            }
+            let proved_run = proved.verified_by.as_deref().unwrap_or_default();
+            if proved_run != verified_by {
+                return Err(mismatch("verifying sync run", verified_by, proved_run));
+            }
+            let proved_ticket = proved.ticket.as_deref().unwrap_or_default();
+            if spreadsheet_text(ticket) != proved_ticket {
+                return Err(mismatch("ticket", ticket, proved_ticket));
+            }
         }
-        Ok(rows)
+        if let Some(missing) = self.tasks.keys().find(|t| !listed.contains(*t)) {
+            return Err(failed(format!(
+                "has no row for task {missing}, which the proved events record"
+            )));
+        }
+        Ok(listed.len() as u64)
+    }
+}
+
+/// A cell as written, without the quote that made a formula-like value safe.
+fn spreadsheet_text(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
     }
 }

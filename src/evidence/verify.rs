@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::evidence::export::manifest_note_body;
+use crate::evidence::export::{PACK_FORMAT_WITHOUT_REMEDIATION, manifest_note_body};
 use crate::evidence::proofs::{ConsistencyLine, ProvenEvent};
 use crate::evidence::reconcile::{ItemFacts, reconcile_items};
 use crate::evidence::remediation_records::RemediationProofs;
@@ -349,8 +349,8 @@ pub fn verify_pack(
             decisions.count, counts["decisions"]
         )));
     }
-    // Packs written before remediation have no remediation.csv.
-    if names.contains("remediation.csv") {
+    // Packs written before remediation have no remediation.csv; later ones must.
+    if manifest["format"] != PACK_FORMAT_WITHOUT_REMEDIATION {
         remediation.check(pack.entry("remediation.csv")?)?;
     }
     Ok(Verified {

@@ -72,7 +72,7 @@ impl Scheduler {
         match remediation::run_once(
             &mut conn,
             &self.config,
-            self.clock.now(),
+            self.clock.as_ref(),
             "scheduler",
             false,
         ) {

@@ -80,6 +80,8 @@ pub enum EventKind {
     RemediationRegranted,
     /// An admin asked for a failed, blocked or still-present task to be tried again.
     RemediationRetried,
+    /// A task was dropped before it was carried out: the access is no longer revoked.
+    RemediationCancelled,
 }
 
 impl EventKind {
@@ -124,6 +126,7 @@ impl EventKind {
             EventKind::RemediationStillPresent => "remediation.still_present",
             EventKind::RemediationRegranted => "remediation.regranted",
             EventKind::RemediationRetried => "remediation.retried",
+            EventKind::RemediationCancelled => "remediation.cancelled",
         }
     }
 }

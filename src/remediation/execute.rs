@@ -1,29 +1,44 @@
-//! Carrying out due tasks, source by source, in the source's configured mode. Each task is
-//! claimed with a short lease first (several instances never both act on one), then carried
-//! out, and its outcome is written with its event in one transaction: executed (with the
-//! change made), failed (with the directory's or the receiver's error, retried with
-//! exponential backoff up to `max_attempts`), or blocked (a protected group, a membership
-//! attest cannot remove). In a dry run nothing is written anywhere but the task's plan.
+//! Carrying out due tasks, source by source, in the source's configured mode. A task is
+//! claimed just before it is acted on, under a lease that also names this claim (the lease's
+//! instant), so that two instances never act on one task and an outcome is recorded only by
+//! the claim that acted. Before acting, the item is read again: a revocation whose decision
+//! changed, or that a later review approved, is cancelled. The outcome is written with its
+//! event in one transaction: executed (with the change made), failed (the directory's or the
+//! receiver's refusal, retried with exponential backoff up to `max_attempts`), blocked (a
+//! protected group, a membership attest cannot remove) or cancelled. A source that cannot be
+//! reached stops its round without charging any task an attempt. In a dry run nothing is
+//! written anywhere but the task's plan.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::clock::Clock;
 use crate::config::{Config, RemediationConfig, RemediationMode, SourceConfig};
 use crate::db::schema::remediation_tasks;
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
+use crate::directory::effective::VIA_SEPARATOR;
 use crate::directory::snapshot::names_group;
 use crate::error::Result;
 use crate::ledger::{EventKind, append};
+use crate::remediation::ActionError;
 use crate::remediation::ldap_write::{LdapWriter, removal_action};
-use crate::remediation::targets::{FrozenItem, Group, Removal, Target, frozen_item, resolve};
-use crate::remediation::tasks::{TASK_BLOCKED, TASK_EXECUTED, TASK_FAILED, TASK_PENDING, Task};
+use crate::remediation::targets::{
+    FrozenItem, Removal, Target, frozen_item, no_longer_revoked, resolve,
+};
+use crate::remediation::tasks::{
+    TASK_BLOCKED, TASK_CANCELLED, TASK_EXECUTED, TASK_FAILED, TASK_PENDING, Task, task,
+};
 use crate::remediation::webhook::WebhookSender;
 
-/// Tasks one run claims per source, at most (the next run takes the rest).
-const RUN_LIMIT: i64 = 1_000;
+/// Tasks one round carries out per source, at most (the next round takes the rest).
+const ROUND_TASKS: usize = 200;
+/// A source's round stops after this long (the scheduler has other work on its tick).
+const ROUND_SECONDS: u64 = 120;
 /// How long a claimed task is reserved for the instance carrying it out.
 const LEASE_MINUTES: i64 = 10;
 
@@ -33,14 +48,18 @@ pub struct ExecutionReport {
     pub executed: usize,
     pub failed: usize,
     pub blocked: usize,
+    pub cancelled: usize,
     /// Dry runs: tasks planned, nothing written.
     pub planned: usize,
+    /// Sources that could not be reached this round (their tasks wait).
+    pub unavailable: usize,
 }
 
 enum Outcome {
     Executed(Value),
     Failed(String),
     Blocked(String),
+    Cancelled(String),
 }
 
 /// Carries out the due tasks of every source with an automatic mode (`ldap`, `webhook`).
@@ -48,7 +67,7 @@ enum Outcome {
 pub fn run_due(
     conn: &mut DbConnection,
     config: &Config,
-    now: DateTime<Utc>,
+    clock: &dyn Clock,
     actor: &str,
     replan: bool,
 ) -> Result<ExecutionReport> {
@@ -60,88 +79,137 @@ pub fn run_due(
         if remediation.mode == RemediationMode::Manual {
             continue;
         }
-        let claimed = claim_due(conn, name, remediation, now, replan)?;
-        if claimed.is_empty() {
-            continue;
-        }
         let mut runner = Runner::new(name, source, remediation);
-        for task in claimed {
-            let outcome = match frozen_item(conn, &task.item_id) {
-                Ok(item) => runner.carry_out(conn, &task, &item, now),
-                Err(e) => Outcome::Failed(e.to_string()),
+        let started = std::time::Instant::now();
+        let mut seen = HashSet::new();
+        while seen.len() < ROUND_TASKS && started.elapsed().as_secs() < ROUND_SECONDS {
+            let Some((task, lease)) =
+                claim_next(conn, name, remediation, clock.now(), replan, &seen)?
+            else {
+                break;
             };
-            if remediation.dry_run {
-                record_plan(conn, &task, outcome, now)?;
+            seen.insert(task.id.clone());
+            let item = frozen_item(conn, &task.item_id)?;
+            let outcome = match no_longer_revoked(conn, &item)? {
+                Some(why) => Ok(Outcome::Cancelled(why)),
+                None => runner.carry_out(conn, &task, &item, clock),
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(ActionError::Unavailable(error)) => {
+                    tracing::error!(source = %name, error = %error, "remediation: source unavailable");
+                    release(conn, &task, lease, &error)?;
+                    report.unavailable += 1;
+                    break;
+                }
+                Err(ActionError::Refused(error)) => Outcome::Failed(error),
+            };
+            if remediation.dry_run && !matches!(outcome, Outcome::Cancelled(_)) {
+                record_plan(conn, &task, lease, outcome, clock.now())?;
                 report.planned += 1;
                 continue;
             }
-            match &outcome {
-                Outcome::Executed(_) => report.executed += 1,
-                Outcome::Failed(_) => report.failed += 1,
-                Outcome::Blocked(_) => report.blocked += 1,
-            }
-            record(conn, &task, remediation, outcome, now, actor)?;
+            let counted = match &outcome {
+                Outcome::Executed(_) => &mut report.executed,
+                Outcome::Failed(_) => &mut report.failed,
+                Outcome::Blocked(_) => &mut report.blocked,
+                Outcome::Cancelled(_) => &mut report.cancelled,
+            };
+            *counted += 1;
+            record(conn, &task, lease, remediation, outcome, clock.now(), actor)?;
         }
         runner.close();
     }
     Ok(report)
 }
 
-/// Reserves the source's due tasks for this run.
-fn claim_due(
+/// Reserves the source's next due task for this run; returns it, read again under the
+/// claim, with the lease that names the claim.
+fn claim_next(
     conn: &mut DbConnection,
     source: &str,
     remediation: &RemediationConfig,
     now: DateTime<Utc>,
     replan: bool,
-) -> Result<Vec<Task>> {
+    seen: &HashSet<String>,
+) -> Result<Option<(Task, NaiveDateTime)>> {
     let at = to_db(now);
-    let mut query = remediation_tasks::table
-        .filter(remediation_tasks::source.eq(source))
-        .filter(remediation_tasks::state.eq_any([TASK_PENDING, TASK_FAILED]))
-        .filter(
-            remediation_tasks::next_attempt_at
-                .is_null()
-                .or(remediation_tasks::next_attempt_at.le(at)),
-        )
-        .filter(
-            remediation_tasks::locked_until
-                .is_null()
-                .or(remediation_tasks::locked_until.lt(at)),
-        )
-        .order((
-            remediation_tasks::created_at.asc(),
-            remediation_tasks::id.asc(),
-        ))
-        .limit(RUN_LIMIT)
-        .into_boxed();
-    // A failed task waits for its next attempt; one that gave up has none.
-    query = query.filter(
-        remediation_tasks::state
-            .eq(TASK_PENDING)
-            .or(remediation_tasks::next_attempt_at.is_not_null()),
-    );
-    if remediation.dry_run && !replan {
-        query = query.filter(remediation_tasks::planned_at.is_null());
-    }
-    let due: Vec<Task> = query.select(Task::as_select()).load(conn)?;
-    let lease = to_db(now + Duration::minutes(LEASE_MINUTES));
-    let mut claimed = Vec::with_capacity(due.len());
-    for task in due {
-        let taken = diesel::update(
-            remediation_tasks::table.find(&task.id).filter(
+    let due = || {
+        let mut query = remediation_tasks::table
+            .filter(remediation_tasks::source.eq(source))
+            .filter(
+                remediation_tasks::state
+                    .eq(TASK_PENDING)
+                    .or(remediation_tasks::state
+                        .eq(TASK_FAILED)
+                        // A failed task waits for its next attempt; one that gave up has none.
+                        .and(remediation_tasks::next_attempt_at.le(at))),
+            )
+            .filter(
+                remediation_tasks::next_attempt_at
+                    .is_null()
+                    .or(remediation_tasks::next_attempt_at.le(at)),
+            )
+            .filter(
                 remediation_tasks::locked_until
                     .is_null()
                     .or(remediation_tasks::locked_until.lt(at)),
-            ),
-        )
-        .set(remediation_tasks::locked_until.eq(Some(lease)))
-        .execute(conn)?;
-        if taken == 1 {
-            claimed.push(task);
+            )
+            .into_boxed();
+        if remediation.dry_run && !replan {
+            query = query.filter(remediation_tasks::planned_at.is_null());
         }
+        query
+    };
+    loop {
+        let next: Option<String> = due()
+            .filter(remediation_tasks::id.ne_all(seen.iter().cloned().collect::<Vec<_>>()))
+            .order((
+                remediation_tasks::created_at.asc(),
+                remediation_tasks::id.asc(),
+            ))
+            .select(remediation_tasks::id)
+            .first(conn)
+            .optional()?;
+        let Some(id) = next else {
+            return Ok(None);
+        };
+        // Unique per claim: the instant of this claim's lease.
+        let lease = to_db(now + Duration::minutes(LEASE_MINUTES))
+            + Duration::microseconds(rand::random_range(0..1_000_000));
+        // The same conditions again, in the UPDATE: what another instance did since counts.
+        let target = remediation_tasks::table
+            .filter(remediation_tasks::id.eq(&id))
+            .filter(
+                remediation_tasks::state
+                    .eq(TASK_PENDING)
+                    .or(remediation_tasks::state
+                        .eq(TASK_FAILED)
+                        .and(remediation_tasks::next_attempt_at.le(at))),
+            )
+            .filter(
+                remediation_tasks::next_attempt_at
+                    .is_null()
+                    .or(remediation_tasks::next_attempt_at.le(at)),
+            )
+            .filter(
+                remediation_tasks::locked_until
+                    .is_null()
+                    .or(remediation_tasks::locked_until.lt(at)),
+            );
+        let claim = remediation_tasks::locked_until.eq(Some(lease));
+        let taken = if remediation.dry_run && !replan {
+            diesel::update(target.filter(remediation_tasks::planned_at.is_null()))
+                .set(claim)
+                .execute(conn)?
+        } else {
+            diesel::update(target).set(claim).execute(conn)?
+        };
+        if taken == 1 {
+            return Ok(Some((task(conn, &id)?, lease)));
+        }
+        // Another instance took it between the two statements: look again.
     }
-    Ok(claimed)
 }
 
 /// Carries out tasks of one source, opening its connection on first use.
@@ -149,8 +217,8 @@ struct Runner<'a> {
     source_name: &'a str,
     source: &'a SourceConfig,
     remediation: &'a RemediationConfig,
-    ldap: Option<std::result::Result<LdapWriter<'a>, String>>,
-    webhook: Option<std::result::Result<WebhookSender, String>>,
+    ldap: Option<LdapWriter<'a>>,
+    webhook: Option<WebhookSender>,
 }
 
 impl<'a> Runner<'a> {
@@ -173,127 +241,149 @@ impl<'a> Runner<'a> {
         conn: &mut DbConnection,
         task: &Task,
         item: &FrozenItem,
-        now: DateTime<Utc>,
-    ) -> Outcome {
+        clock: &dyn Clock,
+    ) -> std::result::Result<Outcome, ActionError> {
         let target = match resolve(conn, self.source_name, item) {
             Ok(target) => target,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Ok(Outcome::Failed(e.to_string())),
         };
+        let removal = match target {
+            Target::AlreadyAbsent { why } => {
+                return Ok(Outcome::Executed(
+                    json!({ "kind": "nothing_to_remove", "why": why }),
+                ));
+            }
+            Target::Remove(removal) => *removal,
+        };
+        if let Some(why) = self.protection(&removal) {
+            return Ok(Outcome::Blocked(why));
+        }
+        match self.remediation.mode {
+            RemediationMode::Ldap => self.remove_in_ldap(&removal),
+            RemediationMode::Webhook => self.send_webhook(task, item, &removal, clock),
+            RemediationMode::Manual => Ok(Outcome::Failed("manual tasks are closed by IT".into())),
+        }
+    }
+
+    fn remove_in_ldap(&mut self, removal: &Removal) -> std::result::Result<Outcome, ActionError> {
         let Removal {
             person,
             holder,
             reviewed,
             via,
-        } = match target {
-            Target::AlreadyAbsent { why } => {
-                return Outcome::Executed(json!({ "kind": "nothing_to_remove", "why": why }));
-            }
-            Target::Remove(removal) => *removal,
-        };
-        if let Some(rule) = self.protection(&holder) {
-            return Outcome::Blocked(format!(
-                "{} is protected ({rule} in sources.{}.remediation.protected_groups): \
-                 attest never writes to it; remove this access by hand",
-                holder.name, self.source_name
-            ));
-        }
+        } = removal;
         let dry_run = self.remediation.dry_run;
-        match self.remediation.mode {
-            RemediationMode::Ldap => {
-                let writer = match self.ldap_writer() {
-                    Ok(writer) => writer,
-                    Err(message) => return Outcome::Failed(message),
-                };
-                let values = match writer.values_naming(&holder, &person) {
-                    Ok(values) => values,
-                    Err(e) => return Outcome::Failed(e.to_string()),
-                };
-                if values.is_empty() {
-                    if holder.gid_number.is_some() && holder.gid_number == person.gid_number {
-                        return Outcome::Blocked(format!(
-                            "{} is the person's primary group (gidNumber): attest does not \
-                             change a person's primary group; change it by hand",
-                            holder.name
-                        ));
-                    }
-                    return Outcome::Executed(json!({
-                        "kind": "nothing_to_remove",
-                        "why": format!("the directory no longer names the person in {}", holder.dn),
-                    }));
-                }
-                let action = removal_action(&holder, &reviewed, via.as_deref(), &values, dry_run);
-                if dry_run {
-                    return Outcome::Executed(action);
-                }
-                match writer.remove(&holder, &values) {
-                    Ok(()) => Outcome::Executed(action),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                }
+        let writer = self.ldap_writer()?;
+        let values = writer.values_naming(holder, person)?;
+        if values.is_empty() {
+            if holder.gid_number.is_some() && holder.gid_number == person.gid_number {
+                return Ok(Outcome::Blocked(format!(
+                    "{} is the person's primary group (gidNumber): attest does not change a \
+                     person's primary group; change it by hand",
+                    holder.name
+                )));
             }
-            RemediationMode::Webhook => {
-                let body = webhook_body(task, item, &holder, &reviewed, via.as_deref());
-                if dry_run {
-                    return Outcome::Executed(json!({ "kind": "webhook", "would_send": body }));
-                }
-                let sender = match self.webhook_sender() {
-                    Ok(sender) => sender,
-                    Err(message) => return Outcome::Failed(message),
-                };
-                match sender.deliver(&task.id, &body, now.timestamp()) {
-                    Ok(action) => Outcome::Executed(action),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                }
-            }
-            RemediationMode::Manual => Outcome::Failed("manual tasks are closed by IT".into()),
+            return Ok(Outcome::Executed(json!({
+                "kind": "nothing_to_remove",
+                "why": format!("the directory no longer names the person in {}", holder.dn),
+            })));
         }
+        let action = removal_action(holder, reviewed, via.as_deref(), &values, dry_run);
+        if !dry_run {
+            writer.remove(holder, &values)?;
+        }
+        Ok(Outcome::Executed(action))
     }
 
-    /// The protected-groups entry that covers `group`, if any.
-    fn protection(&self, group: &Group) -> Option<&'a str> {
-        self.remediation
-            .protected_groups
-            .iter()
-            .find(|wanted| names_group(wanted, &group.dn_norm, &group.name))
-            .map(String::as_str)
+    fn send_webhook(
+        &mut self,
+        task: &Task,
+        item: &FrozenItem,
+        removal: &Removal,
+        clock: &dyn Clock,
+    ) -> std::result::Result<Outcome, ActionError> {
+        if self.remediation.dry_run {
+            return Ok(Outcome::Executed(json!({
+                "kind": "webhook",
+                "dry_run": true,
+                "remove_from": removal.holder.name,
+            })));
+        }
+        let body = webhook_body(task, item, removal);
+        let key = format!("{}:{}", task.id, task.generation);
+        let sender = self.webhook_sender()?;
+        Ok(Outcome::Executed(sender.deliver(
+            &key,
+            &body,
+            clock.now().timestamp(),
+        )?))
     }
 
-    fn ldap_writer(&mut self) -> std::result::Result<&mut LdapWriter<'a>, String> {
+    /// Why the removal is blocked, when a group on its way is protected: the group written,
+    /// the reviewed group, and every group between them.
+    fn protection(&self, removal: &Removal) -> Option<String> {
+        let protected = |dn_norm: &str, name: &str| {
+            self.remediation
+                .protected_groups
+                .iter()
+                .find(|wanted| names_group(wanted, dn_norm, name))
+                .cloned()
+        };
+        let chain = removal.via.as_deref().unwrap_or_default();
+        let between = chain
+            .split(VIA_SEPARATOR)
+            .filter(|name| !name.is_empty())
+            .find_map(|name| protected("", name).map(|rule| (name.to_string(), rule)));
+        let found = protected(&removal.holder.dn_norm, &removal.holder.name)
+            .map(|rule| (removal.holder.name.clone(), rule))
+            .or_else(|| {
+                protected(&removal.reviewed.dn_norm, &removal.reviewed.name)
+                    .map(|rule| (removal.reviewed.name.clone(), rule))
+            })
+            .or(between)?;
+        Some(format!(
+            "{} is protected (\"{}\" in sources.{}.remediation.protected_groups): attest never \
+             writes access to it; remove this access by hand",
+            found.0, found.1, self.source_name
+        ))
+    }
+
+    fn ldap_writer(&mut self) -> std::result::Result<&mut LdapWriter<'a>, ActionError> {
         let SourceConfig::Ldap(ldap) = self.source else {
-            return Err(format!(
+            return Err(ActionError::Refused(format!(
                 "source {} is not an LDAP directory: mode = \"ldap\" cannot apply",
                 self.source_name
-            ));
+            )));
         };
-        let remediation = self.remediation;
-        let opened = self
-            .ldap
-            .get_or_insert_with(|| LdapWriter::open(ldap, remediation).map_err(|e| e.to_string()));
-        opened.as_mut().map_err(|message| message.clone())
+        if self.ldap.is_none() {
+            self.ldap = Some(LdapWriter::open(ldap, self.remediation)?);
+        }
+        self.ldap
+            .as_mut()
+            .ok_or_else(|| ActionError::Unavailable("no connection".into()))
     }
 
-    fn webhook_sender(&mut self) -> std::result::Result<&WebhookSender, String> {
-        let remediation = self.remediation;
-        let made = self
-            .webhook
-            .get_or_insert_with(|| WebhookSender::new(remediation).map_err(|e| e.to_string()));
-        made.as_ref().map_err(|message| message.clone())
+    fn webhook_sender(&mut self) -> std::result::Result<&WebhookSender, ActionError> {
+        if self.webhook.is_none() {
+            let sender = WebhookSender::new(self.remediation)
+                .map_err(|e| ActionError::Unavailable(e.to_string()))?;
+            self.webhook = Some(sender);
+        }
+        self.webhook
+            .as_ref()
+            .ok_or_else(|| ActionError::Unavailable("no webhook client".into()))
     }
 
     fn close(self) {
-        if let Some(Ok(writer)) = self.ldap {
+        if let Some(writer) = self.ldap {
             writer.close();
         }
     }
 }
 
-/// The JSON a webhook receives for a task.
-fn webhook_body(
-    task: &Task,
-    item: &FrozenItem,
-    holder: &Group,
-    reviewed: &Group,
-    via: Option<&str>,
-) -> Value {
+/// The JSON a webhook receiver gets for a task.
+fn webhook_body(task: &Task, item: &FrozenItem, removal: &Removal) -> Value {
+    let (holder, reviewed) = (&removal.holder, &removal.reviewed);
     json!({
         "task": task.id,
         "kind": "revoke",
@@ -307,37 +397,77 @@ fn webhook_body(
             "email": item.identity_email,
         },
         "group": { "external_id": reviewed.external_id, "name": reviewed.name, "dn": reviewed.dn },
-        "via": via,
+        "via": removal.via,
         "remove_from": { "external_id": holder.external_id, "name": holder.name, "dn": holder.dn },
     })
+}
+
+/// The source could not be reached: the task is left as it was, with the error to show.
+fn release(conn: &mut DbConnection, task: &Task, lease: NaiveDateTime, error: &str) -> Result<()> {
+    diesel::update(
+        remediation_tasks::table
+            .find(&task.id)
+            .filter(remediation_tasks::locked_until.eq(lease)),
+    )
+    .set((
+        remediation_tasks::last_error.eq(Some(error)),
+        remediation_tasks::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// A dry run keeps the task as it is and records what it would have done.
 fn record_plan(
     conn: &mut DbConnection,
     task: &Task,
+    lease: NaiveDateTime,
     outcome: Outcome,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let plan = match outcome {
         Outcome::Executed(action) => action,
-        Outcome::Failed(error) => json!({ "kind": "would_fail", "error": error }),
-        Outcome::Blocked(why) => json!({ "kind": "would_block", "why": why }),
+        Outcome::Failed(error) => json!({ "kind": "would_fail", "dry_run": true, "error": error }),
+        Outcome::Blocked(why) | Outcome::Cancelled(why) => {
+            json!({ "kind": "would_block", "dry_run": true, "why": why })
+        }
     };
-    diesel::update(remediation_tasks::table.find(&task.id))
-        .set((
-            remediation_tasks::action.eq(Some(plan.to_string())),
-            remediation_tasks::planned_at.eq(Some(to_db(now))),
-            remediation_tasks::locked_until.eq(None::<NaiveDateTime>),
-        ))
-        .execute(conn)?;
+    diesel::update(
+        remediation_tasks::table
+            .find(&task.id)
+            .filter(remediation_tasks::locked_until.eq(lease)),
+    )
+    .set((
+        remediation_tasks::action.eq(Some(plan.to_string())),
+        remediation_tasks::planned_at.eq(Some(to_db(now))),
+        remediation_tasks::locked_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 
-/// Writes a task's outcome and its event together.
+/// The wait before the next attempt after `attempts` failures, or none once they reach
+/// `max_attempts`.
+fn next_attempt(
+    remediation: &RemediationConfig,
+    attempts: i64,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if attempts >= i64::from(remediation.max_attempts) {
+        return None;
+    }
+    let doubling = 2_i64.saturating_pow(u32::try_from(attempts - 1).unwrap_or(0).min(20));
+    let base = i64::try_from(remediation.retry_base_seconds.max(1)).unwrap_or(i64::MAX);
+    now.checked_add_signed(Duration::seconds(
+        base.saturating_mul(doubling).min(30 * 86_400),
+    ))
+}
+
+/// Writes a task's outcome and its event together, if this claim still holds the task.
 fn record(
     conn: &mut DbConnection,
     task: &Task,
+    lease: NaiveDateTime,
     remediation: &RemediationConfig,
     outcome: Outcome,
     now: DateTime<Utc>,
@@ -347,12 +477,14 @@ fn record(
     let attempts = task.attempts + 1;
     let mode = remediation.mode.as_str();
     write_tx(conn, |conn| {
-        let open = remediation_tasks::table
+        let held = remediation_tasks::table
             .find(&task.id)
+            .filter(remediation_tasks::locked_until.eq(lease))
             .filter(remediation_tasks::state.eq_any([TASK_PENDING, TASK_FAILED]));
+        let released = remediation_tasks::locked_until.eq(None::<NaiveDateTime>);
         let (updated, kind, payload) = match &outcome {
-            Outcome::Executed(action) => {
-                let updated = diesel::update(open)
+            Outcome::Executed(action) => (
+                diesel::update(held)
                     .set((
                         remediation_tasks::state.eq(TASK_EXECUTED),
                         remediation_tasks::mode.eq(mode),
@@ -361,35 +493,28 @@ fn record(
                         remediation_tasks::attempts.eq(attempts),
                         remediation_tasks::last_error.eq(None::<String>),
                         remediation_tasks::next_attempt_at.eq(None::<NaiveDateTime>),
-                        remediation_tasks::locked_until.eq(None::<NaiveDateTime>),
+                        released,
                         remediation_tasks::updated_at.eq(at),
                     ))
-                    .execute(conn)?;
-                (
-                    updated,
-                    EventKind::RemediationExecuted,
-                    json!({ "task": task.id, "item": task.item_id, "mode": mode, "action": action }),
-                )
-            }
+                    .execute(conn)?,
+                EventKind::RemediationExecuted,
+                json!({ "task": task.id, "item": task.item_id, "mode": mode, "action": action }),
+            ),
             Outcome::Failed(error) => {
-                let next = (attempts < i64::from(remediation.max_attempts)).then(|| {
-                    let wait = remediation.retry_base_seconds.max(1) as i64
-                        * 2_i64.pow((attempts - 1).clamp(0, 16) as u32);
-                    now + Duration::seconds(wait)
-                });
-                let updated = diesel::update(open)
-                    .set((
-                        remediation_tasks::state.eq(TASK_FAILED),
-                        remediation_tasks::mode.eq(mode),
-                        remediation_tasks::attempts.eq(attempts),
-                        remediation_tasks::last_error.eq(Some(error.as_str())),
-                        remediation_tasks::next_attempt_at.eq(next.map(to_db)),
-                        remediation_tasks::locked_until.eq(None::<NaiveDateTime>),
-                        remediation_tasks::updated_at.eq(at),
-                    ))
-                    .execute(conn)?;
+                let next = next_attempt(remediation, attempts, now);
                 (
-                    updated,
+                    diesel::update(held)
+                        .set((
+                            remediation_tasks::state.eq(TASK_FAILED),
+                            remediation_tasks::mode.eq(mode),
+                            remediation_tasks::action.eq(None::<String>),
+                            remediation_tasks::attempts.eq(attempts),
+                            remediation_tasks::last_error.eq(Some(error.as_str())),
+                            remediation_tasks::next_attempt_at.eq(next.map(to_db)),
+                            released,
+                            remediation_tasks::updated_at.eq(at),
+                        ))
+                        .execute(conn)?,
                     EventKind::RemediationFailed,
                     json!({
                         "task": task.id,
@@ -397,32 +522,69 @@ fn record(
                         "mode": mode,
                         "attempt": attempts,
                         "error": error,
-                        "next_attempt_at": next.map(|n| n.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                        "next_attempt_at": next
+                            .map(|n| n.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                     }),
                 )
             }
-            Outcome::Blocked(why) => {
-                let updated = diesel::update(open)
-                    .set((
-                        remediation_tasks::state.eq(TASK_BLOCKED),
-                        remediation_tasks::mode.eq(mode),
-                        remediation_tasks::last_error.eq(Some(why.as_str())),
-                        remediation_tasks::next_attempt_at.eq(None::<NaiveDateTime>),
-                        remediation_tasks::locked_until.eq(None::<NaiveDateTime>),
-                        remediation_tasks::updated_at.eq(at),
-                    ))
-                    .execute(conn)?;
+            Outcome::Blocked(why) | Outcome::Cancelled(why) => {
+                let (state, kind) = match &outcome {
+                    Outcome::Blocked(_) => (TASK_BLOCKED, EventKind::RemediationBlocked),
+                    _ => (TASK_CANCELLED, EventKind::RemediationCancelled),
+                };
                 (
-                    updated,
-                    EventKind::RemediationBlocked,
+                    diesel::update(held)
+                        .set((
+                            remediation_tasks::state.eq(state),
+                            remediation_tasks::mode.eq(mode),
+                            remediation_tasks::action.eq(None::<String>),
+                            remediation_tasks::last_error.eq(Some(why.as_str())),
+                            remediation_tasks::next_attempt_at.eq(None::<NaiveDateTime>),
+                            released,
+                            remediation_tasks::updated_at.eq(at),
+                        ))
+                        .execute(conn)?,
+                    kind,
                     json!({ "task": task.id, "item": task.item_id, "mode": mode, "why": why }),
                 )
             }
         };
-        // Another instance or an admin changed the task meanwhile: its outcome stands.
+        // The lease ran out and another claim took the task over: its outcome stands.
         if updated == 1 {
             append(conn, now, kind, actor, Some(&task.campaign_id), &payload)?;
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_retry_waits_twice_as_long_until_the_attempts_run_out() {
+        let remediation = RemediationConfig {
+            retry_base_seconds: 60,
+            max_attempts: 4,
+            ..RemediationConfig::default()
+        };
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let waits: Vec<Option<i64>> = (1..=4)
+            .map(|attempts| {
+                next_attempt(&remediation, attempts, now).map(|n| (n - now).num_seconds())
+            })
+            .collect();
+        assert_eq!(waits, vec![Some(60), Some(120), Some(240), None]);
+        let huge = RemediationConfig {
+            retry_base_seconds: u64::MAX,
+            max_attempts: 100,
+            ..RemediationConfig::default()
+        };
+        let capped = next_attempt(&huge, 60, now).map(|n| (n - now).num_days());
+        assert_eq!(
+            capped,
+            Some(30),
+            "a huge setting waits 30 days at most, never overflows"
+        );
+    }
 }

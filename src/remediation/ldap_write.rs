@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::{LdapSourceConfig, RemediationConfig, resolve_secret};
 use crate::error::{ConfigProblem, Error};
+use crate::remediation::ActionError;
 use crate::remediation::targets::{Group, Person};
 use crate::sources::ldap::{connect_as, describe_result};
 
@@ -28,6 +29,9 @@ pub struct MemberValue {
     pub value: String,
 }
 
+/// LDAP result codes that say there is nothing here to compare or delete.
+const NO_SUCH_OBJECT: u32 = 32;
+
 /// A bound connection for a source's removals.
 pub struct LdapWriter<'a> {
     conn: LdapConn,
@@ -39,29 +43,34 @@ impl<'a> LdapWriter<'a> {
     pub fn open(
         source: &'a LdapSourceConfig,
         remediation: &RemediationConfig,
-    ) -> Result<LdapWriter<'a>, Error> {
+    ) -> Result<LdapWriter<'a>, ActionError> {
         let password = resolve_secret(
             "remediation.bind_password",
             remediation.bind_password.as_ref(),
             remediation.bind_password_file.as_deref(),
         )
-        .map_err(|p| Error::Config(vec![p]))?
+        .map_err(|p| ActionError::Unavailable(Error::Config(vec![p]).to_string()))?
         .ok_or_else(|| {
-            Error::Config(vec![ConfigProblem::new(
-                "remediation.bind_password_file",
-                "no password for the write-capable account",
-            )])
+            ActionError::Unavailable(
+                Error::Config(vec![ConfigProblem::new(
+                    "remediation.bind_password_file",
+                    "no password for the write-capable account",
+                )])
+                .to_string(),
+            )
         })?;
-        let conn = connect_as(source, &remediation.bind_dn, password.expose_secret())?;
+        let conn = connect_as(source, &remediation.bind_dn, password.expose_secret())
+            .map_err(|e| ActionError::Unavailable(e.to_string()))?;
         Ok(LdapWriter { conn, source })
     }
 
-    /// The member values of `group` that name `person` now, asked of the server.
+    /// The member values of `group` that name `person` now, asked of the server (none when
+    /// the group is gone).
     pub fn values_naming(
         &mut self,
         group: &Group,
         person: &Person,
-    ) -> Result<Vec<MemberValue>, Error> {
+    ) -> Result<Vec<MemberValue>, ActionError> {
         let mut candidates: Vec<MemberValue> = self
             .source
             .groups
@@ -88,54 +97,55 @@ impl<'a> LdapWriter<'a> {
             match answer.0.rc {
                 6 => held.push(candidate),
                 5 | NO_SUCH_ATTRIBUTE | UNDEFINED_ATTRIBUTE_TYPE => {}
+                NO_SUCH_OBJECT => return Ok(Vec::new()),
                 _ => {
-                    return Err(Error::source(
-                        "ldap",
-                        format!(
-                            "cannot read {} of {}: {}",
-                            candidate.attribute,
-                            group.dn,
-                            describe_result(&answer.0)
-                        ),
-                    ));
+                    return Err(ActionError::Refused(format!(
+                        "cannot read {} of {}: {}",
+                        candidate.attribute,
+                        group.dn,
+                        describe_result(&answer.0)
+                    )));
                 }
             }
         }
         Ok(held)
     }
 
-    /// Deletes `values` from `group` in one modify. A value another writer removed first is
-    /// not an error.
-    pub fn remove(&mut self, group: &Group, values: &[MemberValue]) -> Result<(), Error> {
-        let mods: Vec<Mod<String>> = values
-            .iter()
-            .map(|v| Mod::Delete(v.attribute.clone(), HashSet::from([v.value.clone()])))
-            .collect();
-        let result = self
-            .conn
-            .modify(&group.dn, mods)
-            .map_err(|e| failed(&group.dn, "modify", e))?;
-        match result.rc {
-            0 | NO_SUCH_ATTRIBUTE => Ok(()),
-            // groupOfNames and groupOfUniqueNames must keep one member.
-            OBJECT_CLASS_VIOLATION => Err(Error::source(
-                "ldap",
-                format!(
-                    "the directory refused to change {}: {} (a group of this kind must keep at \
-                     least one member: remove the access by hand or add a placeholder member)",
-                    group.dn,
-                    describe_result(&result)
-                ),
-            )),
-            _ => Err(Error::source(
-                "ldap",
-                format!(
-                    "the directory refused to change {}: {}",
-                    group.dn,
-                    describe_result(&result)
-                ),
-            )),
+    /// Deletes `values` from `group`, one modify each (a modify is all or nothing: a value
+    /// another writer removed first would otherwise fail the others). A value already gone
+    /// is not an error.
+    pub fn remove(&mut self, group: &Group, values: &[MemberValue]) -> Result<(), ActionError> {
+        for value in values {
+            let delete = vec![Mod::Delete(
+                value.attribute.clone(),
+                HashSet::from([value.value.clone()]),
+            )];
+            let result = self
+                .conn
+                .modify(&group.dn, delete)
+                .map_err(|e| failed(&group.dn, "modify", e))?;
+            match result.rc {
+                0 | NO_SUCH_ATTRIBUTE => {}
+                // groupOfNames and groupOfUniqueNames must keep one member.
+                OBJECT_CLASS_VIOLATION => {
+                    return Err(ActionError::Refused(format!(
+                        "the directory refused to change {}: {} (a group of this kind must \
+                         keep at least one member: remove the access by hand or add a \
+                         placeholder member)",
+                        group.dn,
+                        describe_result(&result)
+                    )));
+                }
+                _ => {
+                    return Err(ActionError::Refused(format!(
+                        "the directory refused to change {}: {}",
+                        group.dn,
+                        describe_result(&result)
+                    )));
+                }
+            }
         }
+        Ok(())
     }
 
     pub fn close(mut self) {
@@ -144,13 +154,15 @@ impl<'a> LdapWriter<'a> {
     }
 }
 
-fn failed(dn: &str, what: &str, e: LdapError) -> Error {
+/// An operation's failure: a result code is the directory's refusal; anything else (a
+/// broken connection, a timeout) means it could not be asked.
+fn failed(dn: &str, what: &str, e: LdapError) -> ActionError {
     match e {
-        LdapError::LdapResult { result } => Error::source(
-            "ldap",
-            format!("{what} of {dn} failed: {}", describe_result(&result)),
-        ),
-        other => Error::source("ldap", format!("{what} of {dn} failed: {other}")),
+        LdapError::LdapResult { result } => ActionError::Refused(format!(
+            "{what} of {dn} failed: {}",
+            describe_result(&result)
+        )),
+        other => ActionError::Unavailable(format!("{what} of {dn} failed: {other}")),
     }
 }
 

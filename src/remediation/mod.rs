@@ -13,9 +13,9 @@ pub mod tasks;
 pub mod verify;
 pub mod webhook;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::DbConnection;
 use crate::error::Result;
@@ -23,6 +23,17 @@ use crate::error::Result;
 pub use execute::ExecutionReport;
 pub use tasks::{ListedTask, Task, list, mark_done, retry};
 pub use verify::VerificationReport;
+
+/// Why an action on a source did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionError {
+    /// The source answered and refused (an LDAP result code, an HTTP status): the task
+    /// failed, and is retried with backoff.
+    Refused(String),
+    /// The source could not be reached (or the account could not bind): nothing is known of
+    /// the task, which waits for the next round; the source's round stops.
+    Unavailable(String),
+}
 
 /// What one round of remediation did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -33,17 +44,18 @@ pub struct RoundReport {
 }
 
 /// Makes the tasks that are due, carries out those due now, and checks carried-out ones
-/// against newer syncs. `replan` plans dry-run tasks again. Blocking (LDAP, HTTP).
+/// against newer syncs, reading the time from `clock` as it goes. `replan` plans dry-run
+/// tasks again. Blocking (LDAP, HTTP).
 pub fn run_once(
     conn: &mut DbConnection,
     config: &Config,
-    now: DateTime<Utc>,
+    clock: &dyn Clock,
     actor: &str,
     replan: bool,
 ) -> Result<RoundReport> {
-    let created = tasks::create_due(conn, config, now, actor)?;
-    let execution = execute::run_due(conn, config, now, actor, replan)?;
-    let verification = verify::verify_against_syncs(conn, config, now, actor)?;
+    let created = tasks::create_due(conn, config, clock.now(), actor)?;
+    let execution = execute::run_due(conn, config, clock, actor, replan)?;
+    let verification = verify::verify_against_syncs(conn, config, clock.now(), actor)?;
     Ok(RoundReport {
         created,
         execution,

@@ -7,8 +7,11 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::as_of;
+use crate::campaigns::model::{ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_REVOKED};
 use crate::db::DbConnection;
-use crate::db::schema::{entitlement_versions, grant_versions, identity_versions, review_items};
+use crate::db::schema::{
+    campaigns, entitlement_versions, grant_versions, identity_versions, review_items,
+};
 use crate::directory::effective::VIA_SEPARATOR;
 use crate::directory::snapshot::current_sync_run;
 use crate::error::{Error, Result};
@@ -18,6 +21,9 @@ use crate::error::{Error, Result};
 #[diesel(table_name = review_items)]
 pub struct FrozenItem {
     pub id: String,
+    pub campaign_id: String,
+    pub state: String,
+    pub no_response_outcome: Option<String>,
     pub identity_external_id: String,
     pub identity_login: String,
     pub identity_email: Option<String>,
@@ -72,6 +78,36 @@ pub fn frozen_item(conn: &mut DbConnection, item_id: &str) -> Result<FrozenItem>
         .first(conn)
         .optional()?
         .ok_or_else(|| Error::NotFound(format!("review item {item_id} not found")))
+}
+
+/// Why `item`'s access must no longer be removed, if it must not: its decision changed
+/// since the task was made, or a later review of the same source approved the same access.
+pub fn no_longer_revoked(conn: &mut DbConnection, item: &FrozenItem) -> Result<Option<String>> {
+    let revoked = item.state == ITEM_REVOKED
+        || (item.state == ITEM_NO_RESPONSE
+            && item.no_response_outcome.as_deref() == Some("revoke"));
+    if !revoked {
+        return Ok(Some(format!(
+            "the item is {} now: its decision changed before the revocation was carried out",
+            item.state
+        )));
+    }
+    let (source, opened_at): (String, chrono::NaiveDateTime) = campaigns::table
+        .find(&item.campaign_id)
+        .select((campaigns::source, campaigns::opened_at))
+        .first(conn)?;
+    let approved_later: Option<String> = review_items::table
+        .inner_join(campaigns::table)
+        .filter(campaigns::source.eq(&source))
+        .filter(campaigns::opened_at.gt(opened_at))
+        .filter(review_items::identity_external_id.eq(&item.identity_external_id))
+        .filter(review_items::entitlement_external_id.eq(&item.entitlement_external_id))
+        .filter(review_items::state.eq(ITEM_APPROVED))
+        .select(campaigns::id)
+        .first(conn)
+        .optional()?;
+    Ok(approved_later
+        .map(|campaign| format!("a later review (campaign {campaign}) approved this access")))
 }
 
 /// What removing `item`'s access from `source` means according to its latest snapshot.

@@ -37,10 +37,13 @@ pub const TASK_STILL_PRESENT: &str = "still_present";
 pub const TASK_REGRANTED: &str = "regranted";
 /// The change failed; retried with backoff up to `max_attempts`.
 pub const TASK_FAILED: &str = "failed";
-/// Not carried out: the group is protected.
+/// Not carried out: the group is protected, or attest cannot make this change.
 pub const TASK_BLOCKED: &str = "blocked";
+/// Not carried out: the access is no longer revoked (the decision changed, or a later review
+/// approved it).
+pub const TASK_CANCELLED: &str = "cancelled";
 
-pub const TASK_STATES: [&str; 7] = [
+pub const TASK_STATES: [&str; 8] = [
     TASK_PENDING,
     TASK_EXECUTED,
     TASK_VERIFIED,
@@ -48,7 +51,11 @@ pub const TASK_STATES: [&str; 7] = [
     TASK_REGRANTED,
     TASK_FAILED,
     TASK_BLOCKED,
+    TASK_CANCELLED,
 ];
+
+/// States in which a task is still to be carried out.
+pub const OPEN_STATES: [&str; 3] = [TASK_PENDING, TASK_FAILED, TASK_BLOCKED];
 
 /// Why the access is revoked.
 pub const REASON_DECISION: &str = "decision";
@@ -80,6 +87,8 @@ pub struct Task {
     pub checked_sync_run_id: Option<String>,
     pub verified_sync_run_id: Option<String>,
     pub ticket: Option<String>,
+    /// How many times an admin asked for the task to be tried again.
+    pub generation: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -317,7 +326,7 @@ pub fn counts_by_state(conn: &mut DbConnection) -> Result<Vec<(String, i64)>> {
         .load(conn)?)
 }
 
-/// IT carried out a manual task: it is executed, with the ticket that tracks the change, and
+/// IT carried out a task by hand (a manual one, or one attest could not do): it is executed, with the ticket that tracks the change, and
 /// the next sync proves it.
 pub fn mark_done(
     conn: &mut DbConnection,
@@ -334,27 +343,30 @@ pub fn mark_done(
     }
     write_tx(conn, |conn| {
         let found = task(conn, id)?;
-        if found.mode != RemediationMode::Manual.as_str() {
-            return Err(Error::Conflict(format!(
-                "task {id} is carried out by attest ({}), not by hand",
-                found.mode
-            )));
-        }
+        // Whatever the mode: a blocked task is removed by hand, and a source may have moved
+        // from an automatic mode to manual.
         let updated = diesel::update(
             remediation_tasks::table
                 .find(id)
-                .filter(remediation_tasks::state.eq(TASK_PENDING)),
+                .filter(remediation_tasks::state.eq_any(OPEN_STATES))
+                .filter(
+                    remediation_tasks::locked_until
+                        .is_null()
+                        .or(remediation_tasks::locked_until.lt(to_db(now))),
+                ),
         )
         .set((
             remediation_tasks::state.eq(TASK_EXECUTED),
             remediation_tasks::ticket.eq(Some(ticket)),
             remediation_tasks::executed_at.eq(Some(to_db(now))),
+            remediation_tasks::next_attempt_at.eq(None::<NaiveDateTime>),
             remediation_tasks::updated_at.eq(to_db(now)),
         ))
         .execute(conn)?;
         if updated == 0 {
             return Err(Error::Conflict(format!(
-                "task {id} is {}, not pending: nothing to close",
+                "task {id} is {}, not pending, failed or blocked (or attest is carrying it out \
+                 right now): nothing to close",
                 found.state
             )));
         }
@@ -386,6 +398,7 @@ pub fn retry(conn: &mut DbConnection, now: DateTime<Utc>, id: &str, actor: &str)
         .set((
             remediation_tasks::state.eq(TASK_PENDING),
             remediation_tasks::attempts.eq(0),
+            remediation_tasks::generation.eq(remediation_tasks::generation + 1),
             remediation_tasks::next_attempt_at.eq(None::<NaiveDateTime>),
             remediation_tasks::planned_at.eq(None::<NaiveDateTime>),
             remediation_tasks::updated_at.eq(to_db(now)),

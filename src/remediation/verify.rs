@@ -2,8 +2,8 @@
 //! successful sync of its source that started after the change. Gone: `verified`, with the
 //! sync run that proved it. Still there: `still_present` (an alert; checked again at each
 //! later sync). A verified access that a later sync shows again within
-//! `regrant_window_days`: `regranted` (an alert). A manual task IT has not closed yet is
-//! verified too once a sync shows the access gone. Each change of state commits with its
+//! `regrant_window_days`: `regranted` (an alert). A task not carried out yet (IT has not
+//! closed it, it failed or is blocked) is verified too once a sync shows the access gone. Each change of state commits with its
 //! event, naming the sync run.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::as_of;
-use crate::config::{Config, RemediationMode};
+use crate::config::Config;
 use crate::db::schema::{grant_versions, remediation_tasks, review_items};
 use crate::db::time::to_db;
 use crate::db::{DbConnection, write_tx};
@@ -20,7 +20,7 @@ use crate::directory::snapshot::{SyncRun, current_sync_run};
 use crate::error::Result;
 use crate::ledger::{EventBatch, EventKind};
 use crate::remediation::tasks::{
-    TASK_EXECUTED, TASK_PENDING, TASK_REGRANTED, TASK_STILL_PRESENT, TASK_VERIFIED, Task,
+    OPEN_STATES, TASK_EXECUTED, TASK_REGRANTED, TASK_STILL_PRESENT, TASK_VERIFIED, Task,
 };
 
 /// Tasks checked per transaction.
@@ -84,9 +84,9 @@ fn check_batch(
     let carried_out = remediation_tasks::state
         .eq_any([TASK_EXECUTED, TASK_STILL_PRESENT])
         .and(remediation_tasks::executed_at.lt(started));
-    let manual_open = remediation_tasks::state
-        .eq(TASK_PENDING)
-        .and(remediation_tasks::mode.eq(RemediationMode::Manual.as_str()))
+    // Still to be carried out, but a sync shows the access gone (IT removed it by hand).
+    let open = remediation_tasks::state
+        .eq_any(OPEN_STATES)
         .and(remediation_tasks::created_at.lt(started));
     let recently_gone = remediation_tasks::state
         .eq(TASK_VERIFIED)
@@ -95,7 +95,13 @@ fn check_batch(
     let rows: Vec<(Task, (String, String))> = remediation_tasks::table
         .inner_join(review_items::table)
         .filter(remediation_tasks::source.eq(source))
-        .filter(carried_out.or(manual_open).or(recently_gone))
+        .filter(carried_out.or(open).or(recently_gone))
+        // A task being carried out right now is checked at the next round.
+        .filter(
+            remediation_tasks::locked_until
+                .is_null()
+                .or(remediation_tasks::locked_until.lt(to_db(now))),
+        )
         .filter(
             remediation_tasks::checked_sync_run_id
                 .is_null()
@@ -122,53 +128,72 @@ fn check_batch(
             .count()
             .get_result(conn)?;
         let present = present > 0;
-        let row = remediation_tasks::table.find(&task.id);
+        // Only if nobody changed the task since it was read (another instance checking it).
+        let row = remediation_tasks::table
+            .find(&task.id)
+            .filter(remediation_tasks::state.eq(&task.state))
+            .filter(
+                remediation_tasks::checked_sync_run_id
+                    .is_null()
+                    .or(remediation_tasks::checked_sync_run_id.ne(&run.id)),
+            );
         let proof = json!({
             "task": task.id,
             "item": task.item_id,
             "sync_run": run.id,
             "sync_seq": run.seq,
         });
-        let change = match (task.state.as_str(), present) {
-            (TASK_VERIFIED, true) => Some((TASK_REGRANTED, EventKind::RemediationRegranted)),
-            (TASK_VERIFIED, false) | (TASK_STILL_PRESENT, true) | (TASK_PENDING, true) => None,
-            (TASK_EXECUTED, true) => Some((TASK_STILL_PRESENT, EventKind::RemediationStillPresent)),
-            (_, false) => Some((TASK_VERIFIED, EventKind::RemediationVerified)),
-            _ => None,
-        };
-        match change {
-            None => {
-                diesel::update(row)
-                    .set(remediation_tasks::checked_sync_run_id.eq(Some(&run.id)))
-                    .execute(conn)?;
-            }
-            Some((state, kind)) => {
+        let checked = remediation_tasks::checked_sync_run_id.eq(Some(&run.id));
+        let state = task.state.as_str();
+        let (updated, kind) = match (state, present) {
+            (TASK_VERIFIED, true) => (
                 diesel::update(row)
                     .set((
-                        remediation_tasks::state.eq(state),
-                        remediation_tasks::checked_sync_run_id.eq(Some(&run.id)),
+                        remediation_tasks::state.eq(TASK_REGRANTED),
+                        checked,
                         remediation_tasks::updated_at.eq(at),
                     ))
-                    .execute(conn)?;
-                if state == TASK_VERIFIED {
-                    diesel::update(row)
-                        .set((
-                            remediation_tasks::verified_at.eq(Some(at)),
-                            remediation_tasks::verified_sync_run_id.eq(Some(&run.id)),
-                        ))
-                        .execute(conn)?;
-                    report.verified += 1;
-                } else if state == TASK_STILL_PRESENT {
-                    report.still_present += 1;
-                } else {
-                    report.regranted += 1;
-                }
-                if state != TASK_VERIFIED {
-                    tracing::warn!(task = %task.id, state, sync_run = %run.id, "remediation alert");
-                }
-                events.push(kind, Some(&task.campaign_id), proof);
+                    .execute(conn)?,
+                Some(EventKind::RemediationRegranted),
+            ),
+            (TASK_EXECUTED, true) => (
+                diesel::update(row)
+                    .set((
+                        remediation_tasks::state.eq(TASK_STILL_PRESENT),
+                        checked,
+                        remediation_tasks::updated_at.eq(at),
+                    ))
+                    .execute(conn)?,
+                Some(EventKind::RemediationStillPresent),
+            ),
+            (TASK_VERIFIED, false) | (_, true) => {
+                (diesel::update(row).set(checked).execute(conn)?, None)
             }
+            (_, false) => (
+                diesel::update(row)
+                    .set((
+                        remediation_tasks::state.eq(TASK_VERIFIED),
+                        checked,
+                        remediation_tasks::verified_at.eq(Some(at)),
+                        remediation_tasks::verified_sync_run_id.eq(Some(&run.id)),
+                        remediation_tasks::updated_at.eq(at),
+                    ))
+                    .execute(conn)?,
+                Some(EventKind::RemediationVerified),
+            ),
+        };
+        let Some(kind) = kind.filter(|_| updated == 1) else {
+            continue;
+        };
+        match kind {
+            EventKind::RemediationVerified => report.verified += 1,
+            EventKind::RemediationStillPresent => report.still_present += 1,
+            _ => report.regranted += 1,
         }
+        if kind != EventKind::RemediationVerified {
+            tracing::warn!(task = %task.id, sync_run = %run.id, kind = kind.as_str(), "remediation alert");
+        }
+        events.push(kind, Some(&task.campaign_id), proof);
     }
     events.append_all(conn, now, actor)?;
     Ok(rows.len())

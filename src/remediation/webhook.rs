@@ -2,8 +2,8 @@
 //! system, an IdP workflow). The receiver checks the signature: `X-Attest-Signature:
 //! sha256=HEX`, the HMAC-SHA256 under the configured secret of `TIMESTAMP.BODY`, where
 //! TIMESTAMP is the `X-Attest-Timestamp` header (Unix seconds; a receiver refuses old ones
-//! to stop replays). `Idempotency-Key` is the task's id: a retried delivery names the same
-//! task. Any 2xx is success; anything else is retried with backoff. Redirects are not
+//! to stop replays). `Idempotency-Key` is `TASK:GENERATION`: a delivery retried after a
+//! failure names the same key; one an admin asked for again (`retry`) a new one. Any 2xx is success; anything else is retried with backoff. Redirects are not
 //! followed.
 
 use hmac::{Hmac, Mac};
@@ -13,6 +13,7 @@ use sha2::Sha256;
 
 use crate::config::{RemediationConfig, resolve_secret};
 use crate::error::{ConfigProblem, Error};
+use crate::remediation::ActionError;
 use crate::sources::oidc::provider_http_client;
 
 pub const SIGNATURE_HEADER: &str = "X-Attest-Signature";
@@ -61,9 +62,16 @@ impl WebhookSender {
         })
     }
 
-    /// Delivers one task; the action to record on success.
-    pub fn deliver(&self, task_id: &str, body: &Value, timestamp: i64) -> Result<Value, Error> {
-        let bytes = serde_json::to_vec(body)?;
+    /// Delivers one task under `idempotency_key`, signed at `timestamp`; the action to
+    /// record on success. No answer is `Unavailable`; an answer other than 2xx, `Refused`.
+    pub fn deliver(
+        &self,
+        idempotency_key: &str,
+        body: &Value,
+        timestamp: i64,
+    ) -> Result<Value, ActionError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| ActionError::Refused(format!("cannot encode the task: {e}")))?;
         let signed = signature(self.secret.expose_secret().as_bytes(), timestamp, &bytes);
         let response = self
             .http
@@ -71,22 +79,21 @@ impl WebhookSender {
             .header("Content-Type", "application/json")
             .header(TIMESTAMP_HEADER, timestamp.to_string())
             .header(SIGNATURE_HEADER, signed)
-            .header("Idempotency-Key", task_id)
+            .header("Idempotency-Key", idempotency_key)
             .body(bytes)
             .send()
             .map_err(|e| {
-                // The URL may carry a token in its query: name the host only.
+                // The URL may carry a token in its query: it is left out.
                 let e = e.without_url();
-                Error::source("webhook", format!("cannot deliver to the webhook: {e}"))
+                ActionError::Unavailable(format!("cannot deliver to the webhook: {e}"))
             })?;
         let status = response.status();
         if status.is_success() {
             Ok(json!({ "kind": "webhook", "status": status.as_u16() }))
         } else {
-            Err(Error::source(
-                "webhook",
-                format!("the webhook answered {status}"),
-            ))
+            Err(ActionError::Refused(format!(
+                "the webhook answered {status}"
+            )))
         }
     }
 }

@@ -323,6 +323,7 @@ fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(Str
             "items.jsonl",
             "population.json",
             "public-key.txt",
+            "remediation.csv",
             "report.html",
             "soc2.json",
             "summary.json"

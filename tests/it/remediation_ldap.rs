@@ -3,7 +3,9 @@
 //! evidence pack); access through a nested group is removed where it is held; a write the
 //! directory's ACL denies fails with the LDAP error and is retried with backoff; a member
 //! re-added by hand raises the re-granted alert; a dry run and a protected group change
-//! nothing in the directory; running a round twice removes once.
+//! nothing in the directory; two instances carry a task out once; an unreachable directory
+//! charges no attempt, and a decision changed meanwhile cancels the task; an edited
+//! `remediation.csv` is refused by `attest verify`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::config::{RemediationConfig, RemediationMode, SourceConfig};
@@ -14,7 +16,7 @@ use attest::remediation::RoundReport;
 use secrecy::SecretString;
 
 use crate::common::{self, TestApp};
-use crate::pack_files::read_entry;
+use crate::pack_files::{read_entry, reseal};
 use crate::remediation_steps::{later, revoke_and_close, round, task_of};
 
 fn entry(pack: &std::path::Path, name: &str) -> String {
@@ -183,6 +185,31 @@ async fn removed_and_proved(database_url: &str, dir: &std::path::Path) {
     );
     let report = verify_pack(&pack, None, None).expect("the pack verifies");
     assert!(report.events > 0);
+
+    // A row edited to another state, or dropped, is refused even when re-signed with the key.
+    let key = app
+        .blocking(|_, _, config| CheckpointKey::from_config(&config.evidence).unwrap())
+        .await;
+    let edited = dir.join("edited.zip");
+    reseal(&pack, &edited, &key, |name, bytes| {
+        if name == "remediation.csv" {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            *bytes = text.replace(",verified,", ",executed,").into_bytes();
+        }
+    });
+    let refused = verify_pack(&edited, None, None).unwrap_err().to_string();
+    assert!(
+        refused.contains("remediation.csv row 2") && refused.contains("state"),
+        "{refused}"
+    );
+    reseal(&pack, &edited, &key, |name, bytes| {
+        if name == "remediation.csv" {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            *bytes = format!("{}\n", text.lines().next().unwrap()).into_bytes();
+        }
+    });
+    let refused = verify_pack(&edited, None, None).unwrap_err().to_string();
+    assert!(refused.contains("has no row for task"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +244,7 @@ async fn a_write_the_acl_denies_fails_with_the_ldap_error_and_is_retried_with_ba
         r.bind_dn = slapd::READER_DN.into();
         r.bind_password = Some(SecretString::from(slapd::READER_PASSWORD));
         r.retry_base_seconds = 60;
-        r.max_attempts = 2;
+        r.max_attempts = 3;
     })
     .await;
     let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
@@ -228,15 +255,24 @@ async fn a_write_the_acl_denies_fails_with_the_ldap_error_and_is_retried_with_ba
     let error = task.last_error.clone().unwrap();
     assert!(error.contains("insufficient access rights (50)"), "{error}");
     assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+    let failed_at = attest::clock::Clock::now(app.clock.as_ref());
+    let waited = |task: &attest::remediation::Task| {
+        (attest::db::time::from_db(task.next_attempt_at.unwrap()) - failed_at).num_seconds()
+    };
+    assert_eq!(waited(&task), 60);
 
-    // Not before the backoff has passed; then once more, and then it waits for an admin.
-    later(&app, 0).await;
+    // Not before the backoff has passed; then again, waiting twice as long; then it waits
+    // for an admin.
+    app.clock.set(failed_at + chrono::Duration::seconds(59));
     assert_eq!(round(&app).await.execution.failed, 0);
-    app.clock
-        .set(attest::db::time::from_db(task.next_attempt_at.unwrap()));
+    app.clock.set(failed_at + chrono::Duration::seconds(60));
     assert_eq!(round(&app).await.execution.failed, 1);
     let task = task_of(&app, &item).await;
-    assert_eq!((task.attempts, task.next_attempt_at), (2, None));
+    assert_eq!((task.attempts, waited(&task)), (2, 60 + 120));
+    app.clock.set(failed_at + chrono::Duration::seconds(180));
+    assert_eq!(round(&app).await.execution.failed, 1);
+    let task = task_of(&app, &item).await;
+    assert_eq!((task.attempts, task.next_attempt_at), (3, None));
     later(&app, 600).await;
     assert_eq!(
         round(&app).await.execution.failed,
@@ -250,6 +286,16 @@ async fn a_write_the_acl_denies_fails_with_the_ldap_error_and_is_retried_with_ba
         .await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].person, "dave");
+    let failures = app
+        .blocking(|db, _, _| {
+            attest::ledger::events::of_kind(
+                &mut db.conn().unwrap(),
+                attest::ledger::EventKind::RemediationFailed,
+            )
+            .unwrap()
+        })
+        .await;
+    assert_eq!(failures.len(), 3, "one event per attempt");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,4 +350,83 @@ async fn a_dry_run_and_a_protected_group_change_nothing_in_the_directory() {
     let task = task_of(&app, &item).await;
     assert_eq!(task.state, "blocked");
     assert!(task.last_error.unwrap().contains("protected"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_carry_a_task_out_once() {
+    let dir = common::temp_dir();
+    let database = postgres::database();
+    let (slapd, app) = start_on(&database.url, dir.path(), |_| {}).await;
+    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    // Two instances run their round at the same moment on the same database.
+    let rounds: Vec<RoundReport> = futures_join(&app).await;
+    let executed: usize = rounds.iter().map(|r| r.execution.executed).sum();
+    let created: usize = rounds.iter().map(|r| r.created).sum();
+    assert_eq!((created, executed), (1, 1), "{rounds:?}");
+    assert!(!slapd.values(VPN, "member").contains(&dn_of("dave")));
+    let events = app
+        .blocking(|db, _, _| {
+            attest::ledger::events::of_kind(
+                &mut db.conn().unwrap(),
+                attest::ledger::EventKind::RemediationExecuted,
+            )
+            .unwrap()
+        })
+        .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(task_of(&app, &item).await.state, "executed");
+}
+
+/// Two rounds at once, each on its own connection, as two instances would run them.
+async fn futures_join(app: &TestApp) -> Vec<RoundReport> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let (db, clock, config) = (app.db.clone(), app.clock.clone(), app.config.clone());
+        let barrier = barrier.clone();
+        handles.push(tokio::task::spawn_blocking(move || {
+            let mut conn = db.conn().unwrap();
+            barrier.wait();
+            attest::remediation::run_once(&mut conn, &config, clock.as_ref(), "test", false)
+                .unwrap()
+        }));
+    }
+    let mut rounds = Vec::new();
+    for handle in handles {
+        rounds.push(handle.await.unwrap());
+    }
+    rounds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_directory_charges_no_attempt_and_a_changed_decision_cancels_the_task() {
+    let dir = common::temp_dir();
+    let (mut slapd, app) = start(dir.path(), |r| {
+        r.when = attest::config::RemediationWhen::Immediately;
+    })
+    .await;
+    let (campaign, item) = crate::remediation_steps::revoke(&app, "dave", "vpn-users").await;
+    slapd.stop();
+    let report = round(&app).await;
+    assert_eq!(
+        (
+            report.created,
+            report.execution.unavailable,
+            report.execution.failed
+        ),
+        (1, 1, 0)
+    );
+    let task = task_of(&app, &item).await;
+    assert_eq!((task.state.as_str(), task.attempts), ("pending", 0));
+    assert!(task.last_error.unwrap().contains("cannot connect"));
+
+    // The reviewer changes their mind while the directory is down: nothing is removed.
+    crate::remediation_steps::decide(&app, &campaign, &item, "approve").await;
+    slapd.restart();
+    let report = round(&app).await;
+    assert_eq!(report.execution.cancelled, 1, "{report:?}");
+    assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+    let task = task_of(&app, &item).await;
+    assert_eq!(task.state, "cancelled");
+    assert!(task.last_error.unwrap().contains("decision changed"));
 }

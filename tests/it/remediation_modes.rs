@@ -178,7 +178,11 @@ async fn a_webhook_gets_a_signed_task_and_a_500_is_retried_with_the_same_key() {
             headers["x-attest-signature"],
             signature(b"another-secret-0123456789", timestamp, body)
         );
-        assert_eq!(headers["idempotency-key"], task.id);
+        assert_eq!(
+            headers["idempotency-key"],
+            format!("{}:0", task.id),
+            "the same key for a retry after a failure"
+        );
         let task_json: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(task_json["task"], task.id.as_str());
         assert_eq!(task_json["campaign"], campaign.as_str());

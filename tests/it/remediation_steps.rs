@@ -16,40 +16,59 @@ pub async fn revoke(app: &TestApp, person: &str, group: &str) -> (String, String
     let campaign = app.start_campaign().await.campaign.id;
     let (c, p, g) = (campaign.clone(), person.to_string(), group.to_string());
     let item = app
-        .blocking(move |db, clock, _| {
-            let mut conn = db.conn().unwrap();
-            let (item, reviewer): (String, String) = {
-                use attest::db::schema::review_items::dsl::*;
-                use diesel::prelude::*;
-                review_items
-                    .filter(campaign_id.eq(&c))
-                    .filter(identity_login.eq(&p))
-                    .filter(entitlement_name.eq(&g))
-                    .select((id, reviewer_id))
-                    .first(&mut conn)
-                    .unwrap()
-            };
-            let request = DecisionRequest {
-                campaign_id: c.clone(),
-                reviewer_id: reviewer,
-                item_id: item.clone(),
-                outcome: DecisionOutcome::Revoke,
-                comment: Some("no longer needs it".into()),
-                approved_until: None,
-            };
-            let auth = AuthContext {
-                method: "link".into(),
-                link_jti_sha256: None,
-                session_tag: None,
-                user_agent: None,
-                ip: None,
-            };
-            let now = attest::clock::Clock::now(clock);
-            record_decision(&mut conn, now, &request, &auth).unwrap();
-            item
+        .blocking(move |db, _, _| {
+            use attest::db::schema::review_items::dsl::*;
+            use diesel::prelude::*;
+            review_items
+                .filter(campaign_id.eq(&c))
+                .filter(identity_login.eq(&p))
+                .filter(entitlement_name.eq(&g))
+                .select(id)
+                .first::<String>(&mut db.conn().unwrap())
+                .unwrap()
         })
         .await;
+    decide(app, &campaign, &item, "revoke").await;
     (campaign, item)
+}
+
+/// Records the item's reviewer's decision (`approve` or `revoke`).
+pub async fn decide(app: &TestApp, campaign: &str, item: &str, outcome: &str) {
+    let (c, i) = (campaign.to_string(), item.to_string());
+    let outcome = match outcome {
+        "approve" => DecisionOutcome::Approve,
+        _ => DecisionOutcome::Revoke,
+    };
+    app.blocking(move |db, clock, _| {
+        let mut conn = db.conn().unwrap();
+        let reviewer: String = {
+            use attest::db::schema::review_items::dsl::*;
+            use diesel::prelude::*;
+            review_items
+                .find(&i)
+                .select(reviewer_id)
+                .first(&mut conn)
+                .unwrap()
+        };
+        let request = DecisionRequest {
+            campaign_id: c,
+            reviewer_id: reviewer,
+            item_id: i,
+            outcome,
+            comment: Some("no longer needs it".into()),
+            approved_until: None,
+        };
+        let auth = AuthContext {
+            method: "link".into(),
+            link_jti_sha256: None,
+            session_tag: None,
+            user_agent: None,
+            ip: None,
+        };
+        let now = attest::clock::Clock::now(clock);
+        record_decision(&mut conn, now, &request, &auth).unwrap();
+    })
+    .await;
 }
 
 pub async fn close(app: &TestApp, campaign: &str) {
@@ -79,14 +98,7 @@ pub async fn revoke_and_close(app: &TestApp, person: &str, group: &str) -> (Stri
 
 pub async fn round(app: &TestApp) -> RoundReport {
     app.blocking(|db, clock, config| {
-        run_once(
-            &mut db.conn().unwrap(),
-            config,
-            attest::clock::Clock::now(clock),
-            "test",
-            false,
-        )
-        .unwrap()
+        run_once(&mut db.conn().unwrap(), config, clock, "test", false).unwrap()
     })
     .await
 }

@@ -14,6 +14,8 @@ ALTER TABLE remediation_tasks ADD COLUMN locked_until TIMESTAMP;
 ALTER TABLE remediation_tasks ADD COLUMN checked_sync_run_id TEXT;
 ALTER TABLE remediation_tasks ADD COLUMN verified_sync_run_id TEXT;
 ALTER TABLE remediation_tasks ADD COLUMN ticket TEXT;
+-- Bumped by each retry an admin asks for: a webhook's idempotency key names the attempt.
+ALTER TABLE remediation_tasks ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
 CREATE UNIQUE INDEX remediation_tasks_item ON remediation_tasks (item_id);
 CREATE INDEX remediation_tasks_state ON remediation_tasks (state, next_attempt_at);
 CREATE INDEX remediation_tasks_campaign ON remediation_tasks (campaign_id);

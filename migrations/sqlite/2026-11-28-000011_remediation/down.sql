@@ -1,6 +1,7 @@
 DROP INDEX remediation_tasks_campaign;
 DROP INDEX remediation_tasks_state;
 DROP INDEX remediation_tasks_item;
+ALTER TABLE remediation_tasks DROP COLUMN generation;
 ALTER TABLE remediation_tasks DROP COLUMN ticket;
 ALTER TABLE remediation_tasks DROP COLUMN verified_sync_run_id;
 ALTER TABLE remediation_tasks DROP COLUMN checked_sync_run_id;
