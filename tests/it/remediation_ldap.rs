@@ -2,10 +2,10 @@
 //! with the write account and the next sync proves it gone (with both as events in the
 //! evidence pack); access through a nested group is removed where it is held; a write the
 //! directory's ACL denies fails with the LDAP error and is retried with backoff; a member
-//! re-added by hand raises the re-granted alert; a dry run and a protected group change
-//! nothing in the directory; two instances carry a task out once; an unreachable directory
-//! charges no attempt, and a decision changed meanwhile cancels the task; an edited
-//! `remediation.csv` is refused by `attest verify`.
+//! re-added by hand raises the re-granted alert; a dry run and a protected group (reached
+//! through a nested group too) change nothing in the directory; two instances carry a task
+//! out once; an unreachable directory charges no attempt, and a decision changed meanwhile
+//! cancels the task; an edited `remediation.csv` is refused by `attest verify`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::config::{RemediationConfig, RemediationMode, SourceConfig};
@@ -17,7 +17,9 @@ use secrecy::SecretString;
 
 use crate::common::{self, TestApp};
 use crate::pack_files::{read_entry, reseal};
-use crate::remediation_steps::{later, revoke_and_close, round, task_of};
+use crate::remediation_steps::{
+    close, later, revoke_and_close, revoke_on_the_review_page, round, task_of,
+};
 
 fn entry(pack: &std::path::Path, name: &str) -> String {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(pack).unwrap()).unwrap();
@@ -94,7 +96,13 @@ async fn a_revoke_is_removed_and_proved_on_postgres() {
 
 async fn removed_and_proved(database_url: &str, dir: &std::path::Path) {
     let (slapd, app) = start_on(database_url, dir, |_| {}).await;
-    let (campaign, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    let (campaign, item) = revoke_on_the_review_page(&app, "dave", "vpn-users").await;
+    assert_eq!(
+        round(&app).await.created,
+        0,
+        "nothing is carried out before the close"
+    );
+    close(&app, &campaign).await;
     assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
 
     let first = round(&app).await;
@@ -217,7 +225,9 @@ async fn access_through_a_nested_group_is_removed_where_it_is_held() {
     let dir = common::temp_dir();
     let (slapd, app) = start(dir.path(), |_| {}).await;
     let (_, item) = revoke_and_close(&app, "judy", "vpn-users").await;
-    round(&app).await;
+    // The scheduler's tick runs the round inside `attest serve`.
+    let now = attest::clock::Clock::now(app.clock.as_ref());
+    app.tick_at(now).await;
     assert_eq!(
         slapd.values(SRE, "member"),
         vec![dn_of("frank")],
@@ -344,12 +354,17 @@ async fn a_dry_run_and_a_protected_group_change_nothing_in_the_directory() {
         r.protected_groups = vec!["VPN-Users".into()]
     })
     .await;
-    let (_, item) = revoke_and_close(&app, "dave", "vpn-users").await;
+    // judy has vpn-users through sre: writing sre would change access to vpn-users.
+    let (_, item) = revoke_and_close(&app, "judy", "vpn-users").await;
     assert_eq!(round(&app).await.execution.blocked, 1);
-    assert!(slapd.values(VPN, "member").contains(&dn_of("dave")));
+    assert!(slapd.values(SRE, "member").contains(&dn_of("judy")));
     let task = task_of(&app, &item).await;
     assert_eq!(task.state, "blocked");
-    assert!(task.last_error.unwrap().contains("protected"));
+    let why = task.last_error.unwrap();
+    assert!(
+        why.contains("vpn-users is protected") && why.contains("VPN-Users"),
+        "{why}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

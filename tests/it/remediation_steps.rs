@@ -8,7 +8,7 @@ use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_de
 use attest::remediation::{RoundReport, Task, run_once};
 use chrono::Duration;
 
-use crate::common::TestApp;
+use crate::common::{self, TestApp};
 
 /// Opens a campaign and revokes (person, group) as its reviewer; returns the campaign id and
 /// the item id.
@@ -69,6 +69,50 @@ pub async fn decide(app: &TestApp, campaign: &str, item: &str, outcome: &str) {
         record_decision(&mut conn, now, &request, &auth).unwrap();
     })
     .await;
+}
+
+/// Opens a campaign, and the reviewer of (person, group) revokes it on the review page their
+/// link opens, as a manager clicks it; returns the campaign id and the item id.
+pub async fn revoke_on_the_review_page(
+    app: &TestApp,
+    person: &str,
+    group: &str,
+) -> (String, String) {
+    let campaign = app.start_campaign().await.campaign.id;
+    let (c, p, g) = (campaign.clone(), person.to_string(), group.to_string());
+    let (item, reviewer) = app
+        .blocking(move |db, _, _| {
+            use attest::db::schema::review_items::dsl::*;
+            use diesel::prelude::*;
+            review_items
+                .filter(campaign_id.eq(&c))
+                .filter(identity_login.eq(&p))
+                .filter(entitlement_name.eq(&g))
+                .select((id, reviewer_id))
+                .first::<(String, String)>(&mut db.conn().unwrap())
+                .unwrap()
+        })
+        .await;
+    let url = app
+        .mint_link(&campaign, &reviewer, Duration::days(14))
+        .await;
+    let client = common::http_client();
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(common::form_values(&page, "item").contains(&item), "{page}");
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let posted = client
+        .post(format!("{url}/decide"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("item", item.as_str()),
+            ("outcome", "revoke"),
+            ("comment", "moved to another team"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 303, "the revoke is saved");
+    (campaign, item)
 }
 
 pub async fn close(app: &TestApp, campaign: &str) {
