@@ -1,5 +1,5 @@
 //! Closed-loop remediation: every revoked access becomes one task (`tasks`), carried out in
-//! its source (`execute`: an LDAP write in `ldap_write`, a signed webhook in `webhook`, or by
+//! its source (`execute`, recording each outcome in `outcome`: an LDAP write in `ldap_write`, a signed webhook in `webhook`, or by
 //! IT with a ticket), on the group that really holds the membership (`targets`), and then
 //! proved by the next sync (`verify`). Each step is an event in the log, so an evidence pack
 //! shows revoke -> action -> proof. `run_once` is what the scheduler does on each tick and
@@ -8,6 +8,7 @@
 
 mod execute;
 mod ldap_write;
+mod outcome;
 pub mod targets;
 pub mod tasks;
 pub mod verify;
