@@ -1,6 +1,7 @@
 //! Remediation against a real slapd: a reviewer's revoke, after close, removes the membership
 //! with the write account and the next sync proves it gone (with both as events in the
-//! evidence pack); access through a nested group is removed where it is held; a write the
+//! evidence pack); `memberUid` and `uniqueMember` values go too; access through a nested
+//! group is removed where it is held; a write the
 //! directory's ACL denies fails with the LDAP error and is retried with backoff; a member
 //! re-added by hand raises the re-granted alert; a dry run and a protected group (reached
 //! through a nested group too) change nothing in the directory; two instances carry a task
@@ -444,4 +445,54 @@ async fn an_unreachable_directory_charges_no_attempt_and_a_changed_decision_canc
     let task = task_of(&app, &item).await;
     assert_eq!(task.state, "cancelled");
     assert!(task.last_error.unwrap().contains("decision changed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_uid_and_unique_member_values_are_removed_too() {
+    let dir = common::temp_dir();
+    let (slapd, app) = start(dir.path(), |_| {}).await;
+    let (ftp, wiki) = (
+        "cn=legacy-ftp,ou=groups,dc=example,dc=com",
+        "cn=wiki-editors,ou=groups,dc=example,dc=com",
+    );
+    slapd.ldapadd(&format!(
+        "dn: {ftp}\nobjectClass: posixGroup\ncn: legacy-ftp\ngidNumber: 5999\nmemberUid: dave\n\
+         memberUid: erin\n\n\
+         dn: {wiki}\nobjectClass: groupOfUniqueNames\ncn: wiki-editors\nuniqueMember: {}\n\
+         uniqueMember: {}\n",
+        dn_of("dave"),
+        dn_of("erin")
+    ));
+    app.sync().await.unwrap();
+    let (campaign, ftp_item) = crate::remediation_steps::revoke(&app, "dave", "legacy-ftp").await;
+    let wiki_item = app
+        .blocking({
+            let campaign = campaign.clone();
+            move |db, _, _| {
+                use attest::db::schema::review_items::dsl::*;
+                use diesel::prelude::*;
+                review_items
+                    .filter(campaign_id.eq(&campaign))
+                    .filter(identity_login.eq("dave"))
+                    .filter(entitlement_name.eq("wiki-editors"))
+                    .select(id)
+                    .first::<String>(&mut db.conn().unwrap())
+                    .unwrap()
+            }
+        })
+        .await;
+    crate::remediation_steps::decide(&app, &campaign, &wiki_item, "revoke").await;
+    close(&app, &campaign).await;
+    assert_eq!(round(&app).await.execution.executed, 2);
+    assert_eq!(slapd.values(ftp, "memberUid"), vec!["erin".to_string()]);
+    assert_eq!(slapd.values(wiki, "uniqueMember"), vec![dn_of("erin")]);
+    for (item, attribute) in [(ftp_item, "memberUid"), (wiki_item, "uniqueMember")] {
+        let task = task_of(&app, &item).await;
+        let action: serde_json::Value =
+            serde_json::from_str(task.action.as_deref().unwrap()).unwrap();
+        assert_eq!(action["attributes"], serde_json::json!([attribute]));
+    }
+    later(&app, 5).await;
+    app.sync().await.unwrap();
+    assert_eq!(round(&app).await.verification.verified, 2);
 }

@@ -1,7 +1,9 @@
 //! Remediation without an LDAP write: a signed webhook delivered to a local receiver (the
 //! signature checks out with the shared secret, a 500 is retried with the same idempotency
 //! key, `when = "immediately"` delivers before the close), and a manual task mailed to IT,
-//! closed with a ticket reference and proved by the next sync of the edited directory.
+//! closed with a ticket reference (on the command line and in the console) and proved by the
+//! next sync of the edited directory; and an approval until a date that becomes a task when
+//! the scheduler expires it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -388,4 +390,61 @@ async fn an_admin_closes_a_manual_task_in_the_console_with_its_ticket() {
         .unwrap();
     assert_eq!(again.status().as_u16(), 409);
     assert!(again.text().await.unwrap().contains("not pending"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_until_a_date_becomes_a_task_when_the_date_comes() {
+    let dir = common::temp_dir();
+    let (config, _) = config_with(dir.path(), None);
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    let (campaign, item) = revoke(&app, "dave", "vpn-users").await;
+    let until =
+        (attest::clock::Clock::now(app.clock.as_ref()) + chrono::Duration::days(30)).date_naive();
+    let (c, i) = (campaign.clone(), item.clone());
+    app.blocking(move |db, clock, _| {
+        use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
+        let mut conn = db.conn().unwrap();
+        let reviewer: String = {
+            use attest::db::schema::review_items::dsl::*;
+            use diesel::prelude::*;
+            review_items
+                .find(&i)
+                .select(reviewer_id)
+                .first(&mut conn)
+                .unwrap()
+        };
+        let request = DecisionRequest {
+            campaign_id: c,
+            reviewer_id: reviewer,
+            item_id: i,
+            outcome: DecisionOutcome::Approve,
+            comment: Some("until the project ends".into()),
+            approved_until: Some(until),
+        };
+        let auth = AuthContext {
+            method: "link".into(),
+            link_jti_sha256: None,
+            session_tag: None,
+            user_agent: None,
+            ip: None,
+        };
+        record_decision(&mut conn, attest::clock::Clock::now(clock), &request, &auth).unwrap();
+    })
+    .await;
+    close(&app, &campaign).await;
+    assert_eq!(
+        round(&app).await.created,
+        0,
+        "approved: nothing to remove yet"
+    );
+
+    // The scheduler's tick on that day expires the approval and makes the task.
+    let due = until.and_hms_opt(9, 0, 0).unwrap().and_utc();
+    app.tick_at(due).await;
+    let task = task_of(&app, &item).await;
+    assert_eq!(
+        (task.reason.as_str(), task.state.as_str()),
+        ("expired", "pending")
+    );
 }
