@@ -201,31 +201,18 @@ fn enqueue(
     dedupe_key: &str,
     events: &mut EventBatch,
 ) -> Result<()> {
-    let (campaign_id, reviewer_id) = (to.campaign_id, to.reviewer_id);
     let recipient: String = crate::db::schema::reviewers::table
-        .find(reviewer_id)
+        .find(to.reviewer_id)
         .select(crate::db::schema::reviewers::email)
         .first(conn)?;
-    let id = new_id();
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::id.eq(&id),
-            outbox::dedupe_key.eq(dedupe_key),
-            outbox::kind.eq(to.kind),
-            outbox::campaign_id.eq(Some(campaign_id)),
-            outbox::reviewer_id.eq(Some(reviewer_id)),
-            outbox::recipient.eq(&recipient),
-            outbox::state.eq(STATE_PENDING),
-            outbox::next_attempt_at.eq(to_db(now)),
-            outbox::created_at.eq(to_db(now)),
-        ))
-        .execute(conn)?;
-    events.push(
-        EventKind::MailQueued,
-        Some(campaign_id),
-        json!({ "outbox": id, "kind": to.kind, "campaign": campaign_id, "reviewer": reviewer_id }),
-    );
-    Ok(())
+    let row = QueuedRow {
+        dedupe_key,
+        kind: to.kind,
+        campaign_id: to.campaign_id,
+        reviewer_id: Some(to.reviewer_id),
+        recipient: &recipient,
+    };
+    queue_row(conn, now, &row, events)
 }
 
 /// Queues the notice to IT of a campaign's manual remediation tasks (it lists those still
@@ -237,14 +224,40 @@ pub fn enqueue_remediation_notice(
     recipient: &str,
     events: &mut EventBatch,
 ) -> Result<()> {
+    let row = QueuedRow {
+        dedupe_key: &format!("{KIND_REMEDIATION}:{campaign_id}:{}", new_id()),
+        kind: KIND_REMEDIATION,
+        campaign_id,
+        reviewer_id: None,
+        recipient,
+    };
+    queue_row(conn, now, &row, events)
+}
+
+/// One mail to queue.
+struct QueuedRow<'a> {
+    dedupe_key: &'a str,
+    kind: &'static str,
+    campaign_id: &'a str,
+    reviewer_id: Option<&'a str>,
+    recipient: &'a str,
+}
+
+fn queue_row(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    row: &QueuedRow<'_>,
+    events: &mut EventBatch,
+) -> Result<()> {
     let id = new_id();
     diesel::insert_into(outbox::table)
         .values((
             outbox::id.eq(&id),
-            outbox::dedupe_key.eq(format!("{KIND_REMEDIATION}:{campaign_id}:{id}")),
-            outbox::kind.eq(KIND_REMEDIATION),
-            outbox::campaign_id.eq(Some(campaign_id)),
-            outbox::recipient.eq(recipient),
+            outbox::dedupe_key.eq(row.dedupe_key),
+            outbox::kind.eq(row.kind),
+            outbox::campaign_id.eq(Some(row.campaign_id)),
+            outbox::reviewer_id.eq(row.reviewer_id),
+            outbox::recipient.eq(row.recipient),
             outbox::state.eq(STATE_PENDING),
             outbox::next_attempt_at.eq(to_db(now)),
             outbox::created_at.eq(to_db(now)),
@@ -252,8 +265,13 @@ pub fn enqueue_remediation_notice(
         .execute(conn)?;
     events.push(
         EventKind::MailQueued,
-        Some(campaign_id),
-        json!({ "outbox": id, "kind": KIND_REMEDIATION, "campaign": campaign_id }),
+        Some(row.campaign_id),
+        json!({
+            "outbox": id,
+            "kind": row.kind,
+            "campaign": row.campaign_id,
+            "reviewer": row.reviewer_id,
+        }),
     );
     Ok(())
 }

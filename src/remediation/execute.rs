@@ -114,6 +114,26 @@ pub fn run_due(
     Ok(report)
 }
 
+/// Tasks due at `at`: pending, or failed with their next attempt come (one that gave up has
+/// none), and claimed by nobody.
+macro_rules! due_tasks {
+    ($at:expr) => {
+        remediation_tasks::table
+            .filter(
+                remediation_tasks::state
+                    .eq(TASK_PENDING)
+                    .or(remediation_tasks::state
+                        .eq(TASK_FAILED)
+                        .and(remediation_tasks::next_attempt_at.le($at))),
+            )
+            .filter(
+                remediation_tasks::locked_until
+                    .is_null()
+                    .or(remediation_tasks::locked_until.lt($at)),
+            )
+    };
+}
+
 /// Reserves the source's next due task for this run; returns it, read again under the
 /// claim, with the lease that names the claim.
 fn claim_next(
@@ -126,26 +146,8 @@ fn claim_next(
 ) -> Result<Option<(Task, NaiveDateTime)>> {
     let at = to_db(now);
     let due = || {
-        let mut query = remediation_tasks::table
+        let mut query = due_tasks!(at)
             .filter(remediation_tasks::source.eq(source))
-            .filter(
-                remediation_tasks::state
-                    .eq(TASK_PENDING)
-                    .or(remediation_tasks::state
-                        .eq(TASK_FAILED)
-                        // A failed task waits for its next attempt; one that gave up has none.
-                        .and(remediation_tasks::next_attempt_at.le(at))),
-            )
-            .filter(
-                remediation_tasks::next_attempt_at
-                    .is_null()
-                    .or(remediation_tasks::next_attempt_at.le(at)),
-            )
-            .filter(
-                remediation_tasks::locked_until
-                    .is_null()
-                    .or(remediation_tasks::locked_until.lt(at)),
-            )
             .into_boxed();
         if remediation.dry_run && !replan {
             query = query.filter(remediation_tasks::planned_at.is_null());
@@ -169,25 +171,7 @@ fn claim_next(
         let lease = to_db(now + Duration::minutes(LEASE_MINUTES))
             + Duration::microseconds(rand::random_range(0..1_000_000));
         // The same conditions again, in the UPDATE: what another instance did since counts.
-        let target = remediation_tasks::table
-            .filter(remediation_tasks::id.eq(&id))
-            .filter(
-                remediation_tasks::state
-                    .eq(TASK_PENDING)
-                    .or(remediation_tasks::state
-                        .eq(TASK_FAILED)
-                        .and(remediation_tasks::next_attempt_at.le(at))),
-            )
-            .filter(
-                remediation_tasks::next_attempt_at
-                    .is_null()
-                    .or(remediation_tasks::next_attempt_at.le(at)),
-            )
-            .filter(
-                remediation_tasks::locked_until
-                    .is_null()
-                    .or(remediation_tasks::locked_until.lt(at)),
-            );
+        let target = due_tasks!(at).filter(remediation_tasks::id.eq(&id));
         let claim = remediation_tasks::locked_until.eq(Some(lease));
         let taken = if remediation.dry_run && !replan {
             diesel::update(target.filter(remediation_tasks::planned_at.is_null()))

@@ -1,12 +1,12 @@
 //! Remediation against a real slapd: a reviewer's revoke, after close, removes the membership
 //! with the write account and the next sync proves it gone (with both as events in the
 //! evidence pack); `memberUid` and `uniqueMember` values go too; access through a nested
-//! group is removed where it is held; a write the
-//! directory's ACL denies fails with the LDAP error and is retried with backoff; a member
-//! re-added by hand raises the re-granted alert; a dry run and a protected group (reached
-//! through a nested group too) change nothing in the directory; two instances carry a task
-//! out once; an unreachable directory charges no attempt, and a decision changed meanwhile
-//! cancels the task; an edited `remediation.csv` is refused by `attest verify`.
+//! group is removed where it is held; a write the directory's ACL denies fails with the LDAP
+//! error and is retried with backoff; a member re-added by hand raises the re-granted alert;
+//! a dry run and a protected group (reached through a nested group too) change nothing in the
+//! directory; two instances carry a task out once; an unreachable directory charges no
+//! attempt, and a decision changed meanwhile cancels the task; an edited `remediation.csv` is
+//! refused by `attest verify`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::config::{RemediationConfig, RemediationMode, SourceConfig};

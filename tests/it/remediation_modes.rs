@@ -18,7 +18,9 @@ use attest::remediation::{list, mark_done};
 use secrecy::SecretString;
 
 use crate::common::{self, TestApp};
-use crate::remediation_steps::{close, later, revoke, revoke_and_close, round, task_of};
+use crate::remediation_steps::{
+    close, decide_until, later, revoke, revoke_and_close, round, task_of,
+};
 
 const SECRET: &str = "webhook-secret-0123456789";
 
@@ -401,36 +403,13 @@ async fn an_approval_until_a_date_becomes_a_task_when_the_date_comes() {
     let (campaign, item) = revoke(&app, "dave", "vpn-users").await;
     let until =
         (attest::clock::Clock::now(app.clock.as_ref()) + chrono::Duration::days(30)).date_naive();
-    let (c, i) = (campaign.clone(), item.clone());
-    app.blocking(move |db, clock, _| {
-        use attest::decisions::{AuthContext, DecisionOutcome, DecisionRequest, record_decision};
-        let mut conn = db.conn().unwrap();
-        let reviewer: String = {
-            use attest::db::schema::review_items::dsl::*;
-            use diesel::prelude::*;
-            review_items
-                .find(&i)
-                .select(reviewer_id)
-                .first(&mut conn)
-                .unwrap()
-        };
-        let request = DecisionRequest {
-            campaign_id: c,
-            reviewer_id: reviewer,
-            item_id: i,
-            outcome: DecisionOutcome::Approve,
-            comment: Some("until the project ends".into()),
-            approved_until: Some(until),
-        };
-        let auth = AuthContext {
-            method: "link".into(),
-            link_jti_sha256: None,
-            session_tag: None,
-            user_agent: None,
-            ip: None,
-        };
-        record_decision(&mut conn, attest::clock::Clock::now(clock), &request, &auth).unwrap();
-    })
+    decide_until(
+        &app,
+        &campaign,
+        &item,
+        attest::decisions::DecisionOutcome::Approve,
+        Some(until),
+    )
     .await;
     close(&app, &campaign).await;
     assert_eq!(

@@ -34,11 +34,22 @@ pub async fn revoke(app: &TestApp, person: &str, group: &str) -> (String, String
 
 /// Records the item's reviewer's decision (`approve` or `revoke`).
 pub async fn decide(app: &TestApp, campaign: &str, item: &str, outcome: &str) {
-    let (c, i) = (campaign.to_string(), item.to_string());
     let outcome = match outcome {
         "approve" => DecisionOutcome::Approve,
         _ => DecisionOutcome::Revoke,
     };
+    decide_until(app, campaign, item, outcome, None).await;
+}
+
+/// Records the item's reviewer's decision, an approval until `until` when given.
+pub async fn decide_until(
+    app: &TestApp,
+    campaign: &str,
+    item: &str,
+    outcome: DecisionOutcome,
+    until: Option<chrono::NaiveDate>,
+) {
+    let (c, i) = (campaign.to_string(), item.to_string());
     app.blocking(move |db, clock, _| {
         let mut conn = db.conn().unwrap();
         let reviewer: String = {
@@ -56,7 +67,7 @@ pub async fn decide(app: &TestApp, campaign: &str, item: &str, outcome: &str) {
             item_id: i,
             outcome,
             comment: Some("no longer needs it".into()),
-            approved_until: None,
+            approved_until: until,
         };
         let auth = AuthContext {
             method: "link".into(),
