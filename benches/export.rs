@@ -183,6 +183,7 @@ fn prepare(dir: &Path, people: usize) -> (PathBuf, PathBuf, String) {
         session_tag: None,
         user_agent: None,
         ip: None,
+        sso_subject_tag: None,
     };
     let reviewers = reviewers_of(&mut conn, &campaign).unwrap();
     let mut decided = 0;

@@ -191,6 +191,7 @@ impl Decider {
                     session_tag: None,
                     user_agent: None,
                     ip: None,
+                    sso_subject_tag: None,
                 };
                 let started = Instant::now();
                 // A decision that times out waiting for the write lock counts as its wait.

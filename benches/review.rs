@@ -205,6 +205,7 @@ async fn measure(dir: &Path, items: usize) -> (Duration, usize, Duration) {
             session_tag: None,
             user_agent: None,
             ip: None,
+            sso_subject_tag: None,
         };
         let started = Instant::now();
         for id in &ids {

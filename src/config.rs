@@ -26,7 +26,7 @@ mod validate_auth;
 mod validate_campaigns;
 mod validate_remediation;
 
-pub use auth::{AuthConfig, StaffOidcConfig};
+pub use auth::{AuthConfig, ReviewConfig, StaffOidcConfig};
 pub use campaigns::{
     CampaignDefinition, ChainStep, FirstPeriod, NoResponse, ReasonRequired, SchedulerConfig,
     StageDefinition, StageOutcome,
@@ -51,6 +51,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub evidence: EvidenceConfig,
     pub auth: AuthConfig,
+    pub review: ReviewConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub campaigns: BTreeMap<String, CampaignDefinition>,
 }

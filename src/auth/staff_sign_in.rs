@@ -39,7 +39,7 @@ const POSSESSION_OR_INHERENCE: &[&str] = &[
 
 /// Whether `amr` shows more than one factor: `mfa`, or two methods of which one is held or
 /// inherent (a password with a one-time code; not a code alone).
-fn has_second_factor(amr: &[String]) -> bool {
+pub fn has_second_factor(amr: &[String]) -> bool {
     amr.iter().any(|m| m == "mfa")
         || (amr.len() >= 2
             && amr
@@ -66,6 +66,8 @@ pub struct AuthorizationRequest {
 pub struct Attempt {
     nonce: String,
     pkce_verifier: String,
+    /// A reviewer's sign-in (`review.require_sso`): whose review it was started from.
+    pub reviewer_id: Option<String>,
 }
 
 /// Who the provider says signed in, from a verified ID token.
@@ -227,6 +229,7 @@ pub fn store_attempt(
     now: DateTime<Utc>,
     attempt_secret: &str,
     request: &AuthorizationRequest,
+    reviewer_id: Option<&str>,
 ) -> Result<()> {
     diesel::delete(staff_sign_ins::table.filter(staff_sign_ins::expires_at.lt(to_db(now))))
         .execute(conn)?;
@@ -238,10 +241,14 @@ pub fn store_attempt(
             staff_sign_ins::pkce_verifier.eq(&request.pkce_verifier),
             staff_sign_ins::created_at.eq(to_db(now)),
             staff_sign_ins::expires_at.eq(to_db(now + Duration::minutes(ATTEMPT_MINUTES))),
+            staff_sign_ins::reviewer_id.eq(reviewer_id),
         ))
         .execute(conn)?;
     Ok(())
 }
+
+/// An attempt as stored: state, nonce, PKCE verifier, expiry, reviewer.
+type StoredAttempt = (String, String, String, NaiveDateTime, Option<String>);
 
 /// Takes (and removes) the attempt of `attempt_secret` if it is current and the callback's
 /// `state` is its state; anything else is refused alike.
@@ -253,20 +260,21 @@ pub fn take_attempt(
 ) -> Result<Attempt> {
     let hash = secret_hash(attempt_secret);
     write_tx(conn, |conn| {
-        let found: Option<(String, String, String, NaiveDateTime)> = staff_sign_ins::table
+        let found: Option<StoredAttempt> = staff_sign_ins::table
             .find(&hash)
             .select((
                 staff_sign_ins::state,
                 staff_sign_ins::nonce,
                 staff_sign_ins::pkce_verifier,
                 staff_sign_ins::expires_at,
+                staff_sign_ins::reviewer_id,
             ))
             .first(conn)
             .optional()?;
         // Whoever deletes the row uses the attempt; a concurrent callback deletes nothing.
         let deleted = diesel::delete(staff_sign_ins::table.find(&hash)).execute(conn)?;
         match found {
-            Some((stored_state, nonce, pkce_verifier, expires_at))
+            Some((stored_state, nonce, pkce_verifier, expires_at, reviewer_id))
                 // Compared as hashes: no early exit on the secret's bytes.
                 if deleted == 1
                     && now < from_db(expires_at)
@@ -275,6 +283,7 @@ pub fn take_attempt(
                 Ok(Attempt {
                     nonce,
                     pkce_verifier,
+                    reviewer_id,
                 })
             }
             _ => Err(Error::Unauthorized),

@@ -1,7 +1,9 @@
 //! `[auth]`: how staff (admins and auditors) sign in to the console. With `[auth.oidc]`
 //! they sign in at the organisation's OpenID Connect provider, their role coming from a
 //! groups claim; sessions end after `session_idle_minutes` without use and
-//! `session_absolute_hours` after sign-in. Checks are in `validate.rs`.
+//! `session_absolute_hours` after sign-in. `[review]`: whether reviewers, besides holding
+//! their link, must sign in at the same provider before deciding. Checks are in
+//! `validate_auth.rs`.
 
 use std::path::PathBuf;
 
@@ -16,6 +18,26 @@ pub struct AuthConfig {
     /// Refuse staff sign-ins whose `amr` names no second factor.
     pub require_mfa: bool,
     pub oidc: Option<StaffOidcConfig>,
+}
+
+/// `[review]`: how reviewers prove who they are.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// A reviewer must also sign in at the `[auth.oidc]` provider, as the person the review
+    /// is addressed to, before deciding (the link alone shows the page).
+    pub require_sso: bool,
+    /// Hours a reviewer's sign-in counts for decisions in this browser.
+    pub sso_hours: u32,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            require_sso: false,
+            sso_hours: 8,
+        }
+    }
 }
 
 impl Default for AuthConfig {

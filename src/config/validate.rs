@@ -37,6 +37,10 @@ impl Config {
             &self.auth,
             &self.server.public_url,
         ));
+        problems.extend(super::validate_auth::review_problems(
+            &self.review,
+            &self.auth,
+        ));
         let public_url = &self.server.public_url;
         if !(public_url.is_empty()
             || public_url.starts_with("http://")

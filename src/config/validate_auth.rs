@@ -1,7 +1,25 @@
 //! Checks of `[auth]`, each problem naming its key.
 
-use crate::config::{AuthConfig, resolve_secret};
+use crate::config::{AuthConfig, ReviewConfig, resolve_secret};
 use crate::error::ConfigProblem;
+
+pub(super) fn review_problems(review: &ReviewConfig, auth: &AuthConfig) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if review.require_sso && auth.oidc.is_none() {
+        problems.push(ConfigProblem::new(
+            "review.require_sso",
+            "reviewers sign in at the [auth.oidc] provider: configure it, or set require_sso = \
+             false",
+        ));
+    }
+    if !(1..=24).contains(&review.sso_hours) {
+        problems.push(ConfigProblem::new(
+            "review.sso_hours",
+            "must be between 1 and 24",
+        ));
+    }
+    problems
+}
 
 pub(super) fn auth_problems(auth: &AuthConfig, public_url: &str) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();

@@ -324,6 +324,7 @@ diesel::table! {
         pkce_verifier -> Text,
         created_at -> Timestamp,
         expires_at -> Timestamp,
+        reviewer_id -> Nullable<Text>,
     }
 }
 

@@ -70,7 +70,7 @@ impl DecisionOutcome {
 /// How the decider proved who they are; stored with the decision.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuthContext {
-    /// e.g. `email_link`.
+    /// `email_link`, or `email_link+sso` / `email_link+sso+mfa` under `review.require_sso`.
     pub method: String,
     /// SHA-256 of the link token's id (never the token).
     pub link_jti_sha256: Option<String>,
@@ -78,6 +78,10 @@ pub struct AuthContext {
     pub session_tag: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// With `review.require_sso`: a tag of the provider account the reviewer signed in with
+    /// (never the account's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sso_subject_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -82,6 +82,10 @@ pub enum EventKind {
     RemediationRetried,
     /// A task was dropped before it was carried out: the access is no longer revoked.
     RemediationCancelled,
+    /// A reviewer signed in at the provider as the person their review is addressed to
+    /// (`review.require_sso`), with how (`acr`, `amr`); or was refused (another account).
+    ReviewerSignedIn,
+    ReviewerSignInRefused,
 }
 
 impl EventKind {
@@ -127,6 +131,8 @@ impl EventKind {
             EventKind::RemediationRegranted => "remediation.regranted",
             EventKind::RemediationRetried => "remediation.retried",
             EventKind::RemediationCancelled => "remediation.cancelled",
+            EventKind::ReviewerSignedIn => "reviewer.signed_in",
+            EventKind::ReviewerSignInRefused => "reviewer.sign_in_refused",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod review;
 pub mod review_actions;
 mod review_items_view;
 pub mod review_page;
+pub mod review_sign_in;
 pub mod staff;
 pub mod staff_link;
 pub mod staff_sign_in;
@@ -107,6 +108,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
                 .to(review_page::show),
         )
         .route("/r/{token}/decide", web::post().to(review::decide))
+        .route("/r/{token}/sign-in", web::get().to(review_sign_in::start))
         .route(
             "/r/{token}/decide-all",
             web::post().to(review_actions::decide_all),

@@ -22,9 +22,11 @@ use crate::notify::links::{ReviewClaims, ensure_link_active};
 use crate::web::AppState;
 use crate::web::csrf;
 use crate::web::pages::page_headers;
+use crate::web::review_sign_in::{sign_in_path, sso_proof};
+use crate::web::staff_sign_in::see_other;
 
 /// Review tokens are a few hundred bytes; anything far larger is not ours.
-const MAX_TOKEN_LEN: usize = 2_048;
+pub(crate) const MAX_TOKEN_LEN: usize = 2_048;
 
 #[derive(Debug, Deserialize)]
 pub struct DecideForm {
@@ -155,8 +157,20 @@ fn verify_form(
         tracing::warn!(reviewer = %claims.sub, "post refused: missing or wrong CSRF token");
         return Err(Box::new(error_page(state, &Error::Csrf)));
     };
+    // Under review.require_sso the reviewer must have signed in as themselves too.
+    let proof = if state.config.review.require_sso {
+        match sso_proof(state, request, &claims.sub) {
+            Some(proof) => Some(proof),
+            None => {
+                tracing::info!(reviewer = %claims.sub, "post refused: the reviewer has not signed in");
+                return Err(Box::new(see_other(&sign_in_path(token)).finish()));
+            }
+        }
+    } else {
+        None
+    };
     let auth = AuthContext {
-        method: "email_link".into(),
+        method: proof.as_ref().map_or("email_link", |p| p.method()).into(),
         link_jti_sha256: Some(claims.jti_hash()),
         session_tag: Some(csrf::session_tag(&session_id)),
         user_agent: request
@@ -165,6 +179,7 @@ fn verify_form(
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(200).collect()),
         ip: request.peer_addr().map(|a| a.ip().to_string()),
+        sso_subject_tag: proof.map(|p| p.subject_tag),
     };
     Ok((claims, auth))
 }

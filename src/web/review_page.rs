@@ -18,6 +18,7 @@ use crate::web::AppState;
 use crate::web::csrf;
 use crate::web::review::{authenticate, error_page, session_cookie};
 use crate::web::review_items_view::{Focus, PersonView, TeamShares, people_views};
+use crate::web::review_sign_in::{sign_in_path, sso_proof};
 
 /// A queue larger than this opens as an overview by group instead of one long page.
 const LARGE_QUEUE_ITEMS: usize = 300;
@@ -92,6 +93,8 @@ struct Pager {
 struct ReviewPage {
     campaign: CampaignView,
     reviewer_name: String,
+    /// `review.require_sso` and this browser has not signed in as the reviewer: where to.
+    sign_in: Option<String>,
     people: Vec<PersonView>,
     csrf: String,
     base: String,
@@ -241,6 +244,10 @@ pub async fn show(
                 .closed_at
                 .map(|t| from_db(t).format("%Y-%m-%d").to_string()),
         },
+        sign_in: (state.config.review.require_sso
+            && campaign.is_open()
+            && sso_proof(&state, &request, &reviewer.id).is_none())
+        .then(|| sign_in_path(&token)),
         reviewer_name: reviewer.display_name,
         people: people_views(shown, &context, reasons, now, &focus, &team),
         csrf: csrf_token,

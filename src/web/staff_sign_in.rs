@@ -2,7 +2,9 @@
 //! provider (the attempt's id in a short-lived cookie), `GET /auth/callback` admits the
 //! staff member and starts a session (a new id each time; the browser's previous session
 //! ends), `POST /auth/logout` ends it. [`staff_session`] is the gate of every console page:
-//! no session leads to sign-in, a role the page does not allow gets 403.
+//! no session leads to sign-in, a role the page does not allow gets 403. A reviewer's
+//! sign-in (`review.require_sso`) starts in `review_sign_in` and comes back through the same
+//! callback.
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
@@ -19,9 +21,10 @@ use crate::web::AppState;
 use crate::web::access_log::loggable_path;
 use crate::web::csrf;
 use crate::web::pages::page_headers;
+use crate::web::review_sign_in;
 
 pub const STAFF_COOKIE: &str = "attest_staff";
-const ATTEMPT_COOKIE: &str = "attest_sign_in";
+pub(crate) const ATTEMPT_COOKIE: &str = "attest_sign_in";
 
 #[derive(Debug, Deserialize)]
 pub struct Callback {
@@ -93,14 +96,30 @@ pub(crate) fn failed(state: &AppState, err: &Error) -> HttpResponse {
 }
 
 pub async fn login(state: web::Data<AppState>) -> HttpResponse {
-    let Some(oidc) = state.config.auth.oidc.clone() else {
+    if state.config.auth.oidc.is_none() {
         return state.pages.message(
             StatusCode::NOT_FOUND,
             "Staff sign-in is not set up",
             "Ask your administrator to configure [auth.oidc], or to give you a sign-in link.",
         );
+    }
+    match begin(&state, None).await {
+        Ok(mut redirect) => redirect.finish(),
+        Err(response) => response,
+    }
+}
+
+/// Starts a sign-in at the provider, of a staff member or (with `reviewer_id`) of a
+/// reviewer: stores the attempt and answers with the redirect there, the attempt's cookie
+/// set.
+pub(crate) async fn begin(
+    state: &AppState,
+    reviewer_id: Option<String>,
+) -> Result<actix_web::HttpResponseBuilder, HttpResponse> {
+    let Some(oidc) = state.config.auth.oidc.clone() else {
+        return Err(failed(state, &Error::Unauthorized));
     };
-    let redirect = redirect_uri(&state);
+    let redirect = redirect_uri(state);
     let scopes = oidc.scopes.clone();
     let request = match web::block(move || {
         discover(&oidc, &redirect).map(|p| p.authorization_request(&scopes))
@@ -108,8 +127,8 @@ pub async fn login(state: web::Data<AppState>) -> HttpResponse {
     .await
     {
         Ok(Ok(request)) => request,
-        Ok(Err(e)) => return failed(&state, &e),
-        Err(e) => return failed(&state, &Error::Internal(e.to_string())),
+        Ok(Err(e)) => return Err(failed(state, &e)),
+        Err(e) => return Err(failed(state, &Error::Internal(e.to_string()))),
     };
     let attempt = csrf::new_session_id();
     let now = state.clock.now();
@@ -117,14 +136,16 @@ pub async fn login(state: web::Data<AppState>) -> HttpResponse {
     let url = request.url.clone();
     if let Err(e) = state
         .db
-        .run(move |conn| store_attempt(conn, now, &stored, &request))
+        .run(move |conn| store_attempt(conn, now, &stored, &request, reviewer_id.as_deref()))
         .await
     {
-        return failed(&state, &e);
+        return Err(failed(state, &e));
     }
-    let mut attempt_cookie = cookie(&state, ATTEMPT_COOKIE, attempt, "/auth/");
+    let mut attempt_cookie = cookie(state, ATTEMPT_COOKIE, attempt, "/auth/");
     attempt_cookie.set_max_age(CookieDuration::minutes(10));
-    see_other(&url).cookie(attempt_cookie).finish()
+    let mut redirect = see_other(&url);
+    redirect.cookie(attempt_cookie);
+    Ok(redirect)
 }
 
 pub async fn callback(
@@ -165,6 +186,7 @@ pub async fn callback(
         Ok(attempt) => attempt,
         Err(e) => return failed(&state, &e),
     };
+    let reviewer_id = attempt.reviewer_id.clone();
     let redirect = redirect_uri(&state);
     let for_exchange = oidc.clone();
     let proved = web::block(move || {
@@ -176,6 +198,9 @@ pub async fn callback(
         Ok(Err(e)) => return failed(&state, &e),
         Err(e) => return failed(&state, &Error::Internal(e.to_string())),
     };
+    if let Some(reviewer_id) = reviewer_id {
+        return review_sign_in::finish(&state, &request, reviewer_id, identity).await;
+    }
     let require_mfa = state.config.auth.require_mfa;
     let limits = SessionLimits::of(&state.config.auth);
     let previous = request.cookie(STAFF_COOKIE).map(|c| c.value().to_string());

@@ -38,6 +38,7 @@ async fn app_with_a_decision(database_url: &str, dir: &std::path::Path) -> TestA
             session_tag: None,
             user_agent: None,
             ip: None,
+            sso_subject_tag: None,
         };
         record_decision(&mut conn, attest::clock::Clock::now(clock), &request, &auth).unwrap();
     })

@@ -326,6 +326,7 @@ async fn a_form_opened_before_revocation_cannot_decide_after_it() {
                 session_tag: None,
                 user_agent: None,
                 ip: None,
+                sso_subject_tag: None,
             };
             attest::decisions::record_decision(
                 &mut db.conn().unwrap(),

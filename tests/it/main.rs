@@ -35,6 +35,7 @@ mod remediation_modes;
 mod remediation_steps;
 mod review_page;
 mod review_security;
+mod reviewer_sso;
 mod revocation_races;
 mod scheduling;
 mod source_cli;

@@ -75,6 +75,7 @@ pub fn auth() -> AuthContext {
         session_tag: None,
         user_agent: None,
         ip: None,
+        sso_subject_tag: None,
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn decide_until(
             session_tag: None,
             user_agent: None,
             ip: None,
+            sso_subject_tag: None,
         };
         let now = attest::clock::Clock::now(clock);
         record_decision(&mut conn, now, &request, &auth).unwrap();

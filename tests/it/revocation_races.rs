@@ -142,6 +142,7 @@ async fn revocation_and_a_decision_in_flight_neither_deadlock_nor_interleave() {
                 session_tag: None,
                 user_agent: None,
                 ip: None,
+                sso_subject_tag: None,
             };
             attest::decisions::record_decision(&mut db.conn().unwrap(), now, &request, &auth)
         }

@@ -50,6 +50,9 @@ fn staff_accounts() -> serde_json::Value {
             account("max", &["attest-admins"], &["pwd", "otp"]),
             account("aud", &["auditors"], &["pwd"]),
             account("eve", &["engineering"], &["pwd"]),
+            // Reviewers of the fixture's campaign, in no staff group (review.require_sso).
+            account("bob", &["engineering"], &["pwd", "otp"]),
+            account("carol", &["finance"], &["pwd"]),
         ],
     })
 }
@@ -95,7 +98,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// Follows redirects from `url` (GET) until a page answers; returns (final URL, status, body).
-async fn follow(client: &reqwest::Client, url: String) -> (String, u16, String) {
+pub(crate) async fn follow(client: &reqwest::Client, url: String) -> (String, u16, String) {
     let mut url = url;
     for _ in 0..10 {
         let response = client.get(&url).send().await.unwrap();
@@ -127,7 +130,7 @@ async fn sign_in(
 }
 
 /// Posts the provider's login form (on `page`, at `url`) and follows where it leads.
-async fn submit_login(
+pub(crate) async fn submit_login(
     client: &reqwest::Client,
     url: &str,
     page: &str,
@@ -160,7 +163,7 @@ async fn text(client: &reqwest::Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-async fn events(app: impl AsRef<TestApp>, kind: &'static str) -> Vec<serde_json::Value> {
+pub(crate) async fn events(app: impl AsRef<TestApp>, kind: &'static str) -> Vec<serde_json::Value> {
     app.as_ref()
         .blocking(move |db, _, _| {
             use attest::db::schema::events;

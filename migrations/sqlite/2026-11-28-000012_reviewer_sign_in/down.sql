@@ -1,0 +1,1 @@
+ALTER TABLE staff_sign_ins DROP COLUMN reviewer_id;
