@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::evidence::summary::{GroupSummary, Outcomes, Summary};
+use crate::evidence::summary::{DayProgress, GroupSummary, Outcomes, Summary};
 
 /// Chart area in SVG units.
 const PLOT_WIDTH: f64 = 600.0;
@@ -30,6 +30,8 @@ pub struct ProgressChart {
     pub due_day: String,
     pub decided: u64,
     pub items: u64,
+    /// The whole chart, as inline SVG.
+    pub svg: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -69,11 +71,28 @@ fn day_of(text: &str) -> Option<NaiveDate> {
 /// date, whichever comes last).
 pub fn progress_chart(summary: &Summary) -> ProgressChart {
     let t = &summary.timeliness;
-    let opened = day_of(&t.opened_at).unwrap_or_default();
-    let due = day_of(&t.due_at).unwrap_or(opened);
-    let mut last = t.closed_at.as_deref().and_then(day_of).unwrap_or(due);
-    let progress: Vec<(NaiveDate, u64)> = summary
-        .progress
+    progress_chart_from(
+        &t.opened_at,
+        &t.due_at,
+        t.closed_at.as_deref(),
+        &summary.progress,
+        summary.totals.items,
+    )
+}
+
+/// The same from the campaign's dates (RFC 3339) and its progress day by day: for the
+/// console, which has no pack's summary.
+pub fn progress_chart_from(
+    opened_at: &str,
+    due_at: &str,
+    closed_at: Option<&str>,
+    days: &[DayProgress],
+    items_total: u64,
+) -> ProgressChart {
+    let opened = day_of(opened_at).unwrap_or_default();
+    let due = day_of(due_at).unwrap_or(opened);
+    let mut last = closed_at.and_then(day_of).unwrap_or(due);
+    let progress: Vec<(NaiveDate, u64)> = days
         .iter()
         .filter_map(|d| Some((d.day.parse::<NaiveDate>().ok()?, d.items_decided_so_far)))
         .collect();
@@ -82,7 +101,7 @@ pub fn progress_chart(summary: &Summary) -> ProgressChart {
     }
     let first = progress.first().map_or(opened, |(day, _)| opened.min(*day));
     let span = (last - first).num_days().max(1) as f64;
-    let items = summary.totals.items.max(1) as f64;
+    let items = items_total.max(1) as f64;
     let x_of = |day: NaiveDate| ((day - first).num_days() as f64 / span * PLOT_WIDTH).round();
     let y_of = |decided: u64| (PLOT_HEIGHT - decided as f64 / items * PLOT_HEIGHT).round();
     // A step line: flat until a day's decisions, then up to the day's total.
@@ -94,7 +113,7 @@ pub fn progress_chart(summary: &Summary) -> ProgressChart {
         so_far = *decided;
     }
     points.push(format!("{},{}", PLOT_WIDTH, y_of(so_far)));
-    ProgressChart {
+    let mut chart = ProgressChart {
         width: PLOT_WIDTH,
         height: PLOT_HEIGHT,
         points: points.join(" "),
@@ -103,8 +122,55 @@ pub fn progress_chart(summary: &Summary) -> ProgressChart {
         last_day: last.to_string(),
         due_day: due.to_string(),
         decided: so_far,
-        items: summary.totals.items,
-    }
+        items: items_total,
+        svg: String::new(),
+    };
+    chart.svg = progress_svg(&chart);
+    chart
+}
+
+/// The chart as inline SVG (no external assets): only numbers and dates go into it.
+fn progress_svg(c: &ProgressChart) -> String {
+    let (w, h) = (c.width, c.height);
+    let due = match c.due_x {
+        Some(x) => {
+            let label = if x > 150.0 {
+                format!(
+                    r#"<text x="{}" y="14" text-anchor="end">due {}</text>"#,
+                    x - 4.0,
+                    c.due_day
+                )
+            } else {
+                format!(r#"<text x="{}" y="14">due {}</text>"#, x + 4.0, c.due_day)
+            };
+            format!(
+                r##"<line x1="{x}" y1="0" x2="{x}" y2="{h}" stroke="#b42318" stroke-dasharray="6 3"/>{label}"##
+            )
+        }
+        None => String::new(),
+    };
+    format!(
+        r##"<svg role="img" aria-labelledby="progress-title" viewBox="-50 -10 {vw} {vh}" width="100%" style="max-width: 44rem">
+<title id="progress-title">Accesses decided so far, {first} to {last}: {decided} of {items}</title>
+<line x1="0" y1="{h}" x2="{w}" y2="{h}" stroke="#414b5a"/>
+<line x1="0" y1="0" x2="0" y2="{h}" stroke="#414b5a"/>
+<line x1="0" y1="0" x2="{w}" y2="0" stroke="#d0d5dd" stroke-dasharray="4 4"/>
+<text x="-8" y="4" text-anchor="end">{items}</text>
+<text x="-8" y="{h}" text-anchor="end">0</text>
+{due}
+<polyline points="{points}" fill="none" stroke="#1a7f37" stroke-width="2.5"/>
+<text x="0" y="{below}">{first}</text>
+<text x="{w}" y="{below}" text-anchor="end">{last}</text>
+</svg>"##,
+        vw = w + 70.0,
+        vh = h + 45.0,
+        below = h + 18.0,
+        first = c.first_day,
+        last = c.last_day,
+        decided = c.decided,
+        items = c.items,
+        points = c.points,
+    )
 }
 
 fn segments(outcomes: &Outcomes) -> Vec<Segment> {

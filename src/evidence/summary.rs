@@ -262,7 +262,7 @@ pub fn summarize_campaign(
             items_decided_after_due: count(items_decided_after_due),
             items_without_decision: totals.pending + totals.no_response,
         },
-        progress: progress(conn, id)?,
+        progress: daily_progress(conn, id)?,
         totals,
         privileged,
         by_reviewer,
@@ -300,7 +300,9 @@ struct DayCount {
 
 /// Per UTC day: decisions made ("don't know" included), and items approved or revoked for
 /// the first time.
-fn progress(conn: &mut DbConnection, campaign_id: &str) -> Result<Vec<DayProgress>> {
+/// The campaign's decisions day by day (UTC): how many, and how many items were decided by
+/// the end of each day.
+pub fn daily_progress(conn: &mut DbConnection, campaign_id: &str) -> Result<Vec<DayProgress>> {
     // The day as YYYY-MM-DD whatever the server's date style.
     let (param, day_of) = if is_postgres(conn) {
         ("$1", "to_char({}, 'YYYY-MM-DD')")

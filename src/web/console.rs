@@ -1,6 +1,7 @@
 //! The staff console, behind a staff session: `/console` lists the campaigns with their
 //! progress (admins and auditors); `/console/campaigns/{id}` shows an admin each reviewer's
-//! progress and what is overdue; `POST /console/campaigns/{id}/evidence` downloads the
+//! progress, what is overdue, decisions over time, and what closing now would do (`POST
+//! /console/campaigns/{id}/close` closes it); `POST /console/campaigns/{id}/evidence` downloads the
 //! campaign's evidence pack (admins and auditors), recorded as that staff member's export.
 //! Every route checks the session's role itself.
 
@@ -12,11 +13,14 @@ use crate::auth::Role;
 use crate::auth::sessions::StaffSession;
 use crate::campaigns::lifecycle::{list_campaigns, reviewer_progress, summarize};
 use crate::campaigns::model::campaign;
+use crate::campaigns::{CloseRules, close_campaign, preview_close};
 use crate::db::time::from_db;
 use crate::error::Error;
+use crate::evidence::charts::progress_chart_from;
+use crate::evidence::summary::daily_progress;
 use crate::web::AppState;
 use crate::web::evidence_download::{PackRefused, pack_response};
-use crate::web::staff_sign_in::{staff_csrf, staff_post, staff_session};
+use crate::web::staff_sign_in::{see_other, staff_csrf, staff_post, staff_session};
 
 const EVERY_ROLE: [Role; 2] = [Role::Admin, Role::Auditor];
 
@@ -129,6 +133,7 @@ pub async fn campaign_progress(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
+    query: web::Query<PageQuery>,
 ) -> HttpResponse {
     let session = match staff_session(&state, &request, &[Role::Admin]).await {
         Ok(session) => session,
@@ -139,19 +144,41 @@ pub async fn campaign_progress(
         return failure(&state, &Error::NotFound(id));
     }
     let now = state.clock.now();
+    let config = state.config.clone();
     let loaded = state
         .db
         .run(move |conn| {
             let found = campaign(conn, &id)?;
+            let rules = CloseRules::of(&config, &found);
             let summary = summarize(conn, found)?;
             let reviewers = reviewer_progress(conn, &summary.campaign.id)?;
-            Ok((summary, reviewers))
+            let days = daily_progress(conn, &summary.campaign.id)?;
+            let preview = if summary.campaign.is_open() {
+                Some(preview_close(conn, &summary.campaign.id, &rules)?)
+            } else {
+                None
+            };
+            Ok((summary, reviewers, days, preview))
         })
         .await;
-    let (summary, reviewers) = match loaded {
+    let (summary, reviewers, days, preview) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return failure(&state, &e),
     };
+    let rfc3339 = |t: chrono::NaiveDateTime| from_db(t).to_rfc3339();
+    let chart = progress_chart_from(
+        &rfc3339(summary.campaign.opened_at),
+        &rfc3339(summary.campaign.due_at),
+        summary.campaign.closed_at.map(rfc3339).as_deref(),
+        &days,
+        u64::try_from(summary.items).unwrap_or(0),
+    );
+    let close = preview.map(|p| ClosePlan {
+        undecided: p.summary.pending,
+        outcome: p.no_response,
+        would_revoke: p.would_revoke,
+        needs_confirmation: p.needs_confirmation,
+    });
     let reviewers: Vec<ReviewerRow> = reviewers
         .into_iter()
         .map(|r| ReviewerRow {
@@ -168,8 +195,72 @@ pub async fn campaign_progress(
             staff => staff_view(&state, &session),
             campaign => row(summary, now),
             reviewers => reviewers,
+            chart => chart.svg,
+            close => close,
+            notice => query.notice.as_deref().filter(|n| *n == "closed").map(|_| "Campaign closed."),
         },
     )
+}
+
+/// What closing the campaign now would do, for the page's close form.
+#[derive(Serialize)]
+struct ClosePlan {
+    undecided: i64,
+    outcome: &'static str,
+    would_revoke: i64,
+    needs_confirmation: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    notice: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CloseForm {
+    csrf: Option<String>,
+    confirm_revocations: Option<String>,
+}
+
+/// Closes the campaign as its definition says (an admin's POST with the session's CSRF
+/// token); revocations above `max_auto_revoke_share` need the confirmation box.
+pub async fn close(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CloseForm>,
+) -> HttpResponse {
+    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let id = path.into_inner();
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return failure(&state, &Error::NotFound(id));
+    }
+    let confirmed = form.confirm_revocations.is_some();
+    let actor = format!("staff:{}", session.staff_user_id);
+    let (config, now) = (state.config.clone(), state.clock.now());
+    let target = id.clone();
+    let closed = state
+        .db
+        .run(move |conn| {
+            let mut rules = CloseRules::of(&config, &campaign(conn, &target)?);
+            if confirmed {
+                rules = rules.confirmed();
+            }
+            close_campaign(conn, now, &target, &rules, &actor)
+        })
+        .await;
+    match closed {
+        Ok(_) => see_other(&format!("/console/campaigns/{id}?notice=closed")).finish(),
+        Err(Error::Conflict(message)) => {
+            state
+                .pages
+                .message(StatusCode::CONFLICT, "Not closed", &message)
+        }
+        Err(other) => failure(&state, &other),
+    }
 }
 
 #[derive(Debug, Deserialize)]

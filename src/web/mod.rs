@@ -85,6 +85,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             web::post().to(console::evidence),
         )
         .route(
+            "/console/campaigns/{id}/close",
+            web::post().to(console::close),
+        )
+        .route(
             "/console/remediation",
             web::get().to(console_remediation::page),
         )

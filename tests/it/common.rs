@@ -279,6 +279,40 @@ impl TestApp {
     }
 }
 
+/// An admin signed in by a one-time link (`attest admin link`).
+pub async fn admin_client(app: &TestApp) -> reqwest::Client {
+    let secret = app
+        .blocking(move |db, clock, _| {
+            attest::auth::sign_in_links::create_link(
+                &mut db.conn().unwrap(),
+                attest::clock::Clock::now(clock),
+                "it-admin@example.com",
+                attest::auth::Role::Admin,
+                15,
+                "test",
+            )
+            .unwrap()
+            .secret
+        })
+        .await;
+    let client = http_client();
+    let url = format!("{}/auth/link?t={secret}", app.base_url);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let csrf = form_values(&page, "csrf")[0].clone();
+    let signed_in = client
+        .post(format!("{}/auth/link", app.base_url))
+        .form(&[("t", secret.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        signed_in.status().is_redirection(),
+        "{}",
+        signed_in.status()
+    );
+    client
+}
+
 /// `SELECT COUNT(*)` of a table (name from the test itself, never from input).
 pub fn count_rows(db: &Database, table: &str) -> i64 {
     use diesel::prelude::*;

@@ -16,6 +16,7 @@ mod common;
 mod concurrency;
 mod config_cli;
 mod config_loaded;
+mod console_close;
 mod decision_actions;
 mod demo;
 mod directory;

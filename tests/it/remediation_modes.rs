@@ -290,40 +290,6 @@ async fn a_manual_task_is_mailed_to_it_closed_with_a_ticket_and_proved_by_the_ne
     );
 }
 
-/// An admin signed in by a one-time link (`attest admin link`).
-async fn admin_client(app: &TestApp) -> reqwest::Client {
-    let secret = app
-        .blocking(move |db, clock, _| {
-            attest::auth::sign_in_links::create_link(
-                &mut db.conn().unwrap(),
-                attest::clock::Clock::now(clock),
-                "it-admin@example.com",
-                attest::auth::Role::Admin,
-                15,
-                "test",
-            )
-            .unwrap()
-            .secret
-        })
-        .await;
-    let client = common::http_client();
-    let url = format!("{}/auth/link?t={secret}", app.base_url);
-    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
-    let csrf = common::form_values(&page, "csrf")[0].clone();
-    let signed_in = client
-        .post(format!("{}/auth/link", app.base_url))
-        .form(&[("t", secret.as_str()), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        signed_in.status().is_redirection(),
-        "{}",
-        signed_in.status()
-    );
-    client
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_closes_a_manual_task_in_the_console_with_its_ticket() {
     let dir = common::temp_dir();
@@ -334,7 +300,7 @@ async fn an_admin_closes_a_manual_task_in_the_console_with_its_ticket() {
     round(&app).await;
     let task = task_of(&app, &item).await;
 
-    let client = admin_client(&app).await;
+    let client = common::admin_client(&app).await;
     let page_url = format!("{}/console/remediation", app.base_url);
     let page = client
         .get(&page_url)

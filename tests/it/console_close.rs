@@ -1,0 +1,88 @@
+//! Closing a campaign from the console: an admin sees decisions over time (inline SVG) and
+//! what closing now would do; a close that would revoke more than the definition allows needs
+//! the confirmation box; the close is recorded as that staff member's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attest::config::NoResponse;
+
+use crate::common::{self, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_closes_a_campaign_in_the_console_confirming_its_revocations() {
+    let dir = common::temp_dir();
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    config
+        .campaigns
+        .get_mut(common::DEFINITION)
+        .unwrap()
+        .no_response = NoResponse::Revoke;
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    let (campaign, _) = crate::remediation_steps::revoke(&app, "dave", "vpn-users").await;
+
+    let client = common::admin_client(&app).await;
+    let url = format!("{}/console/campaigns/{campaign}", app.base_url);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("Decisions over time") && page.contains("<polyline"),
+        "{page}"
+    );
+    assert!(page.contains("Accesses decided so far"), "{page}");
+    assert!(page.contains("17 undecided accesses get"), "{page}");
+    assert!(page.contains("name=\"confirm_revocations\""), "{page}");
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let close_url = format!("{url}/close");
+
+    // Without the box: refused in words, nothing closed.
+    let refused = client
+        .post(&close_url)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("max_auto_revoke_share")
+    );
+    let closed_events = || async {
+        app.blocking(|db, _, _| {
+            attest::ledger::events::of_kind(
+                &mut db.conn().unwrap(),
+                attest::ledger::EventKind::CampaignClosed,
+            )
+            .unwrap()
+        })
+        .await
+    };
+    assert!(closed_events().await.is_empty());
+
+    let closed = client
+        .post(&close_url)
+        .form(&[("csrf", csrf.as_str()), ("confirm_revocations", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status().as_u16(), 303);
+    let location = closed.headers()["location"].to_str().unwrap().to_string();
+    let page = client
+        .get(format!("{}{location}", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Campaign closed.") && !page.contains("/close\""),
+        "{page}"
+    );
+    let events = closed_events().await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].actor.starts_with("staff:"), "{:?}", events[0]);
+    let payload: serde_json::Value = serde_json::from_str(&events[0].payload).unwrap();
+    assert_eq!(payload["no_response"]["confirmed_above_share"], true);
+}
