@@ -9,6 +9,7 @@ pub mod mailer;
 pub mod outbox;
 pub mod preview;
 pub mod remediation_notice;
+pub mod resend;
 pub mod revocation;
 pub mod templates;
 pub mod worker;

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod api;
 pub mod console;
+pub mod console_outbox;
 pub mod console_remediation;
 pub mod csrf;
 pub mod demo;
@@ -87,6 +88,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .route(
             "/console/campaigns/{id}/close",
             web::post().to(console::close),
+        )
+        .route("/console/outbox", web::get().to(console_outbox::page))
+        .route(
+            "/console/outbox/{id}/resend",
+            web::post().to(console_outbox::resend),
         )
         .route(
             "/console/remediation",

@@ -25,6 +25,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console_remediation.html",
         include_str!("templates/console_remediation.html"),
     ),
+    (
+        "console_outbox.html",
+        include_str!("templates/console_outbox.html"),
+    ),
 ];
 
 pub const APP_CSS: &str = include_str!("static/app.css");

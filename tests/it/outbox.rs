@@ -128,5 +128,52 @@ async fn permanent_smtp_refusal_dead_letters_with_the_error() {
         })
         .await;
     assert_eq!(dead_events, 4, "each dead letter is on the evidence log");
+
+    // An admin sees them in the console with the server's answer, and sends one again.
+    let client = common::admin_client(&app).await;
+    let page = client
+        .get(format!("{}/console/outbox?state=dead", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("(550): 5.1.1 mailbox unavailable"), "{page}");
+    assert_eq!(page.matches("Send again<").count(), 4, "{page}");
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let resend = client
+        .post(format!(
+            "{}/console/outbox/{}/resend",
+            app.base_url, messages[0].id
+        ))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resend.status().as_u16(), 303);
+    let now = outbox_of(&app, &campaign_id).await;
+    assert_eq!(
+        now.len(),
+        5,
+        "a new message; the dead one stays as it ended"
+    );
+    let again = now.iter().find(|m| m.state == "pending").unwrap();
+    assert_eq!(again.reviewer_id, messages[0].reviewer_id);
+    assert_eq!(now.iter().filter(|m| m.state == STATE_DEAD).count(), 4);
+    let sent_again = client
+        .post(format!(
+            "{}/console/outbox/{}/resend",
+            app.base_url, again.id
+        ))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sent_again.status().as_u16(),
+        409,
+        "only dead or cancelled mail"
+    );
     app.stop().await;
 }
