@@ -28,7 +28,7 @@ use crate::directory::sync_source;
 use crate::error::{Error, Result};
 use crate::jobs::follow_up::{self, FollowUp};
 use crate::jobs::queue::{self, Job};
-use crate::jobs::{approval_expiry, checkpoints};
+use crate::jobs::{approval_expiry, checkpoints, sync_now};
 use crate::remediation;
 
 pub const KIND_OPEN_CAMPAIGN: &str = "open_campaign";
@@ -160,6 +160,9 @@ impl Scheduler {
                 follow_up::KIND_ESCALATE_ITEMS => self.follow_up(&job, follow_up::escalate),
                 follow_up::KIND_CHECK_REVIEWERS => self.follow_up(&job, follow_up::check_reviewers),
                 follow_up::KIND_ADVANCE_STAGE => self.follow_up(&job, follow_up::advance),
+                sync_now::KIND_SYNC_SOURCE => {
+                    sync_now::run(&self.db, self.clock.as_ref(), &self.config, &job)
+                }
                 approval_expiry::KIND_EXPIRE_APPROVALS => self
                     .db
                     .conn()

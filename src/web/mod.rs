@@ -7,6 +7,7 @@ pub mod api;
 pub mod console;
 pub mod console_outbox;
 pub mod console_remediation;
+pub mod console_sources;
 pub mod csrf;
 pub mod demo;
 pub mod error_response;
@@ -90,6 +91,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             web::post().to(console::close),
         )
         .route("/console/outbox", web::get().to(console_outbox::page))
+        .route("/console/sources", web::get().to(console_sources::page))
+        .route(
+            "/console/sources/{name}/sync",
+            web::post().to(console_sources::sync_now),
+        )
         .route(
             "/console/outbox/{id}/resend",
             web::post().to(console_outbox::resend),

@@ -29,6 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console_outbox.html",
         include_str!("templates/console_outbox.html"),
     ),
+    (
+        "console_sources.html",
+        include_str!("templates/console_sources.html"),
+    ),
 ];
 
 pub const APP_CSS: &str = include_str!("static/app.css");

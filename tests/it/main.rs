@@ -16,7 +16,7 @@ mod common;
 mod concurrency;
 mod config_cli;
 mod config_loaded;
-mod console_close;
+mod console_admin;
 mod decision_actions;
 mod demo;
 mod directory;

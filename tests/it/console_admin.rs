@@ -1,6 +1,7 @@
-//! Closing a campaign from the console: an admin sees decisions over time (inline SVG) and
-//! what closing now would do; a close that would revoke more than the definition allows needs
-//! the confirmation box; the close is recorded as that staff member's.
+//! Admin pages of the console. Closing a campaign: an admin sees decisions over time (inline
+//! SVG) and what closing now would do; a close that would revoke more than the definition
+//! allows needs the confirmation box; the close is recorded as that staff member's. Sources:
+//! each source's latest sync, and "sync now" queued once and run by the scheduler's tick.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::config::NoResponse;
@@ -85,4 +86,58 @@ async fn an_admin_closes_a_campaign_in_the_console_confirming_its_revocations() 
     assert!(events[0].actor.starts_with("staff:"), "{:?}", events[0]);
     let payload: serde_json::Value = serde_json::from_str(&events[0].payload).unwrap();
     assert_eq!(payload["no_response"]["confirmed_above_share"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_each_sources_latest_sync_and_asks_for_another() {
+    let dir = common::temp_dir();
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    config.scheduler.enabled = true;
+    // Only the asked-for sync runs at the tick (no scheduled opening syncs too).
+    config
+        .campaigns
+        .get_mut(common::DEFINITION)
+        .unwrap()
+        .schedule = "manual".into();
+    let app = TestApp::spawn_without_background_workers(config).await;
+    app.sync().await.unwrap();
+    let client = common::admin_client(&app).await;
+    let url = format!("{}/console/sources", app.base_url);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(">corp<") || page.contains("corp<br>"),
+        "{page}"
+    );
+    assert!(page.contains("12 people, 4 groups, 18 accesses"), "{page}");
+    assert!(page.contains("/console/sources/corp/sync"), "{page}");
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let ask = || async {
+        client
+            .post(format!("{url}/corp/sync"))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ask().await, 303);
+    assert_eq!(ask().await, 303);
+    assert_eq!(
+        app.count("jobs").await,
+        1,
+        "one sync waits, however often asked"
+    );
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("sync queued"), "{page}");
+
+    let runs = app.count("sync_runs").await;
+    let now = attest::clock::Clock::now(app.clock.as_ref());
+    app.tick_at(now + chrono::Duration::minutes(1)).await;
+    assert_eq!(app.count("sync_runs").await, runs + 1);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !page.contains("sync queued") && page.contains("Sync now"),
+        "{page}"
+    );
 }

@@ -1,0 +1,62 @@
+//! "Sync now" from the console: a job that syncs one source at the scheduler's next tick
+//! (the request does not wait for a long sync, and one instance runs it). A source with a
+//! sync already waiting or running gets no second one.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::schema::jobs;
+use crate::db::{Database, DbConnection, write_tx};
+use crate::directory::sync_source;
+use crate::error::Result;
+use crate::jobs::queue::{self, Job};
+
+pub const KIND_SYNC_SOURCE: &str = "sync_source";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct SyncSource {
+    source: String,
+}
+
+/// Whether a sync of `source` waits or runs.
+pub fn sync_waiting(conn: &mut DbConnection, source: &str) -> Result<bool> {
+    let payload = serde_json::to_string(&SyncSource {
+        source: source.to_string(),
+    })?;
+    let waiting: i64 = jobs::table
+        .filter(jobs::kind.eq(KIND_SYNC_SOURCE))
+        .filter(jobs::payload.eq(payload))
+        .filter(jobs::state.eq_any([queue::STATE_PENDING, queue::STATE_RUNNING]))
+        .count()
+        .get_result(conn)?;
+    Ok(waiting > 0)
+}
+
+/// Queues a sync of `source` unless one waits or runs; returns whether it queued one.
+pub fn request_sync(conn: &mut DbConnection, now: DateTime<Utc>, source: &str) -> Result<bool> {
+    write_tx(conn, |conn| {
+        if sync_waiting(conn, source)? {
+            return Ok(false);
+        }
+        let key = format!(
+            "{KIND_SYNC_SOURCE}:{source}:{}",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
+        let payload = serde_json::to_value(SyncSource {
+            source: source.to_string(),
+        })?;
+        queue::enqueue(conn, now, KIND_SYNC_SOURCE, &key, &payload)
+    })
+}
+
+/// Runs a queued sync.
+pub fn run(db: &Database, clock: &dyn Clock, config: &Config, job: &Job) -> Result<()> {
+    let task: SyncSource = serde_json::from_str(&job.payload)?;
+    let source = config.source(&task.source)?;
+    let outcome = sync_source(db, clock, &task.source, source, "console")?;
+    tracing::info!(source = %task.source, sync_run = %outcome.sync_run_id, "sync asked for in the console ran");
+    Ok(())
+}
