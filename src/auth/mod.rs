@@ -15,3 +15,4 @@ mod staff_users;
 
 pub use api_tokens::{ApiToken, IssuedToken, NewToken, authenticate, issue, list_tokens, revoke};
 pub use role::Role;
+pub use staff_users::{StaffListing, list_staff};

@@ -92,3 +92,50 @@ pub(crate) fn local_staff_member(
         }
     }
 }
+
+/// A staff member as the console lists them.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct StaffListing {
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    /// `local` (command line, sign-in links) or the provider's issuer.
+    pub issuer: String,
+    pub created_at: NaiveDateTime,
+    pub disabled: bool,
+}
+
+/// Every staff member, by email.
+pub fn list_staff(conn: &mut DbConnection) -> Result<Vec<StaffListing>> {
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        String,
+        NaiveDateTime,
+        Option<NaiveDateTime>,
+    )> = staff_users::table
+        .order((staff_users::email.asc(), staff_users::issuer.asc()))
+        .select((
+            staff_users::email,
+            staff_users::display_name,
+            staff_users::role,
+            staff_users::issuer,
+            staff_users::created_at,
+            staff_users::disabled_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(email, display_name, role, issuer, created_at, disabled_at)| StaffListing {
+                email,
+                display_name,
+                role,
+                issuer,
+                created_at,
+                disabled: disabled_at.is_some(),
+            },
+        )
+        .collect())
+}

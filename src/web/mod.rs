@@ -8,6 +8,7 @@ pub mod console;
 pub mod console_outbox;
 pub mod console_remediation;
 pub mod console_sources;
+pub mod console_staff;
 pub mod csrf;
 pub mod demo;
 pub mod error_response;
@@ -92,6 +93,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         )
         .route("/console/outbox", web::get().to(console_outbox::page))
         .route("/console/sources", web::get().to(console_sources::page))
+        .route("/console/staff", web::get().to(console_staff::page))
+        .route(
+            "/console/tokens",
+            web::post().to(console_staff::issue_token),
+        )
+        .route(
+            "/console/tokens/{id}/revoke",
+            web::post().to(console_staff::revoke_token),
+        )
         .route(
             "/console/sources/{name}/sync",
             web::post().to(console_sources::sync_now),

@@ -33,6 +33,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console_sources.html",
         include_str!("templates/console_sources.html"),
     ),
+    (
+        "console_staff.html",
+        include_str!("templates/console_staff.html"),
+    ),
 ];
 
 pub const APP_CSS: &str = include_str!("static/app.css");

@@ -4,8 +4,9 @@
 //! moves to the next undecided access; one approval; the rest approved at once; "All done".
 //! axe-core checks every page for serious or critical WCAG A/AA violations, and the page
 //! shows each access with its context. And an admin signs in at the real OIDC provider's
-//! login page and sees each reviewer's progress in the console. Screenshots of each step are
-//! kept when a step fails.
+//! login page, sees each reviewer's progress in the console, and opens every admin page
+//! (sources, outbox, remediation, staff), each checked with axe-core too. Screenshots of each
+//! step are kept when a step fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -357,6 +358,27 @@ async fn an_admin_signs_in_through_the_provider_and_sees_the_progress() {
     let table = text_of(c, "table.overview").await;
     assert!(table.contains("Bob Baker"), "{table}");
     assert_accessible(&browser, "campaign progress").await;
+
+    // Every admin page the console bar links to passes axe too.
+    for (link, heading) in [
+        ("Sources", "Sources"),
+        ("Outbox", "Outbox"),
+        ("Remediation", "Remediation"),
+        ("Staff", "Staff and API tokens"),
+    ] {
+        c.find(Locator::LinkText(link))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::XPath(&format!("//h1[text()='{heading}']")))
+            .await
+            .unwrap();
+        artefacts.snapshot(&browser, link).await;
+        assert_accessible(&browser, heading).await;
+    }
 
     c.find(Locator::Css(".console-bar button"))
         .await

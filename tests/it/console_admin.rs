@@ -141,3 +141,68 @@ async fn an_admin_sees_each_sources_latest_sync_and_asks_for_another() {
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_issues_and_revokes_an_auditors_api_token_in_the_console() {
+    let dir = common::temp_dir();
+    let config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let app = TestApp::spawn_without_background_workers(config).await;
+    let client = common::admin_client(&app).await;
+    let url = format!("{}/console/staff", app.base_url);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("it-admin@example.com") && page.contains("No API token yet"));
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let issued = client
+        .post(format!("{}/console/tokens", app.base_url))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "FY2026 SOC 2 audit"),
+            ("email", "auditor@audit.example"),
+            ("role", "auditor"),
+            ("days", "30"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.headers()["cache-control"], "no-store");
+    let page = issued.text().await.unwrap();
+    let secret = common::form_values(&page, "issued-secret");
+    assert!(
+        secret.is_empty(),
+        "the secret is in a readonly input, not a form field"
+    );
+    let at = page.find("id=\"issued-secret\" readonly value=\"").unwrap()
+        + "id=\"issued-secret\" readonly value=\"".len();
+    let secret = page[at..at + page[at..].find('"').unwrap()].to_string();
+    assert!(page.contains("auditor@audit.example") && page.contains("FY2026 SOC 2 audit"));
+
+    let api = || async {
+        common::http_client()
+            .get(format!("{}/api/v1/campaigns", app.base_url))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(api().await, 200);
+    let token_id = app
+        .blocking(|db, _, _| {
+            attest::auth::list_tokens(&mut db.conn().unwrap()).unwrap()[0]
+                .id
+                .clone()
+        })
+        .await;
+    let revoked = client
+        .post(format!("{}/console/tokens/{token_id}/revoke", app.base_url))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 303);
+    assert_eq!(api().await, 401);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("revoked "), "{page}");
+    assert!(!page.contains(&secret), "the secret is shown once");
+}
