@@ -204,6 +204,11 @@ pub struct MailConfig {
     /// How long a claimed message is reserved for one worker before another may retry it.
     pub lease_seconds: u32,
     pub retry_base_seconds: u32,
+    /// At most this many messages a minute from each instance (0: as fast as the server
+    /// takes them), for mail servers that throttle.
+    pub rate_per_minute: u32,
+    /// Messages one instance sends at the same time.
+    pub concurrency: u32,
 }
 
 impl Default for MailConfig {
@@ -219,6 +224,8 @@ impl Default for MailConfig {
             max_attempts: 8,
             lease_seconds: 300,
             retry_base_seconds: 30,
+            rate_per_minute: 0,
+            concurrency: 4,
         }
     }
 }

@@ -114,6 +114,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=32).contains(&self.mail.concurrency) {
+            problems.push(ConfigProblem::new(
+                "mail.concurrency",
+                "must be between 1 and 32",
+            ));
+        }
         if self.mail.max_attempts == 0 {
             problems.push(ConfigProblem::new(
                 "mail.max_attempts",

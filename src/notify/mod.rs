@@ -7,6 +7,7 @@ pub mod digest;
 pub mod links;
 pub mod mailer;
 pub mod outbox;
+pub mod pacing;
 pub mod preview;
 pub mod remediation_notice;
 pub mod resend;

@@ -20,6 +20,7 @@ use crate::notify::mailer::Mailer;
 use crate::notify::outbox::{
     self, DIGEST_KINDS, KIND_REMEDIATION, KIND_REVIEW_REQUEST, OutboxMessage, SentLink,
 };
+use crate::notify::pacing::Pacer;
 use crate::notify::remediation_notice::remediation_notice;
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
 
@@ -42,6 +43,7 @@ pub struct OutboxWorker {
     public_url: String,
     grace_days: u32,
     revoke_superseded: bool,
+    pacer: Pacer,
 }
 
 impl std::fmt::Debug for OutboxWorker {
@@ -77,6 +79,7 @@ impl OutboxWorker {
             public_url: config.server.public_url.trim_end_matches('/').to_string(),
             grace_days: config.links.grace_days,
             revoke_superseded: config.links.revoke_superseded,
+            pacer: Pacer::per_minute(config.mail.rate_per_minute),
         })
     }
 
@@ -99,24 +102,56 @@ impl OutboxWorker {
         }
     }
 
-    /// Attempts up to `batch_size` due messages; returns how many were attempted. Each message
-    /// is claimed just before it is sent, so a lease never has to cover a whole batch.
+    /// Attempts up to `batch_size` due messages, `mail.concurrency` of them at a time;
+    /// returns how many were attempted. Each message is claimed just before it is sent, so a
+    /// lease never has to cover a whole batch. An SMTP round trip waits on the network, not
+    /// on this machine: several in flight hide that wait.
     pub async fn drain_once(&self) -> Result<usize> {
         let lease = Duration::seconds(i64::from(self.mail.lease_seconds));
-        let mut count = 0;
-        while count < self.mail.batch_size.max(1) as usize {
-            let now = self.clock.now();
-            let claimed = self
-                .db
-                .run(move |conn| outbox::claim_due(conn, now, lease, 1))
-                .await?;
-            let Some(message) = claimed.into_iter().next() else {
-                break;
-            };
-            self.deliver(message).await?;
-            count += 1;
+        let (limit, concurrency) = (
+            self.mail.batch_size.max(1) as usize,
+            self.mail.concurrency.max(1) as usize,
+        );
+        let mut in_flight = tokio::task::JoinSet::new();
+        let (mut claimed, mut exhausted, mut first_error) = (0, false, None);
+        loop {
+            while !exhausted && in_flight.len() < concurrency && claimed < limit {
+                let now = self.clock.now();
+                let next = self
+                    .db
+                    .run(move |conn| outbox::claim_due(conn, now, lease, 1))
+                    .await?;
+                let Some(message) = next.into_iter().next() else {
+                    exhausted = true;
+                    break;
+                };
+                claimed += 1;
+                let worker = self.clone();
+                in_flight.spawn(async move {
+                    // Within mail.rate_per_minute: the claim waits for its slot (its lease
+                    // covers it).
+                    worker.pacer.wait().await;
+                    worker.deliver(message).await
+                });
+            }
+            // Every send ends before this returns, even after an error: none is cut off.
+            match in_flight.join_next().await {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    exhausted = true;
+                    first_error.get_or_insert(e);
+                }
+                Some(Err(e)) => {
+                    exhausted = true;
+                    first_error.get_or_insert(Error::Internal(format!("a send panicked: {e}")));
+                }
+            }
         }
-        Ok(count)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(claimed),
+        }
     }
 
     async fn deliver(&self, message: OutboxMessage) -> Result<()> {
