@@ -7,7 +7,8 @@
 //! rate set, 95-100 % of it and never above.
 //!
 //! `cargo bench --bench digests` runs 2,000; `-- --smoke` 100 (what CI runs, to keep the
-//! benchmark working, not to measure); `-- --reviewers N` any size.
+//! benchmark working, not to measure); `-- --reviewers N` any size; `-- --concurrency N`
+//! sends N at a time (default: `mail.concurrency`'s default).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -36,8 +37,14 @@ fn main() {
         .find(|w| w[0] == "--reviewers")
         .map(|w| w[1].parse().expect("--reviewers N"))
         .unwrap_or(if smoke { 100 } else { 2_000 });
+    let concurrency: u32 = args
+        .windows(2)
+        .find(|w| w[0] == "--concurrency")
+        .map(|w| w[1].parse().expect("--concurrency N"))
+        .unwrap_or(attest::config::MailConfig::default().concurrency);
     println!(
-        "attest digest benchmark{}: {reviewers} reviewers, three accesses each",
+        "attest digest benchmark{}: {reviewers} reviewers, three accesses each, \
+         mail.concurrency = {concurrency}",
         if smoke { " (smoke size)" } else { "" }
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -47,7 +54,7 @@ fn main() {
     runtime.block_on(async {
         let sink = Sink::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let (digests, bytes) = send_digests(dir.path(), reviewers, 0, &sink).await;
+        let (digests, bytes) = send_digests(dir.path(), reviewers, (0, concurrency), &sink).await;
         let raw = raw_lettre(reviewers, bytes, &sink).await;
         let rate = reviewers as f64 / digests.as_secs_f64();
         let raw_rate = reviewers as f64 / raw.as_secs_f64();
@@ -55,7 +62,8 @@ fn main() {
         let per_minute: u32 = if smoke { 1_200 } else { 6_000 };
         let paced_count = (per_minute / 20) as usize; // three seconds' worth
         let dir = tempfile::tempdir().unwrap();
-        let (paced, _) = send_digests(dir.path(), paced_count, per_minute, &sink).await;
+        let (paced, _) =
+            send_digests(dir.path(), paced_count, (per_minute, concurrency), &sink).await;
         // n messages take n - 1 intervals: the first one goes at once.
         let realised = (paced_count - 1) as f64 / paced.as_secs_f64() * 60.0;
         println!();
@@ -200,11 +208,12 @@ fn config(dir: &Path, smtp_port: u16, rate_per_minute: u32) -> Config {
 async fn send_digests(
     dir: &Path,
     reviewers: usize,
-    rate_per_minute: u32,
+    (rate_per_minute, concurrency): (u32, u32),
     sink: &Sink,
 ) -> (Duration, usize) {
     write_directory(&dir.join("access.csv"), reviewers);
-    let config = config(dir, sink.port, rate_per_minute);
+    let mut config = config(dir, sink.port, rate_per_minute);
+    config.mail.concurrency = concurrency;
     let clock: SharedClock = Arc::new(SystemClock);
     let app = App::build(config.clone(), clock.clone())
         .await

@@ -114,10 +114,10 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if !(1..=32).contains(&self.mail.concurrency) {
+        if !(1..=64).contains(&self.mail.concurrency) {
             problems.push(ConfigProblem::new(
                 "mail.concurrency",
-                "must be between 1 and 32",
+                "must be between 1 and 64",
             ));
         }
         if self.mail.max_attempts == 0 {
