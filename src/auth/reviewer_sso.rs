@@ -100,10 +100,12 @@ pub fn admit_reviewer(
     valid_hours: u32,
 ) -> Result<Option<ReviewerProof>> {
     let tag = subject_tag(&identity.auth, &identity.subject);
-    let same_person = identity
-        .email
-        .as_deref()
-        .is_some_and(|email| email.eq_ignore_ascii_case(reviewer.email.trim()));
+    // Only an address the provider vouches for names the person: at a provider where users
+    // set their own address, an unverified one proves nothing.
+    let same_person = identity.email_verified
+        && identity.email.as_deref().is_some_and(|email| {
+            !email.is_empty() && email.eq_ignore_ascii_case(reviewer.email.trim())
+        });
     if !same_person {
         append(
             conn,
@@ -115,7 +117,11 @@ pub fn admit_reviewer(
                 "reviewer": reviewer.id,
                 "issuer": identity.auth.issuer,
                 "subject_tag": tag,
-                "why": "the account signed in is not the reviewer this review is addressed to",
+                "why": if identity.email_verified {
+                    "the account signed in is not the reviewer this review is addressed to"
+                } else {
+                    "the provider did not vouch for the account's email address (email_verified)"
+                },
             }),
         )?;
         return Ok(None);

@@ -75,6 +75,8 @@ pub struct Attempt {
 pub struct ProvedIdentity {
     pub subject: String,
     pub email: Option<String>,
+    /// The provider's word that the address belongs to the account (`email_verified`).
+    pub email_verified: bool,
     pub name: Option<String>,
     pub groups: Vec<String>,
     pub auth: StaffAuth,
@@ -205,6 +207,7 @@ impl Provider {
         Ok(ProvedIdentity {
             subject: claims.subject().as_str().to_string(),
             email: claims.email().map(|e| e.as_str().to_lowercase()),
+            email_verified: claims.email_verified() == Some(true),
             name: claims
                 .name()
                 .and_then(|n| n.get(None))

@@ -12,6 +12,16 @@ pub(super) fn review_problems(review: &ReviewConfig, auth: &AuthConfig) -> Vec<C
              false",
         ));
     }
+    if review.require_sso
+        && let Some(oidc) = &auth.oidc
+        && !oidc.scopes.iter().any(|s| s == "email")
+    {
+        problems.push(ConfigProblem::new(
+            "auth.oidc.scopes",
+            "review.require_sso matches a reviewer by the verified email address: add the \
+             \"email\" scope",
+        ));
+    }
     if !(1..=24).contains(&review.sso_hours) {
         problems.push(ConfigProblem::new(
             "review.sso_hours",

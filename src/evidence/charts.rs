@@ -150,7 +150,7 @@ fn progress_svg(c: &ProgressChart) -> String {
         None => String::new(),
     };
     format!(
-        r##"<svg role="img" aria-labelledby="progress-title" viewBox="-50 -10 {vw} {vh}" width="100%" style="max-width: 44rem">
+        r##"<svg class="progress-chart" role="img" aria-labelledby="progress-title" viewBox="-50 -10 {vw} {vh}" width="100%">
 <title id="progress-title">Accesses decided so far, {first} to {last}: {decided} of {items}</title>
 <line x1="0" y1="{h}" x2="{w}" y2="{h}" stroke="#414b5a"/>
 <line x1="0" y1="0" x2="0" y2="{h}" stroke="#414b5a"/>

@@ -35,20 +35,33 @@ pub fn sync_waiting(conn: &mut DbConnection, source: &str) -> Result<bool> {
     Ok(waiting > 0)
 }
 
-/// Queues a sync of `source` unless one waits or runs; returns whether it queued one.
-pub fn request_sync(conn: &mut DbConnection, now: DateTime<Utc>, source: &str) -> Result<bool> {
+/// Queues a sync of `source`, asked by `actor`, unless one waits or runs; returns whether it
+/// queued one. The job's key counts the source's earlier syncs asked for, so two requests at
+/// once (two admins, two instances) make one job.
+pub fn request_sync(
+    conn: &mut DbConnection,
+    now: DateTime<Utc>,
+    source: &str,
+    actor: &str,
+) -> Result<bool> {
     write_tx(conn, |conn| {
         if sync_waiting(conn, source)? {
             return Ok(false);
         }
-        let key = format!(
-            "{KIND_SYNC_SOURCE}:{source}:{}",
-            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        );
+        let earlier: i64 = jobs::table
+            .filter(jobs::kind.eq(KIND_SYNC_SOURCE))
+            .filter(jobs::dedupe_key.like(format!("{KIND_SYNC_SOURCE}:{source}:%")))
+            .count()
+            .get_result(conn)?;
+        let key = format!("{KIND_SYNC_SOURCE}:{source}:{}", earlier + 1);
         let payload = serde_json::to_value(SyncSource {
             source: source.to_string(),
         })?;
-        queue::enqueue(conn, now, KIND_SYNC_SOURCE, &key, &payload)
+        let added = queue::enqueue(conn, now, KIND_SYNC_SOURCE, &key, &payload)?;
+        if added {
+            tracing::info!(source, by = actor, "sync asked for in the console");
+        }
+        Ok(added)
     })
 }
 

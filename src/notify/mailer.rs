@@ -62,9 +62,13 @@ impl Mailer {
                     ),
                 }
                 .map_err(|e| Error::Mail(format!("mail.smtp.host: {e}")))?;
+                // As many pooled connections as sends in flight: none is opened per message.
+                let pool =
+                    lettre::transport::smtp::PoolConfig::new().max_size(config.concurrency.max(1));
                 let mut builder = builder
                     .port(smtp.port)
-                    .timeout(Some(Duration::from_secs(smtp.timeout_seconds)));
+                    .timeout(Some(Duration::from_secs(smtp.timeout_seconds)))
+                    .pool_config(pool);
                 let password = resolve_secret(
                     "mail.smtp.password",
                     smtp.password.as_ref(),

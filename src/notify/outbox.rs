@@ -456,11 +456,17 @@ pub fn mark_failed(
 
 /// Whether `message` is still claimed by the worker that claimed it (not re-claimed after its
 /// lease, not cancelled).
-pub fn is_still_claimed(conn: &mut DbConnection, message: &OutboxMessage) -> Result<bool> {
+pub fn is_still_claimed(
+    conn: &mut DbConnection,
+    message: &OutboxMessage,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    // A claim whose lease ran out is another worker's to take: it sends nothing more.
     let rows: i64 = outbox::table
         .filter(outbox::id.eq(&message.id))
         .filter(outbox::state.eq(STATE_SENDING))
         .filter(outbox::attempts.eq(message.attempts))
+        .filter(outbox::locked_until.gt(to_db(now)))
         .count()
         .get_result(conn)?;
     Ok(rows == 1)

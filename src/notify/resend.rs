@@ -1,19 +1,19 @@
 //! What admins see of the outbox and do with it: the latest messages (optionally of one
 //! state) with the server's last answer, and sending again a message that was dead-lettered
-//! or cancelled. Sending again queues a new message (with a new link for a digest): the old
-//! row stays as it ended, and the new one has its own `mail.queued` event.
+//! (never one cancelled on purpose). Sending again queues a new message (with a new link for
+//! a digest): the old row stays as it ended, and the new one has its own `mail.queued` event.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use crate::campaigns::model::campaign;
+use crate::campaigns::model::{ITEM_PENDING, campaign, items_of_reviewer};
 use crate::db::schema::outbox;
 use crate::db::{DbConnection, write_tx};
 use crate::error::{Error, Result};
 use crate::ledger::EventBatch;
 use crate::notify::outbox::{
-    DIGEST_KINDS, KIND_REMEDIATION, OutboxMessage, STATE_CANCELLED, STATE_DEAD,
-    enqueue_remediation_notice, enqueue_review_resend,
+    DIGEST_KINDS, KIND_REMEDIATION, OutboxMessage, STATE_DEAD, enqueue_remediation_notice,
+    enqueue_review_resend,
 };
 
 pub const OUTBOX_STATES: [&str; 5] = ["pending", "sending", "sent", "dead", "cancelled"];
@@ -34,7 +34,11 @@ pub fn recent_messages(
     Ok(query.select(OutboxMessage::as_select()).load(conn)?)
 }
 
-/// Queues message `id` again, if it ended dead or cancelled and its campaign is still open.
+/// Queues message `id` again, if it was dead-lettered, nothing newer went (or waits to go)
+/// to the same recipient for the same campaign since, and, for a digest, the campaign is open
+/// and the reviewer still has something to decide. A cancelled message is not sent again: it
+/// was cancelled on purpose (its links revoked: `attest campaign revoke-links --resend`; or
+/// nothing left to review).
 pub fn resend_message(
     conn: &mut DbConnection,
     now: DateTime<Utc>,
@@ -48,9 +52,9 @@ pub fn resend_message(
             .first(conn)
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("message {id} not found")))?;
-        if message.state != STATE_DEAD && message.state != STATE_CANCELLED {
+        if message.state != STATE_DEAD {
             return Err(Error::Conflict(format!(
-                "message {id} is {}: only a dead-lettered or cancelled message is sent again",
+                "message {id} is {}: only a dead-lettered message is sent again",
                 message.state
             )));
         }
@@ -58,6 +62,20 @@ pub fn resend_message(
             .campaign_id
             .clone()
             .ok_or_else(|| Error::Conflict("the message belongs to no campaign".into()))?;
+        // Sent again already (a second click), or a newer mail went since.
+        let newer: i64 = outbox::table
+            .filter(outbox::campaign_id.eq(&campaign_id))
+            .filter(outbox::recipient.eq(&message.recipient))
+            .filter(outbox::created_at.ge(message.created_at))
+            .filter(outbox::id.ne(&message.id))
+            .filter(outbox::state.ne(STATE_DEAD))
+            .count()
+            .get_result(conn)?;
+        if newer > 0 {
+            return Err(Error::Conflict(
+                "a newer mail to the same person for this campaign is sent or on its way".into(),
+            ));
+        }
         let mut events = EventBatch::default();
         if message.kind == KIND_REMEDIATION {
             enqueue_remediation_notice(conn, now, &campaign_id, &message.recipient, &mut events)?;
@@ -71,6 +89,14 @@ pub fn resend_message(
                 .reviewer_id
                 .clone()
                 .ok_or_else(|| Error::Conflict("the digest names no reviewer".into()))?;
+            let undecided = items_of_reviewer(conn, &reviewer)?
+                .iter()
+                .any(|item| item.state == ITEM_PENDING);
+            if !undecided {
+                return Err(Error::Conflict(
+                    "the reviewer has nothing left to decide: no mail is sent again".into(),
+                ));
+            }
             enqueue_review_resend(conn, now, &campaign_id, &reviewer, &mut events)?;
         } else {
             return Err(Error::Conflict(format!(

@@ -24,6 +24,9 @@ use crate::notify::pacing::Pacer;
 use crate::notify::remediation_notice::remediation_notice;
 use crate::notify::templates::{MailTemplates, RenderedMail, single_line};
 
+/// A drain stops claiming after this long (it still finishes what it claimed).
+const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A mail ready to send, and the review link it carries (none in a notice to IT).
 struct PreparedDigest {
     to: Mailbox,
@@ -44,6 +47,9 @@ pub struct OutboxWorker {
     grace_days: u32,
     revoke_superseded: bool,
     pacer: Pacer,
+    /// The worker's share of the database pool: sends in flight wait on the mail server,
+    /// not on the database, and leave connections for the web pages.
+    db_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for OutboxWorker {
@@ -80,7 +86,24 @@ impl OutboxWorker {
             grace_days: config.links.grace_days,
             revoke_superseded: config.links.revoke_superseded,
             pacer: Pacer::per_minute(config.mail.rate_per_minute),
+            db_slots: Arc::new(tokio::sync::Semaphore::new(
+                (config.database.pool_size as usize / 2).max(1),
+            )),
         })
+    }
+
+    /// Database work of the worker, within its share of the pool.
+    async fn db_run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crate::db::DbConnection) -> Result<T> + Send + 'static,
+    {
+        let _slot = self
+            .db_slots
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(format!("database slots closed: {e}")))?;
+        self.db.run(work).await
     }
 
     /// Runs until `shutdown` turns true; wakes on `wake` or every poll interval.
@@ -112,27 +135,37 @@ impl OutboxWorker {
             self.mail.batch_size.max(1) as usize,
             self.mail.concurrency.max(1) as usize,
         );
+        let started = std::time::Instant::now();
         let mut in_flight = tokio::task::JoinSet::new();
         let (mut claimed, mut exhausted, mut first_error) = (0, false, None);
         loop {
             while !exhausted && in_flight.len() < concurrency && claimed < limit {
-                let now = self.clock.now();
-                let next = self
-                    .db
-                    .run(move |conn| outbox::claim_due(conn, now, lease, 1))
-                    .await?;
-                let Some(message) = next.into_iter().next() else {
+                // A long drain (a slow pace) stops claiming, so that shutdown is heard.
+                if claimed > 0 && started.elapsed() > MAX_DRAIN {
                     exhausted = true;
                     break;
-                };
-                claimed += 1;
-                let worker = self.clone();
-                in_flight.spawn(async move {
-                    // Within mail.rate_per_minute: the claim waits for its slot (its lease
-                    // covers it).
-                    worker.pacer.wait().await;
-                    worker.deliver(message).await
-                });
+                }
+                // Within mail.rate_per_minute: wait for the slot before claiming, so that a
+                // claim never waits out its lease.
+                self.pacer.wait().await;
+                let now = self.clock.now();
+                match self
+                    .db_run(move |conn| outbox::claim_due(conn, now, lease, 1))
+                    .await
+                {
+                    Ok(next) => match next.into_iter().next() {
+                        Some(message) => {
+                            claimed += 1;
+                            let worker = self.clone();
+                            in_flight.spawn(async move { worker.deliver(message).await });
+                        }
+                        None => exhausted = true,
+                    },
+                    Err(e) => {
+                        exhausted = true;
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
             // Every send ends before this returns, even after an error: none is cut off.
             match in_flight.join_next().await {
@@ -193,8 +226,7 @@ impl OutboxWorker {
                 let id = message.id.clone();
                 let revoke_superseded = self.revoke_superseded;
                 let recorded = self
-                    .db
-                    .run(move |conn| {
+                    .db_run(move |conn| {
                         let link = jti_sha256.as_deref().map(|jti_sha256| SentLink {
                             jti_sha256,
                             revoke_superseded,
@@ -212,19 +244,10 @@ impl OutboxWorker {
                 // (the kind of failure and status code) goes to the log; the row keeps it all.
                 let summary = error.split(':').next().unwrap_or_default();
                 tracing::warn!(outbox = %message.id, permanent, error = summary, "mail not sent");
-                self.db
-                    .run(move |conn| {
-                        outbox::mark_failed(
-                            conn,
-                            now,
-                            &message,
-                            &error,
-                            permanent,
-                            max_attempts,
-                            base,
-                        )
-                    })
-                    .await?;
+                self.db_run(move |conn| {
+                    outbox::mark_failed(conn, now, &message, &error, permanent, max_attempts, base)
+                })
+                .await?;
                 Ok(())
             }
         }
@@ -256,13 +279,12 @@ impl OutboxWorker {
         let claim = message.clone();
         let kind = message.kind.clone();
         let prepared = self
-            .db
-            .run(move |conn| {
+            .db_run(move |conn| {
                 write_tx(conn, |conn| {
                     // An admin may have cancelled this mail (and revoked the reviewer's links)
                     // since it was claimed: then no new link may be minted for it.
                     lock_reviewer(conn, &reviewer_id, false)?;
-                    if !outbox::is_still_claimed(conn, &claim)? {
+                    if !outbox::is_still_claimed(conn, &claim, now)? {
                         return Err(Error::Conflict(
                             "cancelled or re-claimed before delivery".into(),
                         ));
@@ -329,10 +351,9 @@ impl OutboxWorker {
         let claim = message.clone();
         let now = self.clock.now();
         let notice = self
-            .db
-            .run(move |conn| {
+            .db_run(move |conn| {
                 write_tx(conn, |conn| {
-                    if !outbox::is_still_claimed(conn, &claim)? {
+                    if !outbox::is_still_claimed(conn, &claim, now)? {
                         return Err(Error::Conflict("re-claimed before delivery".into()));
                     }
                     let notice = remediation_notice(conn, &campaign_id)?;

@@ -1,7 +1,6 @@
 //! The console's outbox page, for admins: how many messages are in each state, the latest
 //! ones (filterable) with the mail server's last answer, and "send again" for a message that
-//! was dead-lettered or cancelled (a POST with the session's CSRF token, recorded as that
-//! staff member's).
+//! was dead-lettered (a POST with the session's CSRF token, recorded as that staff member's).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -73,7 +72,7 @@ pub async fn page(
     let rows: Vec<MessageRow> = messages
         .into_iter()
         .map(|m| MessageRow {
-            resendable: m.state == "dead" || m.state == "cancelled",
+            resendable: m.state == "dead",
             created: minute(m.created_at),
             sent: m.sent_at.map(minute),
             id: m.id,

@@ -130,18 +130,27 @@ pub async fn sync_now(
     path: web::Path<String>,
     form: web::Form<SyncForm>,
 ) -> HttpResponse {
-    if let Err(response) = staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await
-    {
-        return response;
-    }
+    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
     let name = path.into_inner();
     if !state.config.sources.contains_key(&name) {
         return failure(&state, &Error::NotFound(name));
     }
+    // Nothing would run the job.
+    if !state.config.scheduler.enabled {
+        return state.pages.message(
+            StatusCode::CONFLICT,
+            "The scheduler is off",
+            &format!("Nothing here runs a queued sync: run `attest sync {name}` instead."),
+        );
+    }
+    let actor = format!("staff:{}", session.staff_user_id);
     let now = state.clock.now();
     match state
         .db
-        .run(move |conn| request_sync(conn, now, &name))
+        .run(move |conn| request_sync(conn, now, &name, &actor))
         .await
     {
         Ok(_) => see_other("/console/sources?notice=queued").finish(),

@@ -147,6 +147,11 @@ pub async fn revoke_token(
 
 fn refused(state: &AppState, err: &Error) -> HttpResponse {
     match err {
+        Error::Forbidden(message) => {
+            state
+                .pages
+                .message(StatusCode::FORBIDDEN, "Not allowed", message)
+        }
         Error::BadRequest(message) | Error::Conflict(message) => {
             state
                 .pages

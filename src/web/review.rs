@@ -22,7 +22,7 @@ use crate::notify::links::{ReviewClaims, ensure_link_active};
 use crate::web::AppState;
 use crate::web::csrf;
 use crate::web::pages::page_headers;
-use crate::web::review_sign_in::{sign_in_path, sso_proof};
+use crate::web::review_sign_in::sso_proof;
 use crate::web::staff_sign_in::see_other;
 
 /// Review tokens are a few hundred bytes; anything far larger is not ours.
@@ -162,8 +162,12 @@ fn verify_form(
         match sso_proof(state, request, &claims.sub) {
             Some(proof) => Some(proof),
             None => {
+                // Back to the page (same origin: a form's redirect to the provider would be
+                // blocked by the page's form-action policy), which offers the sign-in.
                 tracing::info!(reviewer = %claims.sub, "post refused: the reviewer has not signed in");
-                return Err(Box::new(see_other(&sign_in_path(token)).finish()));
+                return Err(Box::new(
+                    see_other(&format!("/r/{token}?problem=sign_in#sign-in")).finish(),
+                ));
             }
         }
     } else {

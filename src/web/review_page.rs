@@ -95,6 +95,8 @@ struct ReviewPage {
     reviewer_name: String,
     /// `review.require_sso` and this browser has not signed in as the reviewer: where to.
     sign_in: Option<String>,
+    /// A decision was just refused for want of that sign-in.
+    sign_in_first: bool,
     people: Vec<PersonView>,
     csrf: String,
     base: String,
@@ -248,6 +250,7 @@ pub async fn show(
             && campaign.is_open()
             && sso_proof(&state, &request, &reviewer.id).is_none())
         .then(|| sign_in_path(&token)),
+        sign_in_first: query.problem.as_deref() == Some("sign_in"),
         reviewer_name: reviewer.display_name,
         people: people_views(shown, &context, reasons, now, &focus, &team),
         csrf: csrf_token,

@@ -14,7 +14,7 @@ use crate::auth::staff_sign_in::ProvedIdentity;
 use crate::campaigns::model::reviewer;
 use crate::db::write_tx;
 use crate::web::AppState;
-use crate::web::review::{MAX_TOKEN_LEN, error_page};
+use crate::web::review::{MAX_TOKEN_LEN, authenticate, error_page};
 use crate::web::staff_sign_in::{ATTEMPT_COOKIE, begin, cookie, expired, failed, see_other};
 
 /// Where the reviewer goes back to after signing in (their review's path).
@@ -52,10 +52,17 @@ pub async fn start(state: web::Data<AppState>, token: web::Path<String>) -> Http
     if token.len() > MAX_TOKEN_LEN {
         return error_page(&state, &crate::error::Error::Unauthorized);
     }
-    let claims = match state.signer.verify(&token, state.clock.now()) {
-        Ok(claims) => claims,
+    // A revoked or superseded link, or a closed campaign, starts no sign-in.
+    let (claims, campaign, _) = match authenticate(&state, &token).await {
+        Ok(found) => found,
         Err(e) => return error_page(&state, &e),
     };
+    if !campaign.is_open() {
+        return error_page(
+            &state,
+            &crate::error::Error::Conflict("this review is closed".into()),
+        );
+    }
     match begin(&state, Some(claims.sub)).await {
         Ok(mut redirect) => {
             let mut back = cookie(&state, RETURN_COOKIE, format!("/r/{token}"), "/auth/");

@@ -170,10 +170,29 @@ async fn permanent_smtp_refusal_dead_letters_with_the_error() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        sent_again.status().as_u16(),
-        409,
-        "only dead or cancelled mail"
-    );
+    assert_eq!(sent_again.status().as_u16(), 409, "only dead-lettered mail");
+    // A second click on the same dead letter queues nothing more.
+    let twice = client
+        .post(format!(
+            "{}/console/outbox/{}/resend",
+            app.base_url, messages[0].id
+        ))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status().as_u16(), 409);
+    assert_eq!(outbox_of(&app, &campaign_id).await.len(), 5);
+    let queued = app
+        .blocking(|db, _, _| {
+            attest::ledger::events::of_kind(
+                &mut db.conn().unwrap(),
+                attest::ledger::EventKind::MailQueued,
+            )
+            .unwrap()
+        })
+        .await;
+    let last = queued.last().unwrap();
+    assert!(last.actor.starts_with("staff:"), "{last:?}");
     app.stop().await;
 }

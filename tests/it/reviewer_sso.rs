@@ -1,6 +1,7 @@
 //! `review.require_sso` against the real npm `oidc-provider`: the link alone shows the review
 //! but a decision waits for the reviewer's sign-in; signing in as another person is refused
-//! and recorded; signed in as themselves (with a second factor) the reviewer decides, and the
+//! and recorded, and so is an account whose address the provider does not vouch for; signed
+//! in as themselves (with a second factor) the reviewer decides, and the
 //! decision records how (`email_link+sso+mfa` and a tag of the account, never its name); the
 //! proof of one reviewer does not open another reviewer's decisions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -75,12 +76,23 @@ async fn a_reviewer_signs_in_as_themselves_before_deciding() {
         .await
         .unwrap();
     assert!(page.contains("Sign in to decide"), "{page}");
+    // Refused back to the page itself (the page's form-action policy would block a form's
+    // redirect to the provider), which asks for the sign-in.
     let (status, location) = decide_first(&client, &bob_url).await;
+    let path = reqwest::Url::parse(&bob_url).unwrap().path().to_string();
     assert_eq!(
-        (status, location.ends_with("/sign-in")),
-        (303, true),
-        "{location}"
+        (status, location.as_str()),
+        (303, format!("{path}?problem=sign_in#sign-in").as_str())
     );
+    let refused = client
+        .get(format!("{bob_url}?problem=sign_in"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("Not saved: sign in first."), "{refused}");
     assert_eq!(c.app.count("decisions").await, 0);
 
     // Carol signs in on Bob's review: refused, recorded, and still no decision.
@@ -91,6 +103,19 @@ async fn a_reviewer_signs_in_as_themselves_before_deciding() {
     assert_eq!(events(&c, "reviewer.sign_in_refused").await.len(), 1);
     assert_eq!(decide_first(&carol, &bob_url).await.0, 303);
     assert_eq!(c.app.count("decisions").await, 0);
+
+    // Someone whose provider account claims Bob's address without vouching for it.
+    let mallory = common::http_client();
+    let (_, status, _) = sign_in_from(&mallory, &bob_url, "mallory").await;
+    assert_eq!(status, 403);
+    let refusals = events(&c, "reviewer.sign_in_refused").await;
+    assert_eq!(refusals.len(), 2);
+    assert!(
+        refusals[1]["why"]
+            .as_str()
+            .unwrap()
+            .contains("email_verified")
+    );
 
     // Bob signs in (password and one-time code) and comes back to his review.
     let (at, status, page) = sign_in_from(&client, &bob_url, "bob").await;
@@ -126,7 +151,7 @@ async fn a_reviewer_signs_in_as_themselves_before_deciding() {
     // Bob's sign-in does not open Carol's review in his browser.
     let carol_url = review_link(&c, "carol@example.com").await;
     let (status, location) = decide_first(&client, &carol_url).await;
-    assert_eq!((status, location.ends_with("/sign-in")), (303, true));
+    assert_eq!((status, location.contains("problem=sign_in")), (303, true));
     assert_eq!(c.app.count("decisions").await, 1);
     c.app.stop().await;
 }

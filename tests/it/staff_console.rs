@@ -53,6 +53,12 @@ fn staff_accounts() -> serde_json::Value {
             // Reviewers of the fixture's campaign, in no staff group (review.require_sso).
             account("bob", &["engineering"], &["pwd", "otp"]),
             account("carol", &["finance"], &["pwd"]),
+            // Claims Bob's address, which the provider does not vouch for.
+            json!({
+                "login": "mallory", "password": "mallory-password", "sub": "sub-mallory",
+                "email": "bob@example.com", "email_verified": false, "name": "not Bob",
+                "groups": [], "amr": ["pwd"],
+            }),
         ],
     })
 }
@@ -292,6 +298,38 @@ async fn an_auditor_downloads_a_pack_and_cannot_open_admin_pages() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 403);
+    // Nor any other admin page, nor an admin action with the auditor's own CSRF token.
+    for path in [
+        "/console/sources",
+        "/console/outbox",
+        "/console/remediation",
+        "/console/staff",
+    ] {
+        let refused = client
+            .get(format!("{}{path}", c.app.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{path}");
+    }
+    let own_csrf = common::form_values(&page, "csrf")[0].clone();
+    for path in [
+        format!("{admin_page}/close"),
+        "/console/tokens".to_string(),
+        "/console/sources/corp/sync".to_string(),
+    ] {
+        let refused = client
+            .post(format!("{}{path}", c.app.base_url))
+            .form(&[
+                ("csrf", own_csrf.as_str()),
+                ("name", "x"),
+                ("role", "admin"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{path}");
+    }
 
     // Without the session's CSRF token (a link or form from another site), nothing is built.
     let forged = client

@@ -16,8 +16,8 @@
 // --console-redirect URL: a second confidential client, `attest-console` /
 //   `attest-console-secret`, for staff sign-in with the authorization code flow (PKCE
 //   required) back to URL. FILE's "staff" list holds the accounts: {login, password, sub,
-//   email, name, groups, amr}. The login page checks the password; the ID token carries
-//   email, name, groups, acr and amr.
+//   email, email_verified (default true), name, groups, amr}. The login page checks the
+//   password; the ID token carries email, email_verified, name, groups, acr and amr.
 // Prints "ready" on stdout once both listen.
 
 import http from "node:http";
@@ -61,7 +61,7 @@ const provider = new Provider(issuer, {
     scopes: ["openid", "email", "profile", "groups", "scim.read"],
     // acr and amr ride with the openid scope, as most providers send them.
     claims: {
-        openid: ["sub", "acr", "amr", "auth_time"], email: ["email"], profile: ["name"],
+        openid: ["sub", "acr", "amr", "auth_time"], email: ["email", "email_verified"], profile: ["name"],
         groups: ["groups"],
     },
     conformIdTokenClaims: false,
@@ -71,7 +71,10 @@ const provider = new Provider(issuer, {
         const account = staff.find((a) => a.sub === sub);
         return account && {
             accountId: sub,
-            claims: async () => ({ sub, email: account.email, name: account.name, groups: account.groups }),
+            claims: async () => ({
+                sub, email: account.email, email_verified: account.email_verified ?? true,
+                name: account.name, groups: account.groups,
+            }),
         };
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
