@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::evidence::charts::progress_chart_from;
 use crate::evidence::summary::daily_progress;
 use crate::web::AppState;
+use crate::web::console_action::{admin_action, not_done};
 use crate::web::evidence_download::{PackRefused, pack_response};
 use crate::web::staff_sign_in::{see_other, staff_csrf, staff_post, staff_session};
 
@@ -230,8 +231,8 @@ pub async fn close(
     path: web::Path<String>,
     form: web::Form<CloseForm>,
 ) -> HttpResponse {
-    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
-        Ok(session) => session,
+    let action = match admin_action(&state, &request, form.csrf.as_deref()).await {
+        Ok(action) => action,
         Err(response) => return response,
     };
     let id = path.into_inner();
@@ -239,8 +240,8 @@ pub async fn close(
         return failure(&state, &Error::NotFound(id));
     }
     let confirmed = form.confirm_revocations.is_some();
-    let actor = format!("staff:{}", session.staff_user_id);
-    let (config, now) = (state.config.clone(), state.clock.now());
+    let (actor, now) = (action.actor, action.now);
+    let config = state.config.clone();
     let target = id.clone();
     let closed = state
         .db
@@ -254,12 +255,7 @@ pub async fn close(
         .await;
     match closed {
         Ok(_) => see_other(&format!("/console/campaigns/{id}?notice=closed")).finish(),
-        Err(Error::Conflict(message)) => {
-            state
-                .pages
-                .message(StatusCode::CONFLICT, "Not closed", &message)
-        }
-        Err(other) => failure(&state, &other),
+        Err(e) => not_done(&state, "Not closed", &e),
     }
 }
 

@@ -7,12 +7,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
-use crate::error::Error;
 use crate::notify::outbox::counts_by_state;
 use crate::notify::resend::{OUTBOX_STATES, recent_messages, resend_message};
 use crate::web::AppState;
 use crate::web::console::{failure, staff_view};
-use crate::web::staff_sign_in::{see_other, staff_post, staff_session};
+use crate::web::console_action::{admin_action, not_done};
+use crate::web::staff_sign_in::{see_other, staff_session};
 
 /// Messages shown at most.
 const SHOWN: i64 = 200;
@@ -109,24 +109,18 @@ pub async fn resend(
     path: web::Path<String>,
     form: web::Form<ResendForm>,
 ) -> HttpResponse {
-    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
-        Ok(session) => session,
+    let action = match admin_action(&state, &request, form.csrf.as_deref()).await {
+        Ok(action) => action,
         Err(response) => return response,
     };
     let id = path.into_inner();
-    let actor = format!("staff:{}", session.staff_user_id);
-    let now = state.clock.now();
+    let (actor, now) = (action.actor, action.now);
     match state
         .db
         .run(move |conn| resend_message(conn, now, &id, &actor))
         .await
     {
         Ok(()) => see_other("/console/outbox?notice=resent").finish(),
-        Err(Error::Conflict(message)) => {
-            state
-                .pages
-                .message(StatusCode::CONFLICT, "Not sent again", &message)
-        }
-        Err(other) => failure(&state, &other),
+        Err(e) => not_done(&state, "Not sent again", &e),
     }
 }

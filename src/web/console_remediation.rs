@@ -9,14 +9,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Role;
-use crate::error::Error;
 use crate::remediation::tasks::{
     TASK_BLOCKED, TASK_FAILED, TASK_REGRANTED, TASK_STATES, TASK_STILL_PRESENT, counts_by_state,
 };
 use crate::remediation::{ListedTask, list, mark_done, retry};
 use crate::web::AppState;
 use crate::web::console::{day, failure, staff_view};
-use crate::web::staff_sign_in::{staff_post, staff_session};
+use crate::web::console_action::{admin_action, not_done};
+use crate::web::staff_sign_in::staff_session;
 
 /// Tasks shown at most (the CLI and the API list more).
 const SHOWN: i64 = 500;
@@ -153,13 +153,12 @@ pub async fn done(
     path: web::Path<String>,
     form: web::Form<DoneForm>,
 ) -> HttpResponse {
-    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
-        Ok(session) => session,
+    let action = match admin_action(&state, &request, form.csrf.as_deref()).await {
+        Ok(action) => action,
         Err(response) => return response,
     };
     let (id, ticket) = (path.into_inner(), form.ticket.clone().unwrap_or_default());
-    let actor = format!("staff:{}", session.staff_user_id);
-    let now = state.clock.now();
+    let (actor, now) = (action.actor, action.now);
     let outcome = state
         .db
         .run(move |conn| mark_done(conn, now, &id, &ticket, &actor))
@@ -179,13 +178,12 @@ pub async fn try_again(
     path: web::Path<String>,
     form: web::Form<RetryForm>,
 ) -> HttpResponse {
-    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
-        Ok(session) => session,
+    let action = match admin_action(&state, &request, form.csrf.as_deref()).await {
+        Ok(action) => action,
         Err(response) => return response,
     };
     let id = path.into_inner();
-    let actor = format!("staff:{}", session.staff_user_id);
-    let now = state.clock.now();
+    let (actor, now) = (action.actor, action.now);
     let outcome = state
         .db
         .run(move |conn| retry(conn, now, &id, &actor))
@@ -199,11 +197,6 @@ fn settled(state: &AppState, outcome: crate::error::Result<&str>) -> HttpRespons
         Ok(notice) => HttpResponse::SeeOther()
             .insert_header((LOCATION, format!("/console/remediation?notice={notice}")))
             .finish(),
-        Err(Error::BadRequest(message)) | Err(Error::Conflict(message)) => {
-            state
-                .pages
-                .message(StatusCode::CONFLICT, "Not done", &message)
-        }
-        Err(other) => failure(state, &other),
+        Err(e) => not_done(state, "Not done", &e),
     }
 }

@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::jobs::sync_now::{request_sync, sync_waiting};
 use crate::web::AppState;
 use crate::web::console::{failure, staff_view};
-use crate::web::staff_sign_in::{see_other, staff_post, staff_session};
+use crate::web::console_action::admin_action;
+use crate::web::staff_sign_in::{see_other, staff_session};
 
 #[derive(Debug, Deserialize)]
 pub struct Notice {
@@ -130,8 +131,8 @@ pub async fn sync_now(
     path: web::Path<String>,
     form: web::Form<SyncForm>,
 ) -> HttpResponse {
-    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
-        Ok(session) => session,
+    let action = match admin_action(&state, &request, form.csrf.as_deref()).await {
+        Ok(action) => action,
         Err(response) => return response,
     };
     let name = path.into_inner();
@@ -146,8 +147,7 @@ pub async fn sync_now(
             &format!("Nothing here runs a queued sync: run `attest sync {name}` instead."),
         );
     }
-    let actor = format!("staff:{}", session.staff_user_id);
-    let now = state.clock.now();
+    let (actor, now) = (action.actor, action.now);
     match state
         .db
         .run(move |conn| request_sync(conn, now, &name, &actor))

@@ -14,6 +14,7 @@ use crate::auth::{NewToken, Role, issue, list_staff, list_tokens, revoke};
 use crate::error::Error;
 use crate::web::AppState;
 use crate::web::console::{failure, staff_view};
+use crate::web::console_action::{admin_action, not_done};
 use crate::web::staff_sign_in::{see_other, staff_post, staff_session};
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +78,7 @@ pub async fn issue_token(
     request: HttpRequest,
     form: web::Form<IssueForm>,
 ) -> HttpResponse {
+    // The answer is this page again, for this session.
     let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
         Ok(session) => session,
         Err(response) => return response,
@@ -128,13 +130,12 @@ pub async fn revoke_token(
     path: web::Path<String>,
     form: web::Form<RevokeForm>,
 ) -> HttpResponse {
-    let session = match staff_post(&state, &request, &[Role::Admin], form.csrf.as_deref()).await {
-        Ok(session) => session,
+    let action = match admin_action(&state, &request, form.csrf.as_deref()).await {
+        Ok(action) => action,
         Err(response) => return response,
     };
     let id = path.into_inner();
-    let actor = format!("staff:{}", session.staff_user_id);
-    let now = state.clock.now();
+    let (actor, now) = (action.actor, action.now);
     match state
         .db
         .run(move |conn| revoke(conn, now, &id, &actor))
@@ -146,17 +147,5 @@ pub async fn revoke_token(
 }
 
 fn refused(state: &AppState, err: &Error) -> HttpResponse {
-    match err {
-        Error::Forbidden(message) => {
-            state
-                .pages
-                .message(StatusCode::FORBIDDEN, "Not allowed", message)
-        }
-        Error::BadRequest(message) | Error::Conflict(message) => {
-            state
-                .pages
-                .message(StatusCode::BAD_REQUEST, "Not done", message)
-        }
-        other => failure(state, other),
-    }
+    not_done(state, "Not done", err)
 }

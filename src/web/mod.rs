@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod api;
 pub mod console;
+mod console_action;
 pub mod console_outbox;
 pub mod console_remediation;
 pub mod console_sources;
