@@ -1,5 +1,5 @@
-//! `/api/v1`: what auditors and admins reach with an API token: the campaigns, each
-//! campaign's evidence pack (built when asked, signed, recorded as an export by that token,
+//! `/api/v1`: what auditors and admins reach with an API token: the campaigns (their items
+//! and decisions page by page are in `api_items`), each campaign's evidence pack (built when asked, signed, recorded as an export by that token,
 //! streamed from a private temporary file, one build at a time per instance), and the
 //! sources with their sync runs; plus the evidence public key, which anyone may fetch to
 //! check a pack against the service rather than against the pack itself. Every route is

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod api;
+pub mod api_items;
 pub mod console;
 mod console_action;
 pub mod console_outbox;
@@ -68,6 +69,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             web::get().to(api::public_key),
         )
         .route("/api/v1/campaigns", web::get().to(api::campaigns))
+        .route(
+            "/api/v1/campaigns/{id}/items",
+            web::get().to(api_items::items),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/decisions",
+            web::get().to(api_items::decisions),
+        )
         .route("/api/v1/sources", web::get().to(api::sources))
         .route(
             "/api/v1/sources/{name}/sync-runs",

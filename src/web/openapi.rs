@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::web::{api, metrics};
+use crate::web::{api, api_items, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use crate::web::{api, metrics};
     ),
     paths(
         api::campaigns,
+        api_items::items,
+        api_items::decisions,
         api::evidence,
         api::public_key,
         api::sources,

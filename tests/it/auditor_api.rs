@@ -321,6 +321,8 @@ async fn the_openapi_document_describes_every_route_and_each_answers_as_describe
         .collect();
     for expected in [
         "/api/v1/campaigns",
+        "/api/v1/campaigns/{id}/items",
+        "/api/v1/campaigns/{id}/decisions",
         "/api/v1/campaigns/{id}/evidence",
         "/api/v1/evidence/public-key",
         "/api/v1/sources",
@@ -372,5 +374,72 @@ async fn the_openapi_document_describes_every_route_and_each_answers_as_describe
             .status(),
         404
     );
+    o.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_and_decisions_come_page_by_page_each_once() {
+    let o = open_campaign(|_| {}).await;
+    let (_, secret) = issue_token(&o, Role::Auditor, 30).await;
+    let campaigns: serde_json::Value = get(&o, "/api/v1/campaigns", Some(&secret))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items_total = campaigns["campaigns"][0]["items"].as_u64().unwrap() as usize;
+    // Follows `next` from the first page; returns every entry of `field`.
+    let walk = |first: String, field: &'static str| {
+        let (o, secret) = (&o, secret.clone());
+        async move {
+            let (mut url, mut seen, mut pages) = (Some(first), Vec::new(), 0);
+            while let Some(at) = url {
+                let page: serde_json::Value =
+                    get(o, &at, Some(&secret)).await.json().await.unwrap();
+                seen.extend(page[field].as_array().unwrap().iter().cloned());
+                url = page["next"].as_str().map(str::to_string);
+                pages += 1;
+                assert!(pages < 100, "paging does not end");
+            }
+            (seen, pages)
+        }
+    };
+    let (items, pages) = walk(
+        format!("/api/v1/campaigns/{}/items?limit=5", o.campaign),
+        "items",
+    )
+    .await;
+    assert_eq!(items.len(), items_total);
+    assert!(pages > 1, "more than one page of 5");
+    let ids: std::collections::BTreeSet<&str> =
+        items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), items_total, "each item once");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["reviewer_email"].as_str().unwrap().contains('@'))
+    );
+
+    // Three decisions, one of them a change of mind: all three are listed.
+    let first = items[0]["id"].as_str().unwrap();
+    let second = items[1]["id"].as_str().unwrap();
+    crate::remediation_steps::decide(&o.app, &o.campaign, first, "approve").await;
+    crate::remediation_steps::decide(&o.app, &o.campaign, second, "revoke").await;
+    crate::remediation_steps::decide(&o.app, &o.campaign, first, "revoke").await;
+    let decisions_total = o.app.count("decisions").await as usize;
+    assert_eq!(decisions_total, 3);
+    let (decisions, _) = walk(
+        format!("/api/v1/campaigns/{}/decisions?limit=2", o.campaign),
+        "decisions",
+    )
+    .await;
+    assert_eq!(decisions.len(), decisions_total);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| ids.contains(d["item"].as_str().unwrap()))
+    );
+
+    let missing = get(&o, "/api/v1/campaigns/nope/items", Some(&secret)).await;
+    assert_eq!(missing.status(), 404);
     o.app.stop().await;
 }
