@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::campaigns::freeze::{Frozen, FrozenSnapshot, freeze_items};
 use crate::campaigns::generation_guard::GenerationGuard;
 use crate::campaigns::model::{Campaign, STATE_GENERATING, STATE_OPEN, campaign};
-use crate::campaigns::population::{Holders, Population};
+use crate::campaigns::population::Population;
 use crate::campaigns::reviewers::Candidate;
 use crate::campaigns::reviewers::{resolve_fallbacks, resolve_named};
 use crate::campaigns::routing::{ChainPeople, RoutingPlan};
@@ -101,10 +101,10 @@ pub fn open_campaign(
         definition: definition_name,
         privileged: config.source(&definition.source)?.privileged_groups(),
     };
-    let now = clock.now();
-    let started_at = std::time::Instant::now();
     let mut conn = db.conn()?;
     let conn = &mut *conn;
+    let now = clock.now();
+    let started_at = std::time::Instant::now();
     // Reads first, outside any write transaction: a run's snapshot never changes.
     let source = definition.source.as_str();
     let run = current_sync_run(conn, source)?.ok_or_else(|| {
@@ -125,7 +125,10 @@ pub fn open_campaign(
     population.new_since = new_since.as_ref().map(|r| r.started_at);
     let fallbacks = resolve_fallbacks(conn, source, run.seq, &definition.fallback_reviewers)?;
     let named_reviewers = resolve_named(conn, source, run.seq, &definition.named_reviewers)?;
-    let holders = Holders::read(conn, source, run.seq, &population)?;
+    let population_ms = started_at.elapsed().as_millis();
+    crate::campaigns::freeze::stage_groups(conn, &population)?;
+    let holders = crate::campaigns::staging::holders(conn, source, run.seq, &population)?;
+    let holders_ms = started_at.elapsed().as_millis() - population_ms;
     let people = holders
         .subjects
         .iter()
@@ -174,6 +177,8 @@ pub fn open_campaign(
                 items = started.items,
                 reviewers = started.reviewers,
                 read_ms,
+                population_ms,
+                holders_ms,
                 freeze_ms,
                 open_ms,
                 "campaign opened"

@@ -1,6 +1,7 @@
 //! Campaigns: a definition from config turned into a frozen set of review items, one per
-//! (person, group) of the source's current snapshot, each routed to a reviewer. Generation is
-//! one transaction: a campaign exists whole or not at all. This module decides what is
+//! (person, group) of the source's current snapshot, each routed to a reviewer. Generation
+//! works in short transactions and opens the campaign in a last one: until then nobody
+//! sees it, so a campaign is seen whole or not at all. This module decides what is
 //! reviewed and by whom; sending mail and recording decisions belong to `notify/` and
 //! `decisions/`.
 
@@ -17,6 +18,7 @@ pub mod reassign;
 pub mod reviewers;
 pub mod routing;
 pub mod schedule;
+mod stage_moves;
 pub mod stages;
 mod staging;
 

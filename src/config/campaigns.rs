@@ -82,8 +82,9 @@ pub struct CampaignDefinition {
     /// reminded (`[7, 2]` by default; `[]` for none).
     #[serde(default = "default_reminders")]
     pub reminders: Vec<u32>,
-    /// Days after opening when a reviewer's undecided items move to their manager (or the
-    /// next fallback reviewer); unset, nothing is escalated.
+    /// Days after opening (after the start of each stage, for a campaign in stages) when a
+    /// reviewer's undecided items move to their manager (or the next fallback reviewer);
+    /// unset, nothing is escalated.
     #[serde(default)]
     pub escalate_after_days: Option<u32>,
     /// What an access nobody decided becomes at close: `flag` (kept and listed as unreviewed,

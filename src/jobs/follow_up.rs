@@ -14,7 +14,7 @@ use crate::campaigns::model::{
     Campaign, ITEM_PENDING, Reviewer, STATE_OPEN, campaign, reviewer, reviewers_of,
 };
 use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target, reassign};
-use crate::campaigns::stages::{advance_stage, stage_due};
+use crate::campaigns::stages::{advance_stage, current_stage_start, stage_due};
 use crate::campaigns::{CloseRules, close_campaign, preview_close};
 use crate::config::{CampaignDefinition, Config};
 use crate::db::schema::{campaigns, identity_versions, review_items};
@@ -137,13 +137,21 @@ fn due_follow_ups(
             },
         ));
     }
+    // Counted from the start of each stage: a later stage's reviewers get the same time.
     if let Some(days) = definition.escalate_after_days
-        && now >= opened + Duration::days(i64::from(days))
+        && now >= current_stage_start(campaign) + Duration::days(i64::from(days))
     {
+        let key = match campaign.stage {
+            1 => format!("{KIND_ESCALATE_ITEMS}:{id}"),
+            stage => format!("{KIND_ESCALATE_ITEMS}:{id}:stage-{stage}"),
+        };
         out.push((
             KIND_ESCALATE_ITEMS,
-            format!("{KIND_ESCALATE_ITEMS}:{id}"),
-            FollowUp::of(id),
+            key,
+            FollowUp {
+                stage: Some(campaign.stage),
+                ..FollowUp::of(id)
+            },
         ));
     }
     out
@@ -264,6 +272,10 @@ pub fn escalate(
     write_tx(conn, |conn| {
         let campaign = campaign(conn, &task.campaign)?;
         if !campaign.is_open() || now >= from_db(campaign.due_at) {
+            return Ok(());
+        }
+        // Planned for a stage that has ended since: its items went on, to fresh reviewers.
+        if task.stage.is_some_and(|stage| stage != campaign.stage) {
             return Ok(());
         }
         let mut events = EventBatch::default();

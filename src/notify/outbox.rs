@@ -164,13 +164,18 @@ pub fn enqueue_stage_review(
     stage: i64,
     events: &mut EventBatch,
 ) -> Result<()> {
-    let dedupe_key = format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}:stage-{stage}");
+    let dedupe_key = stage_review_key(campaign_id, reviewer_id, stage);
     let to = Digest {
         kind: KIND_REVIEW_REQUEST,
         campaign_id,
         reviewer_id,
     };
     enqueue(conn, now, &to, &dedupe_key, events)
+}
+
+/// The dedupe key of a reviewer's digest for a later stage of a campaign.
+pub fn stage_review_key(campaign_id: &str, reviewer_id: &str, stage: i64) -> String {
+    format!("{KIND_REVIEW_REQUEST}:{campaign_id}:{reviewer_id}:stage-{stage}")
 }
 
 /// Queues one more digest for a reviewer (an admin re-sent their link after revoking it);

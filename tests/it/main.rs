@@ -25,6 +25,7 @@ mod end_to_end;
 mod evidence_pack;
 mod follow_up;
 mod generation_faults;
+mod item_references;
 mod link_revocation;
 mod off_cycle;
 mod oidc_source;

@@ -252,3 +252,126 @@ async fn with_any_approve_revocations_get_a_second_opinion_and_approvals_are_fin
     crate::evidence_pack::export_verifies(&o).await;
     o.app.stop().await;
 }
+
+/// `escalate_after_days` counts again from the start of each stage: the second stage's
+/// reviewers get the same time before their undecided items move to their managers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_stage_escalates_counted_from_its_own_start() {
+    let stages = two_stages(StageOutcome::AllApprove);
+    let o = open_campaign(move |d| {
+        stages(d);
+        d.escalate_after_days = Some(2);
+    })
+    .await;
+    let escalated =
+        |events: &[serde_json::Value]| events.iter().filter(|e| e["reason"] == "escalated").count();
+    decide(
+        &o,
+        "bob@example.com",
+        "dave",
+        "vpn-users",
+        DecisionOutcome::Approve,
+    )
+    .await
+    .unwrap();
+    o.app.tick_at(o.opened + Duration::days(2)).await;
+    let in_stage_one = escalated(&events_of(&o, EventKind::ItemsReassigned).await);
+    assert!(in_stage_one > 0, "stage one escalates after two days");
+
+    o.app.tick_at(o.opened + Duration::days(5)).await;
+    assert_eq!(campaign_stage(&o).await, 2);
+    let (reviewer, dave) = item_of(&o, "dave", "vpn-users").await;
+    assert_eq!(
+        (reviewer.as_str(), dave.state.as_str()),
+        ("heidi@example.com", "pending")
+    );
+    o.app
+        .tick_at(o.opened + Duration::days(7) - Duration::seconds(1))
+        .await;
+    assert_eq!(
+        escalated(&events_of(&o, EventKind::ItemsReassigned).await),
+        in_stage_one,
+        "two days after the second stage began, not after opening"
+    );
+
+    o.app.tick_at(o.opened + Duration::days(7)).await;
+    let events = events_of(&o, EventKind::ItemsReassigned).await;
+    assert!(escalated(&events) > in_stage_one, "{events:?}");
+    // heidi's undecided access goes to her manager carol, still in stage two.
+    let (reviewer, dave) = item_of(&o, "dave", "vpn-users").await;
+    assert_eq!(
+        (reviewer.as_str(), dave.stage, dave.routing.as_str()),
+        ("carol@example.com", 2, "escalated")
+    );
+    // Once per stage: a later tick moves nothing again.
+    o.app.tick_at(o.opened + Duration::days(8)).await;
+    assert_eq!(
+        escalated(&events_of(&o, EventKind::ItemsReassigned).await),
+        escalated(&events)
+    );
+    crate::evidence_pack::export_verifies(&o).await;
+    o.app.stop().await;
+}
+
+/// A move that stopped after the campaign's stage moved on (the process died) goes on from
+/// there when the job runs again: every access that goes on moves once, and each new
+/// reviewer gets one digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_advance_goes_on_where_it_stopped() {
+    let o = open_campaign(two_stages(StageOutcome::AllApprove)).await;
+    decide(
+        &o,
+        "bob@example.com",
+        "erin",
+        "vpn-users",
+        DecisionOutcome::Revoke,
+    )
+    .await
+    .unwrap();
+    let total = all_items(&o).await.len();
+    // What the first transaction of an advance leaves behind: the stage moved on, nothing
+    // moved yet.
+    let id = o.campaign.clone();
+    let at = o.opened + Duration::days(5);
+    o.app
+        .blocking(move |db, _, _| {
+            use attest::db::schema::campaigns;
+            use diesel::prelude::*;
+            let mut conn = db.conn().unwrap();
+            diesel::update(campaigns::table.find(&id))
+                .set(campaigns::stage.eq(2))
+                .execute(&mut *conn)
+                .unwrap();
+            let advanced =
+                attest::campaigns::stages::advance_stage(&mut conn, at, &id, 1, "test").unwrap();
+            assert_eq!(
+                (advanced.stage, advanced.items, advanced.settled),
+                (2, total - 1, 1)
+            );
+            // Run again (a retried job): nothing moves twice.
+            let again =
+                attest::campaigns::stages::advance_stage(&mut conn, at, &id, 1, "test").unwrap();
+            assert_eq!((again.stage, again.items), (2, 0));
+        })
+        .await;
+    let (reviewer, dave) = item_of(&o, "dave", "vpn-users").await;
+    assert_eq!((reviewer.as_str(), dave.stage), ("heidi@example.com", 2));
+    let moved: usize = events_of(&o, EventKind::ItemsAdvanced)
+        .await
+        .iter()
+        .map(|e| e["items"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(moved, total - 1, "each moved access is named once");
+    let stage_mail: Vec<_> = mail_of_kind(&o, "review_request")
+        .await
+        .into_iter()
+        .filter(|(_, key)| key.ends_with(":stage-2"))
+        .map(|(to, _)| to)
+        .collect();
+    let mut unique = stage_mail.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(stage_mail.len(), unique.len(), "{stage_mail:?}");
+    assert!(stage_mail.contains(&"heidi@example.com".to_string()));
+    o.app.stop().await;
+}

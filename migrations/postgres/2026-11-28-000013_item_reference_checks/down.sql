@@ -1,0 +1,13 @@
+DROP TRIGGER reviewers_id_unchanged ON reviewers;
+DROP TRIGGER campaigns_id_unchanged ON campaigns;
+DROP FUNCTION attest_refuse_id_change();
+DROP TRIGGER reviewers_deleted_named_by_items ON reviewers;
+DROP TRIGGER campaigns_deleted_named_by_items ON campaigns;
+DROP FUNCTION attest_reviewers_still_named();
+DROP FUNCTION attest_campaigns_still_named();
+DROP TRIGGER review_items_references_updated ON review_items;
+DROP FUNCTION attest_item_reference_changed();
+DROP TRIGGER review_items_references_inserted ON review_items;
+DROP FUNCTION attest_items_reference_check();
+ALTER TABLE review_items ADD FOREIGN KEY (campaign_id) REFERENCES campaigns(id);
+ALTER TABLE review_items ADD FOREIGN KEY (reviewer_id) REFERENCES reviewers(id);
