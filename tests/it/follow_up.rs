@@ -395,3 +395,75 @@ async fn a_close_that_would_revoke_too_much_waits_for_an_admin() {
     assert_eq!(closed[0]["no_response"]["confirmed_above_share"], true);
     o.app.stop().await;
 }
+
+/// An admin's confirmed close whose revocations stay within the share records that it did
+/// not go above it: `confirmed_above_share` says what happened, not what was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_close_within_the_share_is_not_recorded_as_above_it() {
+    let o = open_campaign(|d| d.no_response = NoResponse::Revoke).await;
+    for reviewer in ["bob@example.com", "carol@example.com", FALLBACK] {
+        decide_all_of(&o, reviewer, DecisionOutcome::Approve).await;
+    }
+    let (campaign, config) = (o.campaign.clone(), o.app.config.clone());
+    let summary = o
+        .app
+        .blocking(move |db, clock, _| {
+            let mut conn = db.conn().unwrap();
+            let now = attest::clock::Clock::now(clock);
+            let c = attest::campaigns::model::campaign(&mut conn, &campaign).unwrap();
+            let rules = CloseRules::of(&config, &c).confirmed();
+            close_campaign(&mut conn, now, &campaign, &rules, "admin").unwrap()
+        })
+        .await;
+    assert_eq!(summary.no_response, 2, "alice's 2 of 18 are revoked");
+    let closed = events_of(&o, EventKind::CampaignClosed).await;
+    assert_eq!(closed[0]["no_response"]["outcome"], "revoke");
+    assert_eq!(closed[0]["no_response"]["confirmed_above_share"], false);
+    o.app.stop().await;
+}
+
+/// A reviewer the directory now shows locked, whose undecided items have not moved on yet,
+/// gets no reminder: a reminder would mint a working link for someone who left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_skip_a_reviewer_the_directory_shows_gone() {
+    let o = open_campaign(|_| {}).await;
+    let text = std::fs::read_to_string(&o.ldif).unwrap();
+    let locked = text.replacen(
+        "employeeNumber: 1002\n",
+        "employeeNumber: 1002\npwdAccountLockedTime: 000001010000Z\n",
+        1,
+    );
+    assert_ne!(locked, text);
+    std::fs::write(&o.ldif, locked).unwrap();
+    o.app.sync().await.unwrap();
+    // The reminder runs before the reviewer check has moved bob's items.
+    let (config, campaign, at) = (
+        o.app.config.clone(),
+        o.campaign.clone(),
+        o.due - Duration::days(7),
+    );
+    o.app
+        .blocking(move |db, _, _| {
+            let task = attest::jobs::follow_up::FollowUp {
+                campaign,
+                days_before_due: Some(7),
+                stage: None,
+            };
+            attest::jobs::follow_up::remind(&mut db.conn().unwrap(), &config, at, &task).unwrap();
+        })
+        .await;
+    assert_eq!(
+        pending_of(&o, "bob@example.com").await.len(),
+        6,
+        "still his"
+    );
+    let sent = mail_of_kind(&o, "reminder").await;
+    let reminded = recipients(&sent);
+    assert!(!reminded.contains(&"bob@example.com"), "{reminded:?}");
+    assert_eq!(
+        reminded.len(),
+        3,
+        "everyone else with undecided items: {reminded:?}"
+    );
+    o.app.stop().await;
+}
