@@ -87,6 +87,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Replace the evidence signing key with a new one that the old key endorses in the log
+    /// (stop every instance first, and restart them after).
+    RotateEvidenceKey,
     /// Check an evidence pack offline (no configuration, no database): signatures, file
     /// hashes, every event's inclusion proof, and that the counts reconcile.
     Verify {
@@ -229,6 +232,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             verified.checkpoint_size,
             verified.key
         );
+        if verified.rotations > 0 {
+            println!(
+                "the key you gave endorsed this one through {} key rotation(s) \
+                 (key-history.jsonl)",
+                verified.rotations
+            );
+        }
         return Ok(());
     }
     if matches!(cli.command, Command::Demo) {
@@ -323,6 +333,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 summary.items,
                 summary.decisions,
                 summary.files.len() + 1
+            );
+            Ok(())
+        }
+        Command::RotateEvidenceKey => {
+            let db = open_database(&config)?;
+            let mut conn = db.conn()?;
+            let rotated = attest::ledger::key_rotation::rotate(
+                &mut conn,
+                clock.now(),
+                &config.evidence,
+                "cli",
+            )?;
+            println!(
+                "rotated the evidence signing key in {}\n  old: {}\n  new: {}\nthe old key \
+                 endorsed the new one in the log; packs made from now on carry that \
+                 endorsement (key-history.jsonl). Publish the new key, and restart every \
+                 instance: one still holding the old key can sign nothing more.",
+                config.evidence.signing_key_file.display(),
+                rotated.from,
+                rotated.to
             );
             Ok(())
         }

@@ -5,7 +5,8 @@
 //! reviewer and group, timeliness, progress), `population.json` (how the population was
 //! extracted), `soc2.json` (which file evidences which criterion), `report.html` (all of it
 //! for a person), the campaign's events with inclusion proofs against `checkpoint.txt`,
-//! `consistency.jsonl`, `public-key.txt`, and `manifest.json` (SHA-256 and size of every other
+//! `consistency.jsonl`, `public-key.txt`, `key-history.jsonl` (the key's rotations), and
+//! `manifest.json` (SHA-256 and size of every other
 //! file) signed in `manifest.sig`. Rows stream from the database page by page into the
 //! archive; the pack is written to a temporary name and renamed only when complete.
 //! Exporting changes no review state; it is itself recorded as an event.
@@ -218,6 +219,9 @@ fn write_pack(
     pack.add("public-key.txt", |out| {
         Ok(out.write_all(format!("{verifier_key}\n").as_bytes())?)
     })?;
+    // How an older key leads to this one, for auditors who trust the older one.
+    let rotations = crate::ledger::key_rotation::history(conn)?;
+    pack.add_lines(crate::evidence::verify::KEY_HISTORY, &rotations)?;
 
     let listed = Listed {
         items,

@@ -177,6 +177,11 @@ pub fn soc2_mapping(
                     "the key that signs checkpoints and manifests (compare it with the one \
                      the service publishes)",
                 ),
+                file(
+                    "key-history.jsonl",
+                    "each rotation of that key, endorsed by the key before it (attest verify \
+                     --public-key with an older key follows them)",
+                ),
             ],
         },
     ];

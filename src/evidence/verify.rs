@@ -22,6 +22,7 @@ use crate::evidence::remediation_records::RemediationProofs;
 use crate::evidence::summary::Summary;
 use crate::evidence::verify_decisions::{ProvedDecision, check_decisions, instant};
 use crate::ledger::checkpoint::{verify_note, verify_signed};
+use crate::ledger::key_rotation::{KeyEndorsement, chain_to};
 use crate::ledger::merkle::{Hash, verify_consistency, verify_inclusion};
 
 /// What a pack that verified holds.
@@ -32,9 +33,14 @@ pub struct Verified {
     pub decisions: u64,
     pub events: u64,
     pub checkpoint_size: u64,
-    /// The key the pack was checked with (`origin+id+key`).
+    /// The key that signed the pack (`origin+id+key`).
     pub key: String,
+    /// Key rotations followed from the trusted key to that one (0 without rotation).
+    pub rotations: usize,
 }
+
+/// The pack's file of key rotations (`ledger::key_rotation`), one JSON line each.
+pub const KEY_HISTORY: &str = "key-history.jsonl";
 
 fn failed(what: String) -> Error {
     Error::BadRequest(what)
@@ -121,9 +127,23 @@ pub fn verify_pack(
 ) -> Result<Verified> {
     let mut pack = Pack::open(path)?;
 
-    let key = match public_key {
-        Some(key) => key.trim().to_string(),
-        None => pack.text("public-key.txt")?.trim().to_string(),
+    let key = pack.text("public-key.txt")?.trim().to_string();
+    // The keys trusted along the way: the one given, then each its rotations endorsed, up to
+    // the key that signed this pack.
+    let trusted_keys = match public_key.map(str::trim) {
+        Some(trusted) if trusted != key => {
+            let rotations: Vec<KeyEndorsement> = match pack.archive.index_for_name(KEY_HISTORY) {
+                Some(_) => pack
+                    .text(KEY_HISTORY)?
+                    .lines()
+                    .map(serde_json::from_str)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| failed(format!("{KEY_HISTORY}: {e}")))?,
+                None => Vec::new(),
+            };
+            chain_to(trusted, &key, &rotations).map_err(failed)?
+        }
+        _ => vec![key.clone()],
     };
     let origin = key.split('+').next().unwrap_or_default().to_string();
     let manifest_bytes = pack.read("manifest.json")?;
@@ -169,7 +189,7 @@ pub fn verify_pack(
     let checkpoint = verify_note(&pack.text("checkpoint.txt")?, &key)
         .map_err(|e| failed(format!("checkpoint.txt: {e}")))?;
     if let Some(previous) = previous {
-        check_consistency(&mut pack, previous, &key, &checkpoint)?;
+        check_consistency(&mut pack, previous, &trusted_keys, &checkpoint)?;
     }
     let campaign = manifest["campaign"]
         .as_str()
@@ -363,6 +383,7 @@ pub fn verify_pack(
         events,
         checkpoint_size: checkpoint.size,
         key,
+        rotations: trusted_keys.len() - 1,
     })
 }
 
@@ -370,11 +391,17 @@ pub fn verify_pack(
 fn check_consistency(
     pack: &mut Pack,
     previous: &str,
-    key: &str,
+    keys: &[String],
     now: &crate::ledger::checkpoint::VerifiedCheckpoint,
 ) -> Result<()> {
-    let earlier =
-        verify_note(previous, key).map_err(|e| failed(format!("the previous checkpoint: {e}")))?;
+    // Signed by the pack's key or, before a rotation, by one that led to it.
+    let earlier = keys
+        .iter()
+        .rev()
+        .find_map(|key| verify_note(previous, key).ok())
+        .ok_or_else(|| {
+            failed("the previous checkpoint: no valid signature by a key trusted here".into())
+        })?;
     if earlier.size == now.size {
         return if earlier.head == now.head {
             Ok(())

@@ -130,11 +130,28 @@ fn note_body(origin: &str, size: u64, head: &Hash) -> String {
 /// place: two instances starting together never see a half-written key, and the second keeps
 /// the first one's.
 fn create_key_file(path: &Path) -> Result<()> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let temporary = write_private_temporary(path, &bytes)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created the evidence signing key");
+            Ok(())
+        }
+        // Another instance created it first: theirs is the key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Io(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
+/// Writes the key `bytes` (hex) to a new temporary file beside `path`, readable by its owner
+/// only and synced to disk; returns the temporary file's path.
+pub(crate) fn write_private_temporary(path: &Path, bytes: &[u8; 32]) -> Result<std::path::PathBuf> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
     let mut suffix = [0u8; 8];
     rand::rng().fill_bytes(&mut suffix);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -144,23 +161,18 @@ fn create_key_file(path: &Path) -> Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options
-        .open(&temporary)
-        .and_then(|mut file| {
-            std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(bytes)).as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::hard_link(&temporary, path));
-    let _ = std::fs::remove_file(&temporary);
-    match written {
-        Ok(()) => {
-            tracing::info!(path = %path.display(), "created the evidence signing key");
-            Ok(())
-        }
-        // Another instance created it first: theirs is the key.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::Io(format!("cannot create {}: {e}", path.display()))),
+    let written = options.open(&temporary).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(bytes)).as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(Error::Io(format!(
+            "cannot write {}: {e}",
+            temporary.display()
+        )));
     }
+    Ok(temporary)
 }
 
 /// A checkpoint as checked: the log's name, its size and tree head.
@@ -303,10 +315,12 @@ pub fn write_checkpoint(
     let public = key.signing.verifying_key().to_bytes();
     let id = hex::encode(key_id(&key.origin, &public));
     if let Some((previous_size, previous_root, previous_key)) = &previous {
-        if *previous_key != id {
+        if *previous_key != id && !crate::ledger::key_rotation::endorsed(conn, previous_key, &id)? {
             return Err(Error::Conflict(format!(
                 "the evidence key changed: the log's checkpoints are signed by key {previous_key}, \
-                 evidence.signing_key_file holds key {id}"
+                 evidence.signing_key_file holds key {id}, and no rotation in the log replaced \
+                 the one with the other (`attest rotate-evidence-key`; restart every instance \
+                 after a rotation)"
             )));
         }
         let prefix = usize::try_from(*previous_size).unwrap_or(usize::MAX);

@@ -50,6 +50,9 @@ pub enum EventKind {
     JobGivenUp,
     /// A signed checkpoint of the log was written (its size and tree head).
     LedgerCheckpoint,
+    /// The evidence signing key was replaced: the old and new keys, and the old key's signed
+    /// endorsement of the new one.
+    EvidenceKeyRotated,
     /// An instance started with a configuration (its fingerprint, and whether it changed).
     ConfigLoaded,
     /// An API token was issued to a staff member, with its role and expiry (never the secret).
@@ -114,6 +117,7 @@ impl EventKind {
             EventKind::EvidenceExported => "evidence.exported",
             EventKind::JobGivenUp => "job.given_up",
             EventKind::LedgerCheckpoint => "ledger.checkpoint",
+            EventKind::EvidenceKeyRotated => "evidence.key_rotated",
             EventKind::ConfigLoaded => "config.loaded",
             EventKind::ApiTokenCreated => "api_token.created",
             EventKind::ApiTokenRevoked => "api_token.revoked",

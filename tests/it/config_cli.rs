@@ -226,7 +226,7 @@ no_response = "revoke"
     .unwrap();
     let (ok, refused) =
         run(attest(dir.path()).args(["verify", "pack.zip", "--public-key", "stranger.pub"]));
-    assert!(!ok && refused.contains("manifest.sig"), "{refused}");
+    assert!(!ok && refused.contains("no rotation"), "{refused}");
     let close = |extra: &[&str]| {
         run(attest(dir.path())
             .arg("--config")

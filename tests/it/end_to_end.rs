@@ -248,7 +248,10 @@ fn check_verification(
     let refused = verify_pack(pack, Some(&stranger), None)
         .unwrap_err()
         .to_string();
-    assert!(refused.contains("manifest.sig"), "{refused}");
+    assert!(
+        refused.contains("signed by key") && refused.contains("no rotation"),
+        "{refused}"
+    );
 
     // The same pack with one file changed (its manifest entry left as it was).
     let tampered = dir.join("tampered.zip");
@@ -288,7 +291,7 @@ fn check_verification(
     let refused = verify_pack(&swapped, Some(&trusted), None)
         .unwrap_err()
         .to_string();
-    assert!(refused.contains("manifest.sig"), "{refused}");
+    assert!(refused.contains("no rotation"), "{refused}");
     // The manifest rewritten to match, but its signature is then for another manifest.
     let resigned = dir.join("resigned.zip");
     rewrite_pack(pack, &resigned, |name, bytes| {
@@ -321,6 +324,7 @@ fn check_pack(path: &std::path::Path, campaign_id: &str, decided: &BTreeSet<(Str
             "exceptions.csv",
             "items.csv",
             "items.jsonl",
+            "key-history.jsonl",
             "population.json",
             "public-key.txt",
             "remediation.csv",

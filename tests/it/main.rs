@@ -26,6 +26,7 @@ mod evidence_pack;
 mod follow_up;
 mod generation_faults;
 mod item_references;
+mod key_rotation;
 mod link_revocation;
 mod off_cycle;
 mod oidc_source;
