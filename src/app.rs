@@ -114,6 +114,10 @@ impl App {
             .scheduler
             .enabled
             .then(|| Scheduler::new(db.clone(), clock.clone(), Arc::new(config.clone())));
+        let sign_ins = Arc::new(crate::web::sign_in_limit::SignInLimiter::new(
+            config.auth.sign_ins_per_minute,
+            clock.clone(),
+        ));
         let state = web::Data::new(AppState {
             csrf_key: signer.derived_key("review-csrf"),
             config: Arc::new(config),
@@ -123,6 +127,8 @@ impl App {
             pages: Pages::new().map_err(|e| Error::Template(e.to_string()))?,
             evidence_key,
             evidence_builds: tokio::sync::Semaphore::new(1),
+            provider: Arc::default(),
+            sign_ins,
         });
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
         let server = HttpServer::new(move || {

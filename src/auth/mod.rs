@@ -6,6 +6,7 @@
 //! never imports it.
 
 pub mod api_tokens;
+pub mod provider_cache;
 pub mod reviewer_sso;
 pub mod role;
 pub mod sessions;

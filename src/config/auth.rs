@@ -17,6 +17,9 @@ pub struct AuthConfig {
     pub session_absolute_hours: u32,
     /// Refuse staff sign-ins whose `amr` names no second factor.
     pub require_mfa: bool,
+    /// Sign-ins one address may start at the identity provider per minute (staff, and
+    /// reviewers with `review.require_sso`); more get 429 until the minute has passed.
+    pub sign_ins_per_minute: u32,
     pub oidc: Option<StaffOidcConfig>,
 }
 
@@ -46,6 +49,7 @@ impl Default for AuthConfig {
             session_idle_minutes: 30,
             session_absolute_hours: 12,
             require_mfa: false,
+            sign_ins_per_minute: 20,
             oidc: None,
         }
     }

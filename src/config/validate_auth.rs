@@ -45,6 +45,12 @@ pub(super) fn auth_problems(auth: &AuthConfig, public_url: &str) -> Vec<ConfigPr
             "must be between 1 and 168 (a week)",
         ));
     }
+    if !(1..=10_000).contains(&auth.sign_ins_per_minute) {
+        problems.push(ConfigProblem::new(
+            "auth.sign_ins_per_minute",
+            "must be between 1 and 10000",
+        ));
+    }
     let Some(oidc) = &auth.oidc else {
         return problems;
     };

@@ -24,6 +24,7 @@ pub mod review_actions;
 mod review_items_view;
 pub mod review_page;
 pub mod review_sign_in;
+pub mod sign_in_limit;
 pub mod staff;
 pub mod staff_link;
 pub mod staff_sign_in;
@@ -55,6 +56,10 @@ pub struct AppState {
     /// One pack is built at a time per instance: a build holds a database connection and a
     /// long read for its whole run.
     pub evidence_builds: tokio::sync::Semaphore,
+    /// The staff identity provider, discovered once per `PROVIDER_TTL`.
+    pub provider: Arc<crate::auth::provider_cache::ProviderCache>,
+    /// Sign-in starts per address (`auth.sign_ins_per_minute`).
+    pub sign_ins: Arc<sign_in_limit::SignInLimiter>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {

@@ -40,7 +40,11 @@ pub(crate) fn sign_in_path(token: &str) -> String {
     format!("/r/{token}/sign-in")
 }
 
-pub async fn start(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+pub async fn start(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    token: web::Path<String>,
+) -> HttpResponse {
     if !state.config.review.require_sso || state.config.auth.oidc.is_none() {
         return state.pages.message(
             StatusCode::NOT_FOUND,
@@ -63,7 +67,7 @@ pub async fn start(state: web::Data<AppState>, token: web::Path<String>) -> Http
             &crate::error::Error::Conflict("this review is closed".into()),
         );
     }
-    match begin(&state, Some(claims.sub)).await {
+    match begin(&state, &request, Some(claims.sub)).await {
         Ok(mut redirect) => {
             let mut back = cookie(&state, RETURN_COOKIE, format!("/r/{token}"), "/auth/");
             back.set_max_age(CookieDuration::minutes(10));

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::auth::Role;
 use crate::auth::sessions::{SessionLimits, StaffSession, end_session, session_of, start_session};
-use crate::auth::staff_sign_in::{admit, discover, store_attempt, take_attempt};
+use crate::auth::staff_sign_in::{admit, store_attempt, take_attempt};
 use crate::error::Error;
 use crate::web::AppState;
 use crate::web::access_log::loggable_path;
@@ -95,7 +95,7 @@ pub(crate) fn failed(state: &AppState, err: &Error) -> HttpResponse {
     }
 }
 
-pub async fn login(state: web::Data<AppState>) -> HttpResponse {
+pub async fn login(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     if state.config.auth.oidc.is_none() {
         return state.pages.message(
             StatusCode::NOT_FOUND,
@@ -103,7 +103,7 @@ pub async fn login(state: web::Data<AppState>) -> HttpResponse {
             "Ask your administrator to configure [auth.oidc], or to give you a sign-in link.",
         );
     }
-    match begin(&state, None).await {
+    match begin(&state, &request, None).await {
         Ok(mut redirect) => redirect.finish(),
         Err(response) => response,
     }
@@ -114,15 +114,36 @@ pub async fn login(state: web::Data<AppState>) -> HttpResponse {
 /// set.
 pub(crate) async fn begin(
     state: &AppState,
+    http: &HttpRequest,
     reviewer_id: Option<String>,
 ) -> Result<actix_web::HttpResponseBuilder, HttpResponse> {
     let Some(oidc) = state.config.auth.oidc.clone() else {
         return Err(failed(state, &Error::Unauthorized));
     };
+    if let Err(wait) = state.sign_ins.check(http.peer_addr().map(|a| a.ip())) {
+        tracing::warn!(
+            retry_after_s = wait,
+            "sign-in starts refused: too many from one address"
+        );
+        let mut refused = state.pages.message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            "Too many sign-ins were started from your address. Wait a minute, then try again.",
+        );
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&wait.to_string()) {
+            refused
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        return Err(refused);
+    }
     let redirect = redirect_uri(state);
     let scopes = oidc.scopes.clone();
+    let (providers, now) = (state.provider.clone(), state.clock.now());
     let request = match web::block(move || {
-        discover(&oidc, &redirect).map(|p| p.authorization_request(&scopes))
+        providers
+            .get(now, &oidc, &redirect)
+            .map(|p| p.authorization_request(&scopes))
     })
     .await
     {
@@ -189,8 +210,13 @@ pub async fn callback(
     let reviewer_id = attempt.reviewer_id.clone();
     let redirect = redirect_uri(&state);
     let for_exchange = oidc.clone();
+    let providers = state.provider.clone();
     let proved = web::block(move || {
-        discover(&for_exchange, &redirect)?.exchange(&attempt, &code, &for_exchange.groups_claim)
+        providers.get(now, &for_exchange, &redirect)?.exchange(
+            &attempt,
+            &code,
+            &for_exchange.groups_claim,
+        )
     })
     .await;
     let identity = match proved {

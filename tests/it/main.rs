@@ -41,6 +41,7 @@ mod review_security;
 mod reviewer_sso;
 mod revocation_races;
 mod scheduling;
+mod sign_in_limits;
 mod source_cli;
 mod source_faults;
 mod staff_console;

@@ -31,7 +31,7 @@ impl AsRef<TestApp> for Console {
 
 pub(crate) struct Console {
     pub(crate) app: TestApp,
-    _provider: OidcScim,
+    pub(crate) provider: OidcScim,
     _dir: tempfile::TempDir,
 }
 
@@ -93,7 +93,7 @@ pub(crate) async fn start(adjust: impl FnOnce(&mut Config)) -> Console {
     app.start_campaign().await;
     Console {
         app,
-        _provider: provider,
+        provider,
         _dir: dir,
     }
 }
