@@ -9,6 +9,7 @@ pub mod console;
 mod console_action;
 pub mod console_outbox;
 pub mod console_remediation;
+pub mod console_source_test;
 pub mod console_sources;
 pub mod console_staff;
 pub mod csrf;
@@ -120,6 +121,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
         .route(
             "/console/sources/{name}/sync",
             web::post().to(console_sources::sync_now),
+        )
+        .route(
+            "/console/sources/{name}/test",
+            web::post().to(console_source_test::test_source),
         )
         .route(
             "/console/outbox/{id}/resend",

@@ -26,6 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/console_remediation.html"),
     ),
     (
+        "console_source_test.html",
+        include_str!("templates/console_source_test.html"),
+    ),
+    (
         "console_outbox.html",
         include_str!("templates/console_outbox.html"),
     ),

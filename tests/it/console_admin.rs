@@ -1,7 +1,8 @@
 //! Admin pages of the console. Closing a campaign: an admin sees decisions over time (inline
 //! SVG) and what closing now would do; a close that would revoke more than the definition
 //! allows needs the confirmation box; the close is recorded as that staff member's. Sources:
-//! each source's latest sync, and "sync now" queued once and run by the scheduler's tick.
+//! each source's latest sync, "sync now" queued once and run by the scheduler's tick, and
+//! "test connection", which reads a source and writes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::config::NoResponse;
@@ -200,4 +201,52 @@ async fn an_admin_issues_and_revokes_an_auditors_api_token_in_the_console() {
     let page = client.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("revoked "), "{page}");
     assert!(!page.contains(&secret), "the secret is shown once");
+}
+
+/// "Test connection" reads a source as a sync would and writes nothing: the page says what
+/// it found, or why the source could not be read (auditors are refused it in
+/// `staff_console`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_tests_a_source_connection_without_syncing() {
+    let dir = common::temp_dir();
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let missing = dir.path().join("gone.ldif");
+    config
+        .sources
+        .insert("broken".into(), common::ldif_source(&missing));
+    let app = TestApp::spawn_without_background_workers(config).await;
+    let client = common::admin_client(&app).await;
+    let url = format!("{}/console/sources", app.base_url);
+    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("/console/sources/corp/test"), "{page}");
+    let csrf = common::form_values(&page, "csrf")[0].clone();
+    let test = |name: &'static str, csrf: String| {
+        let client = client.clone();
+        let url = format!("{url}/{name}/test");
+        async move {
+            let response = client
+                .post(url)
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, page) = test("corp", csrf.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("12 people"), "{page}");
+    assert!(page.contains("18 accesses"), "{page}");
+    assert!(page.contains("this was not a sync"), "{page}");
+    assert_eq!(app.count("sync_runs").await, 0, "nothing written");
+
+    let (status, page) = test("broken", csrf.clone()).await;
+    assert_eq!(status, 502, "{page}");
+    assert!(
+        page.contains("could not be read") && page.contains("gone.ldif"),
+        "{page}"
+    );
+    // Without the session's CSRF token: refused.
+    let (status, _) = test("corp", "forged".into()).await;
+    assert_eq!(status, 403);
 }

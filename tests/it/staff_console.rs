@@ -317,6 +317,7 @@ async fn an_auditor_downloads_a_pack_and_cannot_open_admin_pages() {
         format!("{admin_page}/close"),
         "/console/tokens".to_string(),
         "/console/sources/corp/sync".to_string(),
+        "/console/sources/corp/test".to_string(),
     ] {
         let refused = client
             .post(format!("{}{path}", c.app.base_url))
