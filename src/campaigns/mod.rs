@@ -18,7 +18,7 @@ pub mod reassign;
 pub mod reviewers;
 pub mod routing;
 pub mod schedule;
-mod stage_moves;
+pub mod stage_moves;
 pub mod stages;
 mod staging;
 

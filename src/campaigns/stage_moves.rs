@@ -8,16 +8,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use diesel::IntoSql;
 use diesel::prelude::*;
 use serde_json::json;
 
 use crate::campaigns::generate::insert_reviewers;
-use crate::campaigns::model::{Campaign, ITEM_PENDING, campaign, reviewers_of};
+use crate::campaigns::model::{
+    Campaign, ITEM_APPROVED, ITEM_PENDING, ITEM_REVOKED, campaign, reviewers_of,
+};
 use crate::campaigns::population::{Holders, Population};
 use crate::campaigns::reviewers::{available_people, resolve_named};
 use crate::campaigns::routing::{ChainPeople, GroupOwner, Routing, RoutingPlan};
 use crate::config::{CampaignDefinition, StageDefinition};
-use crate::db::schema::{outbox, review_items};
+use crate::db::schema::{outbox, review_items, reviewers};
 use crate::db::{DbConnection, new_id, write_tx};
 use crate::directory::snapshot::sync_run;
 use crate::error::Result;
@@ -25,7 +28,7 @@ use crate::ledger::{EventBatch, EventKind};
 use crate::notify::outbox::enqueue_stage_review;
 
 /// Accesses routed and moved per write transaction.
-const ITEMS_PER_PAGE: i64 = 5_000;
+pub const ITEMS_PER_PAGE: i64 = 5_000;
 /// Item ids named in one `items.advanced` event, at most.
 const IDS_PER_EVENT: usize = 1_000;
 /// Stage digests queued per write transaction.
@@ -37,6 +40,23 @@ pub(crate) struct StageMove<'a> {
     pub(crate) from: i64,
     pub(crate) to: i64,
     pub(crate) going_on: [&'static str; 2],
+}
+
+/// How a move pages: accesses per write transaction, and (to cut a move short, as a crash
+/// would) how many pages to move at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    pub items_per_page: i64,
+    pub stop_after_pages: Option<usize>,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            items_per_page: ITEMS_PER_PAGE,
+            stop_after_pages: None,
+        }
+    }
 }
 
 /// What the next stage routes over: the campaign's frozen snapshot, every group (the items
@@ -109,22 +129,33 @@ impl NextStage {
 /// An access of the stage that ended: (item, person, group, its reviewer's row id).
 type StageItem = (String, String, String, String);
 
-/// The next page of the stage's accesses in `state` after item `after`, in id order. One
-/// state at a time, so that the (campaign, state, id) index gives the order without a sort.
+/// Which of a campaign's accesses a page walks: those of `stage` in `state`.
+struct Walk<'a> {
+    campaign_id: &'a str,
+    stage: i64,
+    state: &'a str,
+    /// Only those still to move: not an approval that expired (a settled revocation).
+    to_move: bool,
+}
+
+/// The next page of a walk after item `after`, in id order. One state at a time, so that the
+/// (campaign, state, id) index gives the order without a sort.
 fn page(
     conn: &mut DbConnection,
-    step: &StageMove<'_>,
-    state: &str,
+    walk: &Walk<'_>,
     after: &str,
+    size: i64,
     lock: bool,
 ) -> Result<Vec<StageItem>> {
+    let any_expiry = (!walk.to_move).into_sql::<diesel::sql_types::Bool>();
     let query = review_items::table
-        .filter(review_items::campaign_id.eq(step.campaign_id))
-        .filter(review_items::state.eq(state))
+        .filter(review_items::campaign_id.eq(walk.campaign_id))
+        .filter(review_items::state.eq(walk.state))
         .filter(review_items::id.gt(after))
-        .filter(review_items::stage.eq(step.from))
+        .filter(review_items::stage.eq(walk.stage))
+        .filter(review_items::expired_at.is_null().or(any_expiry))
         .order(review_items::id.asc())
-        .limit(ITEMS_PER_PAGE)
+        .limit(size)
         .select((
             review_items::id,
             review_items::identity_external_id,
@@ -138,18 +169,32 @@ fn page(
     })
 }
 
-/// Routes the accesses still to move with the next stage's chain: who reviews whom is
-/// worked out over every (person, group owner) that goes on, as at opening.
+/// Routes the move with the next stage's chain: who reviews whom is worked out over every
+/// (person, group owner) of the accesses that go on, as at opening. Those are the ones still
+/// in stage `from` and those already moved to `to` (only this move puts accesses there), so
+/// that a move that goes on after stopping routes exactly as one that never stopped.
 pub(crate) fn plan(
     conn: &mut DbConnection,
     step: &StageMove<'_>,
     next: &NextStage,
 ) -> Result<RoutingPlan> {
     let mut subjects: HashSet<(String, GroupOwner)> = HashSet::new();
-    for state in step.going_on {
+    let still_to_move = step.going_on.map(|state| Walk {
+        campaign_id: step.campaign_id,
+        stage: step.from,
+        state,
+        to_move: true,
+    });
+    let moved = [ITEM_PENDING, ITEM_APPROVED, ITEM_REVOKED].map(|state| Walk {
+        campaign_id: step.campaign_id,
+        stage: step.to,
+        state,
+        to_move: false,
+    });
+    for walk in still_to_move.iter().chain(moved.iter()) {
         let mut after = String::new();
         loop {
-            let rows = page(conn, step, state, &after, false)?;
+            let rows = page(conn, walk, &after, ITEMS_PER_PAGE, false)?;
             let Some(last) = rows.last() else { break };
             after = last.0.clone();
             for (_, person, group, _) in rows {
@@ -172,6 +217,7 @@ pub(crate) fn move_pages(
     step: &StageMove<'_>,
     next: &NextStage,
     plan: &RoutingPlan,
+    paging: Paging,
     actor: &str,
 ) -> Result<usize> {
     let current = reviewers_of(conn, step.campaign_id)?;
@@ -184,17 +230,26 @@ pub(crate) fn move_pages(
         .into_iter()
         .map(|r| (r.email.to_lowercase(), r.id))
         .collect();
-    let mut moved = 0;
+    let (mut moved, mut pages) = (0, 0);
     for state in step.going_on {
+        let walk = Walk {
+            campaign_id: step.campaign_id,
+            stage: step.from,
+            state,
+            to_move: true,
+        };
         let mut after = String::new();
         loop {
+            if paging.stop_after_pages.is_some_and(|most| pages >= most) {
+                return Ok(moved);
+            }
             let page_moved = write_tx(conn, |conn| {
                 crate::campaigns::stages::lock_campaign(conn, step.campaign_id)?;
                 let now_found = campaign(conn, step.campaign_id)?;
                 if !now_found.is_open() || now_found.stage != step.to {
                     return Ok(None);
                 }
-                let rows = page(conn, step, state, &after, true)?;
+                let rows = page(conn, &walk, &after, paging.items_per_page, true)?;
                 let Some(last) = rows.last() else {
                     return Ok(None);
                 };
@@ -212,6 +267,7 @@ pub(crate) fn move_pages(
                 break;
             };
             moved += count;
+            pages += 1;
             after = last;
         }
     }
@@ -268,8 +324,21 @@ impl Routed<'_> {
             let reviewer_id = match reviewer_ids.get(&key) {
                 Some(id) => id.clone(),
                 None => {
-                    let id = new_id();
-                    insert_reviewers(conn, campaign_id, &[(id.clone(), reviewer.clone())])?;
+                    // Another runner of this move (or a reassignment) may have added them.
+                    let existing: Option<String> = reviewers::table
+                        .filter(reviewers::campaign_id.eq(campaign_id))
+                        .filter(reviewers::email.eq(&reviewer.email))
+                        .select(reviewers::id)
+                        .first(conn)
+                        .optional()?;
+                    let id = match existing {
+                        Some(id) => id,
+                        None => {
+                            let id = new_id();
+                            insert_reviewers(conn, campaign_id, &[(id.clone(), reviewer.clone())])?;
+                            id
+                        }
+                    };
                     reviewer_ids.insert(key, id.clone());
                     id
                 }
@@ -297,7 +366,8 @@ fn write_moves(
             diesel::update(
                 review_items::table
                     .filter(review_items::id.eq_any(chunk))
-                    .filter(review_items::stage.eq(step.from)),
+                    .filter(review_items::stage.eq(step.from))
+                    .filter(review_items::expired_at.is_null()),
             )
             .set((
                 review_items::stage.eq(step.to),
@@ -333,6 +403,10 @@ pub(crate) fn queue_digests(
     step: &StageMove<'_>,
     actor: &str,
 ) -> Result<usize> {
+    // Closed meanwhile: nobody is asked to review any more.
+    if !campaign(conn, step.campaign_id)?.is_open() {
+        return Ok(0);
+    }
     let reviewers: Vec<String> = review_items::table
         .filter(review_items::campaign_id.eq(step.campaign_id))
         .filter(review_items::stage.eq(step.to))

@@ -2,7 +2,8 @@
 //! items itself: `INSERT ... SELECT` from the snapshot's accesses joined to the groups in
 //! scope, one route per (person, group owner) and the few accesses a privileged-group rule
 //! sends elsewhere. They are temporary tables of the generating connection (never seen by
-//! another one), created empty at the start and dropped at the end.
+//! another one): created with the groups before routing, dropped once the items are frozen
+//! (a generation that fails before leaves them to the next one, which drops them first).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -204,7 +205,7 @@ fn owner_of_key(key: &str) -> GroupOwner {
     match key {
         "" => GroupOwner::NotNamed,
         "?" => GroupOwner::Missing,
-        person => GroupOwner::Person(person.trim_start_matches("p:").to_string()),
+        key => GroupOwner::Person(key.strip_prefix("p:").unwrap_or(key).to_string()),
     }
 }
 

@@ -4,7 +4,8 @@
 //! evidence shows which rules were in force and when they changed. What goes in is an
 //! allowlist: a field added to a definition later stays out until it is listed here, and the
 //! people a definition names (named and fallback reviewers, group owners) go in as digests,
-//! so that the log holds no address while a change of reviewer still changes the fingerprint.
+//! (pseudonyms), so that the log spells out no address while a change of reviewer still
+//! changes the fingerprint.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -109,7 +110,8 @@ fn governing_definition(definition: &crate::config::CampaignDefinition) -> Value
 }
 
 /// How the settings name a person: a SHA-256 digest of the entry as configured (trimmed and
-/// lower-cased), which whoever holds the configuration can match and the log cannot reveal.
+/// lower-cased). A pseudonym, not a secret: whoever holds the configuration matches it, and
+/// someone who guesses the address can too; the log just does not spell it out.
 fn person_digest(entry: &str) -> String {
     let digest = Sha256::digest(entry.trim().to_lowercase().as_bytes());
     format!("sha256:{}", hex::encode(&digest[..16]))

@@ -2,8 +2,10 @@
 //! escalation of undecided items, reviewers who leave the directory mid-campaign, and the
 //! close at the due date with its no-response policy.
 //! Each tick enqueues the ones whose time has come, under a dedupe key per campaign (and per
-//! reminder), so each happens once however many instances run the scheduler; a service that
-//! was down sends only the latest reminder that is due and closes a campaign once it returns.
+//! reminder, and per stage for escalation, counted from the stage's start), so each happens
+//! once however many instances run the scheduler; a service that was down sends only the
+//! latest reminder that is due and closes a campaign once it returns. A move between stages
+//! that stopped half way is planned again each hour until it is done.
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -14,7 +16,7 @@ use crate::campaigns::model::{
     Campaign, ITEM_PENDING, Reviewer, STATE_OPEN, campaign, reviewer, reviewers_of,
 };
 use crate::campaigns::reassign::{ReassignReason, Reassignment, Selection, Target, reassign};
-use crate::campaigns::stages::{advance_stage, current_stage_start, stage_due};
+use crate::campaigns::stages::{advance_stage, current_stage_start, move_unfinished, stage_due};
 use crate::campaigns::{CloseRules, close_campaign, preview_close};
 use crate::config::{CampaignDefinition, Config};
 use crate::db::schema::{campaigns, identity_versions, review_items};
@@ -67,6 +69,22 @@ pub fn plan(conn: &mut DbConnection, config: &Config, now: DateTime<Utc>) -> Res
             continue;
         };
         let mut due = due_follow_ups(&campaign, definition, now);
+        // A move between stages that stopped (its job gave up): plan it again, once an hour.
+        if move_unfinished(conn, &campaign)? {
+            let from = campaign.stage - 1;
+            due.push((
+                KIND_ADVANCE_STAGE,
+                format!(
+                    "{KIND_ADVANCE_STAGE}:{}:{from}:resume:{}",
+                    campaign.id,
+                    now.format("%Y%m%d%H")
+                ),
+                FollowUp {
+                    stage: Some(from),
+                    ..FollowUp::of(&campaign.id)
+                },
+            ));
+        }
         // A newer snapshot of the source: are the campaign's reviewers still there?
         if let Some(run) = current_sync_run(conn, &campaign.source)?
             && run.id != campaign.sync_run_id

@@ -42,13 +42,27 @@ async fn app_with_a_campaign(database_url: &str, dir: &std::path::Path) -> TestA
     app
 }
 
-/// Runs each statement on its own; whether the database accepted it.
-async fn outcomes(app: &TestApp, statements: Vec<String>) -> Vec<bool> {
+/// A campaign that only items will name: a copy of the open one under another definition.
+const SPARE_CAMPAIGN: &str = "INSERT INTO campaigns (id, definition, title, source, sync_run_id, \
+     scope, period_start, opened_at, due_at, closed_at, state, late, close_held_at, stage) \
+     SELECT 'spare-campaign', 'spare', title, source, sync_run_id, scope, period_start, \
+     opened_at, due_at, closed_at, state, late, close_held_at, stage FROM campaigns LIMIT 1";
+
+/// How the database answered each statement, run on its own: `ok`, `fk` for a foreign key
+/// violation (SQLSTATE 23503 on PostgreSQL), or the other error.
+async fn outcomes(app: &TestApp, statements: Vec<String>) -> Vec<String> {
+    use diesel::result::{DatabaseErrorKind, Error};
     app.blocking(move |db, _, _| {
         let mut conn = db.conn().unwrap();
         statements
             .iter()
-            .map(|sql| diesel::sql_query(sql).execute(&mut *conn).is_ok())
+            .map(|sql| match diesel::sql_query(sql).execute(&mut *conn) {
+                Ok(_) => "ok".to_string(),
+                Err(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+                    "fk".to_string()
+                }
+                Err(other) => format!("{sql}: {other}"),
+            })
             .collect()
     })
     .await
@@ -56,37 +70,31 @@ async fn outcomes(app: &TestApp, statements: Vec<String>) -> Vec<bool> {
 
 async fn references_hold(app: &TestApp) {
     let items = app.count("review_items").await;
-    let refused = outcomes(
+    // Rows that nothing but review items will name.
+    assert_eq!(
+        outcomes(app, vec![new_reviewer("spare"), SPARE_CAMPAIGN.to_string()]).await,
+        ["ok", "ok"]
+    );
+    let answers = outcomes(
         app,
         vec![
             copy_item("no-reviewer", A_CAMPAIGN, "'missing'"),
             copy_item("no-campaign", "'missing'", A_REVIEWER),
-            format!(
-                "UPDATE review_items SET reviewer_id = 'missing' WHERE reviewer_id = {A_REVIEWER}"
-            ),
-            format!("DELETE FROM reviewers WHERE id = {A_REVIEWER}"),
-            format!("DELETE FROM campaigns WHERE id = {A_CAMPAIGN}"),
-            format!("UPDATE campaigns SET id = 'renamed' WHERE id = {A_CAMPAIGN}"),
-        ],
-    )
-    .await;
-    assert_eq!(refused, vec![false; 6], "every broken reference is refused");
-    assert_eq!(app.count("review_items").await, items);
-
-    let accepted = outcomes(
-        app,
-        vec![
-            new_reviewer("spare"),
-            copy_item("to-spare", A_CAMPAIGN, "'spare'"),
+            format!("UPDATE review_items SET reviewer_id = 'missing' WHERE reviewer_id = {A_REVIEWER}"),
+            format!("UPDATE review_items SET campaign_id = 'missing' WHERE reviewer_id = {A_REVIEWER}"),
+            // Items for the spare rows, then the spare rows themselves are kept.
+            copy_item("to-spare", "'spare-campaign'", "'spare'"),
             format!("UPDATE review_items SET reviewer_id = 'spare' WHERE id = (SELECT min(id) FROM review_items WHERE reviewer_id <> 'spare')"),
             "DELETE FROM reviewers WHERE id = 'spare'".to_string(),
+            "DELETE FROM campaigns WHERE id = 'spare-campaign'".to_string(),
+            "UPDATE campaigns SET id = 'renamed' WHERE id = 'spare-campaign'".to_string(),
         ],
     )
     .await;
     assert_eq!(
-        accepted,
-        vec![true, true, true, false],
-        "valid references are accepted, and a reviewer with items stays"
+        answers,
+        ["fk", "fk", "fk", "fk", "ok", "ok", "fk", "fk", "fk"],
+        "broken references are refused as foreign key violations; valid ones are accepted"
     );
     assert_eq!(app.count("review_items").await, items + 1);
 }

@@ -313,65 +313,165 @@ async fn a_later_stage_escalates_counted_from_its_own_start() {
     o.app.stop().await;
 }
 
-/// A move that stopped after the campaign's stage moved on (the process died) goes on from
-/// there when the job runs again: every access that goes on moves once, and each new
-/// reviewer gets one digest.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_advance_goes_on_where_it_stopped() {
-    let o = open_campaign(two_stages(StageOutcome::AllApprove)).await;
-    decide(
-        &o,
-        "bob@example.com",
-        "erin",
-        "vpn-users",
-        DecisionOutcome::Revoke,
-    )
-    .await
-    .unwrap();
-    let total = all_items(&o).await.len();
-    // What the first transaction of an advance leaves behind: the stage moved on, nothing
-    // moved yet.
-    let id = o.campaign.clone();
-    let at = o.opened + Duration::days(5);
-    o.app
-        .blocking(move |db, _, _| {
-            use attest::db::schema::campaigns;
-            use diesel::prelude::*;
-            let mut conn = db.conn().unwrap();
-            diesel::update(campaigns::table.find(&id))
-                .set(campaigns::stage.eq(2))
-                .execute(&mut *conn)
-                .unwrap();
-            let advanced =
-                attest::campaigns::stages::advance_stage(&mut conn, at, &id, 1, "test").unwrap();
-            assert_eq!(
-                (advanced.stage, advanced.items, advanced.settled),
-                (2, total - 1, 1)
-            );
-            // Run again (a retried job): nothing moves twice.
-            let again =
-                attest::campaigns::stages::advance_stage(&mut conn, at, &id, 1, "test").unwrap();
-            assert_eq!((again.stage, again.items), (2, 0));
-        })
-        .await;
-    let (reviewer, dave) = item_of(&o, "dave", "vpn-users").await;
-    assert_eq!((reviewer.as_str(), dave.stage), ("heidi@example.com", 2));
-    let moved: usize = events_of(&o, EventKind::ItemsAdvanced)
-        .await
-        .iter()
-        .map(|e| e["items"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(moved, total - 1, "each moved access is named once");
-    let stage_mail: Vec<_> = mail_of_kind(&o, "review_request")
+/// Stage two reviewed by named people who are themselves reviewed: where the move has to
+/// keep two of them from reviewing each other.
+fn to_named_reviewers(d: &mut attest::config::CampaignDefinition) {
+    two_stages(StageOutcome::AllApprove)(d);
+    d.stages[1].reviewer_chain = vec![ChainStep::Named];
+    d.group_owners.clear();
+    d.named_reviewers = vec!["mallory".into(), "alice".into()];
+}
+
+/// Each access as (holder, group) -> (reviewer's email, routing), after the advance.
+async fn routed(o: &Open) -> std::collections::BTreeMap<(String, String), (String, String)> {
+    all_items(o)
         .await
         .into_iter()
-        .filter(|(_, key)| key.ends_with(":stage-2"))
-        .map(|(to, _)| to)
-        .collect();
-    let mut unique = stage_mail.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(stage_mail.len(), unique.len(), "{stage_mail:?}");
-    assert!(stage_mail.contains(&"heidi@example.com".to_string()));
+        .map(|(email, i)| ((i.identity_login, i.entitlement_name), (email, i.routing)))
+        .collect()
+}
+
+/// Advances `o` from stage one, a page of one access per transaction, stopping after
+/// `stop_after_pages` pages when given.
+async fn advance(o: &Open, stop_after_pages: Option<usize>) -> attest::campaigns::stages::Advanced {
+    let (id, at) = (o.campaign.clone(), o.opened + Duration::days(5));
+    o.app
+        .blocking(move |db, _, _| {
+            let mut conn = db.conn().unwrap();
+            let paging = attest::campaigns::stage_moves::Paging {
+                items_per_page: 1,
+                stop_after_pages,
+            };
+            attest::campaigns::stages::advance_stage_paged(&mut conn, at, &id, 1, "test", paging)
+                .unwrap()
+        })
+        .await
+}
+
+async fn in_stage_two(o: &Open) -> usize {
+    all_items(o)
+        .await
+        .iter()
+        .filter(|(_, i)| i.stage == 2)
+        .count()
+}
+
+/// A move cut short after some pages (as by a crash) goes on from there when the job runs
+/// again, and ends exactly as a move that never stopped: each access moved once, routed the
+/// same (no two people reviewing each other), one digest per new reviewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_cut_short_goes_on_and_ends_as_one_that_never_stopped() {
+    let whole = open_campaign(to_named_reviewers).await;
+    let total = all_items(&whole).await.len();
+    let moved = advance(&whole, None).await;
+    assert_eq!((moved.stage, moved.items), (2, total));
+    let expected = routed(&whole).await;
+    assert!(
+        expected.values().any(|(_, r)| r == "mutual_pair_rerouted"),
+        "{expected:?}"
+    );
+    whole.app.stop().await;
+
+    for cut in [1, 4, 9] {
+        let o = open_campaign(to_named_reviewers).await;
+        let first = advance(&o, Some(cut)).await;
+        assert_eq!(
+            (first.stage, first.items),
+            (2, cut),
+            "cut after {cut} page(s)"
+        );
+        assert_eq!(campaign_stage(&o).await, 2);
+        let rest = advance(&o, None).await;
+        assert_eq!(first.items + rest.items, total);
+        let again = advance(&o, None).await;
+        assert_eq!(again.items, 0, "nothing moves twice");
+        assert_eq!(routed(&o).await, expected, "cut after {cut} page(s)");
+        let named: Vec<String> = events_of(&o, EventKind::ItemsAdvanced)
+            .await
+            .iter()
+            .flat_map(|e| e["items"].as_array().unwrap().clone())
+            .map(|id| id.as_str().unwrap().to_string())
+            .collect();
+        let mut unique = named.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            (named.len(), unique.len()),
+            (total, total),
+            "each access named once"
+        );
+        let stage_mail: Vec<_> = mail_of_kind(&o, "review_request")
+            .await
+            .into_iter()
+            .filter(|(_, key)| key.ends_with(":stage-2"))
+            .map(|(to, _)| to)
+            .collect();
+        let mut once = stage_mail.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(stage_mail.len(), once.len(), "{stage_mail:?}");
+        assert_eq!(
+            events_of(&o, EventKind::CampaignStageAdvanced).await.len(),
+            1
+        );
+        o.app.stop().await;
+    }
+}
+
+/// A move whose job gave up half way is planned again by the scheduler and finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_finishes_a_move_that_stopped() {
+    let o = open_campaign(to_named_reviewers).await;
+    let total = all_items(&o).await.len();
+    advance(&o, Some(2)).await;
+    assert_eq!(in_stage_two(&o).await, 2);
+    o.app
+        .tick_at(o.opened + Duration::days(5) + Duration::hours(1))
+        .await;
+    assert_eq!(in_stage_two(&o).await, total, "the tick finished the move");
+    crate::evidence_pack::export_verifies(&o).await;
+    o.app.stop().await;
+}
+
+/// With `any_approve` an approval is final, also one given until a date that has come and
+/// turned into a revocation: that revocation is settled, and no advance takes it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_final_approval_stays_with_its_stage() {
+    let o = open_campaign(two_stages(StageOutcome::AnyApprove)).await;
+    let bob = o.app.reviewer_id(&o.campaign, "bob@example.com").await;
+    let item = item_of(&o, "dave", "vpn-users").await.1.id;
+    let (campaign_id, until) = (
+        o.campaign.clone(),
+        (o.opened + Duration::days(2)).date_naive(),
+    );
+    o.app
+        .blocking(move |db, clock, _| {
+            let request = DecisionRequest {
+                campaign_id,
+                reviewer_id: bob,
+                item_id: item,
+                outcome: DecisionOutcome::Approve,
+                comment: None,
+                approved_until: Some(until),
+            };
+            let now = attest::clock::Clock::now(clock);
+            record_decision(&mut db.conn().unwrap(), now, &request, &auth()).unwrap();
+        })
+        .await;
+    o.app.tick_at(o.opened + Duration::days(3)).await;
+    let dave = item_of(&o, "dave", "vpn-users").await.1;
+    assert_eq!(dave.state, "revoked");
+    assert!(dave.expired_at.is_some(), "the approval expired");
+
+    o.app.tick_at(o.opened + Duration::days(5)).await;
+    assert_eq!(campaign_stage(&o).await, 2);
+    // Run again, as a retried job would.
+    advance(&o, None).await;
+    let (reviewer, dave) = item_of(&o, "dave", "vpn-users").await;
+    assert_eq!(
+        (reviewer.as_str(), dave.stage, dave.state.as_str()),
+        ("bob@example.com", 1, "revoked")
+    );
+    assert!(dave.expired_at.is_some(), "the expiry stays on record");
     o.app.stop().await;
 }

@@ -1,3 +1,6 @@
+DROP TRIGGER reviewers_not_truncated_under_items ON reviewers;
+DROP TRIGGER campaigns_not_truncated_under_items ON campaigns;
+DROP FUNCTION attest_refuse_truncate_named();
 DROP TRIGGER reviewers_id_unchanged ON reviewers;
 DROP TRIGGER campaigns_id_unchanged ON campaigns;
 DROP FUNCTION attest_refuse_id_change();
