@@ -156,9 +156,12 @@ pub fn reassign(
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
+    // Only the current stage's: an undecided access of an earlier stage is waiting for a
+    // move between stages to take it on, and goes with it.
     let mut query = review_items::table
         .filter(review_items::campaign_id.eq(campaign_id))
         .filter(review_items::state.eq(ITEM_PENDING))
+        .filter(review_items::stage.eq(campaign.stage))
         .select((
             review_items::id,
             review_items::reviewer_id,

@@ -252,9 +252,11 @@ pub fn remind(
         if !campaign.is_open() || now >= from_db(campaign.due_at) {
             return Ok(());
         }
+        // The current stage's reviewers (accesses of an earlier stage wait for their move).
         let waiting: Vec<String> = review_items::table
             .filter(review_items::campaign_id.eq(&campaign.id))
             .filter(review_items::state.eq(ITEM_PENDING))
+            .filter(review_items::stage.eq(campaign.stage))
             .select(review_items::reviewer_id)
             .distinct()
             .order(review_items::reviewer_id.asc())

@@ -425,6 +425,34 @@ async fn the_scheduler_finishes_a_move_that_stopped() {
     let total = all_items(&o).await.len();
     advance(&o, Some(2)).await;
     assert_eq!(in_stage_two(&o).await, 2);
+    // Meanwhile escalation takes only the current stage's accesses: those still waiting in
+    // stage one go with the move.
+    let (config, campaign, at) = (
+        o.app.config.clone(),
+        o.campaign.clone(),
+        o.opened + Duration::days(5),
+    );
+    o.app
+        .blocking(move |db, _, _| {
+            let task = attest::jobs::follow_up::FollowUp {
+                campaign,
+                days_before_due: None,
+                stage: Some(2),
+            };
+            attest::jobs::follow_up::escalate(&mut db.conn().unwrap(), &config, at, &task).unwrap();
+        })
+        .await;
+    let stage_of: std::collections::HashMap<String, i64> = all_items(&o)
+        .await
+        .into_iter()
+        .map(|(_, i)| (i.id, i.stage))
+        .collect();
+    let reassigned = events_of(&o, EventKind::ItemsReassigned).await;
+    for event in &reassigned {
+        for item in event["items"].as_array().unwrap() {
+            assert_eq!(stage_of[item.as_str().unwrap()], 2, "{event}");
+        }
+    }
     o.app
         .tick_at(o.opened + Duration::days(5) + Duration::hours(1))
         .await;
