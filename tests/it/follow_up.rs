@@ -198,14 +198,7 @@ async fn a_reviewer_disabled_mid_campaign_loses_their_links_and_items() {
     );
 
     // bob is locked out of the directory; the next sync sees it.
-    let text = std::fs::read_to_string(&o.ldif).unwrap();
-    let locked = text.replacen(
-        "employeeNumber: 1002\n",
-        "employeeNumber: 1002\npwdAccountLockedTime: 000001010000Z\n",
-        1,
-    );
-    assert_ne!(locked, text);
-    std::fs::write(&o.ldif, locked).unwrap();
+    lock_out_bob(&o);
     o.app.clock.set(o.opened + Duration::days(2));
     o.app.sync().await.unwrap();
     o.app.tick_at(o.opened + Duration::days(2)).await;
@@ -427,14 +420,7 @@ async fn a_confirmed_close_within_the_share_is_not_recorded_as_above_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_skip_a_reviewer_the_directory_shows_gone() {
     let o = open_campaign(|_| {}).await;
-    let text = std::fs::read_to_string(&o.ldif).unwrap();
-    let locked = text.replacen(
-        "employeeNumber: 1002\n",
-        "employeeNumber: 1002\npwdAccountLockedTime: 000001010000Z\n",
-        1,
-    );
-    assert_ne!(locked, text);
-    std::fs::write(&o.ldif, locked).unwrap();
+    lock_out_bob(&o);
     o.app.sync().await.unwrap();
     // The reminder runs before the reviewer check has moved bob's items.
     let (config, campaign, at) = (
@@ -466,4 +452,16 @@ async fn reminders_skip_a_reviewer_the_directory_shows_gone() {
         "everyone else with undecided items: {reminded:?}"
     );
     o.app.stop().await;
+}
+
+/// Locks bob out in the test's directory file (the next sync sees it).
+fn lock_out_bob(o: &Open) {
+    let text = std::fs::read_to_string(&o.ldif).unwrap();
+    let locked = text.replacen(
+        "employeeNumber: 1002\n",
+        "employeeNumber: 1002\npwdAccountLockedTime: 000001010000Z\n",
+        1,
+    );
+    assert_ne!(locked, text);
+    std::fs::write(&o.ldif, locked).unwrap();
 }

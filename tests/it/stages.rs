@@ -174,12 +174,7 @@ async fn approvals_and_undecided_accesses_go_on(o: Open) {
     assert_eq!(advanced.len(), 1, "{advanced:?}");
     assert_eq!(advanced[0]["items_settled"], 1);
     assert_eq!(advanced[0]["items_advanced"], total - 1);
-    let stage_mail: Vec<_> = mail_of_kind(&o, "review_request")
-        .await
-        .into_iter()
-        .filter(|(_, key)| key.ends_with(":stage-2"))
-        .map(|(to, _)| to)
-        .collect();
+    let stage_mail = stage_two_digests(&o).await;
     assert!(
         stage_mail.contains(&"heidi@example.com".to_string()),
         "{stage_mail:?}"
@@ -400,12 +395,7 @@ async fn a_move_cut_short_goes_on_and_ends_as_one_that_never_stopped() {
             (total, total),
             "each access named once"
         );
-        let stage_mail: Vec<_> = mail_of_kind(&o, "review_request")
-            .await
-            .into_iter()
-            .filter(|(_, key)| key.ends_with(":stage-2"))
-            .map(|(to, _)| to)
-            .collect();
+        let stage_mail = stage_two_digests(&o).await;
         let mut once = stage_mail.clone();
         once.sort();
         once.dedup();
@@ -502,4 +492,14 @@ async fn an_expired_final_approval_stays_with_its_stage() {
     );
     assert!(dave.expired_at.is_some(), "the expiry stays on record");
     o.app.stop().await;
+}
+
+/// The recipients of stage-two digests, one entry per digest queued.
+async fn stage_two_digests(o: &Open) -> Vec<String> {
+    mail_of_kind(o, "review_request")
+        .await
+        .into_iter()
+        .filter(|(_, key)| key.ends_with(":stage-2"))
+        .map(|(to, _)| to)
+        .collect()
 }
