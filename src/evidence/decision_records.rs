@@ -10,11 +10,14 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::campaigns::model::Campaign;
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::rfc3339;
 use crate::error::{Error, Result};
+use crate::evidence::row_pipeline::{PageSender, read_and_format};
 use crate::evidence::spreadsheet::safe_cell;
+use crate::evidence::tally::DecisionTally;
 
 /// Decisions read per query.
 const PAGE: i64 = 1_000;
@@ -98,27 +101,38 @@ impl DecisionRecord {
 }
 
 /// Writes, in one pass over the campaign's decisions, `decisions.csv` to `csv_out` and
-/// `decisions.jsonl` to `jsonl_out`; returns how many decisions.
+/// `decisions.jsonl` to `jsonl_out`, counting them on the way; returns how many decisions
+/// and the counts. The database is read on this thread, the rows formatted on another.
 pub fn write_decision_files(
     conn: &mut DbConnection,
-    campaign_id: &str,
-    csv_out: &mut impl Write,
-    jsonl_out: &mut impl Write,
-) -> Result<u64> {
-    let mut csv = csv::Writer::from_writer(csv_out);
-    let csv_error = |e: csv::Error| Error::Io(format!("cannot write decisions.csv: {e}"));
-    csv.write_record(CSV_HEADER).map_err(csv_error)?;
-    let mut count = 0u64;
-    for_each_decision(conn, campaign_id, |record| {
-        csv.write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
-            .map_err(csv_error)?;
-        serde_json::to_writer(&mut *jsonl_out, record)?;
-        jsonl_out.write_all(b"\n")?;
-        count += 1;
-        Ok(())
-    })?;
-    csv.flush()?;
-    Ok(count)
+    campaign: &Campaign,
+    csv_out: &mut (impl Write + Send),
+    jsonl_out: &mut (impl Write + Send),
+) -> Result<(u64, DecisionTally)> {
+    let due_at = campaign.due_at;
+    read_and_format(
+        |pages| read_decision_pages(conn, &campaign.id, pages),
+        move |pages| {
+            let mut csv = csv::Writer::from_writer(csv_out);
+            let csv_error = |e: csv::Error| Error::Io(format!("cannot write decisions.csv: {e}"));
+            csv.write_record(CSV_HEADER).map_err(csv_error)?;
+            let mut count = 0u64;
+            let mut tally = DecisionTally::default();
+            for page in pages {
+                for row in page {
+                    tally.count(&row.2.0, row.0.1, due_at);
+                    let record = record_of(row);
+                    csv.write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
+                        .map_err(csv_error)?;
+                    serde_json::to_writer(&mut *jsonl_out, &record)?;
+                    jsonl_out.write_all(b"\n")?;
+                    count += 1;
+                }
+            }
+            csv.flush()?;
+            Ok((count, tally))
+        },
+    )
 }
 
 type DecisionColumns = (
@@ -145,11 +159,12 @@ type DecisionColumns = (
     (String, String, String),
 );
 
-/// Calls `visit` for every decision of the campaign in decision order, a page at a time.
-pub fn for_each_decision(
+/// Reads every decision of the campaign in decision order, a page at a time, and hands the
+/// pages to `pages`.
+fn read_decision_pages(
     conn: &mut DbConnection,
     campaign_id: &str,
-    mut visit: impl FnMut(&DecisionRecord) -> Result<()>,
+    pages: &PageSender<Vec<DecisionColumns>>,
 ) -> Result<()> {
     let mut after: Option<(NaiveDateTime, String)> = None;
     loop {
@@ -195,30 +210,32 @@ pub fn for_each_decision(
             .load(conn)?;
         let Some(last) = rows.last() else { break };
         after = Some((last.0.1, last.0.0.clone()));
-        for (d, item, reviewer) in rows {
-            let record = DecisionRecord {
-                decision_id: d.0,
-                decided_at: rfc3339(d.1),
-                campaign_id: d.2,
-                item_id: d.3,
-                outcome: d.4,
-                comment: d.5,
-                auth_method: d.6,
-                auth_context: serde_json::from_str(&d.7).unwrap_or(serde_json::Value::Null),
-                approved_until: d.8.map(rfc3339),
-                item_expired_at: item.6.map(rfc3339),
-                person_login: item.0,
-                person_name: item.1,
-                person_email: item.2,
-                group_name: item.3,
-                group_dn: item.4,
-                privileged: item.5,
-                reviewer_id: reviewer.0,
-                reviewer_email: reviewer.1,
-                reviewer_name: reviewer.2,
-            };
-            visit(&record)?;
-        }
+        pages.send(rows)?;
     }
     Ok(())
+}
+
+/// The record of one decision row.
+fn record_of((d, item, reviewer): DecisionColumns) -> DecisionRecord {
+    DecisionRecord {
+        decision_id: d.0,
+        decided_at: rfc3339(d.1),
+        campaign_id: d.2,
+        item_id: d.3,
+        outcome: d.4,
+        comment: d.5,
+        auth_method: d.6,
+        auth_context: serde_json::from_str(&d.7).unwrap_or(serde_json::Value::Null),
+        approved_until: d.8.map(rfc3339),
+        item_expired_at: item.6.map(rfc3339),
+        person_login: item.0,
+        person_name: item.1,
+        person_email: item.2,
+        group_name: item.3,
+        group_dn: item.4,
+        privileged: item.5,
+        reviewer_id: reviewer.0,
+        reviewer_email: reviewer.1,
+        reviewer_name: reviewer.2,
+    }
 }

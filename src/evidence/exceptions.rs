@@ -76,30 +76,43 @@ pub fn exception_rows(item: &ItemRecord, due_at: DateTime<Utc>) -> Vec<Vec<Strin
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc));
-    let privileged = item.privileged.to_string();
-    exceptions_of(
+    exception_rows_decided_at(item, decided_at, due_at)
+}
+
+/// [`exception_rows`] of an item whose final decision time is known as a time already.
+pub fn exception_rows_decided_at(
+    item: &ItemRecord,
+    decided_at: Option<DateTime<Utc>>,
+    due_at: DateTime<Utc>,
+) -> Vec<Vec<String>> {
+    let found = exceptions_of(
         &item.routing,
         &item.outcome,
         item.no_response_outcome.as_deref(),
         decided_at,
         due_at,
-    )
-    .into_iter()
-    .map(|(kind, detail)| {
-        [
-            item.item_id.as_str(),
-            &item.person_login,
-            &item.person_name,
-            &item.group_name,
-            &privileged,
-            &item.reviewer_email,
-            kind,
-            &detail,
-        ]
-        .map(neutralize_csv_cell)
-        .to_vec()
-    })
-    .collect()
+    );
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let privileged = item.privileged.to_string();
+    found
+        .into_iter()
+        .map(|(kind, detail)| {
+            [
+                item.item_id.as_str(),
+                &item.person_login,
+                &item.person_name,
+                &item.group_name,
+                &privileged,
+                &item.reviewer_email,
+                kind,
+                &detail,
+            ]
+            .map(neutralize_csv_cell)
+            .to_vec()
+        })
+        .collect()
 }
 
 /// The kind of an exception row.

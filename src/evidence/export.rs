@@ -189,13 +189,13 @@ fn write_pack(
         })?))
     };
     let (mut items_jsonl, mut exceptions_csv) = (scratch()?, scratch()?);
-    let (items, exceptions) = pack.add("items.csv", |out| {
+    let item_files = pack.add("items.csv", |out| {
         write_item_files(conn, &campaign, out, &mut items_jsonl, &mut exceptions_csv)
     })?;
     pack.add("items.jsonl", |out| copy_back(items_jsonl, out))?;
     let mut decisions_jsonl = scratch()?;
-    let decisions = pack.add("decisions.csv", |out| {
-        write_decision_files(conn, campaign_id, out, &mut decisions_jsonl)
+    let (decisions, decision_tally) = pack.add("decisions.csv", |out| {
+        write_decision_files(conn, &campaign, out, &mut decisions_jsonl)
     })?;
     pack.add("decisions.jsonl", |out| copy_back(decisions_jsonl, out))?;
     pack.add("exceptions.csv", |out| copy_back(exceptions_csv, out))?;
@@ -224,7 +224,7 @@ fn write_pack(
     pack.add_lines(crate::evidence::verify::KEY_HISTORY, &rotations)?;
 
     let listed = Listed {
-        items,
+        items: item_files.items,
         decisions,
         events: events_listed,
         events_after_checkpoint: events_after,
@@ -232,7 +232,14 @@ fn write_pack(
     let population = population_document(conn, &campaign, &listed)?;
     pack.add_json("population.json", &population)?;
     let by_kind = events_by_kind(conn, campaign_id, size)?;
-    let summary = summarize_campaign(conn, &campaign, exceptions, by_kind)?;
+    let summary = summarize_campaign(
+        conn,
+        &campaign,
+        item_files.tally,
+        decision_tally,
+        item_files.exceptions,
+        by_kind,
+    )?;
     pack.add_json("summary.json", &summary)?;
     let kept_until = campaign.closed_at.map(|closed| {
         keep_until(from_db(closed), settings.retention_years)
@@ -284,7 +291,7 @@ fn write_pack(
         .sync_all()
         .map_err(|e| Error::Io(format!("cannot sync {}: {e}", path.display())))?;
     Ok(ExportSummary {
-        items,
+        items: listed.items,
         events_after_checkpoint: events_after,
         checkpoint_size: size,
         decisions,

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
+use chrono::{NaiveDateTime, SubsecRound};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -16,9 +17,12 @@ use crate::campaigns::model::{Campaign, ReviewItem};
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
 use crate::db::time::{from_db, rfc3339};
+use crate::decisions::DecisionOutcome;
 use crate::error::{Error, Result};
-use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows, kind_of};
+use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows_decided_at, kind_of};
+use crate::evidence::row_pipeline::{PageSender, read_and_format};
 use crate::evidence::spreadsheet::safe_cell;
+use crate::evidence::tally::ItemTally;
 
 /// Items read per query.
 const PAGE: i64 = 1_000;
@@ -125,19 +129,38 @@ impl ItemRecord {
     }
 }
 
-/// Calls `visit` with every item of the campaign, by outcome and then id, a page at a time.
-pub fn for_each_item(
+/// One page of a campaign's items, read on the database's thread, with their decisions.
+pub struct ItemPage {
+    items: Vec<ReviewItem>,
+    /// Every decision of the page's items in the history's order: (item id, decision id,
+    /// comment, auth method, outcome, decided at).
+    decisions: Vec<DecisionOfItem>,
+}
+
+type DecisionOfItem = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    NaiveDateTime,
+);
+
+/// The latest decision of an item, and when it was first approved or revoked.
+struct LatestDecision {
+    id: String,
+    comment: Option<String>,
+    auth_method: String,
+    first_decided_at: Option<NaiveDateTime>,
+}
+
+/// Reads every item of the campaign, by outcome and then id, a page at a time, with the
+/// decisions of each page's items, and hands the pages to `pages`.
+fn read_item_pages(
     conn: &mut DbConnection,
     campaign_id: &str,
-    mut visit: impl FnMut(&ItemRecord) -> Result<()>,
-) -> Result<u64> {
-    let reviewer_rows: HashMap<String, (String, String)> = reviewers::table
-        .filter(reviewers::campaign_id.eq(campaign_id))
-        .select((reviewers::id, reviewers::email, reviewers::display_name))
-        .load::<(String, String, String)>(conn)?
-        .into_iter()
-        .map(|(id, email, name)| (id, (email, name)))
-        .collect();
+    pages: &PageSender<ItemPage>,
+) -> Result<()> {
     // By outcome, then id: the (campaign, state, id) index serves each page in order.
     let mut states: Vec<String> = review_items::table
         .filter(review_items::campaign_id.eq(campaign_id))
@@ -145,11 +168,10 @@ pub fn for_each_item(
         .distinct()
         .load(conn)?;
     states.sort();
-    let mut count = 0u64;
     let mut after = String::new();
     let mut state_index = 0;
     while let Some(state) = states.get(state_index) {
-        let page: Vec<ReviewItem> = review_items::table
+        let items: Vec<ReviewItem> = review_items::table
             .filter(review_items::campaign_id.eq(campaign_id))
             .filter(review_items::state.eq(state))
             .filter(review_items::id.gt(&after))
@@ -157,16 +179,15 @@ pub fn for_each_item(
             .limit(PAGE)
             .select(ReviewItem::as_select())
             .load(conn)?;
-        let Some(last) = page.last() else {
+        let Some(last) = items.last() else {
             state_index += 1;
             after.clear();
             continue;
         };
         after = last.id.clone();
-        let ids: Vec<&String> = page.iter().map(|i| &i.id).collect();
-        // The latest decision of each item of the page (ties by id, as the history orders).
-        let mut latest: HashMap<String, (String, Option<String>, String)> = HashMap::new();
-        let rows: Vec<(String, String, Option<String>, String)> = decisions::table
+        let ids: Vec<&String> = items.iter().map(|i| &i.id).collect();
+        // Ties by id, as the history orders.
+        let decisions: Vec<DecisionOfItem> = decisions::table
             .filter(decisions::item_id.eq_any(&ids))
             .order((decisions::decided_at.asc(), decisions::id.asc()))
             .select((
@@ -174,82 +195,148 @@ pub fn for_each_item(
                 decisions::id,
                 decisions::comment,
                 decisions::auth_method,
+                decisions::outcome,
+                decisions::decided_at,
             ))
             .load(conn)?;
-        for (item, id, comment, auth) in rows {
-            latest.insert(item, (id, comment, auth));
-        }
-        for item in page {
-            let (reviewer_email, reviewer_name) = reviewer_rows
-                .get(&item.reviewer_id)
-                .cloned()
-                .ok_or_else(|| Error::Internal(format!("item {} has no reviewer", item.id)))?;
-            let last = latest.remove(&item.id);
-            let record = ItemRecord {
-                person_id: item.identity_external_id,
-                person_login: item.identity_login,
-                person_name: item.identity_name,
-                person_email: item.identity_email,
-                person_status: item.identity_status,
-                group_id: item.entitlement_external_id,
-                group_name: item.entitlement_name,
-                group_dn: item.entitlement_dn,
-                privileged: item.privileged,
-                via: item.via,
-                first_seen_at: rfc3339(item.granted_since),
-                reviewer_email,
-                reviewer_name,
-                routing: item.routing,
-                stage: item.stage,
-                outcome: item.state,
-                no_response_outcome: item.no_response_outcome,
-                decided_at: item.decided_at.map(rfc3339),
-                approved_until: item.approved_until.map(rfc3339),
-                approval_expired_at: item.expired_at.map(rfc3339),
-                last_decision_id: last.as_ref().map(|l| l.0.clone()),
-                last_comment: last.as_ref().and_then(|l| l.1.clone()),
-                last_auth_method: last.map(|l| l.2),
-                item_id: item.id,
-            };
-            visit(&record)?;
-            count += 1;
-        }
+        pages.send(ItemPage { items, decisions })?;
     }
-    Ok(count)
+    Ok(())
+}
+
+/// The record of `item`, reviewed by `reviewer` (email, name), whose latest decision is `last`.
+fn record_of(
+    item: ReviewItem,
+    reviewer: &(String, String),
+    last: Option<LatestDecision>,
+) -> ItemRecord {
+    let (last_decision_id, last_comment, last_auth_method) = match last {
+        Some(last) => (Some(last.id), last.comment, Some(last.auth_method)),
+        None => (None, None, None),
+    };
+    ItemRecord {
+        person_id: item.identity_external_id,
+        person_login: item.identity_login,
+        person_name: item.identity_name,
+        person_email: item.identity_email,
+        person_status: item.identity_status,
+        group_id: item.entitlement_external_id,
+        group_name: item.entitlement_name,
+        group_dn: item.entitlement_dn,
+        privileged: item.privileged,
+        via: item.via,
+        first_seen_at: rfc3339(item.granted_since),
+        reviewer_email: reviewer.0.clone(),
+        reviewer_name: reviewer.1.clone(),
+        routing: item.routing,
+        stage: item.stage,
+        outcome: item.state,
+        no_response_outcome: item.no_response_outcome,
+        decided_at: item.decided_at.map(rfc3339),
+        approved_until: item.approved_until.map(rfc3339),
+        approval_expired_at: item.expired_at.map(rfc3339),
+        last_decision_id,
+        last_comment,
+        last_auth_method,
+        item_id: item.id,
+    }
+}
+
+/// What writing the item files found: how many items, exceptions of each kind, and the
+/// campaign's figures.
+pub struct ItemFiles {
+    pub items: u64,
+    pub exceptions: BTreeMap<String, u64>,
+    pub tally: ItemTally,
 }
 
 /// Writes, in one pass over the campaign's items, `items.csv` to `csv_out`, `items.jsonl` to
-/// `jsonl_out` and `exceptions.csv` to `exceptions_out`; returns how many items, and how many
-/// exceptions of each kind.
+/// `jsonl_out` and `exceptions.csv` to `exceptions_out`, counting the campaign's figures on
+/// the way. The database is read on this thread, the rows formatted on another.
 pub fn write_item_files(
     conn: &mut DbConnection,
     campaign: &Campaign,
-    csv_out: &mut impl Write,
-    jsonl_out: &mut impl Write,
-    exceptions_out: &mut impl Write,
-) -> Result<(u64, BTreeMap<String, u64>)> {
-    let csv_error = |e: csv::Error| Error::Io(format!("cannot write the item files: {e}"));
-    let mut items_csv = csv::Writer::from_writer(csv_out);
-    items_csv.write_record(ITEM_CSV_HEADER).map_err(csv_error)?;
-    let mut exceptions_csv = csv::Writer::from_writer(exceptions_out);
-    exceptions_csv
-        .write_record(EXCEPTIONS_CSV_HEADER)
-        .map_err(csv_error)?;
-    let due_at = from_db(campaign.due_at);
-    let mut exceptions = BTreeMap::new();
-    let count = for_each_item(conn, &campaign.id, |record| {
-        items_csv
-            .write_record(record.csv_row())
-            .map_err(csv_error)?;
-        serde_json::to_writer(&mut *jsonl_out, record)?;
-        jsonl_out.write_all(b"\n")?;
-        for row in exception_rows(record, due_at) {
-            *exceptions.entry(kind_of(&row).to_string()).or_insert(0) += 1;
-            exceptions_csv.write_record(&row).map_err(csv_error)?;
-        }
-        Ok(())
-    })?;
-    items_csv.flush()?;
-    exceptions_csv.flush()?;
-    Ok((count, exceptions))
+    csv_out: &mut (impl Write + Send),
+    jsonl_out: &mut (impl Write + Send),
+    exceptions_out: &mut (impl Write + Send),
+) -> Result<ItemFiles> {
+    let reviewers: HashMap<String, (String, String)> = reviewers::table
+        .filter(reviewers::campaign_id.eq(&campaign.id))
+        .select((reviewers::id, reviewers::email, reviewers::display_name))
+        .load::<(String, String, String)>(conn)?
+        .into_iter()
+        .map(|(id, email, name)| (id, (email, name)))
+        .collect();
+    let due_at = campaign.due_at;
+    read_and_format(
+        |pages| read_item_pages(conn, &campaign.id, pages),
+        move |pages| {
+            let csv_error = |e: csv::Error| Error::Io(format!("cannot write the item files: {e}"));
+            let mut items_csv = csv::Writer::from_writer(csv_out);
+            items_csv.write_record(ITEM_CSV_HEADER).map_err(csv_error)?;
+            let mut exceptions_csv = csv::Writer::from_writer(exceptions_out);
+            exceptions_csv
+                .write_record(EXCEPTIONS_CSV_HEADER)
+                .map_err(csv_error)?;
+            let mut files = ItemFiles {
+                items: 0,
+                exceptions: BTreeMap::new(),
+                tally: ItemTally::default(),
+            };
+            for page in pages {
+                let mut latest: HashMap<String, LatestDecision> = HashMap::new();
+                for (item_id, id, comment, auth_method, outcome, at) in page.decisions {
+                    let first = (outcome != DecisionOutcome::DontKnow.as_str()).then_some(at);
+                    match latest.get_mut(&item_id) {
+                        // A later decision of the item (the history's order).
+                        Some(last) => {
+                            last.id = id;
+                            last.comment = comment;
+                            last.auth_method = auth_method;
+                            last.first_decided_at = last.first_decided_at.or(first);
+                        }
+                        None => {
+                            let first_decided_at = first;
+                            latest.insert(
+                                item_id,
+                                LatestDecision {
+                                    id,
+                                    comment,
+                                    auth_method,
+                                    first_decided_at,
+                                },
+                            );
+                        }
+                    }
+                }
+                for item in page.items {
+                    let last = latest.remove(&item.id);
+                    let first_decided_at = last.as_ref().and_then(|l| l.first_decided_at);
+                    files.tally.count(&item, first_decided_at, due_at);
+                    // As items.csv writes it (microseconds), for the exceptions.
+                    let decided_at = item.decided_at.map(|at| from_db(at.trunc_subsecs(6)));
+                    let reviewer = reviewers.get(&item.reviewer_id).ok_or_else(|| {
+                        Error::Internal(format!("item {} has no reviewer", item.id))
+                    })?;
+                    let record = record_of(item, reviewer, last);
+                    items_csv
+                        .write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
+                        .map_err(csv_error)?;
+                    serde_json::to_writer(&mut *jsonl_out, &record)?;
+                    jsonl_out.write_all(b"\n")?;
+                    for row in exception_rows_decided_at(&record, decided_at, from_db(due_at)) {
+                        *files
+                            .exceptions
+                            .entry(kind_of(&row).to_string())
+                            .or_insert(0) += 1;
+                        exceptions_csv.write_record(&row).map_err(csv_error)?;
+                    }
+                    files.items += 1;
+                }
+            }
+            items_csv.flush()?;
+            exceptions_csv.flush()?;
+            Ok(files)
+        },
+    )
 }

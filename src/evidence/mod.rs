@@ -3,9 +3,10 @@
 //! and `reconcile`). The pack's files each have their module: one record per review item
 //! (`item_records`) and per decision (`decision_records`), the exceptions (`exceptions`),
 //! each revoked access carried out and proved (`remediation_records`),
-//! the figures (`summary`), how the population was extracted (`population`), the SOC 2
+//! the figures (`summary`, counted on the way by `tally`), how the population was extracted (`population`), the SOC 2
 //! mapping (`soc2`), the report for a person (`report`, drawing `charts`), and the
-//! campaign's events with their inclusion proofs against a signed checkpoint (`proofs`). It
+//! campaign's events with their inclusion proofs against a signed checkpoint (`proofs`).
+//! Rows are read on one thread and formatted on another (`row_pipeline`). It
 //! reads the spine and the ledger and changes no review state; the event log itself is
 //! `ledger/`.
 
@@ -20,8 +21,10 @@ pub mod proofs;
 pub mod reconcile;
 pub mod remediation_records;
 pub mod report;
+pub mod row_pipeline;
 pub mod soc2;
 pub mod spreadsheet;
 pub mod summary;
+pub mod tally;
 pub mod verify;
 pub mod verify_decisions;

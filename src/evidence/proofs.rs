@@ -47,8 +47,9 @@ pub fn tree_of(conn: &mut DbConnection, size: i64) -> Result<Tree> {
     Ok(Tree::new(leaf_hashes(conn, size)?))
 }
 
-/// Events read per query.
-const PAGE: i64 = 1_000;
+/// Events read per query: few, because one event can be large (the no-response policy's
+/// event lists up to a thousand items), and a page is held whole while it is written.
+const PAGE: i64 = 100;
 
 /// Writes the campaign's events within `tree` (the log's first events) to `out`, one JSON
 /// line each with its proof, a page at a time; returns how many, and how many of its events

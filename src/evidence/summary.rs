@@ -2,22 +2,24 @@
 //! population, per reviewer and per group, so that population = items = decided + undecided
 //! reconciles at every level; timeliness (opened, due, closed, decisions after the due date,
 //! items nobody decided); progress day by day; what the no-response policy did; and how many
-//! events of each kind the campaign wrote. Everything is counted by the database (grouped
-//! queries), never by holding the items; `attest verify` recounts it from the item rows.
+//! events of each kind the campaign wrote. The counts are taken as the pack's rows are
+//! written (`tally`), never by holding the items; `attest verify` recounts them from the
+//! item rows. The console's progress chart counts by day with grouped queries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::dsl::{count_star, max, min};
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde::{Deserialize, Serialize};
 
 use crate::campaigns::model::{Campaign, ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_REVOKED};
-use crate::db::schema::{decisions, events, review_items, reviewers};
+use crate::db::schema::{events, reviewers};
 use crate::db::time::rfc3339;
 use crate::db::{DbConnection, is_postgres};
 use crate::error::Result;
+use crate::evidence::tally::{DecisionTally, ItemTally};
 
 /// How a set of items ended. `items` is always the sum of the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -133,123 +135,66 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-/// Counts the campaign. `exceptions` and `events_by_kind` come from what the pack lists.
+/// The campaign's figures from what its items and decisions added up to as the pack's rows
+/// were written. `exceptions` and `events_by_kind` come from what the pack lists.
 pub fn summarize_campaign(
     conn: &mut DbConnection,
     campaign: &Campaign,
+    items: ItemTally,
+    decisions: DecisionTally,
     exceptions: BTreeMap<String, u64>,
     events_by_kind: BTreeMap<String, u64>,
 ) -> Result<Summary> {
     let id = campaign.id.as_str();
     let due = campaign.due_at;
-    let mut totals = Outcomes::default();
-    let mut privileged = Outcomes::default();
-
-    let people: BTreeMap<String, (String, String)> = reviewers::table
+    let mut people: HashMap<String, (String, String)> = reviewers::table
         .filter(reviewers::campaign_id.eq(id))
         .select((reviewers::id, reviewers::email, reviewers::display_name))
         .load::<(String, String, String)>(conn)?
         .into_iter()
         .map(|(id, email, name)| (id, (email, name)))
         .collect();
-    let mut by_reviewer: BTreeMap<String, ReviewerSummary> = BTreeMap::new();
-    let per_reviewer: Vec<(String, String, i64)> = review_items::table
-        .filter(review_items::campaign_id.eq(id))
-        .group_by((review_items::reviewer_id, review_items::state))
-        .select((review_items::reviewer_id, review_items::state, count_star()))
-        .load(conn)?;
-    for (reviewer_id, state, n) in per_reviewer {
-        let (email, name) = people.get(&reviewer_id).cloned().unwrap_or_default();
-        by_reviewer
-            .entry(reviewer_id)
-            .or_insert_with(|| ReviewerSummary::named(email, name))
-            .outcomes
-            .add(&state, count(n));
-        totals.add(&state, count(n));
+    let mut by_reviewer: HashMap<String, ReviewerSummary> = HashMap::new();
+    let mut named = |reviewer_id: &str| {
+        let (email, name) = people.remove(reviewer_id).unwrap_or_default();
+        ReviewerSummary::named(email, name)
+    };
+    for (reviewer_id, outcomes) in items.by_reviewer {
+        let mut summary = named(&reviewer_id);
+        summary.outcomes = outcomes;
+        by_reviewer.insert(reviewer_id, summary);
     }
-    let spans: Vec<(String, Option<NaiveDateTime>, Option<NaiveDateTime>)> = decisions::table
-        .filter(decisions::campaign_id.eq(id))
-        .group_by(decisions::reviewer_id)
-        .select((
-            decisions::reviewer_id,
-            min(decisions::decided_at),
-            max(decisions::decided_at),
-        ))
-        .load(conn)?;
-    for (reviewer_id, first, last) in spans {
+    let decisions_after_due = decisions.after_due();
+    for (reviewer_id, span) in decisions.by_reviewer {
         // A reviewer whose items all moved on after deciding ("don't know") has no item
         // left, and is listed for their decisions.
-        let (email, name) = people.get(&reviewer_id).cloned().unwrap_or_default();
         let summary = by_reviewer
             .entry(reviewer_id)
-            .or_insert_with(|| ReviewerSummary::named(email, name));
-        summary.first_decision_at = first.map(rfc3339);
-        summary.last_decision_at = last.map(rfc3339);
+            .or_insert_with_key(|reviewer_id| named(reviewer_id));
+        summary.first_decision_at = Some(rfc3339(span.first));
+        summary.last_decision_at = Some(rfc3339(span.last));
+        summary.decisions_after_due = span.after_due;
     }
-    let late: Vec<(String, i64)> = decisions::table
-        .filter(decisions::campaign_id.eq(id))
-        .filter(decisions::decided_at.gt(due))
-        .group_by(decisions::reviewer_id)
-        .select((decisions::reviewer_id, count_star()))
-        .load(conn)?;
-    let mut decisions_after_due = 0;
-    for (reviewer_id, n) in late {
-        decisions_after_due += count(n);
-        if let Some(summary) = by_reviewer.get_mut(&reviewer_id) {
-            summary.decisions_after_due = count(n);
-        }
-    }
-    let mut by_reviewer: Vec<ReviewerSummary> = by_reviewer.into_values().collect();
-    by_reviewer.sort_by(|a, b| a.reviewer_email.cmp(&b.reviewer_email));
+    let mut by_reviewer: Vec<(String, ReviewerSummary)> = by_reviewer.into_iter().collect();
+    by_reviewer.sort_by(|(a_id, a), (b_id, b)| {
+        a.reviewer_email
+            .cmp(&b.reviewer_email)
+            .then_with(|| a_id.cmp(b_id))
+    });
 
-    let per_group: Vec<(String, String, bool, String, i64)> = review_items::table
-        .filter(review_items::campaign_id.eq(id))
-        .group_by((
-            review_items::entitlement_external_id,
-            review_items::entitlement_name,
-            review_items::privileged,
-            review_items::state,
-        ))
-        .select((
-            review_items::entitlement_external_id,
-            review_items::entitlement_name,
-            review_items::privileged,
-            review_items::state,
-            count_star(),
-        ))
-        .load(conn)?;
-    let mut by_group: BTreeMap<String, GroupSummary> = BTreeMap::new();
-    for (group_id, group_name, is_privileged, state, n) in per_group {
-        if is_privileged {
-            privileged.add(&state, count(n));
-        }
-        by_group
-            .entry(group_id.clone())
-            .or_insert_with(|| GroupSummary {
-                group_id,
-                group_name,
-                privileged: is_privileged,
-                outcomes: Outcomes::default(),
-            })
-            .outcomes
-            .add(&state, count(n));
-    }
-
-    let items_decided_after_due: i64 = review_items::table
-        .filter(review_items::campaign_id.eq(id))
-        .filter(review_items::decided_at.gt(due))
-        .count()
-        .get_result(conn)?;
-    let no_response_policy: BTreeMap<String, u64> = review_items::table
-        .filter(review_items::campaign_id.eq(id))
-        .filter(review_items::state.eq(ITEM_NO_RESPONSE))
-        .group_by(review_items::no_response_outcome)
-        .select((review_items::no_response_outcome, count_star()))
-        .load::<(Option<String>, i64)>(conn)?
+    let mut by_group: Vec<GroupSummary> = items
+        .by_group
         .into_iter()
-        .map(|(outcome, n)| (outcome.unwrap_or_else(|| "none".into()), count(n)))
+        .map(|(group_id, group)| GroupSummary {
+            group_id,
+            group_name: group.name,
+            privileged: group.privileged,
+            outcomes: group.outcomes,
+        })
         .collect();
+    by_group.sort_by(|a, b| a.group_id.cmp(&b.group_id));
 
+    let totals = items.totals;
     Ok(Summary {
         campaign: id.to_string(),
         timeliness: Timeliness {
@@ -259,18 +204,47 @@ pub fn summarize_campaign(
             opened_late: campaign.late,
             closed_after_due: campaign.closed_at.is_some_and(|closed| closed > due),
             decisions_after_due,
-            items_decided_after_due: count(items_decided_after_due),
+            items_decided_after_due: items.items_decided_after_due,
             items_without_decision: totals.pending + totals.no_response,
         },
-        progress: daily_progress(conn, id)?,
+        progress: progress_by_day(&decisions.by_day, &items.first_decided_by_day),
         totals,
-        privileged,
-        by_reviewer,
-        by_group: by_group.into_values().collect(),
-        no_response_policy,
+        privileged: items.privileged,
+        by_reviewer: by_reviewer
+            .into_iter()
+            .map(|(_, summary)| summary)
+            .collect(),
+        by_group,
+        no_response_policy: items.no_response_policy,
         exceptions,
         events_by_kind,
     })
+}
+
+/// Day by day: decisions made, items first decided, and items decided so far.
+fn progress_by_day(
+    decisions: &BTreeMap<NaiveDate, u64>,
+    first_decided: &BTreeMap<NaiveDate, u64>,
+) -> Vec<DayProgress> {
+    let mut days: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
+    for (day, n) in decisions {
+        days.entry(*day).or_default().0 = *n;
+    }
+    for (day, n) in first_decided {
+        days.entry(*day).or_default().1 = *n;
+    }
+    let mut so_far = 0;
+    days.into_iter()
+        .map(|(day, (decisions, items_first_decided))| {
+            so_far += items_first_decided;
+            DayProgress {
+                day: day.format("%Y-%m-%d").to_string(),
+                decisions,
+                items_first_decided,
+                items_decided_so_far: so_far,
+            }
+        })
+        .collect()
 }
 
 /// The campaign's events up to `size` (the pack's checkpoint), by kind.

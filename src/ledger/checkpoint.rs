@@ -259,22 +259,34 @@ pub fn verify_signed(note: &str, verifier_key: &str) -> Result<String> {
     Ok(body)
 }
 
-/// Every leaf hash of the log's first `size` events, in order.
+/// Leaf hashes read per query.
+const LEAVES_PER_QUERY: i64 = 10_000;
+
+/// Every leaf hash of the log's first `size` events, in order, read a page at a time so that
+/// only the 32-byte hashes are held, never their stored text.
 pub fn leaf_hashes(conn: &mut DbConnection, size: i64) -> Result<Vec<Hash>> {
-    let stored: Vec<String> = events::table
-        .filter(events::seq.le(size))
-        .order(events::seq.asc())
-        .select(events::leaf_hash)
-        .load(conn)?;
-    stored
-        .iter()
-        .map(|text| {
-            hex::decode(text)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| Error::Internal("an event's leaf hash is not 32 hex bytes".into()))
-        })
-        .collect()
+    let mut leaves = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut after = 0i64;
+    loop {
+        let page: Vec<(i64, String)> = events::table
+            .filter(events::seq.gt(after))
+            .filter(events::seq.le(size))
+            .order(events::seq.asc())
+            .limit(LEAVES_PER_QUERY)
+            .select((events::seq, events::leaf_hash))
+            .load(conn)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = *last;
+        for (_, text) in page {
+            let mut leaf: Hash = [0; 32];
+            hex::decode_to_slice(&text, &mut leaf)
+                .map_err(|_| Error::Internal("an event's leaf hash is not 32 hex bytes".into()))?;
+            leaves.push(leaf);
+        }
+    }
+    Ok(leaves)
 }
 
 /// Signs a checkpoint of the log's committed events, unless one of that size exists; returns

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use attest::decisions::{DecisionOutcome, DecisionRequest, record_decision};
 use attest::evidence::export::{PackSettings, export_campaign};
+use attest::evidence::summary::daily_progress;
 use attest::evidence::verify::verify_pack;
 use attest::ledger::checkpoint::CheckpointKey;
 use chrono::{Datelike, Duration};
@@ -241,6 +242,15 @@ async fn review_every_way_and_export(o: &Open) -> PathBuf {
         "the change of mind is one item decided"
     );
     assert_eq!(summary["no_response_policy"]["flag"], count("no_response"));
+    // Counted as the rows were written, the progress is what the database's grouped counts
+    // (the console's chart) say.
+    let campaign = o.campaign.clone();
+    let by_query = o
+        .app
+        .blocking(move |db, _, _| daily_progress(&mut db.conn().unwrap(), &campaign).unwrap())
+        .await;
+    assert!(by_query.len() >= 2, "decisions on two days: {by_query:?}");
+    assert_eq!(serde_json::to_value(by_query).unwrap(), summary["progress"]);
 
     // One exception row per item and kind; the summary counts them.
     let exceptions = text_entry(&pack, "exceptions.csv");
