@@ -209,47 +209,88 @@ fn shorten(label: &str) -> String {
 
 /// The largest groups (privileged first), one bar each, and one bar for the rest.
 pub fn group_chart(groups: &[GroupSummary]) -> GroupChart {
-    let mut order: Vec<&GroupSummary> = groups.iter().collect();
-    order.sort_by(|a, b| {
+    let mut largest = LargestGroups::default();
+    for group in groups {
+        largest.add(group);
+    }
+    largest.chart()
+}
+
+/// The groups the chart draws, kept while the groups go by one at a time (in group order,
+/// as `summary.json` lists them): the `GROUP_BARS` largest, privileged first, and the sum of
+/// the rest.
+#[derive(Debug, Default)]
+pub struct LargestGroups {
+    /// Drawn so far, in the chart's order.
+    drawn: Vec<GroupSummary>,
+    rest: usize,
+    rest_outcomes: Outcomes,
+}
+
+impl LargestGroups {
+    /// How the chart orders groups: privileged first, then by size, then by name.
+    fn order(a: &GroupSummary, b: &GroupSummary) -> std::cmp::Ordering {
         b.privileged
             .cmp(&a.privileged)
             .then(b.outcomes.items.cmp(&a.outcomes.items))
             .then(a.group_name.cmp(&b.group_name))
-    });
-    let mut bars: Vec<(String, bool, Outcomes)> = order
-        .iter()
-        .take(GROUP_BARS)
-        .map(|g| (g.group_name.clone(), g.privileged, g.outcomes.clone()))
-        .collect();
-    let rest = &order[order.len().min(GROUP_BARS)..];
-    if !rest.is_empty() {
-        let mut outcomes = Outcomes::default();
-        for group in rest {
-            outcomes.items += group.outcomes.items;
-            outcomes.approved += group.outcomes.approved;
-            outcomes.revoked += group.outcomes.revoked;
-            outcomes.no_response += group.outcomes.no_response;
-            outcomes.pending += group.outcomes.pending;
-        }
-        bars.push((format!("{} other groups", rest.len()), false, outcomes));
     }
-    let step = BAR_HEIGHT + BAR_GAP;
-    GroupChart {
-        height: (bars.len() as f64 * step).max(step),
-        bar_height: BAR_HEIGHT,
-        bar_width: BAR_WIDTH,
-        bars: bars
-            .into_iter()
-            .enumerate()
-            .map(|(i, (label, privileged, outcomes))| GroupBar {
-                short_label: shorten(&label),
-                label,
-                privileged,
-                y: i as f64 * step,
-                items: outcomes.items,
-                segments: segments(&outcomes),
-            })
-            .collect(),
+
+    pub fn add(&mut self, group: &GroupSummary) {
+        // After the equal ones: of two equal groups the one seen first is drawn first.
+        let at = self
+            .drawn
+            .partition_point(|drawn| Self::order(drawn, group).is_le());
+        if at >= GROUP_BARS {
+            self.rest += 1;
+            self.rest_outcomes.add_all(&group.outcomes);
+            return;
+        }
+        self.drawn.insert(at, group.clone());
+        if self.drawn.len() > GROUP_BARS
+            && let Some(left_out) = self.drawn.pop()
+        {
+            self.rest += 1;
+            self.rest_outcomes.add_all(&left_out.outcomes);
+        }
+    }
+
+    /// How many groups went by.
+    pub fn total(&self) -> usize {
+        self.drawn.len() + self.rest
+    }
+
+    pub fn chart(&self) -> GroupChart {
+        let mut bars: Vec<(String, bool, Outcomes)> = self
+            .drawn
+            .iter()
+            .map(|g| (g.group_name.clone(), g.privileged, g.outcomes.clone()))
+            .collect();
+        if self.rest > 0 {
+            bars.push((
+                format!("{} other groups", self.rest),
+                false,
+                self.rest_outcomes.clone(),
+            ));
+        }
+        let step = BAR_HEIGHT + BAR_GAP;
+        GroupChart {
+            height: (bars.len() as f64 * step).max(step),
+            bar_height: BAR_HEIGHT,
+            bar_width: BAR_WIDTH,
+            bars: bars
+                .into_iter()
+                .enumerate()
+                .map(|(i, (label, privileged, outcomes))| GroupBar {
+                    short_label: shorten(&label),
+                    label,
+                    privileged,
+                    y: i as f64 * step,
+                    items: outcomes.items,
+                    segments: segments(&outcomes),
+                })
+                .collect(),
+        }
     }
 }
 

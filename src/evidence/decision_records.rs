@@ -17,7 +17,7 @@ use crate::db::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::evidence::row_pipeline::{PageSender, read_and_format};
 use crate::evidence::spreadsheet::safe_cell;
-use crate::evidence::tally::DecisionTally;
+use crate::evidence::tally::{DecisionTally, Reviewers};
 
 /// Decisions read per query.
 const PAGE: i64 = 1_000;
@@ -106,6 +106,7 @@ impl DecisionRecord {
 pub fn write_decision_files(
     conn: &mut DbConnection,
     campaign: &Campaign,
+    reviewers: &Reviewers,
     csv_out: &mut (impl Write + Send),
     jsonl_out: &mut (impl Write + Send),
 ) -> Result<(u64, DecisionTally)> {
@@ -120,7 +121,13 @@ pub fn write_decision_files(
             let mut tally = DecisionTally::default();
             for page in pages {
                 for row in page {
-                    tally.count(&row.2.0, row.0.1, due_at);
+                    let reviewer = reviewers.number(&row.2.0).ok_or_else(|| {
+                        Error::Internal(format!(
+                            "decision {} was made by a reviewer outside the campaign",
+                            row.0.0
+                        ))
+                    })?;
+                    tally.count(reviewer, row.0.1, due_at);
                     let record = record_of(row);
                     csv.write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
                         .map_err(csv_error)?;

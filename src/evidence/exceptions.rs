@@ -2,9 +2,9 @@
 //! plain way (its reviewer by the chain, decided on time), one row per item and exception:
 //! rerouted by an independence rule or to the fallback, reassigned (escalation, "don't
 //! know", delegation, an admin), nobody answered (and what the no-response policy did), or
-//! decided after the due date. [`exception_rows`] is the one rule: the export applies it to
-//! each item as it writes them, and `attest verify` re-derives the same rows from
-//! `items.jsonl`.
+//! decided after the due date. [`exceptions_of`] is the one rule: the export applies it to
+//! each item as it writes them ([`exception_rows_decided_at`]), and `attest verify`
+//! re-derives the same rows from `items.jsonl` ([`exception_rows`]).
 
 use chrono::{DateTime, Utc};
 

@@ -12,7 +12,7 @@
 //! Exporting changes no review state; it is itself recorded as an event.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::evidence::decision_records::write_decision_files;
 use crate::evidence::item_records::write_item_files;
 pub use crate::evidence::pack_writer::ManifestEntry;
-use crate::evidence::pack_writer::PackWriter;
+use crate::evidence::pack_writer::{CompressedAhead, PackWriter};
 use crate::evidence::population::{Listed, population_document};
 use crate::evidence::proofs::{
     consistency_from_earlier_packs, latest_checkpoint, tree_of, write_campaign_events,
@@ -37,7 +37,7 @@ use crate::evidence::proofs::{
 use crate::evidence::remediation_records::write_remediation_csv;
 use crate::evidence::report::{ReportContext, render_report};
 use crate::evidence::soc2::soc2_mapping;
-use crate::evidence::summary::{events_by_kind, keep_until, summarize_campaign};
+use crate::evidence::summary::{events_by_kind, keep_until, summarize_campaign, write_summary};
 use crate::ledger::checkpoint::{CheckpointKey, write_checkpoint};
 use crate::ledger::{EventKind, append};
 
@@ -173,32 +173,40 @@ fn write_pack(
     // is repeated text that compresses well even so.
     let options = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(1));
+        .compression_level(Some(1))
+        // A campaign's rows can pass 4 GiB (items.jsonl is about 660 bytes an item).
+        .large_file(true);
     let mut pack = PackWriter::start(file, options)?;
 
     // Every item, decided or not (the population an auditor reconciles), and every decision:
-    // one pass each, the JSON and exception rows held in temporary files beside the pack
-    // until their turn in the archive.
-    let scratch = || -> Result<BufWriter<File>> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        Ok(BufWriter::new(tempfile::tempfile_in(dir).map_err(|e| {
-            Error::Io(format!(
-                "cannot create a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?))
-    };
-    let (mut items_jsonl, mut exceptions_csv) = (scratch()?, scratch()?);
+    // one pass each. The JSON and exception rows written in the same pass are compressed
+    // beside the pack at once and copied in when their turn comes.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let ahead = || CompressedAhead::start(dir, options);
+    let (mut items_jsonl, mut exceptions_csv) = (ahead()?, ahead()?);
     let item_files = pack.add("items.csv", |out| {
-        write_item_files(conn, &campaign, out, &mut items_jsonl, &mut exceptions_csv)
+        write_item_files(
+            conn,
+            &campaign,
+            dir,
+            out,
+            &mut items_jsonl,
+            &mut exceptions_csv,
+        )
     })?;
-    pack.add("items.jsonl", |out| copy_back(items_jsonl, out))?;
-    let mut decisions_jsonl = scratch()?;
+    pack.add_compressed("items.jsonl", items_jsonl)?;
+    let mut decisions_jsonl = ahead()?;
     let (decisions, decision_tally) = pack.add("decisions.csv", |out| {
-        write_decision_files(conn, &campaign, out, &mut decisions_jsonl)
+        write_decision_files(
+            conn,
+            &campaign,
+            &item_files.reviewers,
+            out,
+            &mut decisions_jsonl,
+        )
     })?;
-    pack.add("decisions.jsonl", |out| copy_back(decisions_jsonl, out))?;
-    pack.add("exceptions.csv", |out| copy_back(exceptions_csv, out))?;
+    pack.add_compressed("decisions.jsonl", decisions_jsonl)?;
+    pack.add_compressed("exceptions.csv", exceptions_csv)?;
     pack.add("remediation.csv", |out| {
         write_remediation_csv(conn, campaign_id, out)
     })?;
@@ -233,20 +241,26 @@ fn write_pack(
     pack.add_json("population.json", &population)?;
     let by_kind = events_by_kind(conn, campaign_id, size)?;
     let summary = summarize_campaign(
-        conn,
         &campaign,
+        item_files.reviewers,
         item_files.tally,
         decision_tally,
         item_files.exceptions,
         by_kind,
     )?;
-    pack.add_json("summary.json", &summary)?;
+    let groups = item_files.groups.merged()?;
+    let largest_groups = pack.add("summary.json", |out| write_summary(out, &summary, groups))?;
     let kept_until = campaign.closed_at.map(|closed| {
         keep_until(from_db(closed), settings.retention_years)
             .date_naive()
             .to_string()
     });
-    let soc2 = soc2_mapping(&summary, settings.retention_years, kept_until);
+    let soc2 = soc2_mapping(
+        &summary,
+        largest_groups.total(),
+        settings.retention_years,
+        kept_until,
+    );
     pack.add_json("soc2.json", &soc2)?;
     let generated_at = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut files = pack.names.clone();
@@ -254,6 +268,7 @@ fn write_pack(
     let report = render_report(
         &campaign,
         &summary,
+        &largest_groups,
         &soc2,
         &ReportContext {
             generated_at: generated_at.clone(),
@@ -297,16 +312,6 @@ fn write_pack(
         decisions,
         files,
     })
-}
-
-/// Copies what was written to a temporary file into `out`.
-fn copy_back(scratch: BufWriter<File>, out: &mut impl Write) -> Result<()> {
-    let mut file = scratch
-        .into_inner()
-        .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
-    file.seek(SeekFrom::Start(0))?;
-    std::io::copy(&mut file, out)?;
-    Ok(())
 }
 
 /// The body of the manifest's signed note: `<origin>/manifest` and the manifest's SHA-256.

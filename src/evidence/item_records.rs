@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::path::Path;
 
 use chrono::{NaiveDateTime, SubsecRound};
 use diesel::prelude::*;
@@ -15,14 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::campaigns::model::{Campaign, ReviewItem};
 use crate::db::DbConnection;
-use crate::db::schema::{decisions, review_items, reviewers};
+use crate::db::schema::{decisions, review_items};
 use crate::db::time::{from_db, rfc3339};
 use crate::decisions::DecisionOutcome;
 use crate::error::{Error, Result};
 use crate::evidence::exceptions::{EXCEPTIONS_CSV_HEADER, exception_rows_decided_at, kind_of};
+use crate::evidence::group_runs::GroupCounts;
 use crate::evidence::row_pipeline::{PageSender, read_and_format};
 use crate::evidence::spreadsheet::safe_cell;
-use crate::evidence::tally::ItemTally;
+use crate::evidence::tally::{ItemTally, Reviewers};
 
 /// Items read per query.
 const PAGE: i64 = 1_000;
@@ -248,25 +250,24 @@ pub struct ItemFiles {
     pub items: u64,
     pub exceptions: BTreeMap<String, u64>,
     pub tally: ItemTally,
+    pub groups: GroupCounts,
+    /// The campaign's reviewers, as the tally numbers them.
+    pub reviewers: Reviewers,
 }
 
 /// Writes, in one pass over the campaign's items, `items.csv` to `csv_out`, `items.jsonl` to
 /// `jsonl_out` and `exceptions.csv` to `exceptions_out`, counting the campaign's figures on
-/// the way. The database is read on this thread, the rows formatted on another.
+/// the way (per group with temporary files in `scratch` when there are many groups). The
+/// database is read on this thread, the rows formatted on another.
 pub fn write_item_files(
     conn: &mut DbConnection,
     campaign: &Campaign,
+    scratch: &Path,
     csv_out: &mut (impl Write + Send),
     jsonl_out: &mut (impl Write + Send),
     exceptions_out: &mut (impl Write + Send),
 ) -> Result<ItemFiles> {
-    let reviewers: HashMap<String, (String, String)> = reviewers::table
-        .filter(reviewers::campaign_id.eq(&campaign.id))
-        .select((reviewers::id, reviewers::email, reviewers::display_name))
-        .load::<(String, String, String)>(conn)?
-        .into_iter()
-        .map(|(id, email, name)| (id, (email, name)))
-        .collect();
+    let reviewers = Reviewers::of_campaign(conn, &campaign.id)?;
     let due_at = campaign.due_at;
     read_and_format(
         |pages| read_item_pages(conn, &campaign.id, pages),
@@ -282,6 +283,8 @@ pub fn write_item_files(
                 items: 0,
                 exceptions: BTreeMap::new(),
                 tally: ItemTally::default(),
+                groups: GroupCounts::new(scratch),
+                reviewers: Reviewers::default(),
             };
             for page in pages {
                 let mut latest: HashMap<String, LatestDecision> = HashMap::new();
@@ -312,13 +315,17 @@ pub fn write_item_files(
                 for item in page.items {
                     let last = latest.remove(&item.id);
                     let first_decided_at = last.as_ref().and_then(|l| l.first_decided_at);
-                    files.tally.count(&item, first_decided_at, due_at);
-                    // As items.csv writes it (microseconds), for the exceptions.
-                    let decided_at = item.decided_at.map(|at| from_db(at.trunc_subsecs(6)));
-                    let reviewer = reviewers.get(&item.reviewer_id).ok_or_else(|| {
+                    let reviewer = reviewers.number(&item.reviewer_id).ok_or_else(|| {
                         Error::Internal(format!("item {} has no reviewer", item.id))
                     })?;
-                    let record = record_of(item, reviewer, last);
+                    files.tally.count(&item, reviewer, first_decided_at, due_at);
+                    files.groups.count(&item)?;
+                    // As items.csv writes it (microseconds), for the exceptions.
+                    let decided_at = item.decided_at.map(|at| from_db(at.trunc_subsecs(6)));
+                    let person = reviewers.person(reviewer).ok_or_else(|| {
+                        Error::Internal(format!("item {} has no reviewer", item.id))
+                    })?;
+                    let record = record_of(item, person, last);
                     items_csv
                         .write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
                         .map_err(csv_error)?;
@@ -336,6 +343,7 @@ pub fn write_item_files(
             }
             items_csv.flush()?;
             exceptions_csv.flush()?;
+            files.reviewers = reviewers;
             Ok(files)
         },
     )

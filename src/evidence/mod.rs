@@ -14,6 +14,7 @@ pub mod charts;
 pub mod decision_records;
 pub mod exceptions;
 pub mod export;
+pub mod group_runs;
 pub mod item_records;
 pub mod pack_writer;
 pub mod population;

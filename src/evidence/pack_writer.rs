@@ -2,9 +2,12 @@
 //! them (for the manifest) and compresses them into the archive, while the caller's thread
 //! reads the database and formats rows. Two cores, two halves of the work; at most
 //! `QUEUED_CHUNKS` chunks wait between them, so memory stays bounded whatever the pack's size.
+//! A file written alongside another (`items.jsonl` beside `items.csv`) is compressed ahead
+//! (`CompressedAhead`) and its compressed bytes copied when its turn comes.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -35,6 +38,82 @@ enum Piece {
     Start(String),
     Bytes(Vec<u8>),
     End,
+    /// A file compressed ahead, whole: its compressed bytes are copied into the pack.
+    Compressed(Box<Compressed>),
+}
+
+/// A file compressed ahead of its turn, as its own one-entry archive in a temporary file.
+struct Compressed {
+    name: String,
+    archive: File,
+    sha256: String,
+    bytes: u64,
+}
+
+/// A file of the pack written and compressed ahead of its turn, on whichever thread writes
+/// it (the row formatter, which has time to spare while the database is read), into a
+/// temporary archive of its own. When its turn comes the pack copies the compressed bytes
+/// as they are, instead of compressing the file then while everything else waits.
+pub struct CompressedAhead {
+    zip: zip::ZipWriter<BufWriter<File>>,
+    hasher: Sha256,
+    bytes: u64,
+    /// Small writes gathered, hashed and compressed a chunk at a time.
+    buffer: Vec<u8>,
+}
+
+impl CompressedAhead {
+    /// Starts a file compressed with `options`, in a temporary file in `scratch`.
+    pub fn start(scratch: &Path, options: SimpleFileOptions) -> Result<CompressedAhead> {
+        let file = tempfile::tempfile_in(scratch).map_err(|e| {
+            Error::Io(format!(
+                "cannot create a temporary file in {}: {e}",
+                scratch.display()
+            ))
+        })?;
+        let mut zip = zip::ZipWriter::new(BufWriter::new(file));
+        zip.start_file("ahead", options).map_err(zip_error)?;
+        Ok(CompressedAhead {
+            zip,
+            hasher: Sha256::new(),
+            bytes: 0,
+            buffer: Vec::with_capacity(CHUNK),
+        })
+    }
+
+    fn compress_buffer(&mut self) -> std::io::Result<()> {
+        self.hasher.update(&self.buffer);
+        self.bytes += self.buffer.len() as u64;
+        self.zip.write_all(&self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// The temporary archive, complete, with the file's SHA-256 (hex) and size.
+    fn finish(mut self) -> Result<(File, String, u64)> {
+        self.compress_buffer()?;
+        let archive = self
+            .zip
+            .finish()
+            .map_err(zip_error)?
+            .into_inner()
+            .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
+        Ok((archive, hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl Write for CompressedAhead {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK {
+            self.compress_buffer()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn zip_error(e: zip::result::ZipError) -> Error {
@@ -130,6 +209,28 @@ impl PackWriter {
         }
     }
 
+    /// Adds the file `name` compressed ahead in `ahead`.
+    pub fn add_compressed(&mut self, name: &str, ahead: CompressedAhead) -> Result<()> {
+        let Some(pieces) = self.pieces.as_ref() else {
+            return Err(Error::Internal("the pack is already finished".into()));
+        };
+        let (archive, sha256, bytes) = ahead.finish()?;
+        let piece = Piece::Compressed(Box::new(Compressed {
+            name: name.to_string(),
+            archive,
+            sha256,
+            bytes,
+        }));
+        if pieces.send(piece).is_err() {
+            return Err(self
+                .stop()
+                .err()
+                .unwrap_or_else(|| Error::Io("the evidence pack's writer stopped".into())));
+        }
+        self.names.push(name.to_string());
+        Ok(())
+    }
+
     /// Adds one JSON document.
     pub fn add_json(&mut self, name: &str, value: &impl Serialize) -> Result<()> {
         self.add(name, |out| Ok(serde_json::to_writer_pretty(out, value)?))
@@ -194,6 +295,30 @@ fn hash_and_compress(
                 hasher.update(&bytes);
                 *written += bytes.len() as u64;
                 zip.write_all(&bytes)?;
+            }
+            Piece::Compressed(ahead) => {
+                let started = Instant::now();
+                let Compressed {
+                    name,
+                    archive,
+                    sha256,
+                    bytes,
+                } = *ahead;
+                let mut archive = zip::ZipArchive::new(archive).map_err(zip_error)?;
+                let entry = archive.by_index_raw(0).map_err(zip_error)?;
+                zip.raw_copy_file_rename(entry, name.as_str())
+                    .map_err(zip_error)?;
+                tracing::info!(
+                    file = name.as_str(),
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "evidence pack file copied, compressed ahead"
+                );
+                files.push(ManifestEntry {
+                    name,
+                    sha256,
+                    bytes,
+                });
             }
             Piece::End => {
                 let (name, hasher, bytes, started) = current

@@ -48,8 +48,8 @@ pub fn tree_of(conn: &mut DbConnection, size: i64) -> Result<Tree> {
 }
 
 /// Events read per query: few, because one event can be large (the no-response policy's
-/// event lists up to a thousand items), and a page is held whole while it is written.
-const PAGE: i64 = 100;
+/// event lists up to a thousand items, 39 KB), and a page is held whole while it is written.
+const PAGE: i64 = 50;
 
 /// Writes the campaign's events within `tree` (the log's first events) to `out`, one JSON
 /// line each with its proof, a page at a time; returns how many, and how many of its events

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::campaigns::model::Campaign;
 use crate::error::{Error, Result};
-use crate::evidence::charts::{group_chart, progress_chart};
+use crate::evidence::charts::{LargestGroups, progress_chart};
 use crate::evidence::soc2::Soc2Mapping;
 use crate::evidence::summary::{DayProgress, Outcomes, ReviewerSummary, Summary, Timeliness};
 
@@ -41,10 +41,11 @@ struct ReportFigures<'a> {
     exceptions: &'a BTreeMap<String, u64>,
 }
 
-/// Renders the report of `campaign`.
+/// Renders the report of `campaign`, whose largest groups are `groups`.
 pub fn render_report(
     campaign: &Campaign,
     summary: &Summary,
+    groups: &LargestGroups,
     soc2: &Soc2Mapping,
     pack: &ReportContext,
 ) -> Result<String> {
@@ -80,14 +81,14 @@ pub fn render_report(
                     no_response_policy: &summary.no_response_policy,
                     exceptions: &summary.exceptions,
                 },
-                groups_total => summary.by_group.len(),
+                groups_total => groups.total(),
                 soc2,
                 pack,
                 decided_percent => percent(summary.totals.decided()),
                 reviewers => reviewers.iter().take(REVIEWER_ROWS).collect::<Vec<_>>(),
                 reviewers_left_out => reviewers.len().saturating_sub(REVIEWER_ROWS),
                 progress => progress_chart(summary),
-                groups => group_chart(&summary.by_group),
+                groups => groups.chart(),
             })
         })
         .map_err(|e| Error::Internal(format!("cannot render report.html: {e}")))

@@ -28,7 +28,8 @@ impl<P> PageSender<P> {
 
 /// Runs `read` on this thread, which hands pages to `format` running on a second thread;
 /// returns what `format` returns. An error of the formatter comes first: a reader that could
-/// not hand a page over failed because of it.
+/// not hand a page over failed because of it. `format` takes every page until the pages end
+/// (or fails): a formatter that stopped early would leave the reader unable to hand over.
 pub fn read_and_format<P, T>(
     read: impl FnOnce(&PageSender<P>) -> Result<()>,
     format: impl FnOnce(Receiver<P>) -> Result<T> + Send,
@@ -47,9 +48,17 @@ where
         let read = read(&sender);
         // The formatter's pages end here, whether reading finished or failed.
         drop(sender);
-        let formatted = formatter
-            .join()
-            .map_err(|_| Error::Internal("the evidence pack's row formatter panicked".into()))?;
+        // A panic of the formatter is an error here, so that the caller cleans up.
+        let formatted = formatter.join().map_err(|panic| {
+            let said = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Error::Internal(format!(
+                "the evidence pack's row formatter panicked: {said}"
+            ))
+        })?;
         let value = formatted?;
         read?;
         Ok(value)

@@ -43,9 +43,10 @@ fn file(file: &'static str, shows: impl Into<String>) -> EvidenceFile {
     }
 }
 
-/// The mapping for a campaign with these figures.
+/// The mapping for a campaign with these figures, whose items are of `groups` groups.
 pub fn soc2_mapping(
     summary: &Summary,
+    groups: usize,
     retention_years: u32,
     keep_until: Option<String>,
 ) -> Soc2Mapping {
@@ -72,9 +73,7 @@ pub fn soc2_mapping(
                 "The population under review was extracted from the directory by the recorded \
                  sync run and frozen at opening: {} accesses of {} groups, {} of them \
                  privileged.",
-                t.items,
-                summary.by_group.len(),
-                summary.privileged.items
+                t.items, groups, summary.privileged.items
             ),
             evidence: vec![
                 file(

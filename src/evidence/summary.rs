@@ -6,20 +6,25 @@
 //! written (`tally`), never by holding the items; `attest verify` recounts them from the
 //! item rows. The console's progress chart counts by day with grouped queries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Write;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::campaigns::model::{Campaign, ITEM_APPROVED, ITEM_NO_RESPONSE, ITEM_REVOKED};
-use crate::db::schema::{events, reviewers};
+use crate::db::schema::events;
 use crate::db::time::rfc3339;
 use crate::db::{DbConnection, is_postgres};
 use crate::error::Result;
-use crate::evidence::tally::{DecisionTally, ItemTally};
+use crate::evidence::charts::LargestGroups;
+use crate::evidence::group_runs::MergedGroups;
+use crate::evidence::tally::{DecisionTally, ItemTally, Reviewers};
 
 /// How a set of items ended. `items` is always the sum of the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -41,6 +46,15 @@ impl Outcomes {
             ITEM_NO_RESPONSE => self.no_response += n,
             _ => self.pending += n,
         }
+    }
+
+    /// Adds another set's counts.
+    pub fn add_all(&mut self, other: &Outcomes) {
+        self.items += other.items;
+        self.approved += other.approved;
+        self.revoked += other.revoked;
+        self.pending += other.pending;
+        self.no_response += other.no_response;
     }
 
     pub fn decided(&self) -> u64 {
@@ -136,10 +150,11 @@ fn count(n: i64) -> u64 {
 }
 
 /// The campaign's figures from what its items and decisions added up to as the pack's rows
-/// were written. `exceptions` and `events_by_kind` come from what the pack lists.
+/// were written. `exceptions` and `events_by_kind` come from what the pack lists. Its
+/// `by_group` is empty: `write_summary` streams the groups into `summary.json`.
 pub fn summarize_campaign(
-    conn: &mut DbConnection,
     campaign: &Campaign,
+    reviewers: Reviewers,
     items: ItemTally,
     decisions: DecisionTally,
     exceptions: BTreeMap<String, u64>,
@@ -147,52 +162,30 @@ pub fn summarize_campaign(
 ) -> Result<Summary> {
     let id = campaign.id.as_str();
     let due = campaign.due_at;
-    let mut people: HashMap<String, (String, String)> = reviewers::table
-        .filter(reviewers::campaign_id.eq(id))
-        .select((reviewers::id, reviewers::email, reviewers::display_name))
-        .load::<(String, String, String)>(conn)?
-        .into_iter()
-        .map(|(id, email, name)| (id, (email, name)))
-        .collect();
-    let mut by_reviewer: HashMap<String, ReviewerSummary> = HashMap::new();
-    let mut named = |reviewer_id: &str| {
-        let (email, name) = people.remove(reviewer_id).unwrap_or_default();
-        ReviewerSummary::named(email, name)
-    };
-    for (reviewer_id, outcomes) in items.by_reviewer {
-        let mut summary = named(&reviewer_id);
-        summary.outcomes = outcomes;
-        by_reviewer.insert(reviewer_id, summary);
-    }
     let decisions_after_due = decisions.after_due();
-    for (reviewer_id, span) in decisions.by_reviewer {
-        // A reviewer whose items all moved on after deciding ("don't know") has no item
-        // left, and is listed for their decisions.
-        let summary = by_reviewer
-            .entry(reviewer_id)
-            .or_insert_with_key(|reviewer_id| named(reviewer_id));
-        summary.first_decision_at = Some(rfc3339(span.first));
-        summary.last_decision_at = Some(rfc3339(span.last));
-        summary.decisions_after_due = span.after_due;
-    }
-    let mut by_reviewer: Vec<(String, ReviewerSummary)> = by_reviewer.into_iter().collect();
+    // Every reviewer with items, or with decisions only (one whose items all moved on after
+    // "don't know"), by email then id.
+    let mut by_reviewer: Vec<(String, ReviewerSummary)> = Vec::new();
+    reviewers.for_each(|reviewer_id, n, email, name| {
+        let outcomes = items.by_reviewer.get(n).cloned().unwrap_or_default();
+        let span = decisions.by_reviewer.get(&n);
+        if outcomes.items == 0 && span.is_none() {
+            return;
+        }
+        let mut summary = ReviewerSummary::named(email, name);
+        summary.outcomes = outcomes;
+        if let Some(span) = span {
+            summary.first_decision_at = Some(rfc3339(span.first));
+            summary.last_decision_at = Some(rfc3339(span.last));
+            summary.decisions_after_due = span.after_due;
+        }
+        by_reviewer.push((reviewer_id, summary));
+    });
     by_reviewer.sort_by(|(a_id, a), (b_id, b)| {
         a.reviewer_email
             .cmp(&b.reviewer_email)
             .then_with(|| a_id.cmp(b_id))
     });
-
-    let mut by_group: Vec<GroupSummary> = items
-        .by_group
-        .into_iter()
-        .map(|(group_id, group)| GroupSummary {
-            group_id,
-            group_name: group.name,
-            privileged: group.privileged,
-            outcomes: group.outcomes,
-        })
-        .collect();
-    by_group.sort_by(|a, b| a.group_id.cmp(&b.group_id));
 
     let totals = items.totals;
     Ok(Summary {
@@ -214,7 +207,8 @@ pub fn summarize_campaign(
             .into_iter()
             .map(|(_, summary)| summary)
             .collect(),
-        by_group,
+        // Streamed into the file by `write_summary`, never held.
+        by_group: Vec::new(),
         no_response_policy: items.no_response_policy,
         exceptions,
         events_by_kind,
@@ -247,6 +241,66 @@ fn progress_by_day(
         .collect()
 }
 
+/// `summary.json` as written: the summary's fields, with the per-group list streamed from
+/// the merged group counts (never all held).
+#[derive(Serialize)]
+struct SummaryDocument<'a> {
+    campaign: &'a str,
+    totals: &'a Outcomes,
+    privileged: &'a Outcomes,
+    by_reviewer: &'a [ReviewerSummary],
+    by_group: StreamedGroups<'a>,
+    timeliness: &'a Timeliness,
+    progress: &'a [DayProgress],
+    no_response_policy: &'a BTreeMap<String, u64>,
+    exceptions: &'a BTreeMap<String, u64>,
+    events_by_kind: &'a BTreeMap<String, u64>,
+}
+
+struct StreamedGroups<'a> {
+    groups: RefCell<MergedGroups>,
+    largest: &'a RefCell<LargestGroups>,
+}
+
+impl Serialize for StreamedGroups<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut groups = self.groups.borrow_mut();
+        let mut list = serializer.serialize_seq(None)?;
+        while let Some(group) = groups.next_group().map_err(serde::ser::Error::custom)? {
+            list.serialize_element(&group)?;
+            self.largest.borrow_mut().add(&group);
+        }
+        list.end()
+    }
+}
+
+/// Writes `summary.json` to `out`: `summary` (whose own `by_group` is left out) with the
+/// groups of `groups` in group order; returns the groups the report's chart draws.
+pub fn write_summary(
+    out: &mut impl Write,
+    summary: &Summary,
+    groups: MergedGroups,
+) -> Result<LargestGroups> {
+    let largest = RefCell::new(LargestGroups::default());
+    let document = SummaryDocument {
+        campaign: &summary.campaign,
+        totals: &summary.totals,
+        privileged: &summary.privileged,
+        by_reviewer: &summary.by_reviewer,
+        by_group: StreamedGroups {
+            groups: RefCell::new(groups),
+            largest: &largest,
+        },
+        timeliness: &summary.timeliness,
+        progress: &summary.progress,
+        no_response_policy: &summary.no_response_policy,
+        exceptions: &summary.exceptions,
+        events_by_kind: &summary.events_by_kind,
+    };
+    serde_json::to_writer_pretty(out, &document)?;
+    Ok(largest.into_inner())
+}
+
 /// The campaign's events up to `size` (the pack's checkpoint), by kind.
 pub fn events_by_kind(
     conn: &mut DbConnection,
@@ -272,10 +326,9 @@ struct DayCount {
     n: i64,
 }
 
-/// Per UTC day: decisions made ("don't know" included), and items approved or revoked for
-/// the first time.
-/// The campaign's decisions day by day (UTC): how many, and how many items were decided by
-/// the end of each day.
+/// The campaign's decisions day by day (UTC), by grouped queries (the console's chart): how
+/// many ("don't know" included), how many items were approved or revoked for the first time,
+/// and how many were decided by the end of each day.
 pub fn daily_progress(conn: &mut DbConnection, campaign_id: &str) -> Result<Vec<DayProgress>> {
     // The day as YYYY-MM-DD whatever the server's date style.
     let (param, day_of) = if is_postgres(conn) {

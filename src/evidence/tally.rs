@@ -1,22 +1,74 @@
 //! The campaign's figures counted while the pack's rows are written: each item and each
-//! decision passes through the export once, so `summary.json`'s counts per reviewer, per
-//! group and per day are taken on the way rather than by grouped queries that would read
-//! the campaign again. What is held grows with the number of reviewers, groups and days,
-//! never with the number of items. `attest verify` recounts the same figures from the rows.
+//! decision passes through the export once, so `summary.json`'s counts per reviewer and per
+//! day are taken on the way rather than by grouped queries that would read the campaign
+//! again (per group: `group_runs`, which bounds what it holds). What is held grows with the
+//! number of reviewers and days, never with the number of items. `attest verify` recounts
+//! the same figures from the rows.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime, SubsecRound};
+
+use diesel::prelude::*;
 
 use crate::campaigns::model::{ITEM_NO_RESPONSE, ReviewItem};
+use crate::db::DbConnection;
+use crate::db::schema::reviewers;
+use crate::error::Result;
 use crate::evidence::summary::Outcomes;
 
-/// A group as the summary names it, with its items' outcomes.
-#[derive(Debug, Clone)]
-pub struct GroupCount {
-    pub name: String,
-    pub privileged: bool,
-    pub outcomes: Outcomes,
+/// The campaign's reviewers, numbered: items and decisions name their reviewer by id, and the
+/// counts are kept by number, so that each id is held once.
+#[derive(Debug, Default)]
+pub struct Reviewers {
+    numbers: HashMap<String, usize>,
+    /// (email, name) by number.
+    people: Vec<(String, String)>,
+}
+
+impl Reviewers {
+    /// The reviewers of `campaign_id`.
+    pub fn of_campaign(conn: &mut DbConnection, campaign_id: &str) -> Result<Reviewers> {
+        let rows: Vec<(String, String, String)> = reviewers::table
+            .filter(reviewers::campaign_id.eq(campaign_id))
+            .select((reviewers::id, reviewers::email, reviewers::display_name))
+            .load(conn)?;
+        let mut known = Reviewers::default();
+        for (id, email, name) in rows {
+            known.numbers.insert(id, known.people.len());
+            known.people.push((email, name));
+        }
+        Ok(known)
+    }
+
+    /// The number of reviewer `id`, if of the campaign.
+    pub fn number(&self, id: &str) -> Option<usize> {
+        self.numbers.get(id).copied()
+    }
+
+    /// (email, name) of reviewer number `n`.
+    pub fn person(&self, n: usize) -> Option<&(String, String)> {
+        self.people.get(n)
+    }
+
+    /// How many reviewers.
+    pub fn len(&self) -> usize {
+        self.people.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
+    /// Calls `each` with every reviewer: id, number, email and name.
+    pub fn for_each(self, mut each: impl FnMut(String, usize, String, String)) {
+        let mut people = self.people;
+        for (id, n) in self.numbers {
+            if let Some((email, name)) = people.get_mut(n).map(std::mem::take) {
+                each(id, n, email, name);
+            }
+        }
+    }
 }
 
 /// What the items of a campaign add up to.
@@ -24,10 +76,8 @@ pub struct GroupCount {
 pub struct ItemTally {
     pub totals: Outcomes,
     pub privileged: Outcomes,
-    /// By reviewer id.
-    pub by_reviewer: HashMap<String, Outcomes>,
-    /// By group id.
-    pub by_group: HashMap<String, GroupCount>,
+    /// By reviewer number (`Reviewers`).
+    pub by_reviewer: Vec<Outcomes>,
     /// Items whose final decision came after the due date.
     pub items_decided_after_due: u64,
     /// Items nobody decided at close, by what the no-response policy did.
@@ -37,11 +87,12 @@ pub struct ItemTally {
 }
 
 impl ItemTally {
-    /// Counts one item, first approved or revoked at `first_decided_at`, of a campaign due
-    /// at `due_at`.
+    /// Counts one item, reviewed by reviewer number `reviewer`, first approved or revoked at
+    /// `first_decided_at`, of a campaign due at `due_at`.
     pub fn count(
         &mut self,
         item: &ReviewItem,
+        reviewer: usize,
         first_decided_at: Option<NaiveDateTime>,
         due_at: NaiveDateTime,
     ) {
@@ -50,39 +101,15 @@ impl ItemTally {
         if item.privileged {
             self.privileged.add(state, 1);
         }
-        match self.by_reviewer.get_mut(&item.reviewer_id) {
-            Some(outcomes) => outcomes.add(state, 1),
-            None => {
-                let mut outcomes = Outcomes::default();
-                outcomes.add(state, 1);
-                self.by_reviewer.insert(item.reviewer_id.clone(), outcomes);
-            }
+        if self.by_reviewer.len() <= reviewer {
+            self.by_reviewer.resize(reviewer + 1, Outcomes::default());
         }
-        match self.by_group.get_mut(&item.entitlement_external_id) {
-            Some(group) => {
-                group.outcomes.add(state, 1);
-                // One name per group id whatever the item order: the least, as sorted.
-                if (item.entitlement_name.as_str(), item.privileged)
-                    < (group.name.as_str(), group.privileged)
-                {
-                    group.name.clone_from(&item.entitlement_name);
-                    group.privileged = item.privileged;
-                }
-            }
-            None => {
-                let mut outcomes = Outcomes::default();
-                outcomes.add(state, 1);
-                self.by_group.insert(
-                    item.entitlement_external_id.clone(),
-                    GroupCount {
-                        name: item.entitlement_name.clone(),
-                        privileged: item.privileged,
-                        outcomes,
-                    },
-                );
-            }
-        }
-        if item.decided_at.is_some_and(|at| at > due_at) {
+        self.by_reviewer[reviewer].add(state, 1);
+        // Compared as the pack writes times (microseconds), as `attest verify` compares them.
+        if item
+            .decided_at
+            .is_some_and(|at| at.trunc_subsecs(6) > due_at)
+        {
             self.items_decided_after_due += 1;
         }
         if state == ITEM_NO_RESPONSE {
@@ -110,17 +137,18 @@ pub struct DecisionSpan {
 /// What the decisions of a campaign add up to.
 #[derive(Debug, Default)]
 pub struct DecisionTally {
-    /// By reviewer id.
-    pub by_reviewer: HashMap<String, DecisionSpan>,
+    /// By reviewer number (`Reviewers`).
+    pub by_reviewer: HashMap<usize, DecisionSpan>,
     /// Decisions ("don't know" and changes of mind included) by UTC day.
     pub by_day: BTreeMap<NaiveDate, u64>,
 }
 
 impl DecisionTally {
-    /// Counts one decision by `reviewer_id` at `decided_at`, in a campaign due at `due_at`.
-    pub fn count(&mut self, reviewer_id: &str, decided_at: NaiveDateTime, due_at: NaiveDateTime) {
-        let late = u64::from(decided_at > due_at);
-        match self.by_reviewer.get_mut(reviewer_id) {
+    /// Counts one decision by reviewer number `reviewer` at `decided_at`, in a campaign due
+    /// at `due_at`.
+    pub fn count(&mut self, reviewer: usize, decided_at: NaiveDateTime, due_at: NaiveDateTime) {
+        let late = u64::from(decided_at.trunc_subsecs(6) > due_at);
+        match self.by_reviewer.get_mut(&reviewer) {
             Some(span) => {
                 span.first = span.first.min(decided_at);
                 span.last = span.last.max(decided_at);
@@ -128,7 +156,7 @@ impl DecisionTally {
             }
             None => {
                 self.by_reviewer.insert(
-                    reviewer_id.to_string(),
+                    reviewer,
                     DecisionSpan {
                         first: decided_at,
                         last: decided_at,

@@ -265,7 +265,8 @@ const LEAVES_PER_QUERY: i64 = 10_000;
 /// Every leaf hash of the log's first `size` events, in order, read a page at a time so that
 /// only the 32-byte hashes are held, never their stored text.
 pub fn leaf_hashes(conn: &mut DbConnection, size: i64) -> Result<Vec<Hash>> {
-    let mut leaves = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let expected = usize::try_from(size).unwrap_or(0);
+    let mut leaves = Vec::with_capacity(expected.min(1 << 20));
     let mut after = 0i64;
     loop {
         let page: Vec<(i64, String)> = events::table
@@ -279,12 +280,24 @@ pub fn leaf_hashes(conn: &mut DbConnection, size: i64) -> Result<Vec<Hash>> {
             break;
         };
         after = *last;
-        for (_, text) in page {
+        for (seq, text) in page {
+            // Leaf i is event i + 1: numbers start at 1 with no gap.
+            if usize::try_from(seq).ok() != Some(leaves.len() + 1) {
+                return Err(Error::Internal(format!(
+                    "the event log has a gap before event {seq}"
+                )));
+            }
             let mut leaf: Hash = [0; 32];
             hex::decode_to_slice(&text, &mut leaf)
                 .map_err(|_| Error::Internal("an event's leaf hash is not 32 hex bytes".into()))?;
             leaves.push(leaf);
         }
+    }
+    if leaves.len() != expected {
+        return Err(Error::Internal(format!(
+            "the event log holds {} events where {size} were expected",
+            leaves.len()
+        )));
     }
     Ok(leaves)
 }
@@ -318,12 +331,6 @@ pub fn write_checkpoint(
         return Ok(None);
     }
     let leaves = leaf_hashes(conn, size)?;
-    if leaves.len() as i64 != size {
-        return Err(Error::Internal(format!(
-            "the event log has {} events up to number {size}",
-            leaves.len()
-        )));
-    }
     let public = key.signing.verifying_key().to_bytes();
     let id = hex::encode(key_id(&key.origin, &public));
     if let Some((previous_size, previous_root, previous_key)) = &previous {
