@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::evidence::decision_records::write_decision_files;
 use crate::evidence::item_records::write_item_files;
 pub use crate::evidence::pack_writer::ManifestEntry;
-use crate::evidence::pack_writer::{CompressedAhead, PackWriter};
+use crate::evidence::pack_writer::{PackWriter, compress_ahead};
 use crate::evidence::population::{Listed, population_document};
 use crate::evidence::proofs::{
     consistency_from_earlier_packs, latest_checkpoint, tree_of, write_campaign_events,
@@ -182,7 +182,7 @@ fn write_pack(
     // one pass each. The JSON and exception rows written in the same pass are compressed
     // beside the pack at once and copied in when their turn comes.
     let dir = path.parent().unwrap_or(Path::new("."));
-    let ahead = || CompressedAhead::start(dir, options);
+    let ahead = || compress_ahead(dir, options);
     let (mut items_jsonl, mut exceptions_csv) = (ahead()?, ahead()?);
     let item_files = pack.add("items.csv", |out| {
         write_item_files(

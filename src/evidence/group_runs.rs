@@ -105,49 +105,16 @@ impl GroupCounts {
 
     /// Writes the held groups out as one run, in group order.
     fn write_run(&mut self) -> Result<()> {
-        let scratch = self.scratch.clone();
-        let io = |e: std::io::Error| {
-            Error::Io(format!(
-                "cannot write a temporary file in {}: {e}",
-                scratch.display()
-            ))
-        };
-        let mut run = BufWriter::new(tempfile::tempfile_in(&scratch).map_err(io)?);
-        for group in self.drain_sorted() {
-            serde_json::to_writer(&mut run, &group)?;
-            run.write_all(b"\n").map_err(io)?;
-        }
-        let mut file = run
-            .into_inner()
-            .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.runs.push(file);
+        let mut held = self.drain_sorted().into_iter();
+        let run = run_of(&self.scratch, || Ok(held.next()))?;
+        self.runs.push(run);
         self.runs_written += 1;
         if self.runs.len() >= RUNS_AT_MOST {
-            self.merge_runs()?;
+            // The runs so far become one.
+            let mut merged = MergedGroups::of_runs(std::mem::take(&mut self.runs));
+            let run = run_of(&self.scratch, || merged.next_group())?;
+            self.runs.push(run);
         }
-        Ok(())
-    }
-
-    /// Merges the runs written so far into one.
-    fn merge_runs(&mut self) -> Result<()> {
-        let io = |e: std::io::Error| {
-            Error::Io(format!(
-                "cannot write a temporary file in {}: {e}",
-                self.scratch.display()
-            ))
-        };
-        let mut merged = MergedGroups::of_runs(std::mem::take(&mut self.runs));
-        let mut run = BufWriter::new(tempfile::tempfile_in(&self.scratch).map_err(io)?);
-        while let Some(group) = merged.next_group()? {
-            serde_json::to_writer(&mut run, &group)?;
-            run.write_all(b"\n").map_err(io)?;
-        }
-        let mut file = run
-            .into_inner()
-            .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.runs.push(file);
         Ok(())
     }
 
@@ -165,6 +132,26 @@ impl GroupCounts {
         }
         Ok(MergedGroups::of_runs(self.runs))
     }
+}
+
+/// A run in a temporary file in `scratch`: the groups `next` gives, one JSON line each,
+/// read back from the start.
+fn run_of(scratch: &Path, mut next: impl FnMut() -> Result<Option<GroupSummary>>) -> Result<File> {
+    let io = |e: std::io::Error| {
+        Error::Io(format!(
+            "cannot write a temporary file in {}: {e}",
+            scratch.display()
+        ))
+    };
+    let mut run = BufWriter::new(tempfile::tempfile_in(scratch).map_err(io)?);
+    while let Some(group) = next()? {
+        serde_json::to_writer(&mut run, &group)
+            .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
+        run.write_all(b"\n").map_err(io)?;
+    }
+    let mut file = run.into_inner().map_err(|e| io(e.into_error()))?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(file)
 }
 
 enum Run {

@@ -3,7 +3,7 @@
 //! reads the database and formats rows. Two cores, two halves of the work; at most
 //! `QUEUED_CHUNKS` chunks wait between them, so memory stays bounded whatever the pack's size.
 //! A file written alongside another (`items.jsonl` beside `items.csv`) is compressed ahead
-//! (`CompressedAhead`) and its compressed bytes copied when its turn comes.
+//! (`compress_ahead`) and its compressed bytes copied when its turn comes.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -53,67 +53,63 @@ struct Compressed {
 /// A file of the pack written and compressed ahead of its turn, on whichever thread writes
 /// it (the row formatter, which has time to spare while the database is read), into a
 /// temporary archive of its own. When its turn comes the pack copies the compressed bytes
-/// as they are, instead of compressing the file then while everything else waits.
-pub struct CompressedAhead {
+/// as they are, instead of compressing the file then while everything else waits. Small
+/// writes are gathered a chunk at a time.
+pub type CompressedAhead = BufWriter<HashedEntry>;
+
+/// The one entry of a temporary archive, hashed (for the manifest) as it is written.
+pub struct HashedEntry {
     zip: zip::ZipWriter<BufWriter<File>>,
     hasher: Sha256,
     bytes: u64,
-    /// Small writes gathered, hashed and compressed a chunk at a time.
-    buffer: Vec<u8>,
 }
 
-impl CompressedAhead {
-    /// Starts a file compressed with `options`, in a temporary file in `scratch`.
-    pub fn start(scratch: &Path, options: SimpleFileOptions) -> Result<CompressedAhead> {
-        let file = tempfile::tempfile_in(scratch).map_err(|e| {
-            Error::Io(format!(
-                "cannot create a temporary file in {}: {e}",
-                scratch.display()
-            ))
-        })?;
-        let mut zip = zip::ZipWriter::new(BufWriter::new(file));
-        zip.start_file("ahead", options).map_err(zip_error)?;
-        Ok(CompressedAhead {
-            zip,
-            hasher: Sha256::new(),
-            bytes: 0,
-            buffer: Vec::with_capacity(CHUNK),
-        })
-    }
-
-    fn compress_buffer(&mut self) -> std::io::Result<()> {
-        self.hasher.update(&self.buffer);
-        self.bytes += self.buffer.len() as u64;
-        self.zip.write_all(&self.buffer)?;
-        self.buffer.clear();
-        Ok(())
-    }
-
-    /// The temporary archive, complete, with the file's SHA-256 (hex) and size.
-    fn finish(mut self) -> Result<(File, String, u64)> {
-        self.compress_buffer()?;
-        let archive = self
-            .zip
-            .finish()
-            .map_err(zip_error)?
-            .into_inner()
-            .map_err(|e| Error::Io(format!("cannot write a temporary file: {e}")))?;
-        Ok((archive, hex::encode(self.hasher.finalize()), self.bytes))
-    }
-}
-
-impl Write for CompressedAhead {
+impl Write for HashedEntry {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
-        if self.buffer.len() >= CHUNK {
-            self.compress_buffer()?;
-        }
-        Ok(buf.len())
+        let written = self.zip.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        self.bytes += written as u64;
+        Ok(written)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.zip.flush()
     }
+}
+
+/// Starts a file compressed ahead with `options`, in a temporary file in `scratch`.
+pub fn compress_ahead(scratch: &Path, options: SimpleFileOptions) -> Result<CompressedAhead> {
+    let file = tempfile::tempfile_in(scratch).map_err(|e| {
+        Error::Io(format!(
+            "cannot create a temporary file in {}: {e}",
+            scratch.display()
+        ))
+    })?;
+    let mut zip = zip::ZipWriter::new(BufWriter::new(file));
+    zip.start_file("ahead", options).map_err(zip_error)?;
+    Ok(BufWriter::with_capacity(
+        CHUNK,
+        HashedEntry {
+            zip,
+            hasher: Sha256::new(),
+            bytes: 0,
+        },
+    ))
+}
+
+/// The temporary archive of `ahead`, complete, with the file's SHA-256 (hex) and size.
+fn finish_ahead(ahead: CompressedAhead) -> Result<(File, String, u64)> {
+    let temporary = |e: String| Error::Io(format!("cannot write a temporary file: {e}"));
+    let entry = ahead
+        .into_inner()
+        .map_err(|e| temporary(e.error().to_string()))?;
+    let archive = entry
+        .zip
+        .finish()
+        .map_err(zip_error)?
+        .into_inner()
+        .map_err(|e| temporary(e.error().to_string()))?;
+    Ok((archive, hex::encode(entry.hasher.finalize()), entry.bytes))
 }
 
 fn zip_error(e: zip::result::ZipError) -> Error {
@@ -214,7 +210,7 @@ impl PackWriter {
         let Some(pieces) = self.pieces.as_ref() else {
             return Err(Error::Internal("the pack is already finished".into()));
         };
-        let (archive, sha256, bytes) = ahead.finish()?;
+        let (archive, sha256, bytes) = finish_ahead(ahead)?;
         let piece = Piece::Compressed(Box::new(Compressed {
             name: name.to_string(),
             archive,
@@ -308,35 +304,38 @@ fn hash_and_compress(
                 let entry = archive.by_index_raw(0).map_err(zip_error)?;
                 zip.raw_copy_file_rename(entry, name.as_str())
                     .map_err(zip_error)?;
-                tracing::info!(
-                    file = name.as_str(),
-                    bytes,
-                    ms = started.elapsed().as_millis() as u64,
-                    "evidence pack file copied, compressed ahead"
-                );
-                files.push(ManifestEntry {
+                files.push(listed(
                     name,
                     sha256,
                     bytes,
-                });
+                    started,
+                    "copied, compressed ahead",
+                ));
             }
             Piece::End => {
                 let (name, hasher, bytes, started) = current
                     .take()
                     .ok_or_else(|| Error::Internal("a pack file ended twice".into()))?;
-                tracing::info!(
-                    file = name.as_str(),
-                    bytes,
-                    ms = started.elapsed().as_millis() as u64,
-                    "evidence pack file written"
-                );
-                files.push(ManifestEntry {
-                    name,
-                    sha256: hex::encode(hasher.finalize()),
-                    bytes,
-                });
+                let sha256 = hex::encode(hasher.finalize());
+                files.push(listed(name, sha256, bytes, started, "written"));
             }
         }
     }
     Ok((zip, files))
+}
+
+/// The manifest's entry of a file that is now in the pack, logged with its size and time.
+fn listed(name: String, sha256: String, bytes: u64, started: Instant, how: &str) -> ManifestEntry {
+    tracing::info!(
+        file = name.as_str(),
+        bytes,
+        ms = started.elapsed().as_millis() as u64,
+        how,
+        "evidence pack file added"
+    );
+    ManifestEntry {
+        name,
+        sha256,
+        bytes,
+    }
 }
