@@ -207,15 +207,6 @@ fn shorten(label: &str) -> String {
     }
 }
 
-/// The largest groups (privileged first), one bar each, and one bar for the rest.
-pub fn group_chart(groups: &[GroupSummary]) -> GroupChart {
-    let mut largest = LargestGroups::default();
-    for group in groups {
-        largest.add(group);
-    }
-    largest.chart()
-}
-
 /// The groups the chart draws, kept while the groups go by one at a time (in group order,
 /// as `summary.json` lists them): the `GROUP_BARS` largest, privileged first, and the sum of
 /// the rest.
@@ -316,7 +307,12 @@ mod tests {
         for i in 0..25 {
             groups.push(group(&format!("g{i:02}"), false, 10 + i, 0));
         }
-        let chart = group_chart(&groups);
+        let mut largest = LargestGroups::default();
+        for group in &groups {
+            largest.add(group);
+        }
+        let chart = largest.chart();
+        assert_eq!(largest.total(), 26);
         assert_eq!(chart.bars.len(), GROUP_BARS + 1);
         assert_eq!(chart.bars[0].label, "admins");
         assert_eq!(chart.bars[1].label, "g24");
@@ -327,5 +323,36 @@ mod tests {
         assert_eq!(halves.len(), 2);
         assert_eq!(halves[1].x, halves[0].width);
         assert_eq!(halves[0].width + halves[1].width, BAR_WIDTH);
+    }
+
+    #[test]
+    fn the_groups_kept_are_the_first_of_the_whole_list_sorted() {
+        // Sizes that repeat, so that ties (kept in group order) matter.
+        let mut seed = 7u64;
+        let mut groups: Vec<GroupSummary> = (0..300)
+            .map(|i| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let size = (seed >> 33) % 6;
+                let mut group = group(&format!("g{i:03}"), (seed >> 20).is_multiple_of(9), size, 0);
+                group.group_name = format!("n{}", (seed >> 40) % 4);
+                group
+            })
+            .collect();
+        let mut largest = LargestGroups::default();
+        for group in &groups {
+            largest.add(group);
+        }
+        groups.sort_by(LargestGroups::order);
+        let drawn: Vec<&str> = largest.drawn.iter().map(|g| g.group_id.as_str()).collect();
+        let first: Vec<&str> = groups[..GROUP_BARS]
+            .iter()
+            .map(|g| g.group_id.as_str())
+            .collect();
+        assert_eq!(drawn, first);
+        assert_eq!(largest.rest, 300 - GROUP_BARS);
+        let rest_items: u64 = groups[GROUP_BARS..].iter().map(|g| g.outcomes.items).sum();
+        assert_eq!(largest.rest_outcomes.items, rest_items);
     }
 }

@@ -315,16 +315,14 @@ pub fn write_item_files(
                 for item in page.items {
                     let last = latest.remove(&item.id);
                     let first_decided_at = last.as_ref().and_then(|l| l.first_decided_at);
-                    let reviewer = reviewers.number(&item.reviewer_id).ok_or_else(|| {
-                        Error::Internal(format!("item {} has no reviewer", item.id))
-                    })?;
+                    let (reviewer, person) =
+                        reviewers.find(&item.reviewer_id).ok_or_else(|| {
+                            Error::Internal(format!("item {} has no reviewer", item.id))
+                        })?;
                     files.tally.count(&item, reviewer, first_decided_at, due_at);
                     files.groups.count(&item)?;
                     // As items.csv writes it (microseconds), for the exceptions.
                     let decided_at = item.decided_at.map(|at| from_db(at.trunc_subsecs(6)));
-                    let person = reviewers.person(reviewer).ok_or_else(|| {
-                        Error::Internal(format!("item {} has no reviewer", item.id))
-                    })?;
                     let record = record_of(item, person, last);
                     items_csv
                         .write_record(record.csv_cells().iter().map(|c| c.as_bytes()))

@@ -46,18 +46,10 @@ impl Reviewers {
         self.numbers.get(id).copied()
     }
 
-    /// (email, name) of reviewer number `n`.
-    pub fn person(&self, n: usize) -> Option<&(String, String)> {
-        self.people.get(n)
-    }
-
-    /// How many reviewers.
-    pub fn len(&self) -> usize {
-        self.people.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.people.is_empty()
+    /// The number of reviewer `id` with their (email, name), if of the campaign.
+    pub fn find(&self, id: &str) -> Option<(usize, &(String, String))> {
+        let n = self.number(id)?;
+        Some((n, self.people.get(n)?))
     }
 
     /// Calls `each` with every reviewer: id, number, email and name.
