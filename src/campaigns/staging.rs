@@ -55,6 +55,10 @@ const TABLES: [&str; 3] = [
     "attest_gen_exceptions",
 ];
 
+/// The page cache of a SQLite connection's temporary schema while it generates, in KiB: a
+/// million-item campaign's staging tables take about 40 MB.
+const TEMP_CACHE_KIB: i64 = 64 * 1024;
+
 /// Rows per INSERT into a staging table on SQLite (PostgreSQL takes them in one COPY).
 const ROWS_PER_INSERT: usize = 1_000;
 
@@ -85,22 +89,33 @@ macro_rules! stage_rows {
 /// Creates the staging tables empty on this connection (left over ones are dropped first).
 pub(crate) fn create(conn: &mut DbConnection) -> Result<()> {
     drop_all(conn)?;
-    let boolean = match conn {
-        DbConnection::Postgres(_) => "BOOLEAN",
-        DbConnection::Sqlite(_) => "INTEGER",
+    // On SQLite: tables clustered on their key (a join's lookup is one search, not an index's
+    // and then the table's), with a temporary schema's page cache that holds them (its default
+    // is 2 MB, so a large campaign's routes spilled to a file and were read back per range).
+    let (boolean, clustered) = match conn {
+        DbConnection::Postgres(_) => ("BOOLEAN", ""),
+        DbConnection::Sqlite(_) => {
+            execute(conn, &format!("PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}"))?;
+            ("INTEGER", " WITHOUT ROWID")
+        }
     };
     let ddl = [
         format!(
             "CREATE TEMPORARY TABLE attest_gen_groups (grp TEXT PRIMARY KEY, owner_key TEXT \
-             NOT NULL, name TEXT NOT NULL, dn TEXT NOT NULL, privileged {boolean} NOT NULL)"
+             NOT NULL, name TEXT NOT NULL, dn TEXT NOT NULL, privileged {boolean} NOT \
+             NULL){clustered}"
         ),
-        "CREATE TEMPORARY TABLE attest_gen_routes (person TEXT NOT NULL, owner_key TEXT NOT \
-         NULL, reviewer_id TEXT NOT NULL, routing TEXT NOT NULL, login TEXT NOT NULL, name TEXT \
-         NOT NULL, email TEXT, status TEXT NOT NULL, PRIMARY KEY (person, owner_key))"
-            .to_string(),
-        "CREATE TEMPORARY TABLE attest_gen_exceptions (person TEXT NOT NULL, grp TEXT NOT \
-         NULL, reviewer_id TEXT NOT NULL, routing TEXT NOT NULL, PRIMARY KEY (person, grp))"
-            .to_string(),
+        format!(
+            "CREATE TEMPORARY TABLE attest_gen_routes (person TEXT NOT NULL, owner_key TEXT \
+             NOT NULL, reviewer_id TEXT NOT NULL, routing TEXT NOT NULL, login TEXT NOT NULL, \
+             name TEXT NOT NULL, email TEXT, status TEXT NOT NULL, PRIMARY KEY (person, \
+             owner_key)){clustered}"
+        ),
+        format!(
+            "CREATE TEMPORARY TABLE attest_gen_exceptions (person TEXT NOT NULL, grp TEXT NOT \
+             NULL, reviewer_id TEXT NOT NULL, routing TEXT NOT NULL, PRIMARY KEY (person, \
+             grp)){clustered}"
+        ),
     ];
     for statement in ddl {
         execute(conn, &statement)?;
@@ -108,10 +123,14 @@ pub(crate) fn create(conn: &mut DbConnection) -> Result<()> {
     Ok(())
 }
 
-/// Drops the staging tables of this connection, if any.
+/// Drops the staging tables of this connection, if any, and on SQLite gives back the memory
+/// their pages took (the temporary schema's cache back to SQLite's default size).
 pub(crate) fn drop_all(conn: &mut DbConnection) -> Result<()> {
     for table in TABLES {
         execute(conn, &format!("DROP TABLE IF EXISTS {table}"))?;
+    }
+    if matches!(conn, DbConnection::Sqlite(_)) {
+        execute(conn, "PRAGMA temp.cache_size = -2000")?;
     }
     Ok(())
 }

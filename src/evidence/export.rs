@@ -240,7 +240,7 @@ fn write_pack(
     let population = population_document(conn, &campaign, &listed)?;
     pack.add_json("population.json", &population)?;
     let by_kind = events_by_kind(conn, campaign_id, size)?;
-    let summary = summarize_campaign(
+    let (summary, reviewers) = summarize_campaign(
         &campaign,
         item_files.reviewers,
         item_files.tally,
@@ -249,7 +249,9 @@ fn write_pack(
         by_kind,
     )?;
     let groups = item_files.groups.merged()?;
-    let largest_groups = pack.add("summary.json", |out| write_summary(out, &summary, groups))?;
+    let largest_groups = pack.add("summary.json", |out| {
+        write_summary(out, &summary, &reviewers, groups)
+    })?;
     let kept_until = campaign.closed_at.map(|closed| {
         keep_until(from_db(closed), settings.retention_years)
             .date_naive()
@@ -257,6 +259,7 @@ fn write_pack(
     });
     let soc2 = soc2_mapping(
         &summary,
+        &reviewers,
         largest_groups.total(),
         settings.retention_years,
         kept_until,
@@ -268,6 +271,7 @@ fn write_pack(
     let report = render_report(
         &campaign,
         &summary,
+        &reviewers,
         &largest_groups,
         &soc2,
         &ReportContext {

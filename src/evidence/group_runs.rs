@@ -318,6 +318,7 @@ mod tests {
 
     #[test]
     fn summary_json_with_streamed_groups_reads_as_the_whole_summary() {
+        use crate::evidence::reviewer_figures::ReviewerFigures;
         use crate::evidence::summary::{Summary, Timeliness, write_summary};
         let scratch = tempfile::tempdir().unwrap();
         let mut counts = GroupCounts::holding(scratch.path(), 2);
@@ -355,7 +356,9 @@ mod tests {
             events_by_kind: Default::default(),
         };
         let mut written = Vec::new();
-        let largest = write_summary(&mut written, &summary, counts.merged().unwrap()).unwrap();
+        let reviewers = ReviewerFigures::default();
+        let largest =
+            write_summary(&mut written, &summary, &reviewers, counts.merged().unwrap()).unwrap();
         assert_eq!(largest.total(), 3);
         let read: Summary = serde_json::from_slice(&written).unwrap();
         let whole = Summary {

@@ -22,6 +22,7 @@ pub mod proofs;
 pub mod reconcile;
 pub mod remediation_records;
 pub mod report;
+pub mod reviewer_figures;
 pub mod row_pipeline;
 pub mod soc2;
 pub mod spreadsheet;

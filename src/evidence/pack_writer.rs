@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 
 /// Bytes handed over at a time.
 const CHUNK: usize = 256 * 1024;
-const QUEUED_CHUNKS: usize = 16;
+/// Chunks waiting for the pack's writer: enough to keep it busy, few enough that a file written
+/// faster than it compresses (`summary.json` at 20,000 reviewers) holds little memory.
+const QUEUED_CHUNKS: usize = 4;
 
 pub type Archive = zip::ZipWriter<BufWriter<File>>;
 /// The archive with every file written, and the manifest's entry of each.

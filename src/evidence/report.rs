@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::campaigns::model::Campaign;
 use crate::error::{Error, Result};
 use crate::evidence::charts::{LargestGroups, progress_chart};
+use crate::evidence::reviewer_figures::ReviewerFigures;
 use crate::evidence::soc2::Soc2Mapping;
-use crate::evidence::summary::{DayProgress, Outcomes, ReviewerSummary, Summary, Timeliness};
+use crate::evidence::summary::{DayProgress, Outcomes, Summary, Timeliness};
 
 const TEMPLATE: &str = include_str!("templates/report.html");
 /// Reviewers listed in the report; all of them are in `summary.json`.
@@ -45,6 +46,7 @@ struct ReportFigures<'a> {
 pub fn render_report(
     campaign: &Campaign,
     summary: &Summary,
+    reviewers: &ReviewerFigures,
     groups: &LargestGroups,
     soc2: &Soc2Mapping,
     pack: &ReportContext,
@@ -53,13 +55,7 @@ pub fn render_report(
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_template("report.html", TEMPLATE)
         .map_err(|e| Error::Internal(format!("report template: {e}")))?;
-    let mut reviewers: Vec<&ReviewerSummary> = summary.by_reviewer.iter().collect();
-    reviewers.sort_by(|a, b| {
-        b.outcomes
-            .items
-            .cmp(&a.outcomes.items)
-            .then(a.reviewer_email.cmp(&b.reviewer_email))
-    });
+    let (busiest, reviewers_left_out) = reviewers.busiest(REVIEWER_ROWS);
     let percent = |part: u64| {
         if summary.totals.items == 0 {
             "0".to_string()
@@ -85,8 +81,8 @@ pub fn render_report(
                 soc2,
                 pack,
                 decided_percent => percent(summary.totals.decided()),
-                reviewers => reviewers.iter().take(REVIEWER_ROWS).collect::<Vec<_>>(),
-                reviewers_left_out => reviewers.len().saturating_sub(REVIEWER_ROWS),
+                reviewers => busiest,
+                reviewers_left_out,
                 progress => progress_chart(summary),
                 groups => groups.chart(),
             })

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::evidence::reviewer_figures::ReviewerFigures;
 use crate::evidence::summary::Summary;
 
 /// One file and what it shows for a criterion.
@@ -46,6 +47,7 @@ fn file(file: &'static str, shows: impl Into<String>) -> EvidenceFile {
 /// The mapping for a campaign with these figures, whose items are of `groups` groups.
 pub fn soc2_mapping(
     summary: &Summary,
+    reviewers: &ReviewerFigures,
     groups: usize,
     retention_years: u32,
     keep_until: Option<String>,
@@ -53,16 +55,8 @@ pub fn soc2_mapping(
     let t = &summary.totals;
     let rerouted = summary.exceptions.get("rerouted").copied().unwrap_or(0);
     let reassigned = summary.exceptions.get("reassigned").copied().unwrap_or(0);
-    let asked = summary
-        .by_reviewer
-        .iter()
-        .filter(|r| r.outcomes.items > 0)
-        .count();
-    let deciding = summary
-        .by_reviewer
-        .iter()
-        .filter(|r| r.last_decision_at.is_some())
-        .count();
+    let asked = reviewers.asked();
+    let deciding = reviewers.deciding();
     let criteria = vec![
         Criterion {
             id: "CC6.1",

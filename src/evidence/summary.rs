@@ -24,6 +24,7 @@ use crate::db::{DbConnection, is_postgres};
 use crate::error::Result;
 use crate::evidence::charts::LargestGroups;
 use crate::evidence::group_runs::MergedGroups;
+use crate::evidence::reviewer_figures::{ReviewerFigures, StreamedReviewers};
 use crate::evidence::tally::{DecisionTally, ItemTally, Reviewers};
 
 /// How a set of items ended. `items` is always the sum of the others.
@@ -76,20 +77,6 @@ pub struct ReviewerSummary {
     pub decisions_after_due: u64,
     pub first_decision_at: Option<String>,
     pub last_decision_at: Option<String>,
-}
-
-impl ReviewerSummary {
-    /// A reviewer with nothing counted yet.
-    fn named(reviewer_email: String, reviewer_name: String) -> ReviewerSummary {
-        ReviewerSummary {
-            reviewer_email,
-            reviewer_name,
-            outcomes: Outcomes::default(),
-            decisions_after_due: 0,
-            first_decision_at: None,
-            last_decision_at: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,44 +138,21 @@ fn count(n: i64) -> u64 {
 
 /// The campaign's figures from what its items and decisions added up to as the pack's rows
 /// were written. `exceptions` and `events_by_kind` come from what the pack lists. Its
-/// `by_group` is empty: `write_summary` streams the groups into `summary.json`.
+/// `by_reviewer` and `by_group` are empty: `write_summary` streams them into `summary.json`,
+/// the reviewers' entries from the figures returned beside the summary.
 pub fn summarize_campaign(
     campaign: &Campaign,
     reviewers: Reviewers,
-    items: ItemTally,
-    decisions: DecisionTally,
+    mut items: ItemTally,
+    mut decisions: DecisionTally,
     exceptions: BTreeMap<String, u64>,
     events_by_kind: BTreeMap<String, u64>,
-) -> Result<Summary> {
+) -> Result<(Summary, ReviewerFigures)> {
     let id = campaign.id.as_str();
     let due = campaign.due_at;
     let decisions_after_due = decisions.after_due();
-    // Every reviewer with items, or with decisions only (one whose items all moved on after
-    // "don't know"), by email then id.
-    let mut by_reviewer: Vec<(String, ReviewerSummary)> = Vec::new();
-    reviewers.for_each(|reviewer_id, n, email, name| {
-        let outcomes = items.by_reviewer.get(n).cloned().unwrap_or_default();
-        let span = decisions.by_reviewer.get(&n);
-        if outcomes.items == 0 && span.is_none() {
-            return;
-        }
-        let mut summary = ReviewerSummary::named(email, name);
-        summary.outcomes = outcomes;
-        if let Some(span) = span {
-            summary.first_decision_at = Some(rfc3339(span.first));
-            summary.last_decision_at = Some(rfc3339(span.last));
-            summary.decisions_after_due = span.after_due;
-        }
-        by_reviewer.push((reviewer_id, summary));
-    });
-    by_reviewer.sort_by(|(a_id, a), (b_id, b)| {
-        a.reviewer_email
-            .cmp(&b.reviewer_email)
-            .then_with(|| a_id.cmp(b_id))
-    });
-
     let totals = items.totals;
-    Ok(Summary {
+    let summary = Summary {
         campaign: id.to_string(),
         timeliness: Timeliness {
             opened_at: rfc3339(campaign.opened_at),
@@ -203,16 +167,19 @@ pub fn summarize_campaign(
         progress: progress_by_day(&decisions.by_day, &items.first_decided_by_day),
         totals,
         privileged: items.privileged,
-        by_reviewer: by_reviewer
-            .into_iter()
-            .map(|(_, summary)| summary)
-            .collect(),
         // Streamed into the file by `write_summary`, never held.
+        by_reviewer: Vec::new(),
         by_group: Vec::new(),
         no_response_policy: items.no_response_policy,
         exceptions,
         events_by_kind,
-    })
+    };
+    let figures = ReviewerFigures::new(
+        reviewers,
+        std::mem::take(&mut items.by_reviewer),
+        std::mem::take(&mut decisions.by_reviewer),
+    );
+    Ok((summary, figures))
 }
 
 /// Day by day: decisions made, items first decided, and items decided so far.
@@ -241,14 +208,15 @@ fn progress_by_day(
         .collect()
 }
 
-/// `summary.json` as written: the summary's fields, with the per-group list streamed from
-/// the merged group counts (never all held).
+/// `summary.json` as written: the summary's fields, with the per-reviewer list made entry by
+/// entry from the reviewers' counts and the per-group list streamed from the merged group
+/// counts (neither ever all held).
 #[derive(Serialize)]
 struct SummaryDocument<'a> {
     campaign: &'a str,
     totals: &'a Outcomes,
     privileged: &'a Outcomes,
-    by_reviewer: &'a [ReviewerSummary],
+    by_reviewer: StreamedReviewers<'a>,
     by_group: StreamedGroups<'a>,
     timeliness: &'a Timeliness,
     progress: &'a [DayProgress],
@@ -274,11 +242,13 @@ impl Serialize for StreamedGroups<'_> {
     }
 }
 
-/// Writes `summary.json` to `out`: `summary` (whose own `by_group` is left out) with the
-/// groups of `groups` in group order; returns the groups the report's chart draws.
+/// Writes `summary.json` to `out`: `summary` (whose own `by_reviewer` and `by_group` are left
+/// out) with the entries of `reviewers` and the groups of `groups` in group order; returns the
+/// groups the report's chart draws.
 pub fn write_summary(
     out: &mut impl Write,
     summary: &Summary,
+    reviewers: &ReviewerFigures,
     groups: MergedGroups,
 ) -> Result<LargestGroups> {
     let largest = RefCell::new(LargestGroups::default());
@@ -286,7 +256,7 @@ pub fn write_summary(
         campaign: &summary.campaign,
         totals: &summary.totals,
         privileged: &summary.privileged,
-        by_reviewer: &summary.by_reviewer,
+        by_reviewer: StreamedReviewers(reviewers),
         by_group: StreamedGroups {
             groups: RefCell::new(groups),
             largest: &largest,

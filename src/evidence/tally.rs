@@ -27,18 +27,30 @@ pub struct Reviewers {
 }
 
 impl Reviewers {
-    /// The reviewers of `campaign_id`.
+    /// The reviewers of `campaign_id`, numbered by email, then id (`summary.json`'s order).
     pub fn of_campaign(conn: &mut DbConnection, campaign_id: &str) -> Result<Reviewers> {
         let rows: Vec<(String, String, String)> = reviewers::table
             .filter(reviewers::campaign_id.eq(campaign_id))
             .select((reviewers::id, reviewers::email, reviewers::display_name))
             .load(conn)?;
-        let mut known = Reviewers::default();
+        Ok(Reviewers::numbered(rows))
+    }
+
+    /// Reviewers (id, email, name) numbered by email, then id, compared byte by byte
+    /// whatever the database's collation.
+    pub fn numbered(mut rows: Vec<(String, String, String)>) -> Reviewers {
+        rows.sort_unstable_by(|(a_id, a_email, _), (b_id, b_email, _)| {
+            a_email.cmp(b_email).then_with(|| a_id.cmp(b_id))
+        });
+        let mut known = Reviewers {
+            numbers: HashMap::with_capacity(rows.len()),
+            people: Vec::with_capacity(rows.len()),
+        };
         for (id, email, name) in rows {
             known.numbers.insert(id, known.people.len());
             known.people.push((email, name));
         }
-        Ok(known)
+        known
     }
 
     /// The number of reviewer `id`, if of the campaign.
@@ -52,14 +64,19 @@ impl Reviewers {
         Some((n, self.people.get(n)?))
     }
 
-    /// Calls `each` with every reviewer: id, number, email and name.
-    pub fn for_each(self, mut each: impl FnMut(String, usize, String, String)) {
-        let mut people = self.people;
-        for (id, n) in self.numbers {
-            if let Some((email, name)) = people.get_mut(n).map(std::mem::take) {
-                each(id, n, email, name);
-            }
-        }
+    /// How many reviewers the campaign has.
+    pub fn len(&self) -> usize {
+        self.people.len()
+    }
+
+    /// Whether the campaign has no reviewer.
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
+    /// The (email, name) of reviewer number `n`.
+    pub fn person(&self, n: usize) -> Option<&(String, String)> {
+        self.people.get(n)
     }
 }
 
@@ -129,8 +146,8 @@ pub struct DecisionSpan {
 /// What the decisions of a campaign add up to.
 #[derive(Debug, Default)]
 pub struct DecisionTally {
-    /// By reviewer number (`Reviewers`).
-    pub by_reviewer: HashMap<usize, DecisionSpan>,
+    /// By reviewer number (`Reviewers`); none for a reviewer who made no decision.
+    pub by_reviewer: Vec<Option<DecisionSpan>>,
     /// Decisions ("don't know" and changes of mind included) by UTC day.
     pub by_day: BTreeMap<NaiveDate, u64>,
 }
@@ -140,28 +157,31 @@ impl DecisionTally {
     /// at `due_at`.
     pub fn count(&mut self, reviewer: usize, decided_at: NaiveDateTime, due_at: NaiveDateTime) {
         let late = u64::from(decided_at.trunc_subsecs(6) > due_at);
-        match self.by_reviewer.get_mut(&reviewer) {
-            Some(span) => {
-                span.first = span.first.min(decided_at);
-                span.last = span.last.max(decided_at);
-                span.after_due += late;
-            }
-            None => {
-                self.by_reviewer.insert(
-                    reviewer,
-                    DecisionSpan {
-                        first: decided_at,
-                        last: decided_at,
-                        after_due: late,
-                    },
-                );
-            }
+        if self.by_reviewer.len() <= reviewer {
+            self.by_reviewer.resize(reviewer + 1, None);
         }
+        let span = &mut self.by_reviewer[reviewer];
+        *span = Some(match *span {
+            Some(span) => DecisionSpan {
+                first: span.first.min(decided_at),
+                last: span.last.max(decided_at),
+                after_due: span.after_due + late,
+            },
+            None => DecisionSpan {
+                first: decided_at,
+                last: decided_at,
+                after_due: late,
+            },
+        });
         *self.by_day.entry(decided_at.date()).or_insert(0) += 1;
     }
 
     /// Decisions made after the due date, by every reviewer.
     pub fn after_due(&self) -> u64 {
-        self.by_reviewer.values().map(|span| span.after_due).sum()
+        self.by_reviewer
+            .iter()
+            .flatten()
+            .map(|span| span.after_due)
+            .sum()
     }
 }
