@@ -29,6 +29,9 @@ use crate::error::{Error, Result};
 const SQLITE_IDS_PER_COPY: i64 = 20_000;
 const POSTGRES_IDS_PER_COPY: i64 = 100_000;
 
+/// Routes handed from the routing thread to the staging inserts at a time.
+const ROUTES_PER_BATCH: usize = 10_000;
+
 /// What items are frozen from.
 pub(crate) struct FrozenSnapshot<'a> {
     /// When the generation started (the time part of item ids).
@@ -86,18 +89,24 @@ fn stage_and_copy(
     snapshot: &FrozenSnapshot<'_>,
 ) -> Result<Frozen> {
     let started = std::time::Instant::now();
-    let staged = Staged::route(snapshot)?;
-    staging::insert_routes(conn, &staged.routes)?;
+    let staged = route_and_stage(conn, snapshot)?;
     staging::insert_exceptions(conn, &staged.exceptions)?;
     staging::analyze(conn)?;
-    let bounds: (Option<i64>, Option<i64>) = grant_versions::table
+    // The snapshot's first and last access ids, each from one end of the (source, id) index
+    // (`min` and `max` with the snapshot's filter read every access).
+    let accesses = grant_versions::table
         .filter(grant_versions::source.eq(snapshot.source))
         .filter(crate::as_of!(grant_versions, snapshot.seq))
-        .select((
-            diesel::dsl::min(grant_versions::id),
-            diesel::dsl::max(grant_versions::id),
-        ))
-        .first(conn)?;
+        .select(grant_versions::id);
+    let first: Option<i64> = accesses
+        .order(grant_versions::id.asc())
+        .first(conn)
+        .optional()?;
+    let last: Option<i64> = accesses
+        .order(grant_versions::id.desc())
+        .first(conn)
+        .optional()?;
+    let bounds = (first, last);
     let id_prefix = unused_id_prefix(conn, snapshot.now)?;
     let staged_ms = started.elapsed().as_millis();
     let mut items = 0i64;
@@ -157,7 +166,7 @@ fn stage_and_copy(
     tracing::info!(
         campaign = %campaign_id,
         items,
-        routes = staged.routes.len(),
+        routes = staged.routes,
         staged_ms,
         copied_ms,
         "campaign items frozen"
@@ -207,21 +216,60 @@ fn ensure_generating(conn: &mut DbConnection, campaign_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The rows a generation stages after its groups: reviewers, routes and exceptions.
+/// Works out the routes on a second thread while this one stages those already worked out
+/// (on two cores, the longer of the two rather than their sum: about 0.4 s each at 200,000
+/// routes). A failed insert stops the routing at its next batch; a failed routing ends the
+/// batches; either error is returned, the staging's first.
+fn route_and_stage(conn: &mut DbConnection, snapshot: &FrozenSnapshot<'_>) -> Result<Staged> {
+    std::thread::scope(|scope| {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<RouteRow>>(2);
+        let router = std::thread::Builder::new()
+            .name("campaign-routing".into())
+            .spawn_scoped(scope, move || {
+                Staged::route(snapshot, |batch| {
+                    batches
+                        .send(batch)
+                        .map_err(|_| Error::Internal("the staging of routes stopped".into()))
+                })
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the routing thread: {e}")))?;
+        let mut staged_routes = Ok(());
+        for batch in &received {
+            staged_routes = staging::insert_routes(conn, &batch);
+            if staged_routes.is_err() {
+                break;
+            }
+        }
+        drop(received);
+        let routed = router
+            .join()
+            .map_err(|_| Error::Internal("the routing thread panicked".into()))?;
+        staged_routes?;
+        routed
+    })
+}
+
+/// What a generation staged after its groups: its reviewers, how many routes, and the
+/// exceptions.
 struct Staged {
     reviewers: Vec<(String, Candidate)>,
-    routes: Vec<RouteRow>,
+    routes: usize,
     exceptions: Vec<ExceptionRow>,
 }
 
 impl Staged {
-    fn route(snapshot: &FrozenSnapshot<'_>) -> Result<Staged> {
+    /// Routes every subject of `snapshot`, handing the routes to `stage` a batch at a time.
+    fn route(
+        snapshot: &FrozenSnapshot<'_>,
+        mut stage: impl FnMut(Vec<RouteRow>) -> Result<()>,
+    ) -> Result<Staged> {
         let (population, holders, plan) = (snapshot.population, snapshot.holders, snapshot.plan);
         let mut staged = Staged {
             reviewers: Vec::new(),
-            routes: Vec::with_capacity(holders.subjects.len()),
+            routes: 0,
             exceptions: Vec::new(),
         };
+        let mut batch: Vec<RouteRow> = Vec::with_capacity(ROUTES_PER_BATCH);
         let mut reviewer_ids: HashMap<String, String> = HashMap::new();
         let mut reviewer_id = |candidate: &Candidate, staged: &mut Vec<(String, Candidate)>| {
             let key = candidate.email.to_lowercase();
@@ -241,8 +289,15 @@ impl Staged {
             let Some(person) = population.people.get(person_id) else {
                 continue;
             };
+            if batch.len() == ROUTES_PER_BATCH {
+                stage(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(ROUTES_PER_BATCH),
+                ))?;
+            }
             let (reviewer, routing) = plan.reviewer_for(person_id, owner, &no_holders)?;
-            staged.routes.push((
+            staged.routes += 1;
+            batch.push((
                 person_id.clone(),
                 owner_key(owner),
                 reviewer_id(reviewer, &mut staged.reviewers),
@@ -252,6 +307,9 @@ impl Staged {
                 person.email.clone(),
                 person.status.clone(),
             ));
+        }
+        if !batch.is_empty() {
+            stage(batch)?;
         }
         let mut privileged: Vec<_> = holders.of_privileged.iter().collect();
         privileged.sort_by(|a, b| a.0.cmp(b.0));

@@ -270,9 +270,18 @@ pub(crate) fn holders(
     let subjects_sql = format!(
         "SELECT DISTINCT g.identity_external_id AS person, e.owner_key AS key {snapshot}{new_access}"
     );
+    // From the few privileged groups to their accesses (by the (source, group) index), not
+    // through every access: SQLite has no statistics on the staging tables, and `CROSS JOIN`
+    // keeps its join order (PostgreSQL plans it from `ANALYZE` either way). 0.5 s -> 2 ms
+    // at 1,000,000 accesses.
     let privileged_sql = format!(
-        "SELECT g.identity_external_id AS person, g.entitlement_external_id AS key {snapshot} \
-         AND e.privileged"
+        "SELECT g.identity_external_id AS person, g.entitlement_external_id AS key \
+         FROM attest_gen_groups e CROSS JOIN grant_versions g \
+         WHERE e.privileged AND g.entitlement_external_id = e.grp AND g.source = {} \
+         AND g.valid_from <= {} AND (g.valid_to IS NULL OR g.valid_to > {})",
+        p(1),
+        p(2),
+        p(3)
     );
     let in_scope = |person: &str| population.people.get(person).is_some_and(|p| p.in_scope);
     let mut holders = Holders {
