@@ -118,7 +118,7 @@ pub fn write_decision_files(
             let csv_error = |e: csv::Error| Error::Io(format!("cannot write decisions.csv: {e}"));
             csv.write_record(CSV_HEADER).map_err(csv_error)?;
             let mut count = 0u64;
-            let mut tally = DecisionTally::default();
+            let mut tally = DecisionTally::for_reviewers(reviewers.len());
             for page in pages {
                 for row in page {
                     let reviewer = reviewers.number(&row.2.0).ok_or_else(|| {

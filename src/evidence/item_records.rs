@@ -207,11 +207,7 @@ fn read_item_pages(
 }
 
 /// The record of `item`, reviewed by `reviewer` (email, name), whose latest decision is `last`.
-fn record_of(
-    item: ReviewItem,
-    reviewer: &(String, String),
-    last: Option<LatestDecision>,
-) -> ItemRecord {
+fn record_of(item: ReviewItem, reviewer: (&str, &str), last: Option<LatestDecision>) -> ItemRecord {
     let (last_decision_id, last_comment, last_auth_method) = match last {
         Some(last) => (Some(last.id), last.comment, Some(last.auth_method)),
         None => (None, None, None),
@@ -228,8 +224,8 @@ fn record_of(
         privileged: item.privileged,
         via: item.via,
         first_seen_at: rfc3339(item.granted_since),
-        reviewer_email: reviewer.0.clone(),
-        reviewer_name: reviewer.1.clone(),
+        reviewer_email: reviewer.0.to_string(),
+        reviewer_name: reviewer.1.to_string(),
         routing: item.routing,
         stage: item.stage,
         outcome: item.state,
@@ -282,7 +278,7 @@ pub fn write_item_files(
             let mut files = ItemFiles {
                 items: 0,
                 exceptions: BTreeMap::new(),
-                tally: ItemTally::default(),
+                tally: ItemTally::for_reviewers(reviewers.len()),
                 groups: GroupCounts::new(scratch),
                 reviewers: Reviewers::default(),
             };

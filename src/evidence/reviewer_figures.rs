@@ -46,8 +46,8 @@ impl ReviewerFigures {
         }
         let (email, name) = self.reviewers.person(n)?;
         Some(ReviewerSummary {
-            reviewer_email: email.clone(),
-            reviewer_name: name.clone(),
+            reviewer_email: email.to_string(),
+            reviewer_name: name.to_string(),
             outcomes,
             decisions_after_due: span.map_or(0, |span| span.after_due),
             first_decision_at: span.map(|span| rfc3339(span.first)),
@@ -131,7 +131,8 @@ mod tests {
             ("r-5".into(), "a@example.com".into(), "A".into()),
             ("r-1".into(), "c@example.com".into(), "C".into()),
             ("r-7".into(), "d@example.com".into(), "D".into()),
-        ]);
+        ])
+        .unwrap();
         let number = |id: &str| reviewers.number(id).unwrap();
         let mut items = vec![Outcomes::default(); reviewers.len()];
         let mut decisions = vec![None; reviewers.len()];

@@ -5,7 +5,10 @@
 //! number of reviewers and days, never with the number of items. `attest verify` recounts
 //! the same figures from the rows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use chrono::{NaiveDate, NaiveDateTime, SubsecRound};
 
@@ -14,16 +17,23 @@ use diesel::prelude::*;
 use crate::campaigns::model::{ITEM_NO_RESPONSE, ReviewItem};
 use crate::db::DbConnection;
 use crate::db::schema::reviewers;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::evidence::summary::Outcomes;
 
 /// The campaign's reviewers, numbered: items and decisions name their reviewer by id, and the
-/// counts are kept by number, so that each id is held once.
+/// counts are kept by number. Held compactly, since a large campaign has tens of thousands of
+/// reviewers and the export's memory should grow with them as little as it can: every id,
+/// email and name in one string, and a table of numbers keyed by a hash of the id.
 #[derive(Debug, Default)]
 pub struct Reviewers {
-    numbers: HashMap<String, usize>,
-    /// (email, name) by number.
-    people: Vec<(String, String)>,
+    /// Each reviewer's id, email and name, one after another, by number.
+    text: String,
+    /// Where reviewer number n's id, email and name start in `text` (three per reviewer,
+    /// then the end of `text`).
+    starts: Vec<u32>,
+    /// Reviewer numbers, found by a hash of their id (`hasher`).
+    by_id: HashTable<u32>,
+    hasher: RandomState,
 }
 
 impl Reviewers {
@@ -33,50 +43,81 @@ impl Reviewers {
             .filter(reviewers::campaign_id.eq(campaign_id))
             .select((reviewers::id, reviewers::email, reviewers::display_name))
             .load(conn)?;
-        Ok(Reviewers::numbered(rows))
+        Reviewers::numbered(rows)
     }
 
     /// Reviewers (id, email, name) numbered by email, then id, compared byte by byte
     /// whatever the database's collation.
-    pub fn numbered(mut rows: Vec<(String, String, String)>) -> Reviewers {
+    pub fn numbered(mut rows: Vec<(String, String, String)>) -> Result<Reviewers> {
         rows.sort_unstable_by(|(a_id, a_email, _), (b_id, b_email, _)| {
             a_email.cmp(b_email).then_with(|| a_id.cmp(b_id))
         });
+        let length: usize = rows
+            .iter()
+            .map(|(id, email, name)| id.len() + email.len() + name.len())
+            .sum();
+        let too_many = || Error::Internal("too many reviewers to number".into());
+        u32::try_from(length).map_err(|_| too_many())?;
         let mut known = Reviewers {
-            numbers: HashMap::with_capacity(rows.len()),
-            people: Vec::with_capacity(rows.len()),
+            text: String::with_capacity(length),
+            starts: Vec::with_capacity(rows.len() * 3 + 1),
+            by_id: HashTable::new(),
+            hasher: RandomState::new(),
         };
-        for (id, email, name) in rows {
-            known.numbers.insert(id, known.people.len());
-            known.people.push((email, name));
+        for (id, email, name) in &rows {
+            for part in [id, email, name] {
+                known.starts.push(known.text.len() as u32);
+                known.text.push_str(part);
+            }
         }
-        known
+        known.starts.push(known.text.len() as u32);
+        let mut by_id = HashTable::with_capacity(rows.len());
+        drop(rows);
+        let hash_of = |n: u32| known.hasher.hash_one(known.part(n as usize, 0));
+        for n in 0..u32::try_from(known.len()).map_err(|_| too_many())? {
+            by_id.insert_unique(hash_of(n), n, |&m| hash_of(m));
+        }
+        known.by_id = by_id;
+        Ok(known)
+    }
+
+    /// Part `k` (0 id, 1 email, 2 name) of reviewer number `n`.
+    fn part(&self, n: usize, k: usize) -> &str {
+        let at = n * 3 + k;
+        match (self.starts.get(at), self.starts.get(at + 1)) {
+            (Some(&from), Some(&to)) => self.text.get(from as usize..to as usize).unwrap_or(""),
+            _ => "",
+        }
     }
 
     /// The number of reviewer `id`, if of the campaign.
     pub fn number(&self, id: &str) -> Option<usize> {
-        self.numbers.get(id).copied()
+        self.by_id
+            .find(self.hasher.hash_one(id), |&n| {
+                self.part(n as usize, 0) == id
+            })
+            .map(|&n| n as usize)
     }
 
     /// The number of reviewer `id` with their (email, name), if of the campaign.
-    pub fn find(&self, id: &str) -> Option<(usize, &(String, String))> {
+    pub fn find(&self, id: &str) -> Option<(usize, (&str, &str))> {
         let n = self.number(id)?;
-        Some((n, self.people.get(n)?))
+        Some((n, self.person(n)?))
     }
 
     /// How many reviewers the campaign has.
     pub fn len(&self) -> usize {
-        self.people.len()
+        self.starts.len() / 3
     }
 
     /// Whether the campaign has no reviewer.
     pub fn is_empty(&self) -> bool {
-        self.people.is_empty()
+        self.len() == 0
     }
 
     /// The (email, name) of reviewer number `n`.
-    pub fn person(&self, n: usize) -> Option<&(String, String)> {
-        self.people.get(n)
+    pub fn person(&self, n: usize) -> Option<(&str, &str)> {
+        (n < self.len()).then(|| (self.part(n, 1), self.part(n, 2)))
     }
 }
 
@@ -96,6 +137,14 @@ pub struct ItemTally {
 }
 
 impl ItemTally {
+    /// No items yet, of a campaign with `reviewers` reviewers.
+    pub fn for_reviewers(reviewers: usize) -> ItemTally {
+        ItemTally {
+            by_reviewer: vec![Outcomes::default(); reviewers],
+            ..ItemTally::default()
+        }
+    }
+
     /// Counts one item, reviewed by reviewer number `reviewer`, first approved or revoked at
     /// `first_decided_at`, of a campaign due at `due_at`.
     pub fn count(
@@ -153,6 +202,14 @@ pub struct DecisionTally {
 }
 
 impl DecisionTally {
+    /// No decisions yet, of a campaign with `reviewers` reviewers.
+    pub fn for_reviewers(reviewers: usize) -> DecisionTally {
+        DecisionTally {
+            by_reviewer: vec![None; reviewers],
+            ..DecisionTally::default()
+        }
+    }
+
     /// Counts one decision by reviewer number `reviewer` at `decided_at`, in a campaign due
     /// at `due_at`.
     pub fn count(&mut self, reviewer: usize, decided_at: NaiveDateTime, due_at: NaiveDateTime) {
@@ -183,5 +240,44 @@ impl DecisionTally {
             .flatten()
             .map(|span| span.after_due)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviewers_are_numbered_by_email_then_id_and_found_by_id() {
+        let rows: Vec<(String, String, String)> = [
+            ("r-30", "z@example.com", "Zed"),
+            ("r-4", "a@example.com", "Ann"),
+            ("r-10", "a@example.com", "Ann again"),
+            ("r-2", "m@example.com", ""),
+        ]
+        .iter()
+        .map(|(id, email, name)| (id.to_string(), email.to_string(), name.to_string()))
+        .collect();
+        let reviewers = Reviewers::numbered(rows).unwrap();
+        assert_eq!(reviewers.len(), 4);
+        // "r-10" < "r-4" byte by byte.
+        assert_eq!(
+            reviewers.find("r-10"),
+            Some((0, ("a@example.com", "Ann again")))
+        );
+        assert_eq!(reviewers.find("r-4"), Some((1, ("a@example.com", "Ann"))));
+        assert_eq!(reviewers.find("r-2"), Some((2, ("m@example.com", ""))));
+        assert_eq!(reviewers.find("r-30"), Some((3, ("z@example.com", "Zed"))));
+        assert_eq!(reviewers.number("r-3"), None);
+        assert_eq!(reviewers.number(""), None);
+        assert_eq!(reviewers.person(4), None);
+    }
+
+    #[test]
+    fn no_reviewers() {
+        let reviewers = Reviewers::numbered(Vec::new()).unwrap();
+        assert!(reviewers.is_empty());
+        assert_eq!(reviewers.number("r-1"), None);
+        assert!(Reviewers::default().is_empty());
     }
 }

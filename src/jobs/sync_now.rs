@@ -59,7 +59,7 @@ pub fn request_sync(
         })?;
         let added = queue::enqueue(conn, now, KIND_SYNC_SOURCE, &key, &payload)?;
         if added {
-            tracing::info!(source, by = actor, "sync asked for in the console");
+            tracing::info!(source, by = actor, "sync asked for");
         }
         Ok(added)
     })
@@ -70,6 +70,6 @@ pub fn run(db: &Database, clock: &dyn Clock, config: &Config, job: &Job) -> Resu
     let task: SyncSource = serde_json::from_str(&job.payload)?;
     let source = config.source(&task.source)?;
     let outcome = sync_source(db, clock, &task.source, source, "console")?;
-    tracing::info!(source = %task.source, sync_run = %outcome.sync_run_id, "sync asked for in the console ran");
+    tracing::info!(source = %task.source, sync_run = %outcome.sync_run_id, "sync asked for by an admin ran");
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod api;
+pub mod api_actions;
 pub mod api_items;
 pub mod console;
 mod console_action;
@@ -83,7 +84,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, demo_enabled: bool) {
             "/api/v1/campaigns/{id}/decisions",
             web::get().to(api_items::decisions),
         )
+        .route(
+            "/api/v1/campaigns/{id}/close",
+            web::post().to(api_actions::close),
+        )
+        .route(
+            "/api/v1/definitions/{name}/campaigns",
+            web::post().to(api_actions::open),
+        )
         .route("/api/v1/sources", web::get().to(api::sources))
+        .route(
+            "/api/v1/sources/{name}/sync",
+            web::post().to(api_actions::sync),
+        )
         .route(
             "/api/v1/sources/{name}/sync-runs",
             web::get().to(api::sync_runs),

@@ -6,23 +6,28 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::web::{api, api_items, metrics};
+use crate::web::{api, api_actions, api_items, metrics};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "attest API",
         description = "Access reviews: campaigns, evidence packs, sources and metrics. Send an \
-                       API token (`attest token create`) as `Authorization: Bearer ...`."
+                       API token (`attest token create`) as `Authorization: Bearer ...`; \
+                       auditors' tokens read, admins' tokens also open and close campaigns \
+                       and queue syncs."
     ),
     paths(
         api::campaigns,
+        api_actions::open,
+        api_actions::close,
         api_items::items,
         api_items::decisions,
         api::evidence,
         api::public_key,
         api::sources,
         api::sync_runs,
+        api_actions::sync,
         metrics::metrics
     ),
     modifiers(&BearerToken),

@@ -327,6 +327,9 @@ async fn the_openapi_document_describes_every_route_and_each_answers_as_describe
         "/api/v1/evidence/public-key",
         "/api/v1/sources",
         "/api/v1/sources/{name}/sync-runs",
+        "/api/v1/sources/{name}/sync",
+        "/api/v1/campaigns/{id}/close",
+        "/api/v1/definitions/{name}/campaigns",
         "/metrics",
     ] {
         assert!(
@@ -334,9 +337,17 @@ async fn the_openapi_document_describes_every_route_and_each_answers_as_describe
             "{expected} in {paths:?}"
         );
     }
-    // Every path answers: 401 without a token where the document asks for one, 200 with.
+    // Every read answers: 401 without a token where the document asks for one, 200 with
+    // (the writes are `admin_api`'s).
     for path in &paths {
         let operation = &document["paths"][path]["get"];
+        if operation.is_null() {
+            assert!(
+                document["paths"][path]["post"]["security"].is_array(),
+                "{path}"
+            );
+            continue;
+        }
         let url = path.replace("{id}", &o.campaign).replace("{name}", "corp");
         let secured = operation["security"]
             .as_array()

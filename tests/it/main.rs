@@ -6,6 +6,7 @@ mod support;
 
 mod access_log;
 mod active_directory;
+mod admin_api;
 mod append_only;
 mod auditor_api;
 mod binary;
