@@ -1,6 +1,7 @@
-//! "Sync now" from the console: a job that syncs one source at the scheduler's next tick
-//! (the request does not wait for a long sync, and one instance runs it). A source with a
-//! sync already waiting or running gets no second one.
+//! "Sync now" from the console or the API: a job that syncs one source at the scheduler's
+//! next tick (the request does not wait for a long sync, and one instance runs it), recorded
+//! as its asker's (the sync's start event names them). A source with a sync already waiting
+//! or running gets no second one.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -19,16 +20,21 @@ pub const KIND_SYNC_SOURCE: &str = "sync_source";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct SyncSource {
     source: String,
+    /// Who asked (`staff:ID`, `api_token:ID`); jobs queued before this was kept say
+    /// `console`.
+    #[serde(default = "console")]
+    requested_by: String,
+}
+
+fn console() -> String {
+    "console".to_string()
 }
 
 /// Whether a sync of `source` waits or runs.
 pub fn sync_waiting(conn: &mut DbConnection, source: &str) -> Result<bool> {
-    let payload = serde_json::to_string(&SyncSource {
-        source: source.to_string(),
-    })?;
     let waiting: i64 = jobs::table
         .filter(jobs::kind.eq(KIND_SYNC_SOURCE))
-        .filter(jobs::payload.eq(payload))
+        .filter(jobs::dedupe_key.like(dedupe_prefix(source)).escape('\\'))
         .filter(jobs::state.eq_any([queue::STATE_PENDING, queue::STATE_RUNNING]))
         .count()
         .get_result(conn)?;
@@ -50,12 +56,13 @@ pub fn request_sync(
         }
         let earlier: i64 = jobs::table
             .filter(jobs::kind.eq(KIND_SYNC_SOURCE))
-            .filter(jobs::dedupe_key.like(format!("{KIND_SYNC_SOURCE}:{source}:%")))
+            .filter(jobs::dedupe_key.like(dedupe_prefix(source)).escape('\\'))
             .count()
             .get_result(conn)?;
         let key = format!("{KIND_SYNC_SOURCE}:{source}:{}", earlier + 1);
         let payload = serde_json::to_value(SyncSource {
             source: source.to_string(),
+            requested_by: actor.to_string(),
         })?;
         let added = queue::enqueue(conn, now, KIND_SYNC_SOURCE, &key, &payload)?;
         if added {
@@ -65,11 +72,42 @@ pub fn request_sync(
     })
 }
 
+/// The `LIKE` pattern (escaped with `\`) of the dedupe keys of `source`'s syncs asked for.
+fn dedupe_prefix(source: &str) -> String {
+    let mut pattern = format!("{KIND_SYNC_SOURCE}:");
+    for c in source.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(":%");
+    pattern
+}
+
 /// Runs a queued sync.
 pub fn run(db: &Database, clock: &dyn Clock, config: &Config, job: &Job) -> Result<()> {
     let task: SyncSource = serde_json::from_str(&job.payload)?;
     let source = config.source(&task.source)?;
-    let outcome = sync_source(db, clock, &task.source, source, "console")?;
-    tracing::info!(source = %task.source, sync_run = %outcome.sync_run_id, "sync asked for by an admin ran");
+    let outcome = sync_source(db, clock, &task.source, source, &task.requested_by)?;
+    tracing::info!(source = %task.source, sync_run = %outcome.sync_run_id, "sync asked for ran");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sources_key_pattern_matches_only_its_own_keys() {
+        assert_eq!(dedupe_prefix("corp"), "sync_source:corp:%");
+        assert_eq!(dedupe_prefix("corp_ad%"), "sync_source:corp\\_ad\\%:%");
+        assert_eq!(dedupe_prefix("a\\b"), "sync_source:a\\\\b:%");
+    }
+
+    #[test]
+    fn a_job_queued_before_the_asker_was_kept_runs_as_the_consoles() {
+        let task: SyncSource = serde_json::from_str(r#"{"source":"corp"}"#).unwrap();
+        assert_eq!(task.requested_by, "console");
+    }
 }

@@ -1,7 +1,8 @@
 //! `/api/v1`'s write side, for admin tokens only: open the current period's campaign of a
 //! definition, close a campaign (with the same breaker as the console and the CLI), and queue
 //! a sync of a source for the scheduler. Each action is recorded in the evidence log as the
-//! token's (`api_token:ID`) by the spine function it calls, in that function's transaction;
+//! token's (`api_token:ID`) by the spine function it calls, in that function's transaction
+//! (a queued sync's start event, when the scheduler runs it);
 //! an auditor's token is refused with 403 before anything is read. Errors are the API's JSON
 //! (`code`, `message`) with the status the spine's error maps to (404, 409, ...).
 
@@ -84,6 +85,7 @@ fn failed(e: Error) -> HttpResponse {
     params(("name" = String, Path, description = "The campaign definition's key in the configuration")),
     responses(
         (status = 201, body = OpenedCampaign),
+        (status = 400, description = "The definition does not match the snapshot (e.g. a named group is missing)", body = crate::web::api::ApiError),
         (status = 401, description = "No valid API token", body = crate::web::api::ApiError),
         (status = 403, description = "The token is not an admin's", body = crate::web::api::ApiError),
         (status = 404, description = "No such definition", body = crate::web::api::ApiError),
@@ -139,6 +141,7 @@ pub async fn open(
     request_body(content = Option<CloseRequest>, content_type = "application/json"),
     responses(
         (status = 200, body = ClosedCampaign),
+        (status = 400, description = "The body is not the object described", body = crate::web::api::ApiError),
         (status = 401, description = "No valid API token", body = crate::web::api::ApiError),
         (status = 403, description = "The token is not an admin's", body = crate::web::api::ApiError),
         (status = 404, description = "No such campaign", body = crate::web::api::ApiError),

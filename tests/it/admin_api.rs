@@ -155,6 +155,7 @@ async fn an_admin_token_opens_the_periods_campaign_once() {
     app.sync().await.unwrap();
     let (status, _) = post(&app, &open, Some(&auditor), None).await;
     assert_eq!(status, 403);
+    assert_eq!(post(&app, &open, None, None).await.0, 401);
     assert_eq!(app.count("campaigns").await, 0, "an auditor opens nothing");
 
     let (status, opened) = post(&app, &open, Some(&admin), None).await;
@@ -208,8 +209,12 @@ async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
     config.scheduler.enabled = true;
     let app = TestApp::spawn_without_background_workers(config).await;
     let (_, auditor) = token(&app, Role::Auditor).await;
-    let (_, admin) = token(&app, Role::Admin).await;
+    let (admin_id, admin) = token(&app, Role::Admin).await;
 
+    assert_eq!(
+        post(&app, "/api/v1/sources/corp/sync", None, None).await.0,
+        401
+    );
     assert_eq!(
         post(&app, "/api/v1/sources/corp/sync", Some(&auditor), None)
             .await
@@ -240,6 +245,11 @@ async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
     let now = attest::clock::Clock::now(app.clock.as_ref());
     app.tick_at(now + chrono::Duration::minutes(1)).await;
     assert_eq!(app.count("sync_runs").await, 1);
+    assert_eq!(
+        actors(&app, EventKind::SyncStarted).await,
+        vec![format!("api_token:{admin_id}")],
+        "the sync is recorded as the token's"
+    );
 
     // Where no scheduler runs, a queued sync would wait forever: refused.
     let dir = common::temp_dir();

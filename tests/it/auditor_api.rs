@@ -337,18 +337,31 @@ async fn the_openapi_document_describes_every_route_and_each_answers_as_describe
             "{expected} in {paths:?}"
         );
     }
-    // Every read answers: 401 without a token where the document asks for one, 200 with
-    // (the writes are `admin_api`'s).
+    // Every read answers: 401 without a token where the document asks for one, 200 with;
+    // every write is secured, answers 401 without a token and 403 to this auditor's (what
+    // an admin's does is `admin_api`'s), and says so.
     for path in &paths {
+        let url = path.replace("{id}", &o.campaign).replace("{name}", "corp");
         let operation = &document["paths"][path]["get"];
         if operation.is_null() {
+            let write = &document["paths"][path]["post"];
             assert!(
-                document["paths"][path]["post"]["security"].is_array(),
+                write["security"].as_array().is_some_and(|s| !s.is_empty()),
                 "{path}"
             );
+            assert!(write["responses"]["401"].is_object(), "{path}");
+            assert!(write["responses"]["403"].is_object(), "{path}");
+            let post = |token: Option<&str>| {
+                let mut request = http_client().post(format!("{}{url}", o.app.base_url));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                async move { request.send().await.unwrap().status().as_u16() }
+            };
+            assert_eq!(post(None).await, 401, "{path}");
+            assert_eq!(post(Some(&secret)).await, 403, "{path}");
             continue;
         }
-        let url = path.replace("{id}", &o.campaign).replace("{name}", "corp");
         let secured = operation["security"]
             .as_array()
             .is_some_and(|s| !s.is_empty());
