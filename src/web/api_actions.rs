@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::Role;
+use crate::auth::{ApiToken, Role};
 use crate::campaigns::model::campaign;
 use crate::campaigns::{CloseRules, close_campaign, start_campaign};
 use crate::error::Error;
@@ -75,6 +75,38 @@ fn failed(e: Error) -> HttpResponse {
     Refused::Failed(e).response()
 }
 
+/// What a path's name is the configuration's key of.
+#[derive(Clone, Copy)]
+enum Configured {
+    Definition,
+    Source,
+}
+
+/// The request's admin token and the configured name in `path`, or the refusal to answer:
+/// 401 or 403 for the token (before anything else is looked at), 404 for the name.
+async fn admin_and_configured(
+    state: &AppState,
+    request: &HttpRequest,
+    kind: Configured,
+    path: web::Path<String>,
+) -> Result<(ApiToken, String), HttpResponse> {
+    let token = bearer(state, request, &WRITERS)
+        .await
+        .map_err(|refused| refused.response())?;
+    let name = path.into_inner();
+    let (known, noun) = match kind {
+        Configured::Definition => (
+            state.config.campaigns.contains_key(&name),
+            "campaign definition",
+        ),
+        Configured::Source => (state.config.sources.contains_key(&name), "source"),
+    };
+    if !known {
+        return Err(failed(Error::NotFound(format!("no {noun} named `{name}`"))));
+    }
+    Ok((token, name))
+}
+
 /// Opens the current period's campaign of definition `name` (generating its items can take
 /// a while on a large directory); a campaign for the period that already exists is a 409.
 #[utoipa::path(
@@ -97,16 +129,11 @@ pub async fn open(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let token = match bearer(&state, &request, &WRITERS).await {
-        Ok(token) => token,
-        Err(refused) => return refused.response(),
-    };
-    let name = path.into_inner();
-    if !state.config.campaigns.contains_key(&name) {
-        return failed(Error::NotFound(format!(
-            "no campaign definition named `{name}`"
-        )));
-    }
+    let (token, name) =
+        match admin_and_configured(&state, &request, Configured::Definition, path).await {
+            Ok(found) => found,
+            Err(refused) => return refused,
+        };
     let (db, clock, config) = (state.db.clone(), state.clock.clone(), state.config.clone());
     let actor = format!("api_token:{}", token.id);
     let started = tokio::task::spawn_blocking(move || {
@@ -222,14 +249,11 @@ pub async fn sync(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let token = match bearer(&state, &request, &WRITERS).await {
-        Ok(token) => token,
-        Err(refused) => return refused.response(),
+    let (token, name) = match admin_and_configured(&state, &request, Configured::Source, path).await
+    {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
-    let name = path.into_inner();
-    if !state.config.sources.contains_key(&name) {
-        return failed(Error::NotFound(format!("no source named `{name}`")));
-    }
     if !state.config.scheduler.enabled {
         return failed(Error::Conflict(format!(
             "the scheduler is off on this instance, so nothing would run a queued sync; run \

@@ -13,6 +13,17 @@ use secrecy::ExposeSecret;
 use crate::common::{self, TestApp, http_client};
 use crate::open_review::open_campaign;
 
+/// The app on the fixture directory, not synced, its campaign opened only when asked, with
+/// the scheduler on or off (its workers never run by themselves: the test ticks).
+async fn app_on_fixture(scheduler: bool) -> (tempfile::TempDir, TestApp) {
+    let dir = common::temp_dir();
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let definition = config.campaigns.get_mut(common::DEFINITION).unwrap();
+    definition.schedule = "manual".into();
+    config.scheduler.enabled = scheduler;
+    (dir, TestApp::spawn_without_background_workers(config).await)
+}
+
 /// A token of `role` (id, secret).
 async fn token(app: &TestApp, role: Role) -> (String, String) {
     let email = format!("{}@example.com", role.as_str());
@@ -133,14 +144,7 @@ async fn an_admin_token_closes_a_campaign_confirming_revocations_above_the_share
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_opens_the_periods_campaign_once() {
-    let dir = common::temp_dir();
-    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
-    config
-        .campaigns
-        .get_mut(common::DEFINITION)
-        .unwrap()
-        .schedule = "manual".into();
-    let app = TestApp::spawn_without_background_workers(config).await;
+    let (_dir, app) = app_on_fixture(false).await;
     let (_, auditor) = token(&app, Role::Auditor).await;
     let (admin_id, admin) = token(&app, Role::Admin).await;
     let open = format!("/api/v1/definitions/{}/campaigns", common::DEFINITION);
@@ -199,15 +203,7 @@ async fn an_admin_token_opens_the_periods_campaign_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
-    let dir = common::temp_dir();
-    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
-    config
-        .campaigns
-        .get_mut(common::DEFINITION)
-        .unwrap()
-        .schedule = "manual".into();
-    config.scheduler.enabled = true;
-    let app = TestApp::spawn_without_background_workers(config).await;
+    let (_dir, app) = app_on_fixture(true).await;
     let (_, auditor) = token(&app, Role::Auditor).await;
     let (admin_id, admin) = token(&app, Role::Admin).await;
 
@@ -252,10 +248,7 @@ async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
     );
 
     // Where no scheduler runs, a queued sync would wait forever: refused.
-    let dir = common::temp_dir();
-    let off = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
-    assert!(!off.scheduler.enabled);
-    let app = TestApp::spawn_without_background_workers(off).await;
+    let (_dir, app) = app_on_fixture(false).await;
     let (_, admin) = token(&app, Role::Admin).await;
     let (status, body) = post(&app, "/api/v1/sources/corp/sync", Some(&admin), None).await;
     assert_eq!(status, 409, "{body}");
