@@ -2,7 +2,7 @@
 //! definition (once per period), close a campaign (refused above the revocation share until
 //! confirmed, refused twice), and queue a sync that the scheduler's tick then runs. An
 //! auditor's token is refused each action with 403 and changes nothing; no token gets 401.
-//! Each action is recorded as the token's.
+//! Each action is recorded as the token's; the sync queue also on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::auth::{NewToken, Role, issue};
@@ -12,12 +12,17 @@ use secrecy::ExposeSecret;
 
 use crate::common::{self, TestApp, http_client};
 use crate::open_review::open_campaign;
+use crate::support::postgres::{self, PgDatabase};
 
 /// The app on the fixture directory, not synced, its campaign opened only when asked, with
 /// the scheduler on or off (its workers never run by themselves: the test ticks).
-async fn app_on_fixture(scheduler: bool) -> (tempfile::TempDir, TestApp) {
+async fn app_on_fixture(
+    scheduler: bool,
+    postgres: Option<&PgDatabase>,
+) -> (tempfile::TempDir, TestApp) {
     let dir = common::temp_dir();
-    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    let url = postgres.map_or_else(|| common::sqlite_url(dir.path()), |db| db.url.clone());
+    let mut config = common::fixture_config(&url, None, dir.path());
     let definition = config.campaigns.get_mut(common::DEFINITION).unwrap();
     definition.schedule = "manual".into();
     config.scheduler.enabled = scheduler;
@@ -144,7 +149,7 @@ async fn an_admin_token_closes_a_campaign_confirming_revocations_above_the_share
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_opens_the_periods_campaign_once() {
-    let (_dir, app) = app_on_fixture(false).await;
+    let (_dir, app) = app_on_fixture(false, None).await;
     let (_, auditor) = token(&app, Role::Auditor).await;
     let (admin_id, admin) = token(&app, Role::Admin).await;
     let open = format!("/api/v1/definitions/{}/campaigns", common::DEFINITION);
@@ -203,7 +208,7 @@ async fn an_admin_token_opens_the_periods_campaign_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
-    let (_dir, app) = app_on_fixture(true).await;
+    let (_dir, app) = app_on_fixture(true, None).await;
     let (_, auditor) = token(&app, Role::Auditor).await;
     let (admin_id, admin) = token(&app, Role::Admin).await;
 
@@ -218,19 +223,7 @@ async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
         403
     );
     assert_eq!(app.count("jobs").await, 0);
-    let (status, body) = post(&app, "/api/v1/sources/corp/sync", Some(&admin), None).await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(
-        (body["source"].as_str(), body["queued"].as_bool()),
-        (Some("corp"), Some(true))
-    );
-    let (status, body) = post(&app, "/api/v1/sources/corp/sync", Some(&admin), None).await;
-    assert_eq!(
-        (status, body["queued"].as_bool()),
-        (202, Some(false)),
-        "one waits"
-    );
-    assert_eq!(app.count("jobs").await, 1);
+    queue_twice_and_run(&app, &admin_id, &admin).await;
     assert_eq!(
         post(&app, "/api/v1/sources/nope/sync", Some(&admin), None)
             .await
@@ -238,17 +231,8 @@ async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
         404
     );
 
-    let now = attest::clock::Clock::now(app.clock.as_ref());
-    app.tick_at(now + chrono::Duration::minutes(1)).await;
-    assert_eq!(app.count("sync_runs").await, 1);
-    assert_eq!(
-        actors(&app, EventKind::SyncStarted).await,
-        vec![format!("api_token:{admin_id}")],
-        "the sync is recorded as the token's"
-    );
-
     // Where no scheduler runs, a queued sync would wait forever: refused.
-    let (_dir, app) = app_on_fixture(false).await;
+    let (_dir, app) = app_on_fixture(false, None).await;
     let (_, admin) = token(&app, Role::Admin).await;
     let (status, body) = post(&app, "/api/v1/sources/corp/sync", Some(&admin), None).await;
     assert_eq!(status, 409, "{body}");
@@ -260,4 +244,48 @@ async fn an_admin_token_queues_one_sync_that_the_scheduler_runs() {
         "{body}"
     );
     assert_eq!(app.count("jobs").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_token_queues_one_sync_on_postgres() {
+    let database = postgres::database();
+    let (_dir, app) = app_on_fixture(true, Some(&database)).await;
+    let (admin_id, admin) = token(&app, Role::Admin).await;
+    queue_twice_and_run(&app, &admin_id, &admin).await;
+}
+
+/// Asks twice for a sync of `corp` with the admin token: one job waits; the scheduler's tick
+/// runs it as the token's; asked again after, another is queued.
+async fn queue_twice_and_run(app: &TestApp, admin_id: &str, admin: &str) {
+    let runs = app.count("sync_runs").await;
+    let (status, body) = post(app, "/api/v1/sources/corp/sync", Some(admin), None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["source"].as_str(), body["queued"].as_bool()),
+        (Some("corp"), Some(true))
+    );
+    let (status, body) = post(app, "/api/v1/sources/corp/sync", Some(admin), None).await;
+    assert_eq!(
+        (status, body["queued"].as_bool()),
+        (202, Some(false)),
+        "one waits"
+    );
+    assert_eq!(app.count("jobs").await, 1);
+
+    let now = attest::clock::Clock::now(app.clock.as_ref());
+    app.tick_at(now + chrono::Duration::minutes(1)).await;
+    assert_eq!(app.count("sync_runs").await, runs + 1);
+    assert_eq!(
+        actors(app, EventKind::SyncStarted).await,
+        vec![format!("api_token:{admin_id}")],
+        "the sync is recorded as the token's"
+    );
+
+    let (status, body) = post(app, "/api/v1/sources/corp/sync", Some(admin), None).await;
+    assert_eq!(
+        (status, body["queued"].as_bool()),
+        (202, Some(true)),
+        "{body}"
+    );
+    assert_eq!(app.count("jobs").await, 2);
 }
