@@ -162,8 +162,10 @@ pub fn close_campaign(
         if exceeds_share(would_revoke, before.items, rules) && !rules.confirm_revocations {
             return Err(Error::Conflict(format!(
                 "closing would revoke {would_revoke} of {} accesses nobody reviewed, more than \
-                 max_auto_revoke_share ({}) allows; check them with `attest campaign close \
-                 {campaign_id} --dry-run`, then confirm with --confirm-revocations",
+                 max_auto_revoke_share ({}) allows; check them first (`attest campaign close \
+                 {campaign_id} --dry-run`), then close again confirming the revocations: \
+                 `--confirm-revocations` on the command line, {{\"confirm_revocations\": true}} \
+                 in the API's body, or the confirmation box in the console",
                 before.items, rules.max_auto_revoke_share
             )));
         }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::db::DbConnection;
 use crate::db::schema::{campaigns, review_items, reviewers};
+use crate::db::stored_time::{MaybeStoredTime, StoredTime};
 use crate::error::{Error, Result};
 
 /// Items are being frozen; nobody sees the campaign until it opens.
@@ -77,15 +78,19 @@ pub struct ReviewItem {
     pub entitlement_dn: String,
     pub privileged: bool,
     pub via: Option<String>,
+    #[diesel(deserialize_as = StoredTime)]
     pub granted_since: NaiveDateTime,
     pub stage: i64,
     pub state: String,
+    #[diesel(deserialize_as = MaybeStoredTime)]
     pub decided_at: Option<NaiveDateTime>,
     /// For an item nobody decided, what the no-response policy did at close.
     pub no_response_outcome: Option<String>,
     /// An approval until this date: at the date it expires into a revocation.
+    #[diesel(deserialize_as = MaybeStoredTime)]
     pub approved_until: Option<NaiveDateTime>,
     /// When an approval until a date expired (the item is then `revoked`).
+    #[diesel(deserialize_as = MaybeStoredTime)]
     pub expired_at: Option<NaiveDateTime>,
 }
 

@@ -6,6 +6,7 @@
 //! (a generation that fails before leaves them to the next one, which drops them first).
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 
@@ -370,6 +371,13 @@ pub(crate) fn copy_items(conn: &mut DbConnection, range: &CopyRange<'_>) -> Resu
         Some(_) => format!(" AND g.first_seen_at > {}", p()),
         None => String::new(),
     };
+    // PostgreSQL: rows in reviewer order, so that the reviewer index takes each range in one
+    // sweep of its pages rather than at random places once it outgrows the shared buffers.
+    let by_reviewer = if postgres { " ORDER BY 3" } else { "" };
+    if let DbConnection::Postgres(pg) = conn {
+        // The range's rows sorted in memory rather than in temporary files.
+        pg.batch_execute("SET LOCAL work_mem = '128MB'")?;
+    }
     let sql = format!(
         "INSERT INTO review_items (id, campaign_id, reviewer_id, routing, identity_external_id, \
          identity_login, identity_name, identity_email, identity_status, \
@@ -387,7 +395,7 @@ pub(crate) fn copy_items(conn: &mut DbConnection, range: &CopyRange<'_>) -> Resu
          AND x.grp = g.entitlement_external_id \
          WHERE g.source = {source} AND g.valid_from <= {seq_from} \
          AND (g.valid_to IS NULL OR g.valid_to > {seq_to}) \
-         AND g.id > {after} AND g.id <= {up_to}{new_since}"
+         AND g.id > {after} AND g.id <= {up_to}{new_since}{by_reviewer}"
     );
     let query = diesel::sql_query(sql)
         .bind::<Text, _>(range.id_prefix)

@@ -4,6 +4,7 @@
 //! (`directory/`, `campaigns/`, ...); this module owns only connections and transactions.
 
 pub mod schema;
+pub mod stored_time;
 pub mod time;
 
 use std::path::PathBuf;

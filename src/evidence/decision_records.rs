@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::campaigns::model::Campaign;
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items, reviewers};
+use crate::db::stored_time::{MaybeStoredTime, StoredTime};
 use crate::db::time::rfc3339;
 use crate::error::{Error, Result};
 use crate::evidence::row_pipeline::{PageSender, read_and_format};
@@ -127,7 +128,7 @@ pub fn write_decision_files(
                             row.0.0
                         ))
                     })?;
-                    tally.count(reviewer, row.0.1, due_at);
+                    tally.count(reviewer, row.0.1.0, due_at);
                     let record = record_of(row);
                     csv.write_record(record.csv_cells().iter().map(|c| c.as_bytes()))
                         .map_err(csv_error)?;
@@ -145,14 +146,14 @@ pub fn write_decision_files(
 type DecisionColumns = (
     (
         String,
-        NaiveDateTime,
+        StoredTime,
         String,
         String,
         String,
         Option<String>,
         String,
         String,
-        Option<NaiveDateTime>,
+        MaybeStoredTime,
     ),
     (
         String,
@@ -161,7 +162,7 @@ type DecisionColumns = (
         String,
         String,
         bool,
-        Option<NaiveDateTime>,
+        MaybeStoredTime,
     ),
     (String, String, String),
 );
@@ -216,7 +217,7 @@ fn read_decision_pages(
             ))
             .load(conn)?;
         let Some(last) = rows.last() else { break };
-        after = Some((last.0.1, last.0.0.clone()));
+        after = Some((last.0.1.0, last.0.0.clone()));
         pages.send(rows)?;
     }
     Ok(())
@@ -226,15 +227,15 @@ fn read_decision_pages(
 fn record_of((d, item, reviewer): DecisionColumns) -> DecisionRecord {
     DecisionRecord {
         decision_id: d.0,
-        decided_at: rfc3339(d.1),
+        decided_at: rfc3339(d.1.0),
         campaign_id: d.2,
         item_id: d.3,
         outcome: d.4,
         comment: d.5,
         auth_method: d.6,
         auth_context: serde_json::from_str(&d.7).unwrap_or(serde_json::Value::Null),
-        approved_until: d.8.map(rfc3339),
-        item_expired_at: item.6.map(rfc3339),
+        approved_until: d.8.0.map(rfc3339),
+        item_expired_at: item.6.0.map(rfc3339),
         person_login: item.0,
         person_name: item.1,
         person_email: item.2,

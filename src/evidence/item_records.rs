@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::campaigns::model::{Campaign, ReviewItem};
 use crate::db::DbConnection;
 use crate::db::schema::{decisions, review_items};
+use crate::db::stored_time::StoredTime;
 use crate::db::time::{from_db, rfc3339};
 use crate::decisions::DecisionOutcome;
 use crate::error::{Error, Result};
@@ -139,14 +140,7 @@ pub struct ItemPage {
     decisions: Vec<DecisionOfItem>,
 }
 
-type DecisionOfItem = (
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    NaiveDateTime,
-);
+type DecisionOfItem = (String, String, Option<String>, String, String, StoredTime);
 
 /// The latest decision of an item, and when it was first approved or revoked.
 struct LatestDecision {
@@ -285,7 +279,7 @@ pub fn write_item_files(
             for page in pages {
                 let mut latest: HashMap<String, LatestDecision> = HashMap::new();
                 for (item_id, id, comment, auth_method, outcome, at) in page.decisions {
-                    let first = (outcome != DecisionOutcome::DontKnow.as_str()).then_some(at);
+                    let first = (outcome != DecisionOutcome::DontKnow.as_str()).then_some(at.0);
                     match latest.get_mut(&item_id) {
                         // A later decision of the item (the history's order).
                         Some(last) => {

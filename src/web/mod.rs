@@ -58,6 +58,10 @@ pub struct AppState {
     /// One pack is built at a time per instance: a build holds a database connection and a
     /// long read for its whole run.
     pub evidence_builds: tokio::sync::Semaphore,
+    /// One campaign is generated at a time per instance through the API: a generation holds a
+    /// blocking thread and a connection for its whole run, and on SQLite takes the write lock
+    /// in turns with every other writer.
+    pub campaign_generations: tokio::sync::Semaphore,
     /// The staff identity provider, discovered once per `PROVIDER_TTL`.
     pub provider: Arc<crate::auth::provider_cache::ProviderCache>,
     /// Sign-in starts per address (`auth.sign_ins_per_minute`).

@@ -2,7 +2,8 @@
 //! definition (once per period), close a campaign (refused above the revocation share until
 //! confirmed, refused twice), and queue a sync that the scheduler's tick then runs. An
 //! auditor's token is refused each action with 403 and changes nothing; no token gets 401.
-//! Each action is recorded as the token's; the sync queue also on PostgreSQL.
+//! Each action is recorded as the token's; the sync queue also on PostgreSQL. One campaign
+//! generates at a time: a second opening meanwhile is told to retry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use attest::auth::{NewToken, Role, issue};
@@ -100,6 +101,14 @@ async fn an_admin_token_closes_a_campaign_confirming_revocations_above_the_share
             .as_str()
             .unwrap()
             .contains("would revoke 18 of 18"),
+        "{body}"
+    );
+    // The message says how to confirm through the API, not only on the command line.
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"{"confirm_revocations": true}"#),
         "{body}"
     );
     let (status, body) = post(
@@ -288,4 +297,61 @@ async fn queue_twice_and_run(app: &TestApp, admin_id: &str, admin: &str) {
         "{body}"
     );
     assert_eq!(app.count("jobs").await, 2);
+}
+
+/// Two openings at once: one generates and the other is told to come back (503 with
+/// Retry-After) instead of holding a second blocking thread and connection. The test holds
+/// SQLite's write lock so that whichever opening got the slot waits inside its generation
+/// until the other has been answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_opening_while_one_generates_is_told_to_retry() {
+    use diesel::Connection as _;
+    use diesel::connection::SimpleConnection as _;
+
+    let (dir, app) = app_on_fixture(false, None).await;
+    let (_, admin) = token(&app, Role::Admin).await;
+    app.sync().await.unwrap();
+    let open = format!("/api/v1/definitions/{}/campaigns", common::DEFINITION);
+
+    let mut writer =
+        diesel::SqliteConnection::establish(&dir.path().join("attest.db").to_string_lossy())
+            .unwrap();
+    writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let app = std::sync::Arc::new(app);
+    let opening = |app: std::sync::Arc<TestApp>, secret: String, path: String| {
+        tokio::spawn(async move {
+            let response = http_client()
+                .post(format!("{}{path}", app.base_url))
+                .bearer_auth(secret)
+                .send()
+                .await
+                .unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, retry_after, body)
+        })
+    };
+    let mut first = opening(app.clone(), admin.clone(), open.clone());
+    let mut second = opening(app.clone(), admin.clone(), open.clone());
+    // The opening without the slot is answered while the other waits for the write lock.
+    let (told_to_retry, generating) = tokio::select! {
+        answer = &mut first => (answer.unwrap(), second),
+        answer = &mut second => (answer.unwrap(), first),
+    };
+    writer.batch_execute("ROLLBACK").unwrap();
+    let (status, retry_after, body) = told_to_retry;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("busy")),
+        "{body}"
+    );
+    assert_eq!(retry_after.unwrap(), "30");
+    let (status, _, opened) = generating.await.unwrap();
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(opened["items"], 18);
+    assert_eq!(app.count("campaigns").await, 1);
+    // The slot is free again: a third opening is answered, not told to retry.
+    let (status, body) = post(&app, &open, Some(&admin), None).await;
+    assert_eq!(status, 409, "{body}");
 }

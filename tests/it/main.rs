@@ -26,6 +26,7 @@ mod end_to_end;
 mod evidence_pack;
 mod follow_up;
 mod generation_faults;
+mod hostile_names;
 mod item_references;
 mod key_rotation;
 mod link_revocation;
