@@ -127,7 +127,7 @@ impl App {
             pages: Pages::new().map_err(|e| Error::Template(e.to_string()))?,
             evidence_key,
             evidence_builds: tokio::sync::Semaphore::new(1),
-            campaign_generations: tokio::sync::Semaphore::new(1),
+            campaign_generations: Arc::new(tokio::sync::Semaphore::new(1)),
             provider: Arc::default(),
             sign_ins,
         });

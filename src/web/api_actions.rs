@@ -6,6 +6,8 @@
 //! an auditor's token is refused with 403 before anything is read. Errors are the API's JSON
 //! (`code`, `message`) with the status the spine's error maps to (404, 409, ...).
 
+use std::sync::Arc;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -136,7 +138,7 @@ pub async fn open(
             Ok(found) => found,
             Err(refused) => return refused,
         };
-    let Ok(_generating) = state.campaign_generations.try_acquire() else {
+    let Ok(generating) = Arc::clone(&state.campaign_generations).try_acquire_owned() else {
         return HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "30"))
             .json(json!({
@@ -148,6 +150,8 @@ pub async fn open(
     let (db, clock, config) = (state.db.clone(), state.clock.clone(), state.config.clone());
     let actor = format!("api_token:{}", token.id);
     let started = tokio::task::spawn_blocking(move || {
+        // Held by the generation itself: a dropped request does not free the slot early.
+        let _generating = generating;
         start_campaign(&db, &*clock, &config, &name, false, &actor)
     })
     .await

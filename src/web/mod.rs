@@ -61,7 +61,7 @@ pub struct AppState {
     /// One campaign is generated at a time per instance through the API: a generation holds a
     /// blocking thread and a connection for its whole run, and on SQLite takes the write lock
     /// in turns with every other writer.
-    pub campaign_generations: tokio::sync::Semaphore,
+    pub campaign_generations: Arc<tokio::sync::Semaphore>,
     /// The staff identity provider, discovered once per `PROVIDER_TTL`.
     pub provider: Arc<crate::auth::provider_cache::ProviderCache>,
     /// Sign-in starts per address (`auth.sign_ins_per_minute`).

@@ -308,7 +308,16 @@ async fn a_second_opening_while_one_generates_is_told_to_retry() {
     use diesel::Connection as _;
     use diesel::connection::SimpleConnection as _;
 
-    let (dir, app) = app_on_fixture(false, None).await;
+    let dir = common::temp_dir();
+    let mut config = common::fixture_config(&common::sqlite_url(dir.path()), None, dir.path());
+    config
+        .campaigns
+        .get_mut(common::DEFINITION)
+        .unwrap()
+        .schedule = "manual".into();
+    // The generating opening waits for the test's write lock however slow the machine is.
+    config.database.busy_timeout_ms = 120_000;
+    let app = TestApp::spawn_without_background_workers(config).await;
     let (_, admin) = token(&app, Role::Admin).await;
     app.sync().await.unwrap();
     let open = format!("/api/v1/definitions/{}/campaigns", common::DEFINITION);
